@@ -426,6 +426,9 @@ fn dispatch(
                 .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
             let p = parse_body(body, content_type)?;
             if kind == PatchKind::Apply {
+                if q.get("fieldManager").is_none_or(|m| m.is_empty()) {
+                    return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requests must supply fieldManager"));
+                }
                 let existed = store.get(rt, ns, name).is_ok();
                 let out = store.apply(rt, ns, name, sub, p, &opts)?;
                 let code = if existed {

@@ -642,12 +642,12 @@ impl Store {
                 meta_mut(&mut seed).insert("name".into(), json!(name));
                 let mut obj = inner.admit_new(rt, ns, seed)?;
                 let mut managed = Managed::default();
-                let identity = json!({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": obj["metadata"].clone()});
-                let merged = managed
+                // `obj` already holds the applied content as admitted (defaults, normalisation);
+                // applying onto an empty object only records what the manager owns.
+                let identity = json!({"apiVersion": obj["apiVersion"], "kind": obj["kind"]});
+                managed
                     .apply(rt, &identity, &applied, &opts.manager, opts.force, &now)
                     .map_err(|c| conflict_error(rt, name, &c))?;
-                // Keep what admission added (uid, namespace, defaults) and the applied content.
-                fieldset::merge(rt, &mut obj, &merged);
                 managed.write_into(&mut obj);
                 inner.insert_new(rt, obj, opts.dry_run, &self.tx)
             }
