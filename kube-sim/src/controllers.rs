@@ -55,12 +55,7 @@ mod tokio_util_lite {
 
     impl<K: Clone + Eq + Hash> DueQueue<K> {
         pub fn new() -> Self {
-            Self {
-                by_time: BTreeSet::new(),
-                keys: HashMap::new(),
-                due: HashMap::new(),
-                seq: 0,
-            }
+            Self { by_time: BTreeSet::new(), keys: HashMap::new(), due: HashMap::new(), seq: 0 }
         }
 
         /// Schedules `k` at `at`, or earlier if it is already due earlier.
@@ -98,23 +93,15 @@ mod tokio_util_lite {
 type Key = (String, String, String, String); // (group, plural, namespace, name)
 
 fn rt_of(kind: &str) -> &'static ResourceType {
-    BUILTIN
-        .iter()
-        .find(|r| r.kind == kind)
-        .expect("built-in kind")
+    BUILTIN.iter().find(|r| r.kind == kind).expect("built-in kind")
 }
 
 fn controlled(group: &str, plural: &str) -> bool {
     matches!(
         (group, plural),
-        (
-            "apps",
-            "deployments" | "replicasets" | "statefulsets" | "daemonsets"
-        ) | ("batch", "jobs")
-            | (
-                "",
-                "services" | "persistentvolumeclaims" | "pods" | "namespaces"
-            )
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
+            | ("batch", "jobs")
+            | ("", "services" | "persistentvolumeclaims" | "pods" | "namespaces")
             | ("networking.k8s.io", "ingresses")
             | ("apiextensions.k8s.io", "customresourcedefinitions")
             | ("apiregistration.k8s.io", "apiservices")
@@ -137,9 +124,7 @@ pub async fn run(store: Arc<Store>, faults: Arc<Faults>, cfg: ControllerConfig) 
     seed_nodes(&store, cfg.nodes);
     resync(&store, &mut queue);
     loop {
-        let sleep_until = queue
-            .next_due()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let sleep_until = queue.next_due().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             ev = rx.recv() => match ev {
                 Ok(ev) => {
@@ -150,7 +135,8 @@ pub async fn run(store: Arc<Store>, faults: Arc<Faults>, cfg: ControllerConfig) 
                         let key = (ev.res.group.clone(), ev.res.plural.clone(),
                             ev.object["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
                             ev.object["metadata"]["name"].as_str().unwrap_or_default().to_string());
-                        let quick = matches!(ev.res.plural.as_str(), "namespaces" | "customresourcedefinitions" | "apiservices" | "horizontalpodautoscalers" | "replicasets");
+                        let terminating = !ev.object["metadata"]["deletionTimestamp"].is_null();
+                        let quick = !terminating && matches!(ev.res.plural.as_str(), "namespaces" | "customresourcedefinitions" | "apiservices" | "horizontalpodautoscalers" | "replicasets");
                         queue.schedule(key, Instant::now() + if quick { Duration::ZERO } else { cfg.rollout_delay / 2 });
                     }
                 }
@@ -170,10 +156,7 @@ pub async fn run(store: Arc<Store>, faults: Arc<Faults>, cfg: ControllerConfig) 
 
 fn seed_nodes(store: &Store, n: usize) {
     let rt = rt_of("Node");
-    let opts = WriteOpts {
-        manager: "kubelet".into(),
-        ..Default::default()
-    };
+    let opts = WriteOpts { manager: "kubelet".into(), ..Default::default() };
     for i in 0..n {
         let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("kube-sim-node-{i}"),
             "labels": {"kubernetes.io/hostname": format!("kube-sim-node-{i}"), "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}}});
@@ -189,19 +172,12 @@ fn seed_nodes(store: &Store, n: usize) {
 }
 
 fn resync(store: &Store, queue: &mut DueQueue<Key>) {
-    for rt in store
-        .registry()
-        .all()
-        .filter(|r| controlled(&r.group, &r.plural))
-    {
+    for rt in store.registry().all().filter(|r| controlled(&r.group, &r.plural)) {
         for o in store.all(rt) {
             let key = (
                 rt.group.clone(),
                 rt.plural.clone(),
-                o["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
+                o["metadata"]["namespace"].as_str().unwrap_or_default().into(),
                 o["metadata"]["name"].as_str().unwrap_or_default().into(),
             );
             queue.schedule(key, Instant::now());
@@ -233,16 +209,8 @@ fn keep_condition_times(old: &Value, new: &mut Value) {
         return;
     };
     for c in new_conds {
-        if let Some(o) = old["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|o| o["type"] == c["type"])
-        {
-            if o["status"] == c["status"]
-                && o["reason"] == c["reason"]
-                && o["message"] == c["message"]
-            {
+        if let Some(o) = old["conditions"].as_array().into_iter().flatten().find(|o| o["type"] == c["type"]) {
+            if o["status"] == c["status"] && o["reason"] == c["reason"] && o["message"] == c["message"] {
                 for f in ["lastTransitionTime", "lastUpdateTime", "lastProbeTime"] {
                     if o.get(f).is_some() {
                         c[f] = o[f].clone();
@@ -255,14 +223,7 @@ fn keep_condition_times(old: &Value, new: &mut Value) {
     }
 }
 
-fn write_status(
-    store: &Store,
-    rt: &ResourceType,
-    ns: &str,
-    name: &str,
-    old: &Value,
-    mut status: Value,
-) {
+fn write_status(store: &Store, rt: &ResourceType, ns: &str, name: &str, old: &Value, mut status: Value) {
     keep_condition_times(&old["status"], &mut status);
     let ns = (!ns.is_empty()).then_some(ns);
     let _ = store.set_status(rt, ns, name, status);
@@ -286,24 +247,14 @@ fn owned_by<'a>(objs: &'a [Arc<Value>], owner: &Value) -> Vec<&'a Arc<Value>> {
 }
 
 /// Reconciles one object. Returns when to look at it again, if ever.
-fn reconcile(
-    store: &Store,
-    faults: &Faults,
-    cfg: &ControllerConfig,
-    p: &mut Progress,
-    key: &Key,
-) -> Option<Duration> {
+fn reconcile(store: &Store, faults: &Faults, cfg: &ControllerConfig, p: &mut Progress, key: &Key) -> Option<Duration> {
     let (group, plural, ns, name) = key;
-    let rt = store
-        .registry()
-        .all()
-        .find(|r| r.group == *group && r.plural == *plural)?
-        .clone();
-    let obj = store
-        .get(&rt, (!ns.is_empty()).then_some(ns.as_str()), name)
-        .ok()?;
+    let rt = store.registry().all().find(|r| r.group == *group && r.plural == *plural)?.clone();
+    let obj = store.get(&rt, (!ns.is_empty()).then_some(ns.as_str()), name).ok()?;
     if !obj["metadata"]["deletionTimestamp"].is_null() {
-        return None;
+        // The namespace controller empties a terminating namespace, then removes it.
+        let namespace = rt.kind == "Namespace" && rt.group.is_empty();
+        return (namespace && !store.terminate_namespace(name)).then_some(Duration::from_millis(20));
     }
     match rt.kind.as_str() {
         "Deployment" => deployment(store, faults, cfg, p, &rt, &obj),
@@ -312,9 +263,7 @@ fn reconcile(
         "Pod" => pod(store, faults, cfg, &obj),
         "Job" => job(store, faults, cfg, p, &rt, &obj),
         "Service" => {
-            if obj["spec"]["type"] == "LoadBalancer"
-                && obj["status"]["loadBalancer"]["ingress"].is_null()
-            {
+            if obj["spec"]["type"] == "LoadBalancer" && obj["status"]["loadBalancer"]["ingress"].is_null() {
                 p.lb_ips += 1;
                 let ip = format!("192.0.2.{}", 10 + p.lb_ips % 240);
                 write_status(
@@ -330,23 +279,13 @@ fn reconcile(
         }
         "Ingress" => {
             if obj["status"]["loadBalancer"]["ingress"].is_null() {
-                write_status(
-                    store,
-                    &rt,
-                    ns,
-                    name,
-                    &obj,
-                    json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.250"}]}}),
-                );
+                write_status(store, &rt, ns, name, &obj, json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.250"}]}}));
             }
             None
         }
         "PersistentVolumeClaim" => {
             if obj["status"]["phase"] != "Bound" {
-                let volume = format!(
-                    "pvc-{}",
-                    obj["metadata"]["uid"].as_str().unwrap_or_default()
-                );
+                let volume = format!("pvc-{}", obj["metadata"]["uid"].as_str().unwrap_or_default());
                 let _ = store.modify(&rt, Some(ns), name, "kube-controller-manager", |o| {
                     o["spec"]["volumeName"] = json!(volume);
                 });
@@ -426,10 +365,7 @@ fn reconcile(
 }
 
 fn namespace_defaults(store: &Store, ns: &str) {
-    let opts = WriteOpts {
-        manager: "kube-controller-manager".into(),
-        ..Default::default()
-    };
+    let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
     let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
     let _ = store.create(rt_of("ServiceAccount"), Some(ns), sa, &opts);
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": ns,
@@ -440,10 +376,7 @@ fn namespace_defaults(store: &Store, ns: &str) {
 
 /// Where a rollout stands: generation seen, time it started.
 fn started(p: &mut Progress, obj: &Value) -> (bool, Instant) {
-    let uid = obj["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
     let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
     match p.started.get(&uid) {
         Some((g, t)) if *g == generation => (false, *t),
@@ -458,9 +391,7 @@ fn started(p: &mut Progress, obj: &Value) -> (bool, Instant) {
 fn template_hash(template: &Value) -> String {
     let h = fnv(template.to_string().as_bytes());
     let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..10)
-        .map(|i| alphabet[((h >> (i * 6)) % alphabet.len() as u64) as usize] as char)
-        .collect()
+    (0..10).map(|i| alphabet[((h >> (i * 6)) % alphabet.len() as u64) as usize] as char).collect()
 }
 
 fn deployment(
@@ -483,9 +414,8 @@ fn deployment(
     }
     let (_, t0) = started(p, d);
     let elapsed = t0.elapsed();
-    let deadline = cfg.progress_deadline.min(Duration::from_secs(
-        d["spec"]["progressDeadlineSeconds"].as_u64().unwrap_or(600),
-    ));
+    let deadline =
+        cfg.progress_deadline.min(Duration::from_secs(d["spec"]["progressDeadlineSeconds"].as_u64().unwrap_or(600)));
     let was_available = d["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -508,30 +438,15 @@ fn deployment(
     if d["spec"]["paused"] == true {
         let mut s = d["status"].clone();
         s["observedGeneration"] = json!(generation);
-        s["conditions"] = json!([cond(
-            "Progressing",
-            "Unknown",
-            "DeploymentPaused",
-            "Deployment is paused"
-        )]);
+        s["conditions"] = json!([cond("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused")]);
         write_status(store, rt, ns, name, d, s);
         return None;
     }
     let available = |ok: bool| {
         if ok {
-            cond(
-                "Available",
-                "True",
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.",
-            )
+            cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
         } else {
-            cond(
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.",
-            )
+            cond("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
         }
     };
     if elapsed < cfg.rollout_delay || (fails && elapsed < deadline) {
@@ -539,19 +454,10 @@ fn deployment(
         let mut s = base(ready_now.min(replicas), replicas);
         s["conditions"] = json!([
             available(was_available),
-            cond(
-                "Progressing",
-                "True",
-                "ReplicaSetUpdated",
-                &format!("ReplicaSet \"{rs_name}\" is progressing.")
-            )
+            cond("Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{rs_name}\" is progressing."))
         ]);
         write_status(store, rt, ns, name, d, s);
-        let next = if fails {
-            deadline.saturating_sub(elapsed)
-        } else {
-            cfg.rollout_delay.saturating_sub(elapsed)
-        };
+        let next = if fails { deadline.saturating_sub(elapsed) } else { cfg.rollout_delay.saturating_sub(elapsed) };
         return Some(next.max(Duration::from_millis(5)));
     }
     if fails {
@@ -585,17 +491,12 @@ fn deployment(
 fn sync_replicasets(store: &Store, d: &Value, rs_name: &str, hash: &str, replicas: i64) {
     let rs_rt = rt_of("ReplicaSet");
     let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
-    let opts = WriteOpts {
-        manager: "kube-controller-manager".into(),
-        ..Default::default()
-    };
+    let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
     let all = store.all(rs_rt);
     for rs in owned_by(&all, d) {
         let n = rs["metadata"]["name"].as_str().unwrap_or_default();
         if n != rs_name && rs["spec"]["replicas"] != 0 {
-            let _ = store.modify(rs_rt, Some(ns), n, "kube-controller-manager", |o| {
-                o["spec"]["replicas"] = json!(0)
-            });
+            let _ = store.modify(rs_rt, Some(ns), n, "kube-controller-manager", |o| o["spec"]["replicas"] = json!(0));
         }
     }
     let mut template = d["spec"]["template"].clone();
@@ -622,12 +523,7 @@ fn sync_replicasets(store: &Store, d: &Value, rs_name: &str, hash: &str, replica
     }
 }
 
-fn replicaset(
-    store: &Store,
-    _faults: &Faults,
-    cfg: &ControllerConfig,
-    rs: &Value,
-) -> Option<Duration> {
+fn replicaset(store: &Store, _faults: &Faults, cfg: &ControllerConfig, rs: &Value) -> Option<Duration> {
     if !cfg.simulate_pods {
         return None;
     }
@@ -636,15 +532,9 @@ fn replicaset(
     let name = rs["metadata"]["name"].as_str().unwrap_or_default();
     let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
     let all = store.all(pod_rt);
-    let pods: Vec<Arc<Value>> = owned_by(&all, rs)
-        .into_iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .cloned()
-        .collect();
-    let opts = WriteOpts {
-        manager: "kube-controller-manager".into(),
-        ..Default::default()
-    };
+    let pods: Vec<Arc<Value>> =
+        owned_by(&all, rs).into_iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).cloned().collect();
+    let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
     if pods.len() < want {
         for _ in pods.len()..want {
             let template = &rs["spec"]["template"];
@@ -653,21 +543,15 @@ fn replicaset(
                 "ownerReferences": [owner_ref(rs)]}, "spec": template["spec"]});
             let mut pod = pod;
             if pod["metadata"]["annotations"].is_null() {
-                pod["metadata"]
-                    .as_object_mut()
-                    .map(|m| m.remove("annotations"));
+                pod["metadata"].as_object_mut().map(|m| m.remove("annotations"));
             }
             pod["spec"]["nodeName"] = json!("kube-sim-node-0");
             let _ = store.create(pod_rt, Some(ns), pod, &opts);
         }
     } else {
         for p in pods.iter().skip(want) {
-            let _ = store.delete(
-                pod_rt,
-                Some(ns),
-                p["metadata"]["name"].as_str().unwrap_or_default(),
-                &Default::default(),
-            );
+            let _ =
+                store.delete(pod_rt, Some(ns), p["metadata"]["name"].as_str().unwrap_or_default(), &Default::default());
         }
     }
     let all = store.all(pod_rt);
@@ -757,11 +641,7 @@ fn workload(
             "updatedNumberScheduled": n, "numberAvailable": ready(n), "numberMisscheduled": 0})
     };
     write_status(store, rt, ns, name, w, status);
-    (!done).then(|| {
-        cfg.rollout_delay
-            .saturating_sub(t0.elapsed())
-            .max(Duration::from_millis(5))
-    })
+    (!done).then(|| cfg.rollout_delay.saturating_sub(t0.elapsed()).max(Duration::from_millis(5)))
 }
 
 fn job(
@@ -783,10 +663,7 @@ fn job(
         return None;
     }
     let (_, t0) = started(p, j);
-    let start = j["status"]["startTime"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(now);
+    let start = j["status"]["startTime"].as_str().map(str::to_string).unwrap_or_else(now);
     if t0.elapsed() < cfg.rollout_delay {
         write_status(
             store,
@@ -796,11 +673,7 @@ fn job(
             j,
             json!({"startTime": start, "active": 1, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}}),
         );
-        return Some(
-            cfg.rollout_delay
-                .saturating_sub(t0.elapsed())
-                .max(Duration::from_millis(5)),
-        );
+        return Some(cfg.rollout_delay.saturating_sub(t0.elapsed()).max(Duration::from_millis(5)));
     }
     let t = now();
     let status = if failing(faults, &j["spec"]["template"]["spec"]) {

@@ -114,18 +114,8 @@ pub fn apply(kind: &str, obj: &mut Value, alloc: &mut Allocator) {
             set_default(spec, "conversion", json!({"strategy": "None"}));
         }
         "Ingress" => {
-            for rule in obj
-                .pointer_mut("/spec/rules")
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                for path in rule
-                    .pointer_mut("/http/paths")
-                    .and_then(Value::as_array_mut)
-                    .into_iter()
-                    .flatten()
-                {
+            for rule in obj.pointer_mut("/spec/rules").and_then(Value::as_array_mut).into_iter().flatten() {
+                for path in rule.pointer_mut("/http/paths").and_then(Value::as_array_mut).into_iter().flatten() {
                     set_default(path, "pathType", json!("ImplementationSpecific"));
                 }
             }
@@ -155,22 +145,9 @@ fn statefulset(obj: &mut Value) {
     set_default(spec, "replicas", json!(1));
     set_default(spec, "podManagementPolicy", json!("OrderedReady"));
     set_default(spec, "revisionHistoryLimit", json!(10));
-    set_default(
-        spec,
-        "updateStrategy",
-        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-    );
-    set_default(
-        spec,
-        "persistentVolumeClaimRetentionPolicy",
-        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
-    );
-    for pvc in spec
-        .get_mut("volumeClaimTemplates")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    set_default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+    set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+    for pvc in spec.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut).into_iter().flatten() {
         set_default(pvc, "apiVersion", json!("v1"));
         set_default(pvc, "kind", json!("PersistentVolumeClaim"));
         set_default(obj_at(pvc, "spec"), "volumeMode", json!("Filesystem"));
@@ -196,11 +173,7 @@ fn job(obj: &mut Value) {
     let spec = obj_at(obj, "spec");
     job_spec(spec);
     if !uid.is_null() && spec["manualSelector"] != json!(true) {
-        set_default(
-            spec,
-            "selector",
-            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
-        );
+        set_default(spec, "selector", json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
         let labels = obj_at(obj_at(obj_at(spec, "template"), "metadata"), "labels");
         for (k, v) in [
             ("batch.kubernetes.io/controller-uid", &uid),
@@ -238,26 +211,12 @@ fn pod_spec(spec: &mut Value) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
     for field in ["containers", "initContainers"] {
-        for c in spec
-            .get_mut(field)
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
+        for c in spec.get_mut(field).and_then(Value::as_array_mut).into_iter().flatten() {
             container(c);
         }
     }
-    for v in spec
-        .get_mut("volumes")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        for (kind, key) in [
-            ("configMap", "defaultMode"),
-            ("secret", "defaultMode"),
-            ("projected", "defaultMode"),
-        ] {
+    for v in spec.get_mut("volumes").and_then(Value::as_array_mut).into_iter().flatten() {
+        for (kind, key) in [("configMap", "defaultMode"), ("secret", "defaultMode"), ("projected", "defaultMode")] {
             if let Some(src) = v.get_mut(kind).filter(|s| s.is_object()) {
                 set_default(src, key, json!(420));
             }
@@ -273,32 +232,14 @@ fn container(c: &mut Value) {
     let last = image.rsplit('/').next().unwrap_or_default();
     let tag_latest = !last.contains(':') || last.ends_with(":latest");
     let digest = image.contains('@');
-    set_default(
-        c,
-        "imagePullPolicy",
-        json!(if tag_latest && !digest {
-            "Always"
-        } else {
-            "IfNotPresent"
-        }),
-    );
+    set_default(c, "imagePullPolicy", json!(if tag_latest && !digest { "Always" } else { "IfNotPresent" }));
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
     set_default(c, "resources", json!({}));
-    for p in c
-        .get_mut("ports")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for p in c.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
         set_default(p, "protocol", json!("TCP"));
     }
-    for e in c
-        .get_mut("env")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for e in c.get_mut("env").and_then(Value::as_array_mut).into_iter().flatten() {
         if let Some(fr) = e.get_mut("valueFrom").and_then(|v| v.get_mut("fieldRef")) {
             set_default(fr, "apiVersion", json!("v1"));
         }
@@ -339,12 +280,7 @@ fn service(obj: &mut Value, alloc: &mut Allocator) {
     if ty == "LoadBalancer" {
         set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
-    for p in spec
-        .get_mut("ports")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for p in spec.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
         set_default(p, "protocol", json!("TCP"));
         let port = p["port"].clone();
         set_default(p, "targetPort", port);
@@ -364,10 +300,7 @@ mod tests {
         apply("Deployment", &mut d, &mut Allocator::default());
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
-        assert_eq!(
-            d["spec"]["template"]["metadata"]["creationTimestamp"],
-            Value::Null
-        );
+        assert_eq!(d["spec"]["template"]["metadata"]["creationTimestamp"], Value::Null);
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c["ports"][0]["protocol"], "TCP");

@@ -14,12 +14,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason,
-            message: message.into(),
-            details: None,
-        }
+        Self { code, reason, message: message.into(), details: None }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -35,22 +30,14 @@ impl ApiError {
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!("{qualified} \"{name}\" already exists"),
-        )
-        .with_details(json!({"name": name, "group": group, "kind": resource}))
+        Self::new(409, "AlreadyExists", format!("{qualified} \"{name}\" already exists"))
+            .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> Self {
         let qualified = qualified(group, resource);
-        Self::new(
-            409,
-            "Conflict",
-            format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
-        )
-        .with_details(json!({"name": name, "group": group, "kind": resource}))
+        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"))
+            .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -59,16 +46,10 @@ impl ApiError {
 
     pub fn invalid(kind: &str, name: &str, causes: Vec<(String, String)>) -> Self {
         let joined: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-        let causes: Vec<Value> = causes
-            .iter()
-            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
-            .collect();
-        Self::new(
-            422,
-            "Invalid",
-            format!("{kind} \"{name}\" is invalid: {}", joined.join(", ")),
-        )
-        .with_details(json!({"name": name, "kind": kind, "causes": causes}))
+        let causes: Vec<Value> =
+            causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect();
+        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {}", joined.join(", ")))
+            .with_details(json!({"name": name, "kind": kind, "causes": causes}))
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
@@ -120,11 +101,7 @@ impl ApiError {
 }
 
 fn qualified(group: &str, resource: &str) -> String {
-    if group.is_empty() {
-        resource.to_string()
-    } else {
-        format!("{resource}.{group}")
-    }
+    if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -60,10 +60,7 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Self {
-            settings: Mutex::new((FaultSettings::default(), 0)),
-            watch_tx: watch::channel(WatchSignal::None).0,
-        }
+        Self { settings: Mutex::new((FaultSettings::default(), 0)), watch_tx: watch::channel(WatchSignal::None).0 }
     }
 }
 
@@ -89,22 +86,11 @@ impl Faults {
     }
 
     pub fn add_failing_image(&self, image: &str) {
-        self.settings
-            .lock()
-            .0
-            .failing_images
-            .push(image.to_string());
+        self.settings.lock().0.failing_images.push(image.to_string());
     }
 
     pub fn image_fails(&self, image: &str) -> bool {
-        image_fails(image)
-            || self
-                .settings
-                .lock()
-                .0
-                .failing_images
-                .iter()
-                .any(|i| i == image)
+        image_fails(image) || self.settings.lock().0.failing_images.iter().any(|i| i == image)
     }
 
     pub fn drop_watches(&self) {
@@ -142,8 +128,7 @@ impl Faults {
             }
             *counter += 1;
             // A low-discrepancy sequence: exactly `rate` of requests fail, spread evenly.
-            let hit = ((*counter as f64) * rule.rate).floor()
-                > (((*counter - 1) as f64) * rule.rate).floor();
+            let hit = ((*counter as f64) * rule.rate).floor() > (((*counter - 1) as f64) * rule.rate).floor();
             if hit {
                 if let Some(c) = rule.count.as_mut() {
                     *c -= 1;
@@ -197,10 +182,7 @@ pub fn image_fails(image: &str) -> bool {
         Some((n, t)) if !t.contains('/') => (n, t),
         _ => (image, ""),
     };
-    let host_invalid = name
-        .split('/')
-        .next()
-        .is_some_and(|h| name.contains('/') && h.ends_with(".invalid"));
+    let host_invalid = name.split('/').next().is_some_and(|h| name.contains('/') && h.ends_with(".invalid"));
     tag == "fail" || tag.starts_with("fail-") || host_invalid
 }
 
@@ -225,22 +207,12 @@ mod tests {
     #[test]
     fn error_rates_are_exact_and_counts_expire() {
         let f = Faults::default();
-        f.add_error(ErrorRule {
-            verb: Some("patch".into()),
-            code: 500,
-            rate: 0.25,
-            count: None,
-        });
+        f.add_error(ErrorRule { verb: Some("patch".into()), code: 500, rate: 0.25, count: None });
         let failures = (0..100).filter(|_| f.check("patch").is_err()).count();
         assert_eq!(failures, 25);
         assert!(f.check("get").is_ok());
         f.clear();
-        f.add_error(ErrorRule {
-            verb: None,
-            code: 429,
-            rate: 1.0,
-            count: Some(2),
-        });
+        f.add_error(ErrorRule { verb: None, code: 429, rate: 1.0, count: Some(2) });
         assert_eq!(f.check("get").unwrap_err().code, 429);
         assert!(f.check("list").is_err());
         assert!(f.check("list").is_ok());

@@ -200,9 +200,7 @@ fn merge_field(rt: &ResourceType, name: &str, live: &mut Value, applied: &Value)
             }
         }
         (Value::Array(l), Value::Array(a)) => match rt.list_type(name, a) {
-            ListType::Map(keys)
-                if !a.is_empty() && rt.list_type(name, l) == ListType::Map(keys) =>
-            {
+            ListType::Map(keys) if !a.is_empty() && rt.list_type(name, l) == ListType::Map(keys) => {
                 for item in a {
                     let key = key_string(item, keys);
                     match l.iter_mut().find(|i| key_matches(i, &key)) {
@@ -357,9 +355,7 @@ impl ManagedEntry {
     }
 
     fn same_slot(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
-        self.manager == manager
-            && self.operation == operation
-            && self.subresource.as_deref() == subresource
+        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
     }
 }
 
@@ -381,12 +377,7 @@ impl Managed {
     }
 
     pub fn write_into(&self, obj: &mut Value) {
-        let entries: Vec<Value> = self
-            .0
-            .iter()
-            .filter(|e| !e.fields.is_empty())
-            .map(ManagedEntry::to_value)
-            .collect();
+        let entries: Vec<Value> = self.0.iter().filter(|e| !e.fields.is_empty()).map(ManagedEntry::to_value).collect();
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             if entries.is_empty() {
                 meta.remove("managedFields");
@@ -397,17 +388,8 @@ impl Managed {
     }
 
     /// Fields owned by anyone other than the `(manager, operation)` slot.
-    fn owned_by_others(
-        &self,
-        manager: &str,
-        operation: &str,
-        sub: Option<&str>,
-    ) -> BTreeSet<&Path> {
-        self.0
-            .iter()
-            .filter(|e| !e.same_slot(manager, operation, sub))
-            .flat_map(|e| e.fields.iter())
-            .collect()
+    fn owned_by_others(&self, manager: &str, operation: &str, sub: Option<&str>) -> BTreeSet<&Path> {
+        self.0.iter().filter(|e| !e.same_slot(manager, operation, sub)).flat_map(|e| e.fields.iter()).collect()
     }
 
     /// Server-side apply. Returns the merged object or the conflicts that block it.
@@ -427,11 +409,7 @@ impl Managed {
         let applied_leaves = leaves(rt, applied);
         let new_set: BTreeSet<Path> = applied_leaves.keys().cloned().collect();
         let mut conflicts = Vec::new();
-        for e in self
-            .0
-            .iter()
-            .filter(|e| !e.same_slot(manager, "Apply", None) && e.subresource.is_none())
-        {
+        for e in self.0.iter().filter(|e| !e.same_slot(manager, "Apply", None) && e.subresource.is_none()) {
             for p in e.fields.intersection(&new_set) {
                 let is_item = matches!(p.last(), Some(Step::Key(_)));
                 if !is_item && get(live, p) != applied_leaves.get(p) {
@@ -453,12 +431,8 @@ impl Managed {
                 }
             }
         }
-        let previous = self
-            .0
-            .iter()
-            .find(|e| e.same_slot(manager, "Apply", None))
-            .map(|e| e.fields.clone())
-            .unwrap_or_default();
+        let previous =
+            self.0.iter().find(|e| e.same_slot(manager, "Apply", None)).map(|e| e.fields.clone()).unwrap_or_default();
         let mut merged = live.clone();
         merge(rt, &mut merged, applied);
         let others = self.owned_by_others(manager, "Apply", None);
@@ -469,24 +443,13 @@ impl Managed {
         // Remove the outermost paths only: a removed list item takes its fields with it.
         let outermost: Vec<&Path> = removed
             .iter()
-            .filter(|p| {
-                !removed
-                    .iter()
-                    .any(|q| q.len() < p.len() && p.starts_with(q))
-            })
+            .filter(|p| !removed.iter().any(|q| q.len() < p.len() && p.starts_with(q)))
             .copied()
             .collect();
         for p in outermost {
             remove(&mut merged, p);
         }
-        self.set_slot(
-            manager,
-            "Apply",
-            None,
-            &api_version_of(applied),
-            time,
-            new_set,
-        );
+        self.set_slot(manager, "Apply", None, &api_version_of(applied), time, new_set);
         Ok(merged)
     }
 
@@ -506,22 +469,14 @@ impl Managed {
         } else {
             (leaves(rt, old), leaves(rt, new))
         };
-        let changed: BTreeSet<Path> = new_l
-            .iter()
-            .filter(|(p, v)| old_l.get(*p) != Some(*v))
-            .map(|(p, _)| p.clone())
-            .collect();
-        let removed: BTreeSet<Path> = old_l
-            .keys()
-            .filter(|p| !new_l.contains_key(*p))
-            .cloned()
-            .collect();
+        let changed: BTreeSet<Path> =
+            new_l.iter().filter(|(p, v)| old_l.get(*p) != Some(*v)).map(|(p, _)| p.clone()).collect();
+        let removed: BTreeSet<Path> = old_l.keys().filter(|p| !new_l.contains_key(*p)).cloned().collect();
         if changed.is_empty() && removed.is_empty() {
             return;
         }
         for e in self.0.iter_mut() {
-            e.fields
-                .retain(|p| !removed.contains(p) && !changed.contains(p));
+            e.fields.retain(|p| !removed.contains(p) && !changed.contains(p));
         }
         let mut mine = self
             .0
@@ -530,14 +485,7 @@ impl Managed {
             .map(|e| e.fields.clone())
             .unwrap_or_default();
         mine.extend(changed);
-        self.set_slot(
-            manager,
-            "Update",
-            subresource,
-            &api_version_of(new),
-            time,
-            mine,
-        );
+        self.set_slot(manager, "Update", subresource, &api_version_of(new), time, mine);
     }
 
     fn set_slot(
@@ -579,11 +527,7 @@ mod tests {
     use serde_json::json;
 
     fn deployment_rt() -> ResourceType {
-        BUILTIN
-            .iter()
-            .find(|r| r.kind == "Deployment")
-            .unwrap()
-            .clone()
+        BUILTIN.iter().find(|r| r.kind == "Deployment").unwrap().clone()
     }
 
     fn deploy(replicas: i64, image: &str, with_env: bool) -> Value {
@@ -601,18 +545,13 @@ mod tests {
         let rt = deployment_rt();
         let set: BTreeSet<Path> = leaves(&rt, &deploy(2, "nginx", true)).into_keys().collect();
         let encoded = to_fields_v1(&set);
-        assert!(
-            encoded["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["."]
-                .is_object()
-        );
+        assert!(encoded["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["."].is_object());
         assert!(
             encoded["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:ports"]
                 ["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]
                 .is_object()
         );
-        assert!(
-            encoded.get("f:apiVersion").is_none() && encoded["f:metadata"].get("f:name").is_none()
-        );
+        assert!(encoded.get("f:apiVersion").is_none() && encoded["f:metadata"].get("f:name").is_none());
         assert_eq!(from_fields_v1(&encoded), set);
     }
 
@@ -620,101 +559,38 @@ mod tests {
     fn apply_removes_fields_no_longer_applied() {
         let rt = deployment_rt();
         let mut m = Managed::default();
-        let live = m
-            .apply(
-                &rt,
-                &json!({}),
-                &deploy(2, "nginx", true),
-                "bosun",
-                false,
-                "t",
-            )
-            .unwrap();
-        assert_eq!(
-            live["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"],
-            "MODE"
-        );
-        let live = m
-            .apply(&rt, &live, &deploy(2, "nginx", false), "bosun", false, "t")
-            .unwrap();
-        assert!(
-            live["spec"]["template"]["spec"]["containers"][0]
-                .get("env")
-                .is_none(),
-            "{live}"
-        );
+        let live = m.apply(&rt, &json!({}), &deploy(2, "nginx", true), "bosun", false, "t").unwrap();
+        assert_eq!(live["spec"]["template"]["spec"]["containers"][0]["env"][0]["name"], "MODE");
+        let live = m.apply(&rt, &live, &deploy(2, "nginx", false), "bosun", false, "t").unwrap();
+        assert!(live["spec"]["template"]["spec"]["containers"][0].get("env").is_none(), "{live}");
     }
 
     #[test]
     fn conflict_with_other_manager_unless_forced() {
         let rt = deployment_rt();
         let mut m = Managed::default();
-        let live = m
-            .apply(
-                &rt,
-                &json!({}),
-                &deploy(2, "nginx", false),
-                "bosun",
-                false,
-                "t",
-            )
-            .unwrap();
+        let live = m.apply(&rt, &json!({}), &deploy(2, "nginx", false), "bosun", false, "t").unwrap();
         let mut edited = live.clone();
         edited["spec"]["replicas"] = json!(5);
         m.update(&rt, &live, &edited, "kubectl-edit", None, "t");
-        let err = m
-            .clone()
-            .apply(
-                &rt,
-                &edited,
-                &deploy(2, "nginx", false),
-                "bosun",
-                false,
-                "t",
-            )
-            .unwrap_err();
+        let err = m.clone().apply(&rt, &edited, &deploy(2, "nginx", false), "bosun", false, "t").unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(display(&err[0].path), ".spec.replicas");
         assert_eq!(err[0].manager, "kubectl-edit");
         // Same value: shared ownership, no conflict.
-        assert!(
-            m.clone()
-                .apply(
-                    &rt,
-                    &edited,
-                    &deploy(5, "nginx", false),
-                    "bosun",
-                    false,
-                    "t"
-                )
-                .is_ok()
-        );
-        let healed = m
-            .apply(&rt, &edited, &deploy(2, "nginx", false), "bosun", true, "t")
-            .unwrap();
+        assert!(m.clone().apply(&rt, &edited, &deploy(5, "nginx", false), "bosun", false, "t").is_ok());
+        let healed = m.apply(&rt, &edited, &deploy(2, "nginx", false), "bosun", true, "t").unwrap();
         assert_eq!(healed["spec"]["replicas"], 2);
-        assert!(
-            m.0.iter().all(|e| e.manager != "kubectl-edit"),
-            "forced apply takes the field over"
-        );
+        assert!(m.0.iter().all(|e| e.manager != "kubectl-edit"), "forced apply takes the field over");
     }
 
     #[test]
     fn fields_owned_by_others_survive_removal() {
         let rt = deployment_rt();
         let mut m = Managed::default();
-        let live = m
-            .apply(&rt, &json!({}), &deploy(2, "nginx", true), "a", false, "t")
-            .unwrap();
-        let live = m
-            .apply(&rt, &live, &deploy(2, "nginx", true), "b", false, "t")
-            .unwrap();
-        let live = m
-            .apply(&rt, &live, &deploy(2, "nginx", false), "a", false, "t")
-            .unwrap();
-        assert_eq!(
-            live["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
-            "x"
-        );
+        let live = m.apply(&rt, &json!({}), &deploy(2, "nginx", true), "a", false, "t").unwrap();
+        let live = m.apply(&rt, &live, &deploy(2, "nginx", true), "b", false, "t").unwrap();
+        let live = m.apply(&rt, &live, &deploy(2, "nginx", false), "a", false, "t").unwrap();
+        assert_eq!(live["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "x");
     }
 }

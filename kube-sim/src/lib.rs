@@ -104,14 +104,8 @@ impl Drop for SimCluster {
 
 /// Objects every fresh cluster has, as a real one does after bootstrap.
 fn bootstrap(store: &Store) {
-    let opts = WriteOpts {
-        manager: "kube-apiserver".into(),
-        ..Default::default()
-    };
-    let ns_rt = resources::BUILTIN
-        .iter()
-        .find(|r| r.kind == "Namespace")
-        .expect("built in");
+    let opts = WriteOpts { manager: "kube-apiserver".into(), ..Default::default() };
+    let ns_rt = resources::BUILTIN.iter().find(|r| r.kind == "Namespace").expect("built in");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let _ = store.create(
             ns_rt,
@@ -120,18 +114,12 @@ fn bootstrap(store: &Store) {
             &opts,
         );
     }
-    let svc_rt = resources::BUILTIN
-        .iter()
-        .find(|r| r.kind == "Service")
-        .expect("built in");
+    let svc_rt = resources::BUILTIN.iter().find(|r| r.kind == "Service").expect("built in");
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default",
         "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"clusterIP": defaults::Allocator::api_ip(), "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}});
     let _ = store.create(svc_rt, Some("default"), svc, &opts);
-    let sc_rt = resources::BUILTIN
-        .iter()
-        .find(|r| r.kind == "StorageClass")
-        .expect("built in");
+    let sc_rt = resources::BUILTIN.iter().find(|r| r.kind == "StorageClass").expect("built in");
     let sc = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard",
         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "kube-sim/hostpath",
         "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"});
@@ -150,11 +138,7 @@ impl SimCluster {
         bootstrap(&store);
         let (pki, token) = if cfg.tls {
             let pki = SimPki::generate().context("generating kube-sim certificates")?;
-            let token = cfg
-                .tokens
-                .first()
-                .cloned()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+            let token = cfg.tokens.first().cloned().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
             (Some(pki), Some(token))
         } else {
             (None, None)
@@ -175,29 +159,15 @@ impl SimCluster {
             bookmark_interval: cfg.bookmark_interval,
             address: addr.to_string(),
         });
-        let router = Router::new()
-            .fallback(server::handle)
-            .layer(DefaultBodyLimit::max(3 * 1024 * 1024))
-            .with_state(state);
+        let router =
+            Router::new().fallback(server::handle).layer(DefaultBodyLimit::max(3 * 1024 * 1024)).with_state(state);
         let tls_config = match &pki {
             Some(p) => Some(p.server_config()?),
             None => None,
         };
         let serve = tokio::spawn(accept_loop(listener, router, tls_config));
-        let ctrl = tokio::spawn(controllers::run(
-            store.clone(),
-            faults.clone(),
-            cfg.controllers.clone(),
-        ));
-        Ok(Self {
-            name: cfg.name,
-            url,
-            store,
-            faults,
-            pki,
-            token,
-            tasks: vec![serve, ctrl],
-        })
+        let ctrl = tokio::spawn(controllers::run(store.clone(), faults.clone(), cfg.controllers.clone()));
+        Ok(Self { name: cfg.name, url, store, faults, pki, token, tasks: vec![serve, ctrl] })
     }
 
     pub fn name(&self) -> &str {
@@ -245,18 +215,11 @@ impl SimCluster {
                         b64(&p.client_key_pem)
                     )
                 };
-                (
-                    format!("    certificate-authority-data: {}\n", b64(&p.ca_pem)),
-                    user,
-                )
+                (format!("    certificate-authority-data: {}\n", b64(&p.ca_pem)), user)
             }
             _ => (String::new(), "    {}\n".to_string()),
         };
-        let user = if user.trim() == "{}" {
-            "  user: {}\n".to_string()
-        } else {
-            format!("  user:\n{user}")
-        };
+        let user = if user.trim() == "{}" { "  user: {}\n".to_string() } else { format!("  user:\n{user}") };
         let n = &self.name;
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: {n}\n  cluster:\n    server: {url}\n{cluster_extra}contexts:\n- name: {n}\n  context:\n    cluster: {n}\n    user: {n}\n    namespace: default\ncurrent-context: {n}\nusers:\n- name: {n}\n{user}",
@@ -265,11 +228,7 @@ impl SimCluster {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
+async fn accept_loop(listener: TcpListener, router: Router, tls: Option<Arc<rustls::ServerConfig>>) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut conns = JoinSet::new();
     loop {
@@ -293,23 +252,13 @@ async fn accept_loop(
                     let Ok(tls) = acc.accept(sock).await else {
                         return;
                     };
-                    let client_cert = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .is_some_and(|c| !c.is_empty());
-                    let svc =
-                        TowerToHyperService::new(router.layer(Extension(ConnAuth { client_cert })));
-                    let _ = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                        .await;
+                    let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                    let svc = TowerToHyperService::new(router.layer(Extension(ConnAuth { client_cert })));
+                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
                 }
                 None => {
-                    let svc =
-                        TowerToHyperService::new(router.layer(Extension(ConnAuth::default())));
-                    let _ = builder
-                        .serve_connection_with_upgrades(TokioIo::new(sock), svc)
-                        .await;
+                    let svc = TowerToHyperService::new(router.layer(Extension(ConnAuth::default())));
+                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc).await;
                 }
             }
         });

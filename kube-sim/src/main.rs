@@ -62,9 +62,7 @@ struct ServeArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -79,11 +77,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         if bind.port() != 0 {
             bind.set_port(a.addr.port() + i as u16);
         }
-        let name = if a.clusters > 1 {
-            format!("{}-{i}", a.name)
-        } else {
-            a.name.clone()
-        };
+        let name = if a.clusters > 1 { format!("{}-{i}", a.name) } else { a.name.clone() };
         let cfg = SimConfig {
             name: name.clone(),
             bind,
@@ -101,8 +95,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         if let Some(dir) = &a.kubeconfig_dir {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let path = dir.join(format!("{name}.kubeconfig"));
-            std::fs::write(&path, c.kubeconfig(false))
-                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, c.kubeconfig(false)).with_context(|| format!("writing {}", path.display()))?;
             println!("{name}: {} (kubeconfig {})", c.url(), path.display());
         } else {
             println!("{name}: {}", c.url());

@@ -23,26 +23,24 @@ impl PatchKind {
             "application/json-patch+json" => Some(Self::Json),
             "application/merge-patch+json" => Some(Self::Merge),
             "application/strategic-merge-patch+json" => Some(Self::Strategic),
-            "application/apply-patch+yaml"
-            | "application/apply-patch+json"
-            | "application/apply-patch+cbor" => Some(Self::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+json" | "application/apply-patch+cbor" => {
+                Some(Self::Apply)
+            }
             _ => None,
         }
     }
 }
 
 /// Applies a JSON, merge or strategic merge patch to `live`.
-pub fn apply_patch(
-    kind: PatchKind,
-    rt: &ResourceType,
-    live: &Value,
-    patch: &Value,
-) -> ApiResult<Value> {
+pub fn apply_patch(kind: PatchKind, rt: &ResourceType, live: &Value, patch: &Value) -> ApiResult<Value> {
     let mut out = live.clone();
     match kind {
         PatchKind::Json => {
-            let p: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: invalid JSON patch: {e}")))?;
+            let p: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: invalid JSON patch: {e}"
+                ))
+            })?;
             json_patch::patch(&mut out, &p).map_err(|e| {
                 ApiError::new(
                     422,
@@ -59,9 +57,7 @@ pub fn apply_patch(
         }
         PatchKind::Strategic => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request(
-                    "a strategic merge patch must be a JSON object",
-                ));
+                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
             }
             if !rt.builtin {
                 return Err(ApiError::unsupported_media_type(
@@ -102,14 +98,8 @@ fn strategic(rt: &ResourceType, field: &str, live: &mut Value, patch: &Value) {
         }
         (Value::Array(l), Value::Array(p)) => match rt.list_type(field, p) {
             ListType::Map(keys) => {
-                if p.iter()
-                    .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
-                {
-                    *l = p
-                        .iter()
-                        .filter(|i| i.get("$patch").is_none())
-                        .map(strip_directives)
-                        .collect();
+                if p.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+                    *l = p.iter().filter(|i| i.get("$patch").is_none()).map(strip_directives).collect();
                     return;
                 }
                 for item in p {
@@ -164,51 +154,24 @@ mod tests {
         let live = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:1"}]}}}});
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "y:2"}, {"name": "c", "image": "z"}]}}}});
         let out = apply_patch(PatchKind::Strategic, rt, &live, &patch).unwrap();
-        let cs = out["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .unwrap();
+        let cs = out["spec"]["template"]["spec"]["containers"].as_array().unwrap();
         assert_eq!(cs.len(), 3);
         assert_eq!(cs[0]["image"], "x:1");
         assert_eq!(cs[1]["image"], "y:2");
         let del = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "$patch": "delete"}]}}}});
         let out = apply_patch(PatchKind::Strategic, rt, &out, &del).unwrap();
-        assert_eq!(
-            out["spec"]["template"]["spec"]["containers"]
-                .as_array()
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(out["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 2);
     }
 
     #[test]
     fn merge_patch_replaces_lists_and_deletes_nulls() {
         let rt = BUILTIN.iter().find(|r| r.kind == "ConfigMap").unwrap();
         let live = json!({"data": {"a": "1", "b": "2"}});
-        let out = apply_patch(
-            PatchKind::Merge,
-            rt,
-            &live,
-            &json!({"data": {"a": null, "c": "3"}}),
-        )
-        .unwrap();
+        let out = apply_patch(PatchKind::Merge, rt, &live, &json!({"data": {"a": null, "c": "3"}})).unwrap();
         assert_eq!(out["data"], json!({"b": "2", "c": "3"}));
-        let out = apply_patch(
-            PatchKind::Json,
-            rt,
-            &live,
-            &json!([{"op": "replace", "path": "/data/a", "value": "9"}]),
-        )
-        .unwrap();
+        let out = apply_patch(PatchKind::Json, rt, &live, &json!([{"op": "replace", "path": "/data/a", "value": "9"}]))
+            .unwrap();
         assert_eq!(out["data"]["a"], "9");
-        assert!(
-            apply_patch(
-                PatchKind::Json,
-                rt,
-                &live,
-                &json!([{"op": "remove", "path": "/nope"}])
-            )
-            .is_err()
-        );
+        assert!(apply_patch(PatchKind::Json, rt, &live, &json!([{"op": "remove", "path": "/nope"}])).is_err());
     }
 }

@@ -4,11 +4,7 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// `/api`, `/apis`, `/api/v1`, `/apis/group`, `/apis/group/version`.
-    Discovery {
-        group: Option<String>,
-        version: Option<String>,
-        legacy: bool,
-    },
+    Discovery { group: Option<String>, version: Option<String>, legacy: bool },
     /// A resource collection or object.
     Resource(ResourcePath),
 }
@@ -25,46 +21,22 @@ pub struct ResourcePath {
 
 /// Parses a URL path (without query). Returns `None` for paths that are not API paths.
 pub fn parse(path: &str) -> Option<Target> {
-    let segs: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest, legacy) = match segs.as_slice() {
         ["api"] => {
-            return Some(Target::Discovery {
-                group: None,
-                version: None,
-                legacy: true,
-            });
+            return Some(Target::Discovery { group: None, version: None, legacy: true });
         }
         ["apis"] => {
-            return Some(Target::Discovery {
-                group: None,
-                version: None,
-                legacy: false,
-            });
+            return Some(Target::Discovery { group: None, version: None, legacy: false });
         }
         ["api", v] => {
-            return Some(Target::Discovery {
-                group: None,
-                version: Some((*v).into()),
-                legacy: true,
-            });
+            return Some(Target::Discovery { group: None, version: Some((*v).into()), legacy: true });
         }
         ["apis", g] => {
-            return Some(Target::Discovery {
-                group: Some((*g).into()),
-                version: None,
-                legacy: false,
-            });
+            return Some(Target::Discovery { group: Some((*g).into()), version: None, legacy: false });
         }
         ["apis", g, v] => {
-            return Some(Target::Discovery {
-                group: Some((*g).into()),
-                version: Some((*v).into()),
-                legacy: false,
-            });
+            return Some(Target::Discovery { group: Some((*g).into()), version: Some((*v).into()), legacy: false });
         }
         ["api", v, rest @ ..] => ("", *v, rest, true),
         ["apis", g, v, rest @ ..] => (*g, *v, rest, false),
@@ -113,36 +85,18 @@ mod tests {
     fn parses_paths() {
         let r = res("/api/v1/namespaces/default/pods/web/status");
         assert_eq!(
-            (
-                r.group.as_str(),
-                r.namespace.as_deref(),
-                r.plural.as_str(),
-                r.name.as_deref(),
-                r.subresource.as_deref()
-            ),
+            (r.group.as_str(), r.namespace.as_deref(), r.plural.as_str(), r.name.as_deref(), r.subresource.as_deref()),
             ("", Some("default"), "pods", Some("web"), Some("status"))
         );
         let r = res("/api/v1/namespaces/default");
-        assert_eq!(
-            (r.plural.as_str(), r.name.as_deref(), r.namespace),
-            ("namespaces", Some("default"), None)
-        );
+        assert_eq!((r.plural.as_str(), r.name.as_deref(), r.namespace), ("namespaces", Some("default"), None));
         let r = res("/api/v1/namespaces/default/status");
-        assert_eq!(
-            (r.plural.as_str(), r.subresource.as_deref()),
-            ("namespaces", Some("status"))
-        );
+        assert_eq!((r.plural.as_str(), r.subresource.as_deref()), ("namespaces", Some("status")));
         let r = res("/apis/apps/v1/deployments");
-        assert_eq!(
-            (r.group.as_str(), r.namespace, r.name),
-            ("apps", None, None)
-        );
+        assert_eq!((r.group.as_str(), r.namespace, r.name), ("apps", None, None));
         let r = res("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/a.b.io");
         assert_eq!(r.name.as_deref(), Some("a.b.io"));
-        assert!(matches!(
-            parse("/apis/apps/v1"),
-            Some(Target::Discovery { .. })
-        ));
+        assert!(matches!(parse("/apis/apps/v1"), Some(Target::Discovery { .. })));
         assert_eq!(parse("/healthz"), None);
         assert_eq!(parse("/api/v1/a/b/c/d"), None);
     }

@@ -35,33 +35,17 @@ pub struct ResourceType {
 
 impl ResourceType {
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
     /// The storage key: group and plural (all versions of a resource share one store).
     pub fn key(&self) -> ResKey {
-        ResKey {
-            group: self.group.clone(),
-            plural: self.plural.clone(),
-        }
+        ResKey { group: self.group.clone(), plural: self.plural.clone() }
     }
 
     /// The `APIResource` entry for discovery.
     pub fn discovery_entries(&self) -> Vec<Value> {
-        let mut verbs = vec![
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ];
+        let mut verbs = vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
         verbs.sort();
         let mut entry = json!({
             "name": self.plural,
@@ -112,11 +96,7 @@ pub struct ResKey {
 pub fn builtin_list_type(field: &str, items: &[Value]) -> ListType {
     let keyed = |keys: &'static [&'static str]| {
         // Every item must be an object carrying the first key; otherwise the list is atomic.
-        if items.iter().all(|i| i.get(keys[0]).is_some()) {
-            ListType::Map(keys)
-        } else {
-            ListType::Atomic
-        }
+        if items.iter().all(|i| i.get(keys[0]).is_some()) { ListType::Map(keys) } else { ListType::Atomic }
     };
     match field {
         "containers"
@@ -214,252 +194,36 @@ fn rt(
 /// The built-in kinds served by every simulated cluster.
 pub static BUILTIN: LazyLock<Arc<Vec<ResourceType>>> = LazyLock::new(|| {
     Arc::new(vec![
-        rt(
-            "",
-            "v1",
-            "Namespace",
-            "namespaces",
-            false,
-            &["ns"],
-            true,
-            false,
-        ),
-        rt(
-            "",
-            "v1",
-            "ConfigMap",
-            "configmaps",
-            true,
-            &["cm"],
-            false,
-            false,
-        ),
+        rt("", "v1", "Namespace", "namespaces", false, &["ns"], true, false),
+        rt("", "v1", "ConfigMap", "configmaps", true, &["cm"], false, false),
         rt("", "v1", "Secret", "secrets", true, &[], false, false),
         rt("", "v1", "Service", "services", true, &["svc"], true, false),
-        rt(
-            "",
-            "v1",
-            "ServiceAccount",
-            "serviceaccounts",
-            true,
-            &["sa"],
-            false,
-            false,
-        ),
+        rt("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false, false),
         rt("", "v1", "Pod", "pods", true, &["po"], true, false),
-        rt(
-            "",
-            "v1",
-            "PersistentVolumeClaim",
-            "persistentvolumeclaims",
-            true,
-            &["pvc"],
-            true,
-            false,
-        ),
-        rt(
-            "",
-            "v1",
-            "PersistentVolume",
-            "persistentvolumes",
-            false,
-            &["pv"],
-            true,
-            false,
-        ),
-        rt(
-            "",
-            "v1",
-            "Endpoints",
-            "endpoints",
-            true,
-            &["ep"],
-            false,
-            false,
-        ),
+        rt("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], true, false),
+        rt("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], true, false),
+        rt("", "v1", "Endpoints", "endpoints", true, &["ep"], false, false),
         rt("", "v1", "Event", "events", true, &["ev"], false, false),
         rt("", "v1", "Node", "nodes", false, &["no"], true, false),
-        rt(
-            "",
-            "v1",
-            "LimitRange",
-            "limitranges",
-            true,
-            &["limits"],
-            false,
-            false,
-        ),
-        rt(
-            "",
-            "v1",
-            "ResourceQuota",
-            "resourcequotas",
-            true,
-            &["quota"],
-            true,
-            false,
-        ),
-        rt(
-            "",
-            "v1",
-            "ReplicationController",
-            "replicationcontrollers",
-            true,
-            &["rc"],
-            true,
-            true,
-        ),
-        rt(
-            "apps",
-            "v1",
-            "Deployment",
-            "deployments",
-            true,
-            &["deploy"],
-            true,
-            true,
-        ),
-        rt(
-            "apps",
-            "v1",
-            "StatefulSet",
-            "statefulsets",
-            true,
-            &["sts"],
-            true,
-            true,
-        ),
-        rt(
-            "apps",
-            "v1",
-            "DaemonSet",
-            "daemonsets",
-            true,
-            &["ds"],
-            true,
-            false,
-        ),
-        rt(
-            "apps",
-            "v1",
-            "ReplicaSet",
-            "replicasets",
-            true,
-            &["rs"],
-            true,
-            true,
-        ),
-        rt(
-            "apps",
-            "v1",
-            "ControllerRevision",
-            "controllerrevisions",
-            true,
-            &[],
-            false,
-            false,
-        ),
+        rt("", "v1", "LimitRange", "limitranges", true, &["limits"], false, false),
+        rt("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"], true, false),
+        rt("", "v1", "ReplicationController", "replicationcontrollers", true, &["rc"], true, true),
+        rt("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, true),
+        rt("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], true, true),
+        rt("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, false),
+        rt("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true, true),
+        rt("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[], false, false),
         rt("batch", "v1", "Job", "jobs", true, &[], true, false),
-        rt(
-            "batch",
-            "v1",
-            "CronJob",
-            "cronjobs",
-            true,
-            &["cj"],
-            true,
-            false,
-        ),
-        rt(
-            "networking.k8s.io",
-            "v1",
-            "Ingress",
-            "ingresses",
-            true,
-            &["ing"],
-            true,
-            false,
-        ),
-        rt(
-            "networking.k8s.io",
-            "v1",
-            "IngressClass",
-            "ingressclasses",
-            false,
-            &[],
-            false,
-            false,
-        ),
-        rt(
-            "networking.k8s.io",
-            "v1",
-            "NetworkPolicy",
-            "networkpolicies",
-            true,
-            &["netpol"],
-            false,
-            false,
-        ),
-        rt(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "Role",
-            "roles",
-            true,
-            &[],
-            false,
-            false,
-        ),
-        rt(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-            true,
-            &[],
-            false,
-            false,
-        ),
-        rt(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRole",
-            "clusterroles",
-            false,
-            &[],
-            false,
-            false,
-        ),
-        rt(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRoleBinding",
-            "clusterrolebindings",
-            false,
-            &[],
-            false,
-            false,
-        ),
-        rt(
-            "policy",
-            "v1",
-            "PodDisruptionBudget",
-            "poddisruptionbudgets",
-            true,
-            &["pdb"],
-            true,
-            false,
-        ),
-        rt(
-            "autoscaling",
-            "v2",
-            "HorizontalPodAutoscaler",
-            "horizontalpodautoscalers",
-            true,
-            &["hpa"],
-            true,
-            false,
-        ),
+        rt("batch", "v1", "CronJob", "cronjobs", true, &["cj"], true, false),
+        rt("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], true, false),
+        rt("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, &[], false, false),
+        rt("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"], false, false),
+        rt("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[], false, false),
+        rt("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[], false, false),
+        rt("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[], false, false),
+        rt("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[], false, false),
+        rt("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], true, false),
+        rt("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], true, false),
         rt(
             "apiextensions.k8s.io",
             "v1",
@@ -470,56 +234,11 @@ pub static BUILTIN: LazyLock<Arc<Vec<ResourceType>>> = LazyLock::new(|| {
             true,
             false,
         ),
-        rt(
-            "apiregistration.k8s.io",
-            "v1",
-            "APIService",
-            "apiservices",
-            false,
-            &[],
-            true,
-            false,
-        ),
-        rt(
-            "coordination.k8s.io",
-            "v1",
-            "Lease",
-            "leases",
-            true,
-            &[],
-            false,
-            false,
-        ),
-        rt(
-            "storage.k8s.io",
-            "v1",
-            "StorageClass",
-            "storageclasses",
-            false,
-            &["sc"],
-            false,
-            false,
-        ),
-        rt(
-            "scheduling.k8s.io",
-            "v1",
-            "PriorityClass",
-            "priorityclasses",
-            false,
-            &["pc"],
-            false,
-            false,
-        ),
-        rt(
-            "discovery.k8s.io",
-            "v1",
-            "EndpointSlice",
-            "endpointslices",
-            true,
-            &[],
-            false,
-            false,
-        ),
+        rt("apiregistration.k8s.io", "v1", "APIService", "apiservices", false, &[], true, false),
+        rt("coordination.k8s.io", "v1", "Lease", "leases", true, &[], false, false),
+        rt("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, &["sc"], false, false),
+        rt("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, &["pc"], false, false),
+        rt("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[], false, false),
     ])
 });
 
@@ -531,25 +250,14 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceType> {
     let (Some(kind), Some(plural)) = (names["kind"].as_str(), names["plural"].as_str()) else {
         return vec![];
     };
-    let singular = names["singular"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| kind.to_lowercase());
+    let singular = names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
     let short_names: Vec<String> = names["shortNames"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let categories: Vec<String> = names["categories"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     spec["versions"]
@@ -588,24 +296,20 @@ impl Registry {
     }
 
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
-        self.all()
-            .find(|r| r.group == group && r.version == version && r.plural == plural)
+        self.all().find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     pub fn by_key(&self, key: &ResKey) -> Option<&ResourceType> {
-        self.all()
-            .find(|r| r.group == key.group && r.plural == key.plural)
+        self.all().find(|r| r.group == key.group && r.plural == key.plural)
     }
 
     pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
-        self.all()
-            .find(|r| r.api_version() == api_version && r.kind == kind)
+        self.all().find(|r| r.api_version() == api_version && r.kind == kind)
     }
 
     /// Replaces the types defined by the CRD named `crd_name` (`plural.group`).
     pub fn set_crd(&mut self, crd_name: &str, types: Vec<ResourceType>) {
-        self.custom
-            .retain(|r| format!("{}.{}", r.plural, r.group) != crd_name);
+        self.custom.retain(|r| format!("{}.{}", r.plural, r.group) != crd_name);
         self.custom.extend(types);
     }
 
@@ -625,12 +329,7 @@ impl Registry {
         out
     }
 
-    pub fn in_group_version<'a>(
-        &'a self,
-        group: &'a str,
-        version: &'a str,
-    ) -> impl Iterator<Item = &'a ResourceType> {
-        self.all()
-            .filter(move |r| r.group == group && r.version == version)
+    pub fn in_group_version<'a>(&'a self, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a ResourceType> {
+        self.all().filter(move |r| r.group == group && r.version == version)
     }
 }

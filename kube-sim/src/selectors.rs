@@ -26,23 +26,13 @@ impl LabelSelector {
             if term.is_empty() {
                 continue;
             }
-            let bad = || {
-                ApiError::bad_request(format!(
-                    "unable to parse requirement: invalid label selector {term:?}"
-                ))
-            };
+            let bad = || ApiError::bad_request(format!("unable to parse requirement: invalid label selector {term:?}"));
             let req = if let Some(key) = term.strip_prefix('!') {
                 Requirement::NotExists(valid_key(key.trim()).ok_or_else(bad)?)
             } else if let Some((k, rest)) = split_set_op(term, " notin ") {
-                Requirement::NotIn(
-                    valid_key(k).ok_or_else(bad)?,
-                    parse_set(rest).ok_or_else(bad)?,
-                )
+                Requirement::NotIn(valid_key(k).ok_or_else(bad)?, parse_set(rest).ok_or_else(bad)?)
             } else if let Some((k, rest)) = split_set_op(term, " in ") {
-                Requirement::In(
-                    valid_key(k).ok_or_else(bad)?,
-                    parse_set(rest).ok_or_else(bad)?,
-                )
+                Requirement::In(valid_key(k).ok_or_else(bad)?, parse_set(rest).ok_or_else(bad)?)
             } else if let Some((k, v)) = term.split_once("!=") {
                 Requirement::NotEq(valid_key(k.trim()).ok_or_else(bad)?, v.trim().to_string())
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
@@ -60,21 +50,14 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(m) = sel["matchLabels"].as_object() {
             for (k, v) in m {
-                reqs.push(Requirement::Eq(
-                    k.clone(),
-                    v.as_str().unwrap_or_default().to_string(),
-                ));
+                reqs.push(Requirement::Eq(k.clone(), v.as_str().unwrap_or_default().to_string()));
             }
         }
         for e in sel["matchExpressions"].as_array().into_iter().flatten() {
             let key = e["key"].as_str().unwrap_or_default().to_string();
             let values: Vec<String> = e["values"]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
             match e["operator"].as_str() {
                 Some("In") => reqs.push(Requirement::In(key, values)),
@@ -130,20 +113,13 @@ fn split_set_op<'a>(term: &'a str, op: &str) -> Option<(&'a str, &'a str)> {
 
 fn parse_set(s: &str) -> Option<Vec<String>> {
     let inner = s.strip_prefix('(')?.strip_suffix(')')?;
-    Some(
-        inner
-            .split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect(),
-    )
+    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
 fn valid_key(k: &str) -> Option<String> {
     let ok = !k.is_empty()
         && k.len() <= 317
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     ok.then(|| k.to_string())
 }
 
@@ -160,15 +136,11 @@ impl FieldSelector {
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!(
-                    "invalid selector: '{term}'; can't understand '{term}'"
-                )));
+                return Err(ApiError::bad_request(format!("invalid selector: '{term}'; can't understand '{term}'")));
             };
             let path = path.trim();
             if !path.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') || path.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {path}"
-                )));
+                return Err(ApiError::bad_request(format!("field label not supported: {path}")));
             }
             out.push((path.to_string(), eq, value.trim().to_string()));
         }
@@ -216,11 +188,7 @@ mod tests {
             ("app=web,env in (dev)", false),
         ];
         for (sel, want) in cases {
-            assert_eq!(
-                LabelSelector::parse(sel).unwrap().matches(&labels),
-                want,
-                "{sel}"
-            );
+            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&labels), want, "{sel}");
         }
         assert!(LabelSelector::parse("a in b").is_err());
         assert!(LabelSelector::parse("a b=c").is_err());
@@ -236,8 +204,7 @@ mod tests {
 
     #[test]
     fn field_selector_table() {
-        let obj =
-            json!({"metadata": {"name": "a", "namespace": "ns"}, "status": {"phase": "Running"}});
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns"}, "status": {"phase": "Running"}});
         for (sel, want) in [
             ("metadata.name=a", true),
             ("metadata.name!=a", false),
@@ -245,11 +212,7 @@ mod tests {
             ("status.phase=Running", true),
             ("metadata.name=b", false),
         ] {
-            assert_eq!(
-                FieldSelector::parse(sel).unwrap().matches(&obj),
-                want,
-                "{sel}"
-            );
+            assert_eq!(FieldSelector::parse(sel).unwrap().matches(&obj), want, "{sel}");
         }
         assert!(FieldSelector::parse("nonsense").is_err());
     }

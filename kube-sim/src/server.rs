@@ -41,36 +41,26 @@ pub struct ConnAuth {
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
 fn error_response(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = json_response(status, &e.to_status());
     if e.code == 429 {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, "1".parse().expect("static header"));
+        resp.headers_mut().insert(header::RETRY_AFTER, "1".parse().expect("static header"));
     }
     resp
 }
 
 fn query(uri: &Uri) -> HashMap<String, String> {
-    uri.query()
-        .map(|q| serde_urlencoded_pairs(q).into_iter().collect())
-        .unwrap_or_default()
+    uri.query().map(|q| serde_urlencoded_pairs(q).into_iter().collect()).unwrap_or_default()
 }
 
 fn serde_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
-        &format!("/?{q}").parse().unwrap_or_default(),
-    )
-    .map(|x| x.0)
-    .unwrap_or_default()
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&format!("/?{q}").parse().unwrap_or_default())
+        .map(|x| x.0)
+        .unwrap_or_default()
 }
 
 fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
@@ -111,17 +101,11 @@ pub async fn handle(
         _ => {}
     }
     let result = match path::parse(&path) {
-        Some(Target::Discovery {
-            group,
-            version,
-            legacy,
-        }) => discovery_doc(&st, group.as_deref(), version.as_deref(), legacy),
+        Some(Target::Discovery { group, version, legacy }) => {
+            discovery_doc(&st, group.as_deref(), version.as_deref(), legacy)
+        }
         Some(Target::Resource(rp)) => return resource(st, method, &uri, &headers, body, rp).await,
-        None => Err(ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )),
+        None => Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
     };
     match result {
         Ok(v) => json_response(StatusCode::OK, &v),
@@ -131,10 +115,7 @@ pub async fn handle(
 
 fn faults_endpoint(faults: &Faults, method: &Method, body: &Bytes) -> Response {
     match *method {
-        Method::GET => json_response(
-            StatusCode::OK,
-            &serde_json::to_value(faults.settings()).unwrap_or_default(),
-        ),
+        Method::GET => json_response(StatusCode::OK, &serde_json::to_value(faults.settings()).unwrap_or_default()),
         Method::PUT | Method::POST => match serde_json::from_slice::<Value>(body) {
             Ok(v) if v["action"] == "drop-watches" => {
                 faults.drop_watches();
@@ -149,13 +130,9 @@ fn faults_endpoint(faults: &Faults, method: &Method, body: &Bytes) -> Response {
                     faults.set(s);
                     StatusCode::NO_CONTENT.into_response()
                 }
-                Err(e) => error_response(&ApiError::bad_request(format!(
-                    "invalid fault settings: {e}"
-                ))),
+                Err(e) => error_response(&ApiError::bad_request(format!("invalid fault settings: {e}"))),
             },
-            Err(e) => error_response(&ApiError::bad_request(format!(
-                "invalid fault settings: {e}"
-            ))),
+            Err(e) => error_response(&ApiError::bad_request(format!("invalid fault settings: {e}"))),
         },
         Method::DELETE => {
             faults.clear();
@@ -165,20 +142,9 @@ fn faults_endpoint(faults: &Faults, method: &Method, body: &Bytes) -> Response {
     }
 }
 
-fn discovery_doc(
-    st: &ClusterState,
-    group: Option<&str>,
-    version: Option<&str>,
-    legacy: bool,
-) -> ApiResult<Value> {
+fn discovery_doc(st: &ClusterState, group: Option<&str>, version: Option<&str>, legacy: bool) -> ApiResult<Value> {
     let reg = st.store.registry();
-    let not_found = || {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    };
+    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
     match (legacy, group, version) {
         (true, None, None) => Ok(discovery::api_versions(&st.address)),
         (true, None, Some(v)) => discovery::resource_list(&reg, "", v).ok_or_else(not_found),
@@ -206,15 +172,11 @@ fn parse_body(body: &Bytes, content_type: &str) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
         Err(json_err) if content_type.contains("yaml") => {
-            let text = std::str::from_utf8(body)
-                .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
-            serde_saphyr::from_str::<Value>(text).map_err(|e| {
-                ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))
-            })
+            let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+            serde_saphyr::from_str::<Value>(text)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})")))
         }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "couldn't get version/kind; json parse error: {e}"
-        ))),
+        Err(e) => Err(ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))),
     }
 }
 
@@ -223,10 +185,7 @@ fn manager(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
         return m.clone();
     }
     // The real server derives the default manager from the User-Agent's first segment.
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("unknown");
+    let ua = headers.get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("unknown");
     ua.split('/').next().unwrap_or("unknown").to_string()
 }
 
@@ -237,10 +196,7 @@ fn with_version(rt: &ResourceType, o: &Value) -> Value {
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
+    headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
 }
 
 fn include_param(q: &HashMap<String, String>) -> Include {
@@ -284,39 +240,21 @@ async fn resource(
         return error_response(&e);
     }
     let Some(rt) = st.store.resolve(&rp.group, &rp.version, &rp.plural) else {
-        return error_response(&ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ));
+        return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     };
     if rp.namespace.is_some() && !rt.namespaced {
-        return error_response(&ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ));
+        return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
     if verb == "watch" {
         return watch(st, rt, rp, q, wants_table(headers));
     }
     let result = dispatch(&st, &rt, &rp, verb, &q, headers, &body);
     match result {
-        Ok((status, v))
-            if wants_table(headers)
-                && (verb == "get" || verb == "list")
-                && status == StatusCode::OK =>
-        {
-            let items: Vec<Value> = if verb == "list" {
-                v["items"].as_array().cloned().unwrap_or_default()
-            } else {
-                vec![v.clone()]
-            };
+        Ok((status, v)) if wants_table(headers) && (verb == "get" || verb == "list") && status == StatusCode::OK => {
+            let items: Vec<Value> =
+                if verb == "list" { v["items"].as_array().cloned().unwrap_or_default() } else { vec![v.clone()] };
             let refs: Vec<&Value> = items.iter().collect();
-            let rv = v["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
             let mut t = table::table(&rt.kind, &refs, &rv, include_param(&q));
             if let Some(c) = v["metadata"].get("continue") {
                 t["metadata"]["continue"] = c.clone();
@@ -340,11 +278,7 @@ fn dispatch(
     let store = &st.store;
     let ns = rp.namespace.as_deref();
     if rt.namespaced && ns.is_none() && !matches!(verb, "list" | "deletecollection") {
-        return Err(ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ));
+        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
     let sub = rp.subresource.as_deref();
     match sub {
@@ -359,10 +293,7 @@ fn dispatch(
             ));
         }
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("application/json");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("application/json");
     let opts = WriteOpts {
         manager: manager(q, headers),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
@@ -372,25 +303,10 @@ fn dispatch(
     match verb {
         "get" => Ok((StatusCode::OK, with_version(rt, &*store.get(rt, ns, name)?))),
         "list" => {
-            let labels = LabelSelector::parse(
-                q.get("labelSelector")
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-            )?;
-            let fields = FieldSelector::parse(
-                q.get("fieldSelector")
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-            )?;
+            let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
+            let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())?;
             let limit = q.get("limit").and_then(|l| l.parse().ok());
-            let page = store.list(
-                rt,
-                ns,
-                &labels,
-                &fields,
-                limit,
-                q.get("continue").map(String::as_str),
-            )?;
+            let page = store.list(rt, ns, &labels, &fields, limit, q.get("continue").map(String::as_str))?;
             let items: Vec<Value> = page.items.iter().map(|o| with_version(rt, o)).collect();
             let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
             if let Some(c) = page.continue_token {
@@ -404,22 +320,14 @@ fn dispatch(
         }
         "create" => {
             if rp.name.is_some() {
-                return Err(ApiError::method_not_allowed(
-                    "POST is not allowed on a named resource",
-                ));
+                return Err(ApiError::method_not_allowed("POST is not allowed on a named resource"));
             }
             let obj = parse_body(body, content_type)?;
-            Ok((
-                StatusCode::CREATED,
-                with_version(rt, &*store.create(rt, ns, obj, &opts)?),
-            ))
+            Ok((StatusCode::CREATED, with_version(rt, &*store.create(rt, ns, obj, &opts)?)))
         }
         "update" => {
             let obj = parse_body(body, content_type)?;
-            Ok((
-                StatusCode::OK,
-                with_version(rt, &*store.update(rt, ns, name, obj, sub, &opts)?),
-            ))
+            Ok((StatusCode::OK, with_version(rt, &*store.update(rt, ns, name, obj, sub, &opts)?)))
         }
         "patch" => {
             let kind = PatchKind::from_content_type(content_type)
@@ -427,28 +335,21 @@ fn dispatch(
             let p = parse_body(body, content_type)?;
             if kind == PatchKind::Apply {
                 if q.get("fieldManager").is_none_or(|m| m.is_empty()) {
-                    return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requests must supply fieldManager"));
+                    return Err(ApiError::bad_request(
+                        "PATCH, application/apply-patch+yaml requests must supply fieldManager",
+                    ));
                 }
                 let existed = store.get(rt, ns, name).is_ok();
                 let out = store.apply(rt, ns, name, sub, p, &opts)?;
-                let code = if existed {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CREATED
-                };
+                let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
                 return Ok((code, with_version(rt, &out)));
             }
-            let out = store.patch(rt, ns, name, sub, &opts, |rt, live| {
-                patch::apply_patch(kind, rt, live, &p)
-            })?;
+            let out = store.patch(rt, ns, name, sub, &opts, |rt, live| patch::apply_patch(kind, rt, live, &p))?;
             Ok((StatusCode::OK, with_version(rt, &out)))
         }
         "delete" => {
-            let body_opts: Value = if body.is_empty() {
-                json!({})
-            } else {
-                serde_json::from_slice(body).unwrap_or(json!({}))
-            };
+            let body_opts: Value =
+                if body.is_empty() { json!({}) } else { serde_json::from_slice(body).unwrap_or(json!({})) };
             let propagation = q
                 .get("propagationPolicy")
                 .cloned()
@@ -470,15 +371,9 @@ fn dispatch(
             let dopts = DeleteOpts {
                 propagation,
                 dry_run: q.get("dryRun").is_some_and(|v| v == "All")
-                    || body_opts["dryRun"]
-                        .as_array()
-                        .is_some_and(|a| a.iter().any(|x| x == "All")),
-                precondition_uid: body_opts["preconditions"]["uid"]
-                    .as_str()
-                    .map(str::to_string),
-                precondition_rv: body_opts["preconditions"]["resourceVersion"]
-                    .as_str()
-                    .map(str::to_string),
+                    || body_opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|x| x == "All")),
+                precondition_uid: body_opts["preconditions"]["uid"].as_str().map(str::to_string),
+                precondition_rv: body_opts["preconditions"]["resourceVersion"].as_str().map(str::to_string),
             };
             let out = store.delete(rt, ns, name, &dopts)?;
             let still_there = store.get(rt, ns, name).is_ok();
@@ -493,16 +388,8 @@ fn dispatch(
             }
         }
         "deletecollection" => {
-            let labels = LabelSelector::parse(
-                q.get("labelSelector")
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-            )?;
-            let fields = FieldSelector::parse(
-                q.get("fieldSelector")
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-            )?;
+            let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
+            let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())?;
             let page = store.list(rt, ns, &labels, &fields, None, None)?;
             let mut deleted = Vec::new();
             for o in page.items {
@@ -543,12 +430,7 @@ impl LabelSelectorString {
             .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
             .collect();
         for e in sel["matchExpressions"].as_array().into_iter().flatten() {
-            let vals: Vec<&str> = e["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let vals: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             let key = e["key"].as_str().unwrap_or_default();
             parts.push(match e["operator"].as_str() {
                 Some("In") => format!("{key} in ({})", vals.join(",")),
@@ -574,10 +456,7 @@ fn scale(
     let name = rp.name.as_deref().unwrap_or_default();
     let current = st.store.get(rt, ns, name)?;
     let scale_now = scale_of(rt, &current);
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("application/json");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("application/json");
     let desired = match verb {
         "get" => return Ok((StatusCode::OK, scale_now)),
         "update" => parse_body(body, content_type)?,
@@ -589,10 +468,9 @@ fn scale(
                 PatchKind::Json | PatchKind::Apply => {
                     let mut s = scale_now.clone();
                     if kind == PatchKind::Json {
-                        let jp: json_patch::Patch = serde_json::from_value(p)
-                            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                        json_patch::patch(&mut s, &jp)
-                            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+                        let jp: json_patch::Patch =
+                            serde_json::from_value(p).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                        json_patch::patch(&mut s, &jp).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
                     } else {
                         json_patch::merge(&mut s, &p);
                     }
@@ -606,32 +484,21 @@ fn scale(
             }
         }
         _ => {
-            return Err(ApiError::method_not_allowed(
-                "scale supports get, update and patch",
-            ));
+            return Err(ApiError::method_not_allowed("scale supports get, update and patch"));
         }
     };
-    let replicas = desired["spec"]["replicas"].as_i64().ok_or_else(|| {
-        ApiError::invalid(
-            "Scale",
-            name,
-            vec![("spec.replicas".into(), "Required value".into())],
-        )
-    })?;
+    let replicas = desired["spec"]["replicas"]
+        .as_i64()
+        .ok_or_else(|| ApiError::invalid("Scale", name, vec![("spec.replicas".into(), "Required value".into())]))?;
     if replicas < 0 {
         return Err(ApiError::invalid(
             "Scale",
             name,
-            vec![(
-                "spec.replicas".into(),
-                "Invalid value: must be greater than or equal to 0".into(),
-            )],
+            vec![("spec.replicas".into(), "Invalid value: must be greater than or equal to 0".into())],
         ));
     }
     let mgr = manager(q, headers);
-    let out = st.store.modify(rt, ns, name, &mgr, |o| {
-        o["spec"]["replicas"] = json!(replicas)
-    })?;
+    let out = st.store.modify(rt, ns, name, &mgr, |o| o["spec"]["replicas"] = json!(replicas))?;
     Ok((StatusCode::OK, scale_of(rt, &out)))
 }
 
@@ -654,19 +521,11 @@ fn watch(
     q: HashMap<String, String>,
     table: bool,
 ) -> Response {
-    let labels = match LabelSelector::parse(
-        q.get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    ) {
+    let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default()) {
         Ok(l) => l,
         Err(e) => return error_response(&e),
     };
-    let mut fields = match FieldSelector::parse(
-        q.get("fieldSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    ) {
+    let mut fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default()) {
         Ok(f) => f,
         Err(e) => return error_response(&e),
     };
@@ -677,11 +536,7 @@ fn watch(
         };
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let timeout = Duration::from_secs(
-        q.get("timeoutSeconds")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(1800),
-    );
+    let timeout = Duration::from_secs(q.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(1800));
     let bookmarks = truthy(&q, "allowWatchBookmarks");
     let send_initial = truthy(&q, "sendInitialEvents");
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
@@ -689,8 +544,7 @@ fn watch(
     tokio::spawn(async move {
         let ns = rp.namespace.clone();
         let matches = |o: &Value| {
-            ns.as_deref()
-                .is_none_or(|n| o["metadata"]["namespace"].as_str() == Some(n))
+            ns.as_deref().is_none_or(|n| o["metadata"]["namespace"].as_str() == Some(n))
                 && labels.matches(&o["metadata"]["labels"])
                 && fields.matches(o)
         };
@@ -702,9 +556,7 @@ fn watch(
                     table::table(
                         &rt.kind,
                         &[&o],
-                        o["metadata"]["resourceVersion"]
-                            .as_str()
-                            .unwrap_or_default(),
+                        o["metadata"]["resourceVersion"].as_str().unwrap_or_default(),
                         include,
                     ),
                 )
@@ -719,9 +571,7 @@ fn watch(
         let (backlog, mut rx) = if explicit {
             let Ok(rv) = rv_param.parse::<u64>() else {
                 let _ = tx
-                    .send(Ok(error_event(&ApiError::bad_request(format!(
-                        "invalid resource version {rv_param:?}"
-                    )))))
+                    .send(Ok(error_event(&ApiError::bad_request(format!("invalid resource version {rv_param:?}")))))
                     .await;
                 return;
             };
@@ -734,10 +584,7 @@ fn watch(
                 }
             }
         } else {
-            let page = match st
-                .store
-                .list(&rt, ns.as_deref(), &labels, &fields, None, None)
-            {
+            let page = match st.store.list(&rt, ns.as_deref(), &labels, &fields, None, None) {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = tx.send(Ok(error_event(&e))).await;
@@ -832,9 +679,6 @@ fn watch(
         }
     });
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "application/json".parse().expect("static header"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
     resp
 }

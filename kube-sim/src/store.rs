@@ -92,9 +92,7 @@ pub struct Store {
 }
 
 pub(crate) fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn meta(obj: &Value) -> &Value {
@@ -113,28 +111,20 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
-    obj["metadata"]
-        .as_object_mut()
-        .expect("metadata is an object")
+    obj["metadata"].as_object_mut().expect("metadata is an object")
 }
 
 /// Random suffix as `generateName` and the controllers use it.
 pub(crate) fn random_suffix(n: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let id = uuid::Uuid::new_v4();
-    id.as_bytes()
-        .iter()
-        .take(n)
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    id.as_bytes().iter().take(n).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
 fn valid_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -165,10 +155,7 @@ fn strip_server_fields(obj: &mut Value) {
 
 fn without_times(obj: &Value) -> Value {
     let mut o = obj.clone();
-    if let Some(mf) = o
-        .pointer_mut("/metadata/managedFields")
-        .and_then(Value::as_array_mut)
-    {
+    if let Some(mf) = o.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
         for e in mf {
             if let Some(m) = e.as_object_mut() {
                 m.remove("time");
@@ -203,17 +190,11 @@ fn validate(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
     if let Some(labels) = meta(obj)["labels"].as_object() {
         for (k, v) in labels {
             if !v.is_string() {
-                causes.push((
-                    format!("metadata.labels[{k}]"),
-                    "Invalid value: label values must be strings".into(),
-                ));
+                causes.push((format!("metadata.labels[{k}]"), "Invalid value: label values must be strings".into()));
             }
         }
     }
-    let workload = matches!(
-        rt.kind.as_str(),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
-    );
+    let workload = matches!(rt.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet");
     if workload && rt.builtin {
         let spec = &obj["spec"];
         let selector = LabelSelector::from_object(&spec["selector"]);
@@ -228,17 +209,11 @@ fn validate(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
     }
     let pod_spec = match rt.kind.as_str() {
         "Pod" => Some(&obj["spec"]),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-            Some(&obj["spec"]["template"]["spec"])
-        }
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => Some(&obj["spec"]["template"]["spec"]),
         _ => None,
     };
     if let (Some(ps), true) = (pod_spec, rt.builtin) {
-        let path = if rt.kind == "Pod" {
-            "spec.containers"
-        } else {
-            "spec.template.spec.containers"
-        };
+        let path = if rt.kind == "Pod" { "spec.containers" } else { "spec.template.spec.containers" };
         match ps["containers"].as_array() {
             Some(cs) if !cs.is_empty() => {
                 for (i, c) in cs.iter().enumerate() {
@@ -258,32 +233,20 @@ fn validate(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
             if let Some(m) = obj[field].as_object() {
                 for (k, v) in m {
                     if !v.is_string() {
-                        causes.push((
-                            format!("{field}[{k}]"),
-                            "Invalid value: must be a string".into(),
-                        ));
+                        causes.push((format!("{field}[{k}]"), "Invalid value: must be a string".into()));
                     }
                 }
             }
         }
     }
     if rt.kind == "Service" && rt.builtin {
-        for (i, p) in obj["spec"]["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, p) in obj["spec"]["ports"].as_array().into_iter().flatten().enumerate() {
             if !p["port"].is_u64() {
                 causes.push((format!("spec.ports[{i}].port"), "Required value".into()));
             }
         }
     }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(&rt.kind, name, causes))
-    }
+    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(&rt.kind, name, causes)) }
 }
 
 /// Fields a real server refuses to change once set.
@@ -301,10 +264,7 @@ fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> ApiResult<()>
             return Err(ApiError::invalid(
                 &rt.kind,
                 name_of(new),
-                vec![(
-                    format!("spec.{f}"),
-                    "Invalid value: field is immutable".into(),
-                )],
+                vec![(format!("spec.{f}"), "Invalid value: field is immutable".into())],
             ));
         }
     }
@@ -314,24 +274,16 @@ fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> ApiResult<()>
             return Err(ApiError::invalid(
                 "Service",
                 name_of(new),
-                vec![(
-                    "spec.clusterIPs[0]".into(),
-                    "Invalid value: field is immutable".into(),
-                )],
+                vec![("spec.clusterIPs[0]".into(), "Invalid value: field is immutable".into())],
             ));
         }
     }
     if rt.kind == "Secret" || rt.kind == "ConfigMap" {
-        if old["immutable"] == json!(true)
-            && (old["data"] != new["data"] || old["binaryData"] != new["binaryData"])
-        {
+        if old["immutable"] == json!(true) && (old["data"] != new["data"] || old["binaryData"] != new["binaryData"]) {
             return Err(ApiError::invalid(
                 &rt.kind,
                 name_of(new),
-                vec![(
-                    "data".into(),
-                    "Forbidden: field is immutable when `immutable` is set".into(),
-                )],
+                vec![("data".into(), "Forbidden: field is immutable when `immutable` is set".into())],
             ));
         }
     }
@@ -352,9 +304,7 @@ fn normalize(rt: &ResourceType, obj: &mut Value) -> ApiResult<()> {
         }
         if let Some(m) = obj["data"].as_object() {
             for (k, v) in m {
-                let ok = v
-                    .as_str()
-                    .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+                let ok = v.as_str().is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
                 if !ok {
                     return Err(ApiError::bad_request(format!(
                         "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data[{k:?}]"
@@ -385,20 +335,12 @@ impl Store {
 
     /// Resolves a REST resource (group, version, plural).
     pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
-        self.inner
-            .lock()
-            .registry
-            .lookup(group, version, plural)
-            .cloned()
+        self.inner.lock().registry.lookup(group, version, plural).cloned()
     }
 
     /// Resolves a kind (apiVersion, kind).
     pub fn resolve_kind(&self, api_version: &str, kind: &str) -> Option<ResourceType> {
-        self.inner
-            .lock()
-            .registry
-            .by_kind(api_version, kind)
-            .cloned()
+        self.inner.lock().registry.by_kind(api_version, kind).cloned()
     }
 
     pub fn registry(&self) -> Registry {
@@ -418,16 +360,10 @@ impl Store {
     }
 
     /// The events after `rv` and a receiver for later ones, or 410 if `rv` was compacted.
-    pub fn watch_from(
-        &self,
-        rv: u64,
-    ) -> ApiResult<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)> {
+    pub fn watch_from(&self, rv: u64) -> ApiResult<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)> {
         let inner = self.inner.lock();
         if rv < inner.compacted_rv {
-            return Err(ApiError::gone(format!(
-                "too old resource version: {rv} ({})",
-                inner.compacted_rv + 1
-            )));
+            return Err(ApiError::gone(format!("too old resource version: {rv} ({})", inner.compacted_rv + 1)));
         }
         let rx = self.tx.subscribe();
         let start = inner.history.partition_point(|e| e.rv <= rv);
@@ -443,9 +379,7 @@ impl Store {
 
     pub fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Arc<Value>> {
         let inner = self.inner.lock();
-        inner
-            .get(rt, ns, name)
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+        inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
     }
 
     /// Lists objects of `rt` (all namespaces when `ns` is `None`), in key order.
@@ -465,19 +399,14 @@ impl Store {
                     .decode(t)
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    .ok_or_else(|| {
-                        ApiError::bad_request("continue key is not valid: illegal base64 data")
-                    })?;
+                    .ok_or_else(|| ApiError::bad_request("continue key is not valid: illegal base64 data"))?;
                 let rv = raw["rv"].as_u64().unwrap_or_default();
                 if rv < inner.compacted_rv {
                     return Err(ApiError::gone(
                         "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
                     ));
                 }
-                Some((
-                    raw["ns"].as_str().unwrap_or_default().into(),
-                    raw["name"].as_str().unwrap_or_default().into(),
-                ))
+                Some((raw["ns"].as_str().unwrap_or_default().into(), raw["name"].as_str().unwrap_or_default().into()))
             }
             _ => None,
         };
@@ -485,12 +414,9 @@ impl Store {
         let mut continue_token = None;
         let mut remaining = None;
         if let Some(map) = inner.objects.get(&rt.key()) {
-            let iter = map
-                .iter()
-                .filter(|((ons, _), _)| ns.is_none_or(|n| n == ons));
+            let iter = map.iter().filter(|((ons, _), _)| ns.is_none_or(|n| n == ons));
             let iter = iter.filter(|(k, _)| start.as_ref().is_none_or(|s| *k > s));
-            let mut matching =
-                iter.filter(|(_, o)| labels.matches(&o["metadata"]["labels"]) && fields.matches(o));
+            let mut matching = iter.filter(|(_, o)| labels.matches(&o["metadata"]["labels"]) && fields.matches(o));
             for (_, o) in matching.by_ref() {
                 items.push(o.clone());
                 if limit.is_some_and(|l| l > 0 && items.len() >= l) {
@@ -499,33 +425,17 @@ impl Store {
             }
             let rest = matching.count();
             if rest > 0 {
-                let last = items
-                    .last()
-                    .map(|o| (ns_of(o).to_string(), name_of(o).to_string()))
-                    .unwrap_or_default();
+                let last = items.last().map(|o| (ns_of(o).to_string(), name_of(o).to_string())).unwrap_or_default();
                 let token = json!({"rv": inner.rv, "ns": last.0, "name": last.1});
-                continue_token = Some(
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string()),
-                );
+                continue_token = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string()));
                 remaining = Some(rest);
             }
         }
-        Ok(ListPage {
-            items,
-            resource_version: inner.rv,
-            continue_token,
-            remaining,
-        })
+        Ok(ListPage { items, resource_version: inner.rv, continue_token, remaining })
     }
 
     /// POST: creates an object.
-    pub fn create(
-        &self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        body: Value,
-        opts: &WriteOpts,
-    ) -> ApiResult<Arc<Value>> {
+    pub fn create(&self, rt: &ResourceType, ns: Option<&str>, body: Value, opts: &WriteOpts) -> ApiResult<Arc<Value>> {
         let mut inner = self.inner.lock();
         let mut obj = inner.admit_new(rt, ns, body)?;
         let mut managed = Managed::default();
@@ -547,18 +457,9 @@ impl Store {
     ) -> ApiResult<Arc<Value>> {
         let mut inner = self.inner.lock();
         check_body_identity(rt, ns, name, &body)?;
-        let old = inner
-            .get(rt, ns, name)
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-        if let Some(rv) = body["metadata"]["resourceVersion"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-        {
-            if rv
-                != old["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default()
-            {
+        let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+            if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
                 return Err(ApiError::conflict(
                     &rt.group,
                     &rt.plural,
@@ -581,16 +482,10 @@ impl Store {
         apply_patch: impl FnOnce(&ResourceType, &Value) -> ApiResult<Value>,
     ) -> ApiResult<Arc<Value>> {
         let mut inner = self.inner.lock();
-        let old = inner
-            .get(rt, ns, name)
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let new = apply_patch(rt, &old)?;
         if let Some(rv) = new["metadata"]["resourceVersion"].as_str() {
-            if rv
-                != old["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default()
-            {
+            if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
                 return Err(ApiError::conflict(
                     &rt.group,
                     &rt.plural,
@@ -614,16 +509,12 @@ impl Store {
         opts: &WriteOpts,
     ) -> ApiResult<Arc<Value>> {
         if opts.manager.is_empty() {
-            return Err(ApiError::bad_request(
-                "PATCH, application/apply-patch+yaml requests must supply fieldManager",
-            ));
+            return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requests must supply fieldManager"));
         }
         if applied["apiVersion"].as_str().is_none_or(str::is_empty)
             || applied["kind"].as_str().is_none_or(str::is_empty)
         {
-            return Err(ApiError::bad_request(
-                "apiVersion and kind must be set in an applied configuration",
-            ));
+            return Err(ApiError::bad_request("apiVersion and kind must be set in an applied configuration"));
         }
         check_body_identity(rt, ns, name, &applied)?;
         if rt.namespaced {
@@ -662,17 +553,9 @@ impl Store {
     }
 
     /// DELETE: removes an object now, or marks it for deletion while finalizers remain.
-    pub fn delete(
-        &self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        name: &str,
-        opts: &DeleteOpts,
-    ) -> ApiResult<Arc<Value>> {
+    pub fn delete(&self, rt: &ResourceType, ns: Option<&str>, name: &str, opts: &DeleteOpts) -> ApiResult<Arc<Value>> {
         let mut inner = self.inner.lock();
-        let old = inner
-            .get(rt, ns, name)
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         if let Some(uid) = &opts.precondition_uid {
             if old["metadata"]["uid"].as_str() != Some(uid) {
                 return Err(ApiError::conflict(
@@ -702,29 +585,23 @@ impl Store {
         inner.delete_object(rt, &old, opts.propagation.as_deref(), &self.tx)
     }
 
-    /// One pass of the garbage collector and namespace controller. Returns whether it did work.
+    /// One pass of the garbage collector (ownerReferences). Returns whether it did work.
     pub fn collect_garbage(&self) -> bool {
         self.inner.lock().collect_garbage(&self.tx)
     }
 
+    /// One step of terminating namespace `name`. Returns whether the namespace is gone.
+    pub fn terminate_namespace(&self, name: &str) -> bool {
+        self.inner.lock().terminate_namespace(name, &self.tx)
+    }
+
     /// Writes `status` of an object on behalf of a controller (manager `kube-controller-manager`).
-    pub fn set_status(
-        &self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        name: &str,
-        status: Value,
-    ) -> ApiResult<Arc<Value>> {
+    pub fn set_status(&self, rt: &ResourceType, ns: Option<&str>, name: &str, status: Value) -> ApiResult<Arc<Value>> {
         let mut inner = self.inner.lock();
-        let old = inner
-            .get(rt, ns, name)
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let mut new = (*old).clone();
         new["status"] = status;
-        let opts = WriteOpts {
-            manager: "kube-controller-manager".into(),
-            ..Default::default()
-        };
+        let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
         inner.write_update(rt, &old, new, None, Some("status"), &opts, &self.tx)
     }
 
@@ -738,39 +615,23 @@ impl Store {
         f: impl FnOnce(&mut Value),
     ) -> ApiResult<Arc<Value>> {
         let mut inner = self.inner.lock();
-        let old = inner
-            .get(rt, ns, name)
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let mut new = (*old).clone();
         f(&mut new);
-        let opts = WriteOpts {
-            manager: manager.into(),
-            ..Default::default()
-        };
+        let opts = WriteOpts { manager: manager.into(), ..Default::default() };
         inner.write_update(rt, &old, new, None, None, &opts, &self.tx)
     }
 
     /// All objects of a resource (for controllers).
     pub fn all(&self, rt: &ResourceType) -> Vec<Arc<Value>> {
         let inner = self.inner.lock();
-        inner
-            .objects
-            .get(&rt.key())
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        inner.objects.get(&rt.key()).map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 }
 
-fn check_body_identity(
-    rt: &ResourceType,
-    ns: Option<&str>,
-    name: &str,
-    body: &Value,
-) -> ApiResult<()> {
+fn check_body_identity(rt: &ResourceType, ns: Option<&str>, name: &str, body: &Value) -> ApiResult<()> {
     if !body.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request must be a JSON or YAML object",
-        ));
+        return Err(ApiError::bad_request("the body of the request must be a JSON or YAML object"));
     }
     if let Some(n) = body["metadata"]["name"].as_str() {
         if n != name {
@@ -801,9 +662,7 @@ fn check_type_meta(rt: &ResourceType, body: &Value) -> ApiResult<()> {
         }
     }
     if let Some(av) = body["apiVersion"].as_str() {
-        if av != rt.api_version()
-            && !(rt.group == av.split('/').next().unwrap_or_default() && av.contains('/'))
-        {
+        if av != rt.api_version() && !(rt.group == av.split('/').next().unwrap_or_default() && av.contains('/')) {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({av}) does not match the expected API version ({})",
                 rt.api_version()
@@ -816,14 +675,7 @@ fn check_type_meta(rt: &ResourceType, body: &Value) -> ApiResult<()> {
 fn conflict_error(rt: &ResourceType, name: &str, conflicts: &[fieldset::Conflict]) -> ApiError {
     let lines: Vec<String> = conflicts
         .iter()
-        .map(|c| {
-            format!(
-                "conflict with \"{}\" using {}: {}",
-                c.manager,
-                c.api_version,
-                fieldset::display(&c.path)
-            )
-        })
+        .map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, c.api_version, fieldset::display(&c.path)))
         .collect();
     let causes: Vec<Value> = conflicts
         .iter()
@@ -832,11 +684,7 @@ fn conflict_error(rt: &ResourceType, name: &str, conflicts: &[fieldset::Conflict
     let message = if lines.len() == 1 {
         format!("Apply failed with 1 conflict: {}", lines[0])
     } else {
-        format!(
-            "Apply failed with {} conflicts: {}",
-            lines.len(),
-            lines.join("\n")
-        )
+        format!("Apply failed with {} conflicts: {}", lines.len(), lines.join("\n"))
     };
     ApiError::new(409, "Conflict", message)
         .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}))
@@ -844,28 +692,14 @@ fn conflict_error(rt: &ResourceType, name: &str, conflicts: &[fieldset::Conflict
 
 impl Inner {
     fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Option<Arc<Value>> {
-        let key = (
-            if rt.namespaced {
-                ns.unwrap_or_default().to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = (if rt.namespaced { ns.unwrap_or_default().to_string() } else { String::new() }, name.to_string());
         self.objects.get(&rt.key())?.get(&key).cloned()
     }
 
     /// Validates and completes a new object: identity, namespace, defaults. Not yet stored.
-    fn admit_new(
-        &mut self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        mut obj: Value,
-    ) -> ApiResult<Value> {
+    fn admit_new(&mut self, rt: &ResourceType, ns: Option<&str>, mut obj: Value) -> ApiResult<Value> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON or YAML object",
-            ));
+            return Err(ApiError::bad_request("the body of the request must be a JSON or YAML object"));
         }
         check_type_meta(rt, &obj)?;
         obj["apiVersion"] = json!(rt.api_version());
@@ -877,18 +711,12 @@ impl Inner {
                 .map(str::to_string)
                 .or_else(|| obj["metadata"]["namespace"].as_str().map(str::to_string))
                 .ok_or_else(|| ApiError::bad_request("the namespace of the object must be set"))?;
-            if obj["metadata"]["namespace"]
-                .as_str()
-                .is_some_and(|b| b != ns)
-            {
+            if obj["metadata"]["namespace"].as_str().is_some_and(|b| b != ns) {
                 return Err(ApiError::bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request",
                 ));
             }
-            let ns_rt = resources::BUILTIN
-                .iter()
-                .find(|r| r.kind == "Namespace")
-                .expect("Namespace is built in");
+            let ns_rt = resources::BUILTIN.iter().find(|r| r.kind == "Namespace").expect("Namespace is built in");
             match self.get(ns_rt, None, &ns) {
                 None => return Err(ApiError::not_found("", "namespaces", &ns)),
                 Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => {
@@ -914,10 +742,7 @@ impl Inner {
                     return Err(ApiError::invalid(
                         &rt.kind,
                         "",
-                        vec![(
-                            "metadata.name".into(),
-                            "Required value: name or generateName is required".into(),
-                        )],
+                        vec![("metadata.name".into(), "Required value: name or generateName is required".into())],
                     ));
                 }
             }
@@ -927,9 +752,7 @@ impl Inner {
         }
         match rt.kind.as_str() {
             "Namespace" => obj["status"] = json!({"phase": "Active"}),
-            "Pod" if rt.builtin => {
-                obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"})
-            }
+            "Pod" if rt.builtin => obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"}),
             _ => {}
         }
         normalize(rt, &mut obj)?;
@@ -944,11 +767,7 @@ impl Inner {
         }
         validate(rt, &obj)?;
         if self.get(rt, ns, name_of(&obj)).is_some() {
-            return Err(ApiError::already_exists(
-                &rt.group,
-                &rt.plural,
-                name_of(&obj),
-            ));
+            return Err(ApiError::already_exists(&rt.group, &rt.plural, name_of(&obj)));
         }
         Ok(obj)
     }
@@ -967,10 +786,7 @@ impl Inner {
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
         let obj = Arc::new(obj);
         let key = (ns_of(&obj).to_string(), name_of(&obj).to_string());
-        self.objects
-            .entry(rt.key())
-            .or_default()
-            .insert(key, obj.clone());
+        self.objects.entry(rt.key()).or_default().insert(key, obj.clone());
         self.after_write(rt, &obj, false);
         self.emit(rt.key(), EventType::Added, obj.clone(), None, tx);
         Ok(obj)
@@ -988,9 +804,7 @@ impl Inner {
         tx: &broadcast::Sender<Arc<Event>>,
     ) -> ApiResult<Arc<Value>> {
         if !new.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON or YAML object",
-            ));
+            return Err(ApiError::bad_request("the body of the request must be a JSON or YAML object"));
         }
         new["apiVersion"] = old["apiVersion"].clone();
         new["kind"] = old["kind"].clone();
@@ -1030,16 +844,8 @@ impl Inner {
             check_immutable(rt, old, &new)?;
             if !old["metadata"]["deletionTimestamp"].is_null() {
                 // New finalizers may not be added to an object being deleted.
-                let had: Vec<Value> = old["metadata"]["finalizers"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                if new["metadata"]["finalizers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|f| !had.contains(f))
-                {
+                let had: Vec<Value> = old["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+                if new["metadata"]["finalizers"].as_array().into_iter().flatten().any(|f| !had.contains(f)) {
                     return Err(ApiError::forbidden(format!(
                         "{} \"{}\" is forbidden: no new finalizers can be added if the object is being deleted",
                         rt.plural,
@@ -1071,9 +877,7 @@ impl Inner {
             return Ok(Arc::new(new));
         }
         let finalizing = !new["metadata"]["deletionTimestamp"].is_null()
-            && new["metadata"]["finalizers"]
-                .as_array()
-                .is_none_or(Vec::is_empty);
+            && new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
         self.rv += 1;
         meta_mut(&mut new).insert("resourceVersion".into(), json!(self.rv.to_string()));
         let new = Arc::new(new);
@@ -1083,18 +887,9 @@ impl Inner {
             self.after_write(rt, &new, true);
             self.emit(rt.key(), EventType::Deleted, new.clone(), None, tx);
         } else {
-            self.objects
-                .entry(rt.key())
-                .or_default()
-                .insert(key, new.clone());
+            self.objects.entry(rt.key()).or_default().insert(key, new.clone());
             self.after_write(rt, &new, false);
-            self.emit(
-                rt.key(),
-                EventType::Modified,
-                new.clone(),
-                Some(old.clone()),
-                tx,
-            );
+            self.emit(rt.key(), EventType::Modified, new.clone(), Some(old.clone()), tx);
         }
         Ok(new)
     }
@@ -1108,10 +903,7 @@ impl Inner {
     ) -> ApiResult<Arc<Value>> {
         let key = (ns_of(old).to_string(), name_of(old).to_string());
         let mut new = (**old).clone();
-        let mut finalizers: Vec<Value> = new["metadata"]["finalizers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let mut finalizers: Vec<Value> = new["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
         let is_namespace = rt.kind == "Namespace" && rt.group.is_empty();
         match propagation {
             Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
@@ -1149,17 +941,8 @@ impl Inner {
         self.rv += 1;
         meta_mut(&mut new).insert("resourceVersion".into(), json!(self.rv.to_string()));
         let new = Arc::new(new);
-        self.objects
-            .entry(rt.key())
-            .or_default()
-            .insert(key, new.clone());
-        self.emit(
-            rt.key(),
-            EventType::Modified,
-            new.clone(),
-            Some(old.clone()),
-            tx,
-        );
+        self.objects.entry(rt.key()).or_default().insert(key, new.clone());
+        self.emit(rt.key(), EventType::Modified, new.clone(), Some(old.clone()), tx);
         Ok(new)
     }
 
@@ -1170,19 +953,13 @@ impl Inner {
                 continue;
             };
             let mut new = (*dep).clone();
-            if let Some(refs) = new
-                .pointer_mut("/metadata/ownerReferences")
-                .and_then(Value::as_array_mut)
-            {
+            if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
                 refs.retain(|r| r["uid"] != *owner_uid);
                 if refs.is_empty() {
                     meta_mut(&mut new).remove("ownerReferences");
                 }
             }
-            let opts = WriteOpts {
-                manager: "kube-controller-manager".into(),
-                ..Default::default()
-            };
+            let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
             let _ = self.write_update(&rt, &dep, new, None, None, &opts, tx);
         }
     }
@@ -1191,12 +968,7 @@ impl Inner {
         let mut out = Vec::new();
         for (k, m) in &self.objects {
             for o in m.values() {
-                if o["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|r| r["uid"] == *owner_uid)
-                {
+                if o["metadata"]["ownerReferences"].as_array().into_iter().flatten().any(|r| r["uid"] == *owner_uid) {
                     out.push((k.clone(), o.clone()));
                 }
             }
@@ -1215,28 +987,20 @@ impl Inner {
             .filter_map(|o| o["metadata"]["uid"].as_str().map(str::to_string))
             .collect();
         let mut foreground_owners = Vec::new();
-        let mut terminating_ns = Vec::new();
         for (k, m) in &self.objects {
             for o in m.values() {
                 let refs = o["metadata"]["ownerReferences"].as_array();
                 if let Some(refs) = refs.filter(|r| !r.is_empty()) {
-                    let all_gone = refs
-                        .iter()
-                        .all(|r| !r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
+                    let all_gone = refs.iter().all(|r| !r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
                     if all_gone && o["metadata"]["deletionTimestamp"].is_null() {
                         orphans.push((k.clone(), o.clone()));
                     }
                 }
                 let deleting = !o["metadata"]["deletionTimestamp"].is_null();
                 if deleting
-                    && o["metadata"]["finalizers"]
-                        .as_array()
-                        .is_some_and(|f| f.contains(&json!("foregroundDeletion")))
+                    && o["metadata"]["finalizers"].as_array().is_some_and(|f| f.contains(&json!("foregroundDeletion")))
                 {
                     foreground_owners.push((k.clone(), o.clone()));
-                }
-                if deleting && k.group.is_empty() && k.plural == "namespaces" {
-                    terminating_ns.push(o.clone());
                 }
             }
         }
@@ -1250,86 +1014,66 @@ impl Inner {
             if deps.is_empty() {
                 if let Some(rt) = self.registry.by_key(&k).cloned() {
                     let mut new = (*owner).clone();
-                    if let Some(f) = new
-                        .pointer_mut("/metadata/finalizers")
-                        .and_then(Value::as_array_mut)
-                    {
+                    if let Some(f) = new.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
                         f.retain(|x| x != "foregroundDeletion");
                     }
-                    let opts = WriteOpts {
-                        manager: "kube-controller-manager".into(),
-                        ..Default::default()
-                    };
-                    worked |= self
-                        .write_update(&rt, &owner, new, None, None, &opts, tx)
-                        .is_ok();
+                    let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
+                    worked |= self.write_update(&rt, &owner, new, None, None, &opts, tx).is_ok();
                 }
             } else {
                 for (dk, dep) in deps {
                     if dep["metadata"]["deletionTimestamp"].is_null() {
                         if let Some(rt) = self.registry.by_key(&dk).cloned() {
-                            worked |= self
-                                .delete_object(&rt, &dep, Some("Foreground"), tx)
-                                .is_ok();
+                            worked |= self.delete_object(&rt, &dep, Some("Foreground"), tx).is_ok();
                         }
                     }
-                }
-            }
-        }
-        for ns in terminating_ns {
-            let name = name_of(&ns).to_string();
-            let mut contents = Vec::new();
-            for (k, m) in &self.objects {
-                for ((ons, _), o) in m.iter() {
-                    if *ons == name && o["metadata"]["deletionTimestamp"].is_null() {
-                        contents.push((k.clone(), o.clone()));
-                    }
-                }
-            }
-            let remaining = self
-                .objects
-                .iter()
-                .any(|(_, m)| m.keys().any(|(ons, _)| *ons == name));
-            if contents.is_empty() && !remaining {
-                let rt = self
-                    .registry
-                    .by_key(&ResKey {
-                        group: String::new(),
-                        plural: "namespaces".into(),
-                    })
-                    .cloned();
-                if let Some(rt) = rt {
-                    self.rv += 1;
-                    let mut gone = (*ns).clone();
-                    meta_mut(&mut gone)
-                        .insert("resourceVersion".into(), json!(self.rv.to_string()));
-                    let gone = Arc::new(gone);
-                    self.objects
-                        .entry(rt.key())
-                        .or_default()
-                        .remove(&(String::new(), name.clone()));
-                    self.emit(rt.key(), EventType::Deleted, gone, None, tx);
-                    worked = true;
-                }
-            }
-            for (k, o) in contents {
-                if let Some(rt) = self.registry.by_key(&k).cloned() {
-                    worked |= self.delete_object(&rt, &o, Some("Background"), tx).is_ok();
                 }
             }
         }
         worked
     }
 
+    /// One step of the namespace controller for a terminating namespace: deletes what it
+    /// holds, and the namespace itself once it is empty. Returns whether it is gone.
+    fn terminate_namespace(&mut self, name: &str, tx: &broadcast::Sender<Arc<Event>>) -> bool {
+        let ns_key = ResKey { group: String::new(), plural: "namespaces".into() };
+        let Some(ns) = self.objects.get(&ns_key).and_then(|m| m.get(&(String::new(), name.to_string()))).cloned()
+        else {
+            return true;
+        };
+        if ns["metadata"]["deletionTimestamp"].is_null() {
+            return false;
+        }
+        let mut contents = Vec::new();
+        for (k, m) in &self.objects {
+            for ((ons, _), o) in m.iter() {
+                if ons == name && o["metadata"]["deletionTimestamp"].is_null() {
+                    contents.push((k.clone(), o.clone()));
+                }
+            }
+        }
+        for (k, o) in contents {
+            if let Some(rt) = self.registry.by_key(&k).cloned() {
+                let _ = self.delete_object(&rt, &o, Some("Background"), tx);
+            }
+        }
+        let remaining = self.objects.values().any(|m| m.keys().any(|(ons, _)| ons == name));
+        if remaining {
+            return false;
+        }
+        self.rv += 1;
+        let mut gone = (*ns).clone();
+        meta_mut(&mut gone).insert("resourceVersion".into(), json!(self.rv.to_string()));
+        self.objects.entry(ns_key.clone()).or_default().remove(&(String::new(), name.to_string()));
+        self.emit(ns_key, EventType::Deleted, Arc::new(gone), None, tx);
+        true
+    }
+
     /// Side effects of a stored write: CRDs change what the server serves.
     fn after_write(&mut self, rt: &ResourceType, obj: &Value, deleted: bool) {
         if rt.kind == "CustomResourceDefinition" && rt.group == "apiextensions.k8s.io" {
             let crd_name = name_of(obj).to_string();
-            let types = if deleted {
-                vec![]
-            } else {
-                resources::from_crd(obj)
-            };
+            let types = if deleted { vec![] } else { resources::from_crd(obj) };
             let old_keys: Vec<ResKey> = self
                 .registry
                 .all()
@@ -1354,13 +1098,7 @@ impl Inner {
         old: Option<Arc<Value>>,
         tx: &broadcast::Sender<Arc<Event>>,
     ) {
-        let event = Arc::new(Event {
-            rv: self.rv,
-            res,
-            kind,
-            object,
-            old,
-        });
+        let event = Arc::new(Event { rv: self.rv, res, kind, object, old });
         self.history.push_back(event.clone());
         while self.history.len() > self.history_cap {
             if let Some(e) = self.history.pop_front() {

@@ -25,28 +25,13 @@ fn i(v: &Value) -> i64 {
 fn columns(kind: &str) -> Vec<(&'static str, &'static str)> {
     let mut c = vec![("Name", "string")];
     c.extend(match kind {
-        "Deployment" => vec![
-            ("Ready", "string"),
-            ("Up-to-date", "integer"),
-            ("Available", "integer"),
-        ],
-        "ReplicaSet" => vec![
-            ("Desired", "integer"),
-            ("Current", "integer"),
-            ("Ready", "integer"),
-        ],
+        "Deployment" => vec![("Ready", "string"), ("Up-to-date", "integer"), ("Available", "integer")],
+        "ReplicaSet" => vec![("Desired", "integer"), ("Current", "integer"), ("Ready", "integer")],
         "StatefulSet" => vec![("Ready", "string")],
-        "Pod" => vec![
-            ("Ready", "string"),
-            ("Status", "string"),
-            ("Restarts", "string"),
-        ],
-        "Service" => vec![
-            ("Type", "string"),
-            ("Cluster-IP", "string"),
-            ("External-IP", "string"),
-            ("Port(s)", "string"),
-        ],
+        "Pod" => vec![("Ready", "string"), ("Status", "string"), ("Restarts", "string")],
+        "Service" => {
+            vec![("Type", "string"), ("Cluster-IP", "string"), ("External-IP", "string"), ("Port(s)", "string")]
+        }
         "Namespace" => vec![("Status", "string")],
         "Job" => vec![("Status", "string"), ("Completions", "string")],
         "ConfigMap" | "Secret" => vec![("Data", "integer")],
@@ -63,80 +48,43 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
     let mut c = vec![o["metadata"]["name"].clone()];
     c.extend(match kind {
         "Deployment" => vec![
-            json!(format!(
-                "{}/{}",
-                i(&s["readyReplicas"]),
-                i(&o["spec"]["replicas"])
-            )),
+            json!(format!("{}/{}", i(&s["readyReplicas"]), i(&o["spec"]["replicas"]))),
             json!(i(&s["updatedReplicas"])),
             json!(i(&s["availableReplicas"])),
         ],
-        "ReplicaSet" => vec![
-            json!(i(&o["spec"]["replicas"])),
-            json!(i(&s["replicas"])),
-            json!(i(&s["readyReplicas"])),
-        ],
-        "StatefulSet" => vec![json!(format!(
-            "{}/{}",
-            i(&s["readyReplicas"]),
-            i(&o["spec"]["replicas"])
-        ))],
+        "ReplicaSet" => vec![json!(i(&o["spec"]["replicas"])), json!(i(&s["replicas"])), json!(i(&s["readyReplicas"]))],
+        "StatefulSet" => vec![json!(format!("{}/{}", i(&s["readyReplicas"]), i(&o["spec"]["replicas"])))],
         "Pod" => {
-            let cs = s["containerStatuses"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let cs = s["containerStatuses"].as_array().cloned().unwrap_or_default();
             let ready = cs.iter().filter(|c| c["ready"] == true).count();
-            let total = o["spec"]["containers"]
-                .as_array()
-                .map(Vec::len)
-                .unwrap_or(0);
-            let waiting = cs
-                .iter()
-                .find_map(|c| c["state"]["waiting"]["reason"].as_str().map(str::to_string));
-            let phase =
-                waiting.unwrap_or_else(|| s["phase"].as_str().unwrap_or("Pending").to_string());
+            let total = o["spec"]["containers"].as_array().map(Vec::len).unwrap_or(0);
+            let waiting = cs.iter().find_map(|c| c["state"]["waiting"]["reason"].as_str().map(str::to_string));
+            let phase = waiting.unwrap_or_else(|| s["phase"].as_str().unwrap_or("Pending").to_string());
             vec![json!(format!("{ready}/{total}")), json!(phase), json!("0")]
         }
         "Service" => {
             let ext = s["loadBalancer"]["ingress"][0]["ip"]
                 .as_str()
-                .unwrap_or(if o["spec"]["type"] == "LoadBalancer" {
-                    "<pending>"
-                } else {
-                    "<none>"
-                })
+                .unwrap_or(if o["spec"]["type"] == "LoadBalancer" { "<pending>" } else { "<none>" })
                 .to_string();
             let ports: Vec<String> = o["spec"]["ports"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .map(|p| match p["nodePort"].as_i64() {
-                    Some(np) => format!(
-                        "{}:{}/{}",
-                        i(&p["port"]),
-                        np,
-                        p["protocol"].as_str().unwrap_or("TCP")
-                    ),
-                    None => format!(
-                        "{}/{}",
-                        i(&p["port"]),
-                        p["protocol"].as_str().unwrap_or("TCP")
-                    ),
+                    Some(np) => format!("{}:{}/{}", i(&p["port"]), np, p["protocol"].as_str().unwrap_or("TCP")),
+                    None => format!("{}/{}", i(&p["port"]), p["protocol"].as_str().unwrap_or("TCP")),
                 })
                 .collect();
-            vec![
-                o["spec"]["type"].clone(),
-                o["spec"]["clusterIP"].clone(),
-                json!(ext),
-                json!(ports.join(",")),
-            ]
+            vec![o["spec"]["type"].clone(), o["spec"]["clusterIP"].clone(), json!(ext), json!(ports.join(","))]
         }
         "Namespace" => vec![s["phase"].clone()],
         "Job" => {
-            let done = s["conditions"].as_array().into_iter().flatten().find(|c| {
-                c["status"] == "True" && (c["type"] == "Complete" || c["type"] == "Failed")
-            });
+            let done = s["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["status"] == "True" && (c["type"] == "Complete" || c["type"] == "Failed"));
             let status = match done.map(|c| c["type"].as_str().unwrap_or_default()) {
                 Some("Complete") => "Complete",
                 Some(_) => "Failed",
@@ -144,11 +92,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             };
             vec![
                 json!(status),
-                json!(format!(
-                    "{}/{}",
-                    i(&s["succeeded"]),
-                    o["spec"]["completions"].as_i64().unwrap_or(1)
-                )),
+                json!(format!("{}/{}", i(&s["succeeded"]), o["spec"]["completions"].as_i64().unwrap_or(1))),
             ]
         }
         "ConfigMap" | "Secret" => {

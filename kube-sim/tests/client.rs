@@ -53,11 +53,15 @@ async fn typed_crud_patches_and_optimistic_concurrency() {
 
     let pp = PatchParams::default();
     api.patch("a", &pp, &Patch::Merge(json!({"data": {"m": "1"}}))).await.unwrap();
-    let jp: json_patch_type::Patch = serde_json::from_value(json!([{"op": "add", "path": "/data/j", "value": "2"}])).unwrap();
+    let jp: json_patch_type::Patch =
+        serde_json::from_value(json!([{"op": "add", "path": "/data/j", "value": "2"}])).unwrap();
     api.patch("a", &pp, &Patch::<()>::Json(jp)).await.unwrap();
     api.patch("a", &pp, &Patch::Strategic(json!({"data": {"s": "3", "k": null}}))).await.unwrap();
     let got = api.get("a").await.unwrap();
-    assert_eq!(got.data.unwrap(), BTreeMap::from([("j".into(), "2".into()), ("m".into(), "1".into()), ("s".into(), "3".into())]));
+    assert_eq!(
+        got.data.unwrap(),
+        BTreeMap::from([("j".into(), "2".into()), ("m".into(), "1".into()), ("s".into(), "3".into())])
+    );
 
     let gone = api.delete("a", &DeleteParams::default()).await.unwrap();
     assert!(gone.is_right(), "an object without finalizers is deleted at once");
@@ -77,7 +81,8 @@ async fn namespaces_and_cluster_scope() {
 
     // The namespace of a cluster-scoped object is dropped, as a real server does.
     let roles: Api<ClusterRole> = Api::all(cl.clone());
-    let role: ClusterRole = serde_json::from_value(json!({"metadata": {"name": "reader", "namespace": "default"}, "rules": []})).unwrap();
+    let role: ClusterRole =
+        serde_json::from_value(json!({"metadata": {"name": "reader", "namespace": "default"}, "rules": []})).unwrap();
     let created = roles.create(&PostParams::default(), &role).await.unwrap();
     assert_eq!(created.metadata.namespace, None);
 
@@ -87,7 +92,8 @@ async fn namespaces_and_cluster_scope() {
     let ns = nss.create(&PostParams::default(), &ns).await.unwrap();
     assert_eq!(ns.metadata.labels.unwrap()["kubernetes.io/metadata.name"], "team");
     let cms: Api<ConfigMap> = Api::namespaced(cl.clone(), "team");
-    eventually("kube-root-ca.crt", Duration::from_secs(5), || async { cms.get_opt("kube-root-ca.crt").await.unwrap() }).await;
+    eventually("kube-root-ca.crt", Duration::from_secs(5), || async { cms.get_opt("kube-root-ca.crt").await.unwrap() })
+        .await;
 
     // Deleting a namespace removes what it holds, then the namespace itself.
     cms.create(&PostParams::default(), &cm("x", &[])).await.unwrap();
@@ -95,12 +101,22 @@ async fn namespaces_and_cluster_scope() {
     held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     cms.create(&PostParams::default(), &held).await.unwrap();
     nss.delete("team", &DeleteParams::default()).await.unwrap();
-    eventually("x deleted with its namespace", Duration::from_secs(5), || async { cms.get_opt("x").await.unwrap().is_none().then_some(()) }).await;
+    eventually("x deleted with its namespace", Duration::from_secs(5), || async {
+        cms.get_opt("x").await.unwrap().is_none().then_some(())
+    })
+    .await;
     let ns = nss.get("team").await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"), "a namespace waits for its contents");
-    assert_eq!(api_code(cms.create(&PostParams::default(), &cm("y", &[])).await).0, 403, "no new content in a terminating namespace");
+    assert_eq!(
+        api_code(cms.create(&PostParams::default(), &cm("y", &[])).await).0,
+        403,
+        "no new content in a terminating namespace"
+    );
     cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
-    eventually("namespace gone", Duration::from_secs(5), || async { nss.get_opt("team").await.unwrap().is_none().then_some(()) }).await;
+    eventually("namespace gone", Duration::from_secs(5), || async {
+        nss.get_opt("team").await.unwrap().is_none().then_some(())
+    })
+    .await;
     assert!(cms.get_opt("x").await.unwrap().is_none());
 }
 
@@ -111,10 +127,18 @@ async fn selectors_and_pagination() {
     for (i, env) in ["dev", "prod", "prod", "staging", "dev"].iter().enumerate() {
         api.create(&PostParams::default(), &cm(&format!("c{i}"), &[("env", env), ("bosun", "yes")])).await.unwrap();
     }
-    let names = |l: kube::core::ObjectList<ConfigMap>| l.items.into_iter().map(|c| c.metadata.name.unwrap()).collect::<Vec<_>>();
+    let names = |l: kube::core::ObjectList<ConfigMap>| {
+        l.items.into_iter().map(|c| c.metadata.name.unwrap()).collect::<Vec<_>>()
+    };
     assert_eq!(names(api.list(&ListParams::default().labels("env=prod")).await.unwrap()), ["c1", "c2"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("env in (dev,staging)")).await.unwrap()), ["c0", "c3", "c4"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("env notin (dev),bosun")).await.unwrap()), ["c1", "c2", "c3"]);
+    assert_eq!(
+        names(api.list(&ListParams::default().labels("env in (dev,staging)")).await.unwrap()),
+        ["c0", "c3", "c4"]
+    );
+    assert_eq!(
+        names(api.list(&ListParams::default().labels("env notin (dev),bosun")).await.unwrap()),
+        ["c1", "c2", "c3"]
+    );
     assert_eq!(names(api.list(&ListParams::default().labels("!bosun")).await.unwrap()), ["kube-root-ca.crt"]);
     assert_eq!(names(api.list(&ListParams::default().fields("metadata.name=c3")).await.unwrap()), ["c3"]);
     assert_eq!(names(api.list(&ListParams::default().fields("metadata.namespace!=default")).await.unwrap()).len(), 0);
@@ -150,7 +174,13 @@ async fn server_side_apply_field_ownership() {
     let container = &spec.template.spec.unwrap().containers[0];
     assert_eq!(container.image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert_eq!(container.termination_message_path.as_deref(), Some("/dev/termination-log"));
-    let managers: Vec<_> = d.metadata.managed_fields.unwrap().iter().map(|m| (m.manager.clone().unwrap(), m.operation.clone().unwrap())).collect();
+    let managers: Vec<_> = d
+        .metadata
+        .managed_fields
+        .unwrap()
+        .iter()
+        .map(|m| (m.manager.clone().unwrap(), m.operation.clone().unwrap()))
+        .collect();
     assert!(managers.contains(&("bosun".into(), "Apply".into())), "{managers:?}");
 
     // A field the manager stops applying is removed.
@@ -171,7 +201,10 @@ async fn server_side_apply_field_ownership() {
 
     // dryRun=All answers with the result and stores nothing.
     let rv = api.get("web").await.unwrap().metadata.resource_version;
-    let dry = api.patch("web", &PatchParams::apply("bosun").force().dry_run(), &Patch::Apply(deployment(9, "nginx:1.27", false))).await.unwrap();
+    let dry = api
+        .patch("web", &PatchParams::apply("bosun").force().dry_run(), &Patch::Apply(deployment(9, "nginx:1.27", false)))
+        .await
+        .unwrap();
     assert_eq!(dry.spec.replicas, Some(9));
     let after = api.get("web").await.unwrap();
     assert_eq!((after.spec.replicas, after.metadata.resource_version), (Some(3), rv));
@@ -179,7 +212,11 @@ async fn server_side_apply_field_ownership() {
     // Re-applying the same configuration writes nothing.
     let before = api.get("web").await.unwrap().metadata.resource_version;
     api.patch("web", &bosun.clone().force(), &Patch::Apply(deployment(3, "nginx:1.27", false))).await.unwrap();
-    assert_eq!(api.get("web").await.unwrap().metadata.resource_version, before, "a no-op apply does not bump resourceVersion");
+    assert_eq!(
+        api.get("web").await.unwrap().metadata.resource_version,
+        before,
+        "a no-op apply does not bump resourceVersion"
+    );
 
     // Apply without a field manager is a bad request.
     let (code, _) = api_code(api.patch("web", &PatchParams::default(), &Patch::Apply(deployment(3, "x", false))).await);
@@ -193,7 +230,9 @@ async fn generation_status_subresource_and_service_defaults() {
     let api: Api<Deployment> = Api::namespaced(cl.clone(), "default");
     api.patch("web", &PatchParams::apply("t"), &Patch::Apply(deployment(1, "nginx:1", false))).await.unwrap();
     let g1 = api.get("web").await.unwrap().metadata.generation;
-    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
+    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+        .await
+        .unwrap();
     assert_eq!(api.get("web").await.unwrap().metadata.generation, g1, "metadata changes keep the generation");
     api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}}))).await.unwrap();
     assert_eq!(api.get("web").await.unwrap().metadata.generation, g1.map(|g| g + 1));
@@ -201,7 +240,13 @@ async fn generation_status_subresource_and_service_defaults() {
     // The main resource ignores status; the status subresource changes only status.
     api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 42}}))).await.unwrap();
     assert_ne!(api.get("web").await.unwrap().status.and_then(|s| s.replicas), Some(42));
-    api.patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"observedGeneration": 99}, "spec": {"replicas": 7}}))).await.unwrap();
+    api.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"observedGeneration": 99}, "spec": {"replicas": 7}})),
+    )
+    .await
+    .unwrap();
     let d = api.get("web").await.unwrap();
     assert_eq!(d.status.unwrap().observed_generation, Some(99));
     assert_eq!(d.spec.replicas, Some(4));
@@ -221,7 +266,8 @@ async fn generation_status_subresource_and_service_defaults() {
 
     // Secret stringData is folded into base64 data.
     let secrets: Api<Secret> = Api::namespaced(cl, "default");
-    let sec = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"password": "hunter2"}});
+    let sec =
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"password": "hunter2"}});
     let s = secrets.patch("s", &PatchParams::apply("t"), &Patch::Apply(sec)).await.unwrap();
     assert_eq!(s.type_.as_deref(), Some("Opaque"));
     assert_eq!(s.data.unwrap()["password"].0, b"hunter2");
@@ -257,7 +303,10 @@ async fn finalizers_and_garbage_collection() {
     let owner = api.create(&PostParams::default(), &cm("owner", &[])).await.unwrap();
     api.create(&PostParams::default(), &owned("dep", &owner)).await.unwrap();
     api.delete("owner", &DeleteParams::background()).await.unwrap();
-    eventually("dependent collected", Duration::from_secs(5), || async { api.get_opt("dep").await.unwrap().is_none().then_some(()) }).await;
+    eventually("dependent collected", Duration::from_secs(5), || async {
+        api.get_opt("dep").await.unwrap().is_none().then_some(())
+    })
+    .await;
 
     // Foreground: the owner stays (with deletionTimestamp) until its dependents are gone.
     let owner = api.create(&PostParams::default(), &cm("fg", &[])).await.unwrap();
@@ -266,10 +315,21 @@ async fn finalizers_and_garbage_collection() {
     api.create(&PostParams::default(), &dep).await.unwrap();
     api.delete("fg", &DeleteParams::foreground()).await.unwrap();
     let o = api.get("fg").await.unwrap();
-    assert!(o.metadata.deletion_timestamp.is_some() && o.metadata.finalizers.unwrap().contains(&"foregroundDeletion".to_string()));
-    eventually("dependent marked", Duration::from_secs(5), || async { api.get("fg-dep").await.unwrap().metadata.deletion_timestamp.map(|_| ()) }).await;
-    api.patch("fg-dep", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
-    eventually("owner gone", Duration::from_secs(5), || async { api.get_opt("fg").await.unwrap().is_none().then_some(()) }).await;
+    assert!(
+        o.metadata.deletion_timestamp.is_some()
+            && o.metadata.finalizers.unwrap().contains(&"foregroundDeletion".to_string())
+    );
+    eventually("dependent marked", Duration::from_secs(5), || async {
+        api.get("fg-dep").await.unwrap().metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    api.patch("fg-dep", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+        .await
+        .unwrap();
+    eventually("owner gone", Duration::from_secs(5), || async {
+        api.get_opt("fg").await.unwrap().is_none().then_some(())
+    })
+    .await;
 
     // Orphan: dependents stay and lose their owner reference.
     let owner = api.create(&PostParams::default(), &cm("or", &[])).await.unwrap();
@@ -284,12 +344,20 @@ async fn dynamic_objects_and_crd_discovery() {
     let c = sim().await;
     let cl = client(&c).await;
     let discovery = Discovery::new(cl.clone()).run().await.unwrap();
-    let (ar, caps) = discovery.resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")).expect("deployments discovered");
+    let (ar, caps) =
+        discovery.resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")).expect("deployments discovered");
     assert_eq!(ar.plural, "deployments");
     assert!(matches!(caps.scope, kube::discovery::Scope::Namespaced));
-    for (g, v, k) in [("", "v1", "ConfigMap"), ("batch", "v1", "Job"), ("networking.k8s.io", "v1", "Ingress"), ("autoscaling", "v2", "HorizontalPodAutoscaler"),
-                      ("apiregistration.k8s.io", "v1", "APIService"), ("coordination.k8s.io", "v1", "Lease"), ("policy", "v1", "PodDisruptionBudget"),
-                      ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding")] {
+    for (g, v, k) in [
+        ("", "v1", "ConfigMap"),
+        ("batch", "v1", "Job"),
+        ("networking.k8s.io", "v1", "Ingress"),
+        ("autoscaling", "v2", "HorizontalPodAutoscaler"),
+        ("apiregistration.k8s.io", "v1", "APIService"),
+        ("coordination.k8s.io", "v1", "Lease"),
+        ("policy", "v1", "PodDisruptionBudget"),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+    ] {
         assert!(discovery.resolve_gvk(&GroupVersionKind::gvk(g, v, k)).is_some(), "{k} discovered");
     }
     let widget = GroupVersionKind::gvk("example.com", "v1", "Widget");
@@ -335,11 +403,29 @@ async fn bad_requests_get_status_errors() {
         ("POST", "/api/v1/namespaces/default/configmaps", "application/json", "{not json", 400),
         ("POST", "/api/v1/namespaces/default/configmaps", "application/json", "[1,2]", 400),
         ("POST", "/api/v1/namespaces/default/configmaps", "application/vnd.kubernetes.protobuf", "k8s\0", 415),
-        ("POST", "/api/v1/namespaces/default/configmaps", "application/json", r#"{"metadata":{"name":"Bad_Name"}}"#, 422),
-        ("POST", "/api/v1/namespaces/default/configmaps", "application/json", r#"{"kind":"Secret","metadata":{"name":"x"}}"#, 400),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            r#"{"metadata":{"name":"Bad_Name"}}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            r#"{"kind":"Secret","metadata":{"name":"x"}}"#,
+            400,
+        ),
         ("POST", "/api/v1/namespaces/default/configmaps", "application/json", r#"{"metadata":{}}"#, 422),
         ("PATCH", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt", "text/plain", "{}", 415),
-        ("PATCH", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt", "application/json-patch+json", r#"[{"op":"remove","path":"/nope"}]"#, 422),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/kube-root-ca.crt",
+            "application/json-patch+json",
+            r#"[{"op":"remove","path":"/nope"}]"#,
+            422,
+        ),
         ("GET", "/apis/nope.example.com/v1/things", "", "", 404),
         ("GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20b", "", "", 400),
         ("GET", "/api/v1/namespaces/default/configmaps?continue=%%%", "", "", 400),
@@ -348,7 +434,8 @@ async fn bad_requests_get_status_errors() {
     ] {
         let (code, body) = http.send(method, path, ct, body).await;
         assert_eq!(code, want, "{method} {path}: {body}");
-        let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{method} {path}: not a Status: {body}"));
+        let status: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{method} {path}: not a Status: {body}"));
         assert_eq!((status["kind"].as_str(), status["code"].as_u64()), (Some("Status"), Some(want as u64)), "{body}");
     }
 }

@@ -20,7 +20,13 @@ fn deploy(name: &str, image: &str, replicas: i32) -> Value {
 }
 
 fn condition(d: &Deployment, t: &str) -> Option<(String, String)> {
-    d.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_.as_deref() == Some(t)).map(|c| (c.status.clone().unwrap_or_default(), c.reason.clone().unwrap_or_default()))
+    d.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_.as_deref() == Some(t))
+        .map(|c| (c.status.clone().unwrap_or_default(), c.reason.clone().unwrap_or_default()))
 }
 
 #[tokio::test]
@@ -36,7 +42,10 @@ async fn deployment_rolls_out_with_replicasets_and_pods() {
     })
     .await;
     let s = d.status.unwrap();
-    assert_eq!((s.observed_generation, s.ready_replicas, s.available_replicas, s.updated_replicas), (d.metadata.generation, Some(2), Some(2), Some(2)));
+    assert_eq!(
+        (s.observed_generation, s.ready_replicas, s.available_replicas, s.updated_replicas),
+        (d.metadata.generation, Some(2), Some(2), Some(2))
+    );
 
     let rss: Api<ReplicaSet> = Api::namespaced(cl.clone(), "default");
     let rs = rss.list(&ListParams::default().labels("app=web")).await.unwrap().items;
@@ -45,7 +54,8 @@ async fn deployment_rolls_out_with_replicasets_and_pods() {
     let pods: Api<Pod> = Api::namespaced(cl.clone(), "default");
     let running = eventually("two running pods", T, || async {
         let ps = pods.list(&ListParams::default().labels("app=web")).await.unwrap().items;
-        (ps.len() == 2 && ps.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))).then_some(ps)
+        (ps.len() == 2 && ps.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+            .then_some(ps)
     })
     .await;
     assert!(running[0].metadata.labels.as_ref().unwrap().contains_key("pod-template-hash"));
@@ -102,8 +112,10 @@ async fn jobs_services_claims_and_other_workloads() {
     let c = sim().await;
     let cl = client(&c).await;
     let jobs: Api<Job> = Api::namespaced(cl.clone(), "default");
-    let job = |name: &str, image: &str| json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image}]}}}});
+    let job = |name: &str, image: &str| {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image}]}}}})
+    };
     jobs.patch("ok", &PatchParams::apply("t"), &Patch::Apply(job("ok", "busybox:1"))).await.unwrap();
     jobs.patch("ko", &PatchParams::apply("t"), &Patch::Apply(job("ko", "busybox:fail"))).await.unwrap();
     let done = |name: &'static str, t: &'static str| {
@@ -125,7 +137,10 @@ async fn jobs_services_claims_and_other_workloads() {
     let svcs: Api<Service> = Api::namespaced(cl.clone(), "default");
     let lb = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
     svcs.patch("lb", &PatchParams::apply("t"), &Patch::Apply(lb)).await.unwrap();
-    eventually("load balancer address", T, || async { svcs.get("lb").await.unwrap().status?.load_balancer?.ingress?.first()?.ip.clone() }).await;
+    eventually("load balancer address", T, || async {
+        svcs.get("lb").await.unwrap().status?.load_balancer?.ingress?.first()?.ip.clone()
+    })
+    .await;
 
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(cl.clone(), "default");
     let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
@@ -142,7 +157,10 @@ async fn jobs_services_claims_and_other_workloads() {
     let s = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {"replicas": 3, "serviceName": "db",
         "selector": {"matchLabels": {"app": "db"}}, "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "postgres:16"}]}}}});
     sts.patch("db", &PatchParams::apply("t"), &Patch::Apply(s)).await.unwrap();
-    eventually("statefulset ready", T, || async { (sts.get("db").await.unwrap().status?.ready_replicas == Some(3)).then_some(()) }).await;
+    eventually("statefulset ready", T, || async {
+        (sts.get("db").await.unwrap().status?.ready_replicas == Some(3)).then_some(())
+    })
+    .await;
 
     let dss: Api<DaemonSet> = Api::namespaced(cl.clone(), "default");
     let d = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"}, "spec": {

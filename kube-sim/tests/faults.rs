@@ -25,7 +25,13 @@ async fn error_rules_per_verb() {
 
     // kube::Client retries 429 (honouring Retry-After) on its own: the write lands.
     c.faults().add_error(ErrorRule { verb: Some("patch".into()), code: 429, rate: 1.0, count: Some(2) });
-    api.patch("a", &pp, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"a": "2"}}))).await.unwrap();
+    api.patch(
+        "a",
+        &pp,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"a": "2"}})),
+    )
+    .await
+    .unwrap();
     assert!(c.faults().settings().errors.is_empty(), "both injected 429s were served");
     assert_eq!(api.get("a").await.unwrap().data.unwrap()["a"], "2");
 
@@ -58,9 +64,15 @@ async fn latency_is_added_to_requests() {
 async fn faults_switch_over_http() {
     let c = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&c).await, "default");
-    let settings = FaultSettings { errors: vec![ErrorRule { verb: Some("list".into()), code: 500, rate: 1.0, count: None }], ..Default::default() };
+    let settings = FaultSettings {
+        errors: vec![ErrorRule { verb: Some("list".into()), code: 500, rate: 1.0, count: None }],
+        ..Default::default()
+    };
     let kube_client = client(&c).await;
-    let put = http::Request::put("/_sim/faults").header("content-type", "application/json").body(serde_json::to_vec(&settings).unwrap()).unwrap();
+    let put = http::Request::put("/_sim/faults")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&settings).unwrap())
+        .unwrap();
     kube_client.request_text(put).await.unwrap();
     assert_eq!(c.faults().settings(), settings);
     assert_eq!(api_code(api.list(&Default::default()).await).0, 500);

@@ -12,7 +12,11 @@ use serde_json::json;
 async fn two_hundred_clusters_are_isolated() {
     let mut clusters = Vec::new();
     for i in 0..200 {
-        let cfg = SimConfig { name: format!("c{i}"), controllers: ControllerConfig { simulate_pods: false, ..fast_config().controllers }, ..fast_config() };
+        let cfg = SimConfig {
+            name: format!("c{i}"),
+            controllers: ControllerConfig { simulate_pods: false, ..fast_config().controllers },
+            ..fast_config()
+        };
         clusters.push(SimCluster::start(cfg).await.unwrap());
     }
     let urls: std::collections::HashSet<_> = clusters.iter().map(|c| c.url().to_string()).collect();

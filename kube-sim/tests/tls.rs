@@ -18,7 +18,14 @@ async fn client_certificate_and_token_are_accepted() {
     for use_token in [false, true] {
         let cl = client_from_kubeconfig(&c.kubeconfig(use_token)).await;
         let nss: Api<Namespace> = Api::all(cl);
-        let names: Vec<_> = nss.list(&ListParams::default()).await.unwrap().items.into_iter().map(|n| n.metadata.name.unwrap()).collect();
+        let names: Vec<_> = nss
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|n| n.metadata.name.unwrap())
+            .collect();
         assert!(names.contains(&"kube-system".to_string()), "token={use_token}: {names:?}");
     }
     assert_eq!(c.token(), Some("s3cret-token"));

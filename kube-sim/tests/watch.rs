@@ -9,8 +9,8 @@ use common::{client, sim};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
 fn cm(name: &str, label: &str) -> ConfigMap {
@@ -21,7 +21,10 @@ async fn next_event<S, K>(s: &mut S, what: &str) -> K
 where
     S: futures::Stream<Item = K> + Unpin,
 {
-    tokio::time::timeout(Duration::from_secs(5), s.next()).await.unwrap_or_else(|_| panic!("timed out waiting for {what}")).unwrap_or_else(|| panic!("stream ended before {what}"))
+    tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap_or_else(|| panic!("stream ended before {what}"))
 }
 
 #[tokio::test]
@@ -80,7 +83,8 @@ async fn streaming_list_mode_ends_initial_events_with_a_bookmark() {
     let c = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&c).await, "default");
     api.create(&PostParams::default(), &cm("x", "a")).await.unwrap();
-    let mut stream = Box::pin(watcher::watcher(api.clone(), watcher::Config::default().streaming_lists().labels("tier")));
+    let mut stream =
+        Box::pin(watcher::watcher(api.clone(), watcher::Config::default().streaming_lists().labels("tier")));
     let mut initial = Vec::new();
     loop {
         match next_event(&mut stream, "streaming list").await.unwrap() {
@@ -109,19 +113,30 @@ async fn raw_watch_semantics() {
         other => panic!("unexpected {other:?}"),
     }
     // An object leaving the selection is a DELETED event for this watch.
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "back"}}}))).await.unwrap();
+    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "back"}}})))
+        .await
+        .unwrap();
     assert!(matches!(next_event(&mut s, "left selection").await.unwrap(), WatchEvent::Deleted(_)));
 
     // Bookmarks carry the resourceVersion the watch has reached.
-    let mut b = api.watch(&WatchParams { bookmarks: true, ..WatchParams::default().labels("tier=none") }, &rv).await.unwrap().boxed();
+    let mut b = api
+        .watch(&WatchParams { bookmarks: true, ..WatchParams::default().labels("tier=none") }, &rv)
+        .await
+        .unwrap()
+        .boxed();
     match next_event(&mut b, "bookmark").await.unwrap() {
-        WatchEvent::Bookmark(bm) => assert!(bm.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap()),
+        WatchEvent::Bookmark(bm) => {
+            assert!(bm.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap())
+        }
         other => panic!("unexpected {other:?}"),
     }
 
     // timeoutSeconds ends the stream.
     let t = api.watch(&WatchParams::default().timeout(1), &rv).await.unwrap();
-    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(5), t.try_collect::<Vec<_>>()).await.expect("stream ends by itself").unwrap();
+    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(5), t.try_collect::<Vec<_>>())
+        .await
+        .expect("stream ends by itself")
+        .unwrap();
     assert!(events.iter().all(|e| !matches!(e, WatchEvent::Error(_))));
 
     // After compaction, an old resourceVersion gets 410 Gone.
@@ -145,5 +160,8 @@ async fn watch_of_one_object_by_name() {
     assert_eq!(first.unwrap().metadata.name.as_deref(), Some("one"));
     api.patch("two", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "x"}}))).await.unwrap();
     api.delete("one", &DeleteParams::default()).await.unwrap();
-    assert!(next_event(&mut stream, "deletion").await.unwrap().is_none(), "only `one` is watched, and its deletion arrives");
+    assert!(
+        next_event(&mut stream, "deletion").await.unwrap().is_none(),
+        "only `one` is watched, and its deletion arrives"
+    );
 }
