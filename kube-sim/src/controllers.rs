@@ -427,11 +427,11 @@ fn deployment(
         if replicas - ready > 0 {
             s["unavailableReplicas"] = json!(replicas - ready);
         }
-        if ready == 0 {
-            s.as_object_mut().map(|m| {
-                m.remove("readyReplicas");
-                m.remove("availableReplicas");
-            });
+        if ready == 0
+            && let Some(m) = s.as_object_mut()
+        {
+            m.remove("readyReplicas");
+            m.remove("availableReplicas");
         }
         s
     };
@@ -568,11 +568,11 @@ fn replicaset(store: &Store, _faults: &Faults, cfg: &ControllerConfig, rs: &Valu
         .count();
     let mut status = json!({"replicas": pods.len().min(want), "fullyLabeledReplicas": pods.len().min(want),
         "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]});
-    if ready == 0 {
-        status.as_object_mut().map(|m| {
-            m.remove("readyReplicas");
-            m.remove("availableReplicas");
-        });
+    if ready == 0
+        && let Some(m) = status.as_object_mut()
+    {
+        m.remove("readyReplicas");
+        m.remove("availableReplicas");
     }
     write_status(store, rt_of("ReplicaSet"), ns, name, rs, status);
     (ready < want).then_some(cfg.rollout_delay)

@@ -144,10 +144,10 @@ impl SimCluster {
             (None, None)
         };
         let mut tokens = cfg.tokens.clone();
-        if let Some(t) = &token {
-            if !tokens.contains(t) {
-                tokens.push(t.clone());
-            }
+        if let Some(t) = &token
+            && !tokens.contains(t)
+        {
+            tokens.push(t.clone());
         }
         let scheme = if cfg.tls { "https" } else { "http" };
         let url = format!("{scheme}://{addr}");

@@ -354,19 +354,19 @@ fn dispatch(
                 .get("propagationPolicy")
                 .cloned()
                 .or_else(|| body_opts["propagationPolicy"].as_str().map(str::to_string));
-            if let Some(p) = &propagation {
-                if !matches!(p.as_str(), "Foreground" | "Background" | "Orphan") {
-                    return Err(ApiError::invalid(
-                        "DeleteOptions",
-                        "",
-                        vec![(
-                            "propagationPolicy".into(),
-                            format!(
-                                "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-                            ),
-                        )],
-                    ));
-                }
+            if let Some(p) = &propagation
+                && !matches!(p.as_str(), "Foreground" | "Background" | "Orphan")
+            {
+                return Err(ApiError::invalid(
+                    "DeleteOptions",
+                    "",
+                    vec![(
+                        "propagationPolicy".into(),
+                        format!(
+                            "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                        ),
+                    )],
+                ));
             }
             let dopts = DeleteOpts {
                 propagation,
@@ -566,7 +566,7 @@ fn watch(
         };
         let mut signal = st.faults.watch_signal();
         signal.borrow_and_update();
-        let explicit = !(rv_param.is_empty() || rv_param == "0") && !send_initial;
+        let explicit = !(rv_param.is_empty() || rv_param == "0" || send_initial);
         let mut last_rv: u64;
         let (backlog, mut rx) = if explicit {
             let Ok(rv) = rv_param.parse::<u64>() else {
@@ -671,10 +671,10 @@ fn watch(
                 }
                 k => now_matches.then_some(k.as_str()),
             };
-            if let Some(kind) = kind {
-                if tx.send(Ok(render(kind, &ev.object))).await.is_err() {
-                    return;
-                }
+            if let Some(kind) = kind
+                && tx.send(Ok(render(kind, &ev.object))).await.is_err()
+            {
+                return;
             }
         }
     });

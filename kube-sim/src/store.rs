@@ -74,6 +74,9 @@ pub struct ListPage {
 
 type ObjKey = (String, String);
 
+/// The events a watch replays, and the receiver of the events after them.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 struct Inner {
     rv: u64,
     registry: Registry,
@@ -278,14 +281,15 @@ fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> ApiResult<()>
             ));
         }
     }
-    if rt.kind == "Secret" || rt.kind == "ConfigMap" {
-        if old["immutable"] == json!(true) && (old["data"] != new["data"] || old["binaryData"] != new["binaryData"]) {
-            return Err(ApiError::invalid(
-                &rt.kind,
-                name_of(new),
-                vec![("data".into(), "Forbidden: field is immutable when `immutable` is set".into())],
-            ));
-        }
+    if (rt.kind == "Secret" || rt.kind == "ConfigMap")
+        && old["immutable"] == json!(true)
+        && (old["data"] != new["data"] || old["binaryData"] != new["binaryData"])
+    {
+        return Err(ApiError::invalid(
+            &rt.kind,
+            name_of(new),
+            vec![("data".into(), "Forbidden: field is immutable when `immutable` is set".into())],
+        ));
     }
     Ok(())
 }
@@ -360,7 +364,7 @@ impl Store {
     }
 
     /// The events after `rv` and a receiver for later ones, or 410 if `rv` was compacted.
-    pub fn watch_from(&self, rv: u64) -> ApiResult<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)> {
+    pub fn watch_from(&self, rv: u64) -> ApiResult<WatchStart> {
         let inner = self.inner.lock();
         if rv < inner.compacted_rv {
             return Err(ApiError::gone(format!("too old resource version: {rv} ({})", inner.compacted_rv + 1)));
@@ -458,15 +462,15 @@ impl Store {
         let mut inner = self.inner.lock();
         check_body_identity(rt, ns, name, &body)?;
         let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-        if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
-            if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
-                return Err(ApiError::conflict(
-                    &rt.group,
-                    &rt.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty())
+            && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         inner.write_update(rt, &old, body, None, sub, opts, &self.tx)
     }
@@ -484,15 +488,15 @@ impl Store {
         let mut inner = self.inner.lock();
         let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let new = apply_patch(rt, &old)?;
-        if let Some(rv) = new["metadata"]["resourceVersion"].as_str() {
-            if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
-                return Err(ApiError::conflict(
-                    &rt.group,
-                    &rt.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
+            && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         check_body_identity(rt, ns, name, &new)?;
         inner.write_update(rt, &old, new, None, sub, opts, &self.tx)
@@ -556,28 +560,28 @@ impl Store {
     pub fn delete(&self, rt: &ResourceType, ns: Option<&str>, name: &str, opts: &DeleteOpts) -> ApiResult<Arc<Value>> {
         let mut inner = self.inner.lock();
         let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-        if let Some(uid) = &opts.precondition_uid {
-            if old["metadata"]["uid"].as_str() != Some(uid) {
-                return Err(ApiError::conflict(
-                    &rt.group,
-                    &rt.plural,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        old["metadata"]["uid"].as_str().unwrap_or_default()
-                    ),
-                ));
-            }
+        if let Some(uid) = &opts.precondition_uid
+            && old["metadata"]["uid"].as_str() != Some(uid)
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    old["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            ));
         }
-        if let Some(rv) = &opts.precondition_rv {
-            if old["metadata"]["resourceVersion"].as_str() != Some(rv) {
-                return Err(ApiError::conflict(
-                    &rt.group,
-                    &rt.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = &opts.precondition_rv
+            && old["metadata"]["resourceVersion"].as_str() != Some(rv)
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         if opts.dry_run {
             return Ok(old);
@@ -633,41 +637,41 @@ fn check_body_identity(rt: &ResourceType, ns: Option<&str>, name: &str, body: &V
     if !body.is_object() {
         return Err(ApiError::bad_request("the body of the request must be a JSON or YAML object"));
     }
-    if let Some(n) = body["metadata"]["name"].as_str() {
-        if n != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
+    if let Some(n) = body["metadata"]["name"].as_str()
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
     }
-    if rt.namespaced {
-        if let (Some(bns), Some(ns)) = (body["metadata"]["namespace"].as_str(), ns) {
-            if bns != ns {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-        }
+    if rt.namespaced
+        && let (Some(bns), Some(ns)) = (body["metadata"]["namespace"].as_str(), ns)
+        && bns != ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     check_type_meta(rt, body)
 }
 
 fn check_type_meta(rt: &ResourceType, body: &Value) -> ApiResult<()> {
-    if let Some(k) = body["kind"].as_str() {
-        if k != rt.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind of the object ({k}) does not match the resource ({}; kind {})",
-                rt.plural, rt.kind
-            )));
-        }
+    if let Some(k) = body["kind"].as_str()
+        && k != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind of the object ({k}) does not match the resource ({}; kind {})",
+            rt.plural, rt.kind
+        )));
     }
-    if let Some(av) = body["apiVersion"].as_str() {
-        if av != rt.api_version() && !(rt.group == av.split('/').next().unwrap_or_default() && av.contains('/')) {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({})",
-                rt.api_version()
-            )));
-        }
+    if let Some(av) = body["apiVersion"].as_str()
+        && av != rt.api_version()
+        && !(rt.group == av.split('/').next().unwrap_or_default() && av.contains('/'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            rt.api_version()
+        )));
     }
     Ok(())
 }
@@ -1022,10 +1026,10 @@ impl Inner {
                 }
             } else {
                 for (dk, dep) in deps {
-                    if dep["metadata"]["deletionTimestamp"].is_null() {
-                        if let Some(rt) = self.registry.by_key(&dk).cloned() {
-                            worked |= self.delete_object(&rt, &dep, Some("Foreground"), tx).is_ok();
-                        }
+                    if dep["metadata"]["deletionTimestamp"].is_null()
+                        && let Some(rt) = self.registry.by_key(&dk).cloned()
+                    {
+                        worked |= self.delete_object(&rt, &dep, Some("Foreground"), tx).is_ok();
                     }
                 }
             }
