@@ -67,6 +67,8 @@ pub struct SimConfig {
     pub history: usize,
     /// Interval of watch bookmarks for watches that allow them.
     pub bookmark_interval: Duration,
+    /// Events buffered for slow watches; a watch further behind gets 410 and re-lists.
+    pub watch_buffer: usize,
 }
 
 impl Default for SimConfig {
@@ -79,6 +81,7 @@ impl Default for SimConfig {
             controllers: ControllerConfig::default(),
             history: 10_000,
             bookmark_interval: Duration::from_secs(5),
+            watch_buffer: 512,
         }
     }
 }
@@ -133,7 +136,7 @@ impl SimCluster {
             .await
             .with_context(|| format!("binding kube-sim {} to {}", cfg.name, cfg.bind))?;
         let addr = listener.local_addr()?;
-        let store = Arc::new(Store::new(cfg.history));
+        let store = Arc::new(Store::new(cfg.history, cfg.watch_buffer));
         let faults = Arc::new(Faults::default());
         bootstrap(&store);
         let (pki, token) = if cfg.tls {

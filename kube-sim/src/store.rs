@@ -321,8 +321,10 @@ fn normalize(rt: &ResourceType, obj: &mut Value) -> ApiResult<()> {
 }
 
 impl Store {
-    pub fn new(history_cap: usize) -> Self {
-        let (tx, _) = broadcast::channel(4096);
+    /// A store keeping `history_cap` events for resuming watches, fanning events out through
+    /// a buffer of `watch_buffer` (a watch that falls further behind gets 410 and re-lists).
+    pub fn new(history_cap: usize, watch_buffer: usize) -> Self {
+        let (tx, _) = broadcast::channel(watch_buffer.max(16));
         Self {
             inner: Mutex::new(Inner {
                 rv: 1,
