@@ -449,6 +449,9 @@ impl Managed {
         for p in outermost {
             remove(&mut merged, p);
         }
+        // Removing items may empty a map or list the configuration applies explicitly
+        // (`env: []`): merging again restores exactly what is applied.
+        merge(rt, &mut merged, applied);
         self.set_slot(manager, "Apply", None, &api_version_of(applied), time, new_set);
         Ok(merged)
     }
