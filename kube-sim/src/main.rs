@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Serve one or more simulated clusters until interrupted.
     Serve(ServeArgs),
+    /// Start a simulated cluster and drive it with kubectl: a rollout, a failure, a deletion.
+    Demo,
 }
 
 #[derive(clap::Args)]
@@ -67,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(a) => serve(a).await,
+        Command::Demo => demo().await,
     }
 }
 
@@ -104,5 +107,106 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     println!("kube-sim is a simulated API server for tests; press Ctrl-C to stop");
     tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+const DEMO_APP: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: backend
+  namespace: demo
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: backend}
+  template:
+    metadata:
+      labels: {app: backend}
+    spec:
+      containers:
+      - name: api
+        image: IMAGE
+        ports:
+        - containerPort: 8000
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: backend
+  namespace: demo
+spec:
+  type: LoadBalancer
+  selector: {app: backend}
+  ports:
+  - port: 80
+    targetPort: 8000
+";
+
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .context("running kubectl (the demo drives kube-sim with kubectl; install it first)")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "kubectl {} failed: {text}", args.join(" "));
+    Ok(text)
+}
+
+async fn demo() -> anyhow::Result<()> {
+    let cfg = SimConfig {
+        controllers: ControllerConfig {
+            rollout_delay: Duration::from_millis(800),
+            progress_deadline: Duration::from_secs(3),
+            ..ControllerConfig::default()
+        },
+        ..SimConfig::default()
+    };
+    let cluster = SimCluster::start(cfg).await?;
+    let dir = std::env::temp_dir().join(format!("kube-sim-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, cluster.kubeconfig(false))?;
+    let manifest = dir.join("app.yaml");
+    let step = |title: &str| println!("\n== {title}");
+    let show = |args: &[&str]| -> anyhow::Result<()> {
+        println!("$ kubectl {}", args.join(" "));
+        print!("{}", kubectl(&kubeconfig, args)?);
+        Ok(())
+    };
+    println!("kube-sim (a simulated API server, not a cluster) is serving {}", cluster.url());
+
+    step("server-side apply of a backend, then wait for the simulated rollout");
+    std::fs::write(&manifest, DEMO_APP.replace("IMAGE", "ghcr.io/example/backend:1.0"))?;
+    let file = manifest.to_string_lossy().into_owned();
+    show(&["apply", "--server-side", "--validate=false", "-f", &file])?;
+    show(&["rollout", "status", "-n", "demo", "deploy/backend", "--timeout=30s"])?;
+    show(&["wait", "-n", "demo", "--for=jsonpath={.status.loadBalancer.ingress[0].ip}", "svc/backend", "--timeout=30s"])?;
+    show(&["get", "deploy,rs,pods,svc", "-n", "demo"])?;
+
+    step("a broken image (tag `fail`) never becomes ready: ProgressDeadlineExceeded");
+    std::fs::write(&manifest, DEMO_APP.replace("IMAGE", "ghcr.io/example/backend:fail"))?;
+    show(&["apply", "--server-side", "--validate=false", "-f", &file])?;
+    show(&[
+        "wait",
+        "-n",
+        "demo",
+        "--for=jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}=ProgressDeadlineExceeded",
+        "deploy/backend",
+        "--timeout=30s",
+    ])?;
+    show(&["get", "pods", "-n", "demo"])?;
+
+    step("deleting the namespace removes everything in it");
+    show(&["delete", "namespace", "demo", "--wait=true", "--timeout=30s"])?;
+    show(&["get", "namespaces"])?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("\ndemo finished");
     Ok(())
 }
