@@ -187,7 +187,14 @@ async fn demo() -> anyhow::Result<()> {
     let file = manifest.to_string_lossy().into_owned();
     show(&["apply", "--server-side", "--validate=false", "-f", &file])?;
     show(&["rollout", "status", "-n", "demo", "deploy/backend", "--timeout=30s"])?;
-    show(&["wait", "-n", "demo", "--for=jsonpath={.status.loadBalancer.ingress[0].ip}", "svc/backend", "--timeout=30s"])?;
+    show(&[
+        "wait",
+        "-n",
+        "demo",
+        "--for=jsonpath={.status.loadBalancer.ingress[0].ip}",
+        "svc/backend",
+        "--timeout=30s",
+    ])?;
     show(&["get", "deploy,rs,pods,svc", "-n", "demo"])?;
 
     step("a broken image (tag `fail`) never becomes ready: ProgressDeadlineExceeded");
