@@ -1,0 +1,145 @@
+//! The agent's Kubernetes shell: resolving kinds through discovery (cached), reading,
+//! server-side applying and deleting objects. Only the agent talks to a Kubernetes API.
+
+use std::collections::HashMap;
+
+use bosun_core::ObjectRef;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{ApiCapabilities, Scope};
+use parking_lot::Mutex;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("{object}: kind {kind} is not served by the cluster (is its CRD installed?)")]
+    UnknownKind { object: String, kind: String },
+    #[error("{object}: {verb} failed: {source}")]
+    Api { object: String, verb: &'static str, source: kube::Error },
+}
+
+/// A cluster as the agent uses it.
+pub struct ClusterApi {
+    client: kube::Client,
+    field_manager: String,
+    kinds: Mutex<HashMap<(String, String, String), (ApiResource, bool)>>,
+}
+
+fn gvk_of(obj: &Value) -> GroupVersionKind {
+    let av = obj["apiVersion"].as_str().unwrap_or_default();
+    let (g, v) = av.split_once('/').unwrap_or(("", av));
+    GroupVersionKind::gvk(g, v, obj["kind"].as_str().unwrap_or_default())
+}
+
+fn namespaced(caps: &ApiCapabilities) -> bool {
+    matches!(caps.scope, Scope::Namespaced)
+}
+
+impl ClusterApi {
+    pub fn new(client: kube::Client, field_manager: &str) -> Self {
+        Self { client, field_manager: field_manager.to_string(), kinds: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The API resource of a manifest object and whether it is namespaced.
+    pub async fn resolve(&self, obj: &Value) -> Result<(ApiResource, bool), KubeError> {
+        let gvk = gvk_of(obj);
+        let key = (gvk.group.clone(), gvk.version.clone(), gvk.kind.clone());
+        if let Some(hit) = self.kinds.lock().get(&key) {
+            return Ok(hit.clone());
+        }
+        let object = ObjectRef::of(obj).map(|r| r.to_string()).unwrap_or_default();
+        let (ar, caps) =
+            kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(|_| KubeError::UnknownKind {
+                object,
+                kind: format!("{}/{}", obj["apiVersion"].as_str().unwrap_or_default(), gvk.kind),
+            })?;
+        let out = (ar, namespaced(&caps));
+        self.kinds.lock().insert(key, out.clone());
+        Ok(out)
+    }
+
+    /// The API resource of a group/kind at its preferred version (for prune, where only the
+    /// identity is known).
+    async fn resolve_ref(&self, r: &ObjectRef) -> Result<(ApiResource, bool), KubeError> {
+        if let Some(hit) =
+            self.kinds.lock().iter().find(|((g, _, k), _)| *g == r.group && *k == r.kind).map(|(_, v)| v.clone())
+        {
+            return Ok(hit);
+        }
+        let unknown = || KubeError::UnknownKind { object: r.to_string(), kind: format!("{}/{}", r.group, r.kind) };
+        let group = kube::discovery::group(&self.client, &r.group).await.map_err(|_| unknown())?;
+        let (ar, caps) = group.recommended_kind(&r.kind).ok_or_else(unknown)?;
+        Ok((ar, namespaced(&caps)))
+    }
+
+    fn api(&self, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
+        if namespaced {
+            Api::namespaced_with(self.client.clone(), ns, ar)
+        } else {
+            Api::all_with(self.client.clone(), ar)
+        }
+    }
+
+    pub async fn get(&self, obj: &Value) -> Result<Option<Value>, KubeError> {
+        let (ar, ns) = self.resolve(obj).await?;
+        let r = ObjectRef::of(obj).expect("bundle objects have identity");
+        let api = self.api(&ar, ns, &r.namespace);
+        let got = api.get_opt(&r.name).await.map_err(|source| KubeError::Api {
+            object: r.to_string(),
+            verb: "get",
+            source,
+        })?;
+        Ok(got.map(|o| serde_json::to_value(o).unwrap_or_default()))
+    }
+
+    pub async fn get_ref(&self, r: &ObjectRef) -> Result<Option<Value>, KubeError> {
+        let (ar, ns) = self.resolve_ref(r).await?;
+        let api = self.api(&ar, ns, &r.namespace);
+        let got = api.get_opt(&r.name).await.map_err(|source| KubeError::Api {
+            object: r.to_string(),
+            verb: "get",
+            source,
+        })?;
+        Ok(got.map(|o| serde_json::to_value(o).unwrap_or_default()))
+    }
+
+    /// Server-side apply under the agent's field manager, taking over conflicting fields.
+    pub async fn apply(&self, obj: &Value) -> Result<Value, KubeError> {
+        let (ar, ns) = self.resolve(obj).await?;
+        let r = ObjectRef::of(obj).expect("bundle objects have identity");
+        let api = self.api(&ar, ns, &r.namespace);
+        let pp = PatchParams::apply(&self.field_manager).force();
+        let out = api.patch(&r.name, &pp, &Patch::Apply(obj)).await.map_err(|source| KubeError::Api {
+            object: r.to_string(),
+            verb: "apply",
+            source,
+        })?;
+        Ok(serde_json::to_value(out).unwrap_or_default())
+    }
+
+    /// Deletes with foreground propagation (dependents first).
+    pub async fn delete(&self, r: &ObjectRef) -> Result<(), KubeError> {
+        let (ar, ns) = self.resolve_ref(r).await?;
+        let api = self.api(&ar, ns, &r.namespace);
+        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Foreground), ..Default::default() };
+        match api.delete(&r.name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(source) => Err(KubeError::Api { object: r.to_string(), verb: "delete", source }),
+        }
+    }
+
+    /// Whether a kind is namespaced (for defaulting the namespace of manifests).
+    pub async fn is_namespaced(&self, obj: &Value) -> Result<bool, KubeError> {
+        Ok(self.resolve(obj).await?.1)
+    }
+
+    /// Forgets cached kinds (after a CRD is created, or a kind went missing).
+    pub fn forget_kinds(&self) {
+        self.kinds.lock().clear();
+    }
+}

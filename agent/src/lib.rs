@@ -1,0 +1,127 @@
+//! bosun-agent: runs in (or next to) one cluster. It dials out to the control plane over
+//! mTLS (joining once with a single-use token), receives its assignments and bundles, applies
+//! them with server-side apply under its own field manager, prunes what it created and no
+//! longer should, assesses health and reports status. It keeps enforcing the last desired
+//! state while the control plane is away, across its own restarts too.
+//!
+//! Architecture invariant: the agent needs no Git credentials and accepts no inbound
+//! connections.
+
+pub mod identity;
+pub mod kube;
+pub mod link;
+pub mod reconcile;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
+/// Command-line configuration of `bosun-agent`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "bosun-agent",
+    version,
+    about = "Bosun agent: applies this cluster's Applications from the control plane"
+)]
+pub struct Config {
+    /// Agent API of the control plane (mTLS).
+    #[arg(long, env = "BOSUN_CONTROL_PLANE", default_value = "https://127.0.0.1:7444")]
+    pub control_plane: String,
+    /// Join endpoint of the control plane (used once, with --join-token).
+    #[arg(long, env = "BOSUN_JOIN_URL", default_value = "https://127.0.0.1:7445")]
+    pub join_url: String,
+    /// Single-use join token from `bosun cluster add NAME` (only needed the first time).
+    #[arg(long, env = "BOSUN_JOIN_TOKEN", default_value = "", hide_env_values = true)]
+    pub join_token: String,
+    /// CA certificate of the control plane (PEM), to trust it when joining.
+    #[arg(long, env = "BOSUN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Directory for credentials, the last desired state and bundles.
+    #[arg(long, env = "BOSUN_STATE_DIR", default_value = "bosun-agent-state")]
+    pub state_dir: PathBuf,
+    /// Kubeconfig of the cluster to manage (default: in-cluster or $KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Field manager name for server-side apply.
+    #[arg(long, default_value = "bosun-agent")]
+    pub field_manager: String,
+    /// Full reconcile interval when nothing is progressing.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub resync_interval: Duration,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if format == "json" {
+        let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
+    } else {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
+}
+
+async fn kube_client(path: Option<&PathBuf>) -> anyhow::Result<::kube::Client> {
+    let cfg = match path {
+        Some(p) => {
+            let kc = ::kube::config::Kubeconfig::read_from(p)
+                .with_context(|| format!("reading kubeconfig {}", p.display()))?;
+            ::kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => ::kube::Config::infer().await?,
+    };
+    Ok(::kube::Client::try_from(cfg)?)
+}
+
+async fn facts(client: &::kube::Client) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    if let Ok(v) = client.apiserver_version().await {
+        f.insert("kubernetesVersion".into(), v.git_version);
+    }
+    let nodes: ::kube::Api<k8s_openapi::api::core::v1::Node> = ::kube::Api::all(client.clone());
+    if let Ok(list) = nodes.list_metadata(&Default::default()).await {
+        f.insert("nodes".into(), list.items.len().to_string());
+    }
+    f
+}
+
+/// Runs the agent until the process is stopped.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = state::StateDir::new(&cfg.state_dir)
+        .with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
+    let creds = match identity::Credentials::load(&dir) {
+        Some(c) => c,
+        None => {
+            let ca_file = cfg.ca_file.as_ref().context("--ca-file is required to join (the control plane's ca.pem)")?;
+            let ca = std::fs::read_to_string(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
+            identity::join(&dir, &cfg.join_url, &cfg.join_token, &ca).await?
+        }
+    };
+    let client = kube_client(cfg.kubeconfig.as_ref()).await?;
+    let state = dir.load()?;
+    info!(cluster = %creds.cluster, applications = state.assignments.len(), generation = state.generation, "agent starting from its last desired state");
+    let shared = Arc::new(reconcile::Shared {
+        dir,
+        state: parking_lot::Mutex::new(state),
+        wake: Notify::new(),
+        reports: watch::channel(BTreeMap::new()).0,
+    });
+    let cluster = Arc::new(kube::ClusterApi::new(client.clone(), &cfg.field_manager));
+    let reconciler = tokio::spawn(reconcile::run(shared.clone(), cluster, cfg.resync_interval));
+    let facts = facts(&client).await;
+    let link = tokio::spawn(link::run(shared, creds, cfg.control_plane.clone(), facts));
+    tokio::select! {
+        r = reconciler => r.context("reconcile loop")?,
+        r = link => r.context("control plane link")?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The agent's link to the control plane: an outbound mTLS connection that receives
+//! assignment snapshots, fetches bundles by digest, and streams status changes; it
+//! reconnects with jittered exponential backoff and, once back, resends every status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bosun_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use crate::identity::Credentials;
+use crate::reconcile::Shared;
+use crate::state::Assigned;
+
+/// Keeps the link up forever.
+pub async fn run(shared: Arc<Shared>, creds: Credentials, url: String, facts: BTreeMap<String, String>) {
+    let builder = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times();
+    let mut backoff = builder.build();
+    loop {
+        let mut connected = false;
+        match session(&shared, &creds, &url, &facts, &mut connected).await {
+            Ok(()) => info!("control plane closed the assignment stream; reconnecting"),
+            Err(e) => warn!(error = %format!("{e:#}"), "control plane link failed; retrying"),
+        }
+        if connected {
+            backoff = builder.build();
+        }
+        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn session(
+    shared: &Arc<Shared>,
+    creds: &Credentials,
+    url: &str,
+    facts: &BTreeMap<String, String>,
+    connected: &mut bool,
+) -> anyhow::Result<()> {
+    let channel = Channel::from_shared(url.to_string())?
+        .tls_config(creds.tls())?
+        .http2_keep_alive_interval(Duration::from_secs(15))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let mut client = pb::agent_service_client::AgentServiceClient::new(channel.clone());
+    let known = shared.state.lock().generation;
+    let mut stream = client
+        .watch_assignments(pb::WatchAssignmentsRequest {
+            known_generation: known,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            facts: facts.clone().into_iter().collect(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("watching assignments: {}", s.message()))?
+        .into_inner();
+    info!(cluster = %creds.cluster, known_generation = known, "connected to the control plane");
+    *connected = true;
+    let reporter = tokio::spawn(report(shared.clone(), channel));
+    let result = async {
+        while let Some(snap) = stream.message().await? {
+            apply_snapshot(shared, &mut client, snap).await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    reporter.abort();
+    result
+}
+
+async fn apply_snapshot(
+    shared: &Shared,
+    client: &mut pb::agent_service_client::AgentServiceClient<Channel>,
+    snap: pb::AssignmentSnapshot,
+) -> anyhow::Result<()> {
+    for a in &snap.assignments {
+        if !shared.dir.has_bundle(&a.bundle_digest) {
+            let b = client
+                .get_bundle(pb::GetBundleRequest { digest: a.bundle_digest.clone() })
+                .await
+                .map_err(|s| anyhow::anyhow!("fetching bundle {}: {}", a.bundle_digest, s.message()))?
+                .into_inner();
+            shared.dir.save_bundle(&a.bundle_digest, &b.objects_json)?;
+        }
+    }
+    let assignments: Vec<Assigned> = snap
+        .assignments
+        .iter()
+        .map(|a| {
+            let p = a.sync_policy.clone().unwrap_or_default();
+            Assigned {
+                app: a.app.clone(),
+                bundle_digest: a.bundle_digest.clone(),
+                revision: a.revision.clone(),
+                namespace: a.namespace.clone(),
+                sync_policy: bosun_core::SyncPolicy {
+                    automated: p.automated,
+                    prune: p.prune,
+                    self_heal: p.self_heal,
+                    create_namespace: p.create_namespace,
+                    allow_empty: p.allow_empty,
+                },
+                sync_request: a.sync_request,
+            }
+        })
+        .collect();
+    let keep: Vec<String> = assignments.iter().map(|a| a.bundle_digest.clone()).collect();
+    {
+        let mut st = shared.state.lock();
+        st.cluster = snap.cluster.clone();
+        st.generation = snap.generation;
+        st.assignments = assignments;
+        shared.dir.save(&st)?;
+    }
+    shared.dir.gc_bundles(&keep);
+    info!(generation = snap.generation, applications = keep.len(), "assignments received");
+    shared.wake.notify_one();
+    Ok(())
+}
+
+/// Streams status reports: everything once per connection, then only what changed.
+async fn report(shared: Arc<Shared>, channel: Channel) {
+    let (tx, rx) = mpsc::channel::<pb::AppStatusReport>(64);
+    let mut client = pb::agent_service_client::AgentServiceClient::new(channel);
+    let call = tokio::spawn(async move { client.report_status(ReceiverStream::new(rx)).await });
+    let mut watch = shared.reports.subscribe();
+    let mut sent: BTreeMap<String, pb::AppStatusReport> = BTreeMap::new();
+    loop {
+        let current = watch.borrow_and_update().clone();
+        for (app, r) in &current {
+            if sent.get(app) != Some(r) {
+                if tx.send(r.clone()).await.is_err() {
+                    return;
+                }
+                sent.insert(app.clone(), r.clone());
+            }
+        }
+        sent.retain(|k, _| current.contains_key(k));
+        if watch.changed().await.is_err() || call.is_finished() {
+            return;
+        }
+    }
+}

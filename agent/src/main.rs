@@ -1,0 +1,10 @@
+//! `bosun-agent`: the binary. All logic is in the library.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cfg = bosun_agent::Config::parse();
+    bosun_agent::init_logging(&cfg.log_format);
+    bosun_agent::run(cfg).await
+}

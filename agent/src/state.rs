@@ -1,0 +1,124 @@
+//! The agent's durable state: what it was last told to run, the bundles for it, and what it
+//! has applied (the inventory prune works from). Written atomically to the state directory so
+//! the agent keeps enforcing the last desired state across restarts and while the control
+//! plane is away.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bosun_core::{Bundle, ObjectRef, SyncPolicy};
+use serde::{Deserialize, Serialize};
+
+/// One assigned Application, as the agent keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assigned {
+    pub app: String,
+    pub bundle_digest: String,
+    pub revision: String,
+    pub namespace: String,
+    pub sync_policy: SyncPolicy,
+    pub sync_request: u64,
+}
+
+/// Per-Application bookkeeping of what has been done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Applied {
+    /// Objects applied for the Application and not pruned since.
+    pub inventory: Vec<ObjectRef>,
+    /// Bundle of the last completed sync.
+    pub synced_digest: String,
+    /// Last sync request acted on.
+    pub observed_sync_request: u64,
+    pub synced_at: i64,
+    /// The policy the Application had when last assigned (decides cascade on removal).
+    pub last_policy: SyncPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DesiredState {
+    pub cluster: String,
+    pub generation: u64,
+    pub assignments: Vec<Assigned>,
+    pub applied: BTreeMap<String, Applied>,
+}
+
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root.join("bundles"))?;
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn load(&self) -> anyhow::Result<DesiredState> {
+        match std::fs::read(self.path("state.json")) {
+            Ok(b) => Ok(serde_json::from_slice(&b)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DesiredState::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn save(&self, s: &DesiredState) -> anyhow::Result<()> {
+        write_atomic(&self.path("state.json"), &serde_json::to_vec_pretty(s)?)
+    }
+
+    pub fn has_bundle(&self, digest: &str) -> bool {
+        self.bundle_path(digest).exists()
+    }
+
+    pub fn save_bundle(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Bundle> {
+        let b = Bundle::from_bytes(digest, bytes)?;
+        write_atomic(&self.bundle_path(digest), bytes)?;
+        Ok(b)
+    }
+
+    pub fn load_bundle(&self, digest: &str) -> anyhow::Result<Bundle> {
+        let bytes = std::fs::read(self.bundle_path(digest))?;
+        Ok(Bundle::from_bytes(digest, &bytes)?)
+    }
+
+    /// Removes bundles no assignment refers to.
+    pub fn gc_bundles(&self, keep: &[String]) {
+        if let Ok(dir) = std::fs::read_dir(self.root.join("bundles")) {
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().trim_end_matches(".json").to_string();
+                if !keep.contains(&name) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    fn bundle_path(&self, digest: &str) -> PathBuf {
+        let safe: String = digest.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        self.root.join("bundles").join(format!("{safe}.json"))
+    }
+}
+
+/// Writes a file atomically (temporary file, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Writes a secret file readable only by its owner.
+pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,588 @@
+//! bosun-cli: the `bosun` command. kubectl/argocd-like verbs over the admin API, tables by
+//! default, `-o json|yaml`, progress while waiting, and exit codes scripts can use:
+//! 0 success, 1 error, 2 usage, 3 not found, 4 timed out, 5 not authenticated.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use bosun_proto::v1 as pb;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "bosun", version, about = "Bosun: GitOps for fleets of Kubernetes clusters")]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Admin API address (default: from --data-dir's endpoints.json, else https://127.0.0.1:7443).
+    #[arg(long, global = true, env = "BOSUN_SERVER")]
+    pub server: Option<String>,
+    /// Admin token (default: --data-dir's admin-token).
+    #[arg(long, global = true, env = "BOSUN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate of the control plane (default: --data-dir's ca.pem).
+    #[arg(long, global = true, env = "BOSUN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The control plane's data directory, when on the same machine.
+    #[arg(long, global = true, env = "BOSUN_DATA_DIR", default_value = "bosun-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Applications.
+    #[command(subcommand)]
+    App(AppCmd),
+    /// Clusters.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Print the version of this client.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    /// Create an Application.
+    Create(AppSpecArgs),
+    /// List Applications.
+    List,
+    /// Show one Application with its per-cluster status.
+    Get { name: String },
+    /// Ask the Application's clusters to sync now.
+    Sync { name: String },
+    /// Fetch Git now and re-render.
+    Refresh { name: String },
+    /// Delete an Application (its objects are pruned when prune is on).
+    Delete { name: String },
+    /// Wait until the Application is synced and/or healthy.
+    Wait {
+        name: String,
+        #[arg(long)]
+        synced: bool,
+        #[arg(long)]
+        healthy: bool,
+        /// Give up after this long (exit code 4).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AppSpecArgs {
+    pub name: String,
+    /// Git repository URL (file://, git://, http(s)://, ssh://).
+    #[arg(long)]
+    pub repo: String,
+    /// Directory of manifests in the repository.
+    #[arg(long, default_value = "")]
+    pub path: String,
+    /// Branch, tag or commit (default: HEAD).
+    #[arg(long, default_value = "")]
+    pub revision: String,
+    /// Destination cluster name.
+    #[arg(long)]
+    pub cluster: String,
+    /// Namespace for namespaced objects without one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Sync automatically when Git changes.
+    #[arg(long)]
+    pub auto_sync: bool,
+    /// Delete objects removed from Git.
+    #[arg(long)]
+    pub prune: bool,
+    /// Revert changes made on the cluster.
+    #[arg(long)]
+    pub self_heal: bool,
+    /// Create the destination namespace.
+    #[arg(long)]
+    pub create_namespace: bool,
+    /// Include subdirectories.
+    #[arg(long)]
+    pub recurse: bool,
+    /// Allow a render with no objects (which would prune everything).
+    #[arg(long)]
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Register a cluster and print its single-use join token.
+    Add {
+        name: String,
+        /// Token lifetime.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    List,
+    Get {
+        name: String,
+    },
+    /// Delete a cluster; its agent's certificate is refused from then on.
+    Delete {
+        name: String,
+    },
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Self { code: 1, error }
+    }
+}
+
+fn from_status(s: tonic::Status) -> Failure {
+    let code = match s.code() {
+        tonic::Code::NotFound => 3,
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => 5,
+        _ => 1,
+    };
+    Failure { code, error: anyhow!("{}", s.message()) }
+}
+
+struct Resolved {
+    server: String,
+    token: String,
+    ca: String,
+}
+
+fn resolve(c: &Connection) -> anyhow::Result<Resolved> {
+    let server = match &c.server {
+        Some(s) => s.clone(),
+        None => match std::fs::read(c.data_dir.join("endpoints.json")) {
+            Ok(b) => {
+                let v: Value = serde_json::from_slice(&b)?;
+                format!("https://{}", v["admin"].as_str().unwrap_or("127.0.0.1:7443"))
+            }
+            Err(_) => "https://127.0.0.1:7443".into(),
+        },
+    };
+    let token = match &c.token {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(c.data_dir.join("admin-token")).map(|t| t.trim().to_string()).with_context(
+            || {
+                format!(
+                    "no --token given and no admin token in {} (set BOSUN_TOKEN or --data-dir)",
+                    c.data_dir.display()
+                )
+            },
+        )?,
+    };
+    let ca_path = c.ca_file.clone().unwrap_or_else(|| c.data_dir.join("ca.pem"));
+    let ca = std::fs::read_to_string(&ca_path)
+        .with_context(|| format!("reading the control plane CA {} (set --ca-file)", ca_path.display()))?;
+    Ok(Resolved { server, token, ca })
+}
+
+type Admin =
+    pb::admin_service_client::AdminServiceClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
+
+#[derive(Clone)]
+pub struct Auth(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+async fn connect(c: &Connection) -> Result<Admin, Failure> {
+    let r = resolve(c)?;
+    let channel = Channel::from_shared(r.server.clone())
+        .map_err(|e| anyhow!("bad --server {}: {e}", r.server))?
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&r.ca)))
+        .map_err(|e| anyhow!("{e}"))?
+        .connect()
+        .await
+        .map_err(|e| anyhow!("connecting to {}: {e}", r.server))?;
+    let header =
+        format!("Bearer {}", r.token).parse().map_err(|_| anyhow!("the admin token has invalid characters"))?;
+    Ok(pb::admin_service_client::AdminServiceClient::with_interceptor(channel, Auth(header)))
+}
+
+fn sync_name(v: i32) -> &'static str {
+    match pb::SyncStatus::try_from(v) {
+        Ok(pb::SyncStatus::Synced) => "Synced",
+        Ok(pb::SyncStatus::OutOfSync) => "OutOfSync",
+        _ => "Unknown",
+    }
+}
+
+fn health_name(v: i32) -> &'static str {
+    match pb::HealthStatus::try_from(v) {
+        Ok(pb::HealthStatus::Healthy) => "Healthy",
+        Ok(pb::HealthStatus::Progressing) => "Progressing",
+        Ok(pb::HealthStatus::Degraded) => "Degraded",
+        Ok(pb::HealthStatus::Suspended) => "Suspended",
+        Ok(pb::HealthStatus::Missing) => "Missing",
+        _ => "Unknown",
+    }
+}
+
+/// The JSON form of an Application (also the YAML form), with enum names spelled out.
+pub fn app_json(a: &pb::Application) -> Value {
+    let spec = a.spec.clone().unwrap_or_default();
+    let src = spec.source.unwrap_or_default();
+    let dst = spec.destination.unwrap_or_default();
+    let p = spec.sync_policy.unwrap_or_default();
+    let st = a.status.clone().unwrap_or_default();
+    json!({
+        "name": a.name,
+        "spec": {
+            "source": {"repoURL": src.repo_url, "targetRevision": src.target_revision, "path": src.path, "recurse": src.recurse},
+            "destination": {"cluster": dst.cluster, "namespace": dst.namespace},
+            "syncPolicy": {"automated": p.automated, "prune": p.prune, "selfHeal": p.self_heal, "createNamespace": p.create_namespace, "allowEmpty": p.allow_empty},
+        },
+        "status": {
+            "sync": sync_name(st.sync_status),
+            "health": health_name(st.health),
+            "revision": st.revision,
+            "bundleDigest": st.bundle_digest,
+            "error": st.error,
+            "refreshedAt": st.refreshed_at,
+            "syncRequest": st.sync_request,
+            "clusters": st.clusters.iter().map(|c| json!({
+                "cluster": c.cluster, "connected": c.connected, "sync": sync_name(c.sync_status), "health": health_name(c.health),
+                "revision": c.revision, "bundleDigest": c.bundle_digest, "message": c.message, "syncedAt": c.synced_at,
+                "observedSyncRequest": c.observed_sync_request,
+                "resources": c.resources.iter().map(|r| json!({"group": r.group, "kind": r.kind, "namespace": r.namespace, "name": r.name,
+                    "sync": sync_name(r.sync_status), "health": health_name(r.health), "message": r.message})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }
+    })
+}
+
+pub fn cluster_json(c: &pb::Cluster) -> Value {
+    json!({"name": c.name, "joined": c.joined, "connected": c.connected, "lastSeen": c.last_seen, "agentVersion": c.agent_version,
+           "certificateExpires": c.certificate_expires, "facts": c.facts.iter().collect::<std::collections::BTreeMap<_, _>>()})
+}
+
+fn print_value(out: Output, v: &Value) -> anyhow::Result<()> {
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
+        Output::Yaml => print!("{}", serde_saphyr::to_string(v)?),
+        Output::Table => unreachable!("tables are printed by the caller"),
+    }
+    Ok(())
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        println!("{}", s.join("   ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(12).collect()
+}
+
+fn app_row(a: &pb::Application) -> Vec<String> {
+    let v = app_json(a);
+    let s = &v["status"];
+    vec![
+        a.name.clone(),
+        v["spec"]["destination"]["cluster"].as_str().unwrap_or_default().to_string(),
+        s["sync"].as_str().unwrap_or_default().to_string(),
+        s["health"].as_str().unwrap_or_default().to_string(),
+        short(s["revision"].as_str().unwrap_or_default()),
+        s["error"].as_str().unwrap_or_default().to_string(),
+    ]
+}
+
+fn print_apps(out: Output, apps: &[pb::Application]) -> anyhow::Result<()> {
+    if out == Output::Table {
+        table(&["NAME", "CLUSTER", "SYNC", "HEALTH", "REVISION", "ERROR"], apps.iter().map(app_row).collect());
+        return Ok(());
+    }
+    print_value(out, &Value::Array(apps.iter().map(app_json).collect()))
+}
+
+fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
+    if out != Output::Table {
+        return print_value(out, &app_json(a));
+    }
+    let v = app_json(a);
+    let src = &v["spec"]["source"];
+    println!("Name:        {}", a.name);
+    println!("Repository:  {}", src["repoURL"].as_str().unwrap_or_default());
+    println!("Path:        {}", src["path"].as_str().unwrap_or_default());
+    println!("Target:      {}", src["targetRevision"].as_str().filter(|s| !s.is_empty()).unwrap_or("HEAD"));
+    println!("Revision:    {}", v["status"]["revision"].as_str().unwrap_or_default());
+    println!("Sync:        {}", v["status"]["sync"].as_str().unwrap_or_default());
+    println!("Health:      {}", v["status"]["health"].as_str().unwrap_or_default());
+    if let Some(e) = v["status"]["error"].as_str().filter(|e| !e.is_empty()) {
+        println!("Error:       {e}");
+    }
+    for c in v["status"]["clusters"].as_array().into_iter().flatten() {
+        println!();
+        println!(
+            "Cluster {} ({}): {} / {}",
+            c["cluster"].as_str().unwrap_or_default(),
+            if c["connected"] == true { "connected" } else { "disconnected" },
+            c["sync"].as_str().unwrap_or_default(),
+            c["health"].as_str().unwrap_or_default()
+        );
+        if let Some(m) = c["message"].as_str().filter(|m| !m.is_empty()) {
+            println!("  {m}");
+        }
+        let rows = c["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let kind = r["kind"].as_str().unwrap_or_default();
+                vec![
+                    format!("  {kind}"),
+                    r["namespace"].as_str().unwrap_or_default().into(),
+                    r["name"].as_str().unwrap_or_default().into(),
+                    r["sync"].as_str().unwrap_or_default().into(),
+                    r["health"].as_str().unwrap_or_default().into(),
+                    r["message"].as_str().unwrap_or_default().into(),
+                ]
+            })
+            .collect();
+        table(&["  KIND", "NAMESPACE", "NAME", "SYNC", "HEALTH", "MESSAGE"], rows);
+    }
+    Ok(())
+}
+
+fn print_clusters(out: Output, cs: &[pb::Cluster]) -> anyhow::Result<()> {
+    if out != Output::Table {
+        return print_value(out, &Value::Array(cs.iter().map(cluster_json).collect()));
+    }
+    let rows = cs
+        .iter()
+        .map(|c| {
+            let status = if c.connected {
+                "Connected"
+            } else if c.joined {
+                "Disconnected"
+            } else {
+                "Awaiting join"
+            };
+            vec![
+                c.name.clone(),
+                status.into(),
+                c.facts.get("kubernetesVersion").cloned().unwrap_or_default(),
+                c.agent_version.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "STATUS", "KUBERNETES", "AGENT"], rows);
+    Ok(())
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let out = cli.output;
+    match cli.command {
+        Command::Version => {
+            if out == Output::Table {
+                println!("bosun {}", env!("CARGO_PKG_VERSION"));
+            } else {
+                print_value(out, &json!({"client": env!("CARGO_PKG_VERSION")}))?;
+            }
+            Ok(())
+        }
+        Command::App(cmd) => {
+            let mut c = connect(&cli.conn).await?;
+            match cmd {
+                AppCmd::Create(a) => {
+                    let spec = pb::ApplicationSpec {
+                        source: Some(pb::Source {
+                            repo_url: a.repo,
+                            target_revision: a.revision,
+                            path: a.path,
+                            recurse: a.recurse,
+                        }),
+                        destination: Some(pb::Destination { cluster: a.cluster, namespace: a.namespace }),
+                        sync_policy: Some(pb::SyncPolicy {
+                            automated: a.auto_sync,
+                            prune: a.prune,
+                            self_heal: a.self_heal,
+                            create_namespace: a.create_namespace,
+                            allow_empty: a.allow_empty,
+                        }),
+                    };
+                    let app = c
+                        .create_application(pb::CreateApplicationRequest { name: a.name, spec: Some(spec) })
+                        .await
+                        .map_err(from_status)?
+                        .into_inner();
+                    print_app(out, &app)?;
+                }
+                AppCmd::List => print_apps(
+                    out,
+                    &c.list_applications(pb::ListApplicationsRequest {})
+                        .await
+                        .map_err(from_status)?
+                        .into_inner()
+                        .applications,
+                )?,
+                AppCmd::Get { name } => print_app(
+                    out,
+                    &c.get_application(pb::GetApplicationRequest { name }).await.map_err(from_status)?.into_inner(),
+                )?,
+                AppCmd::Sync { name } => print_app(
+                    out,
+                    &c.sync_application(pb::SyncApplicationRequest { name }).await.map_err(from_status)?.into_inner(),
+                )?,
+                AppCmd::Refresh { name } => print_app(
+                    out,
+                    &c.refresh_application(pb::RefreshApplicationRequest { name })
+                        .await
+                        .map_err(from_status)?
+                        .into_inner(),
+                )?,
+                AppCmd::Delete { name } => {
+                    c.delete_application(pb::DeleteApplicationRequest { name: name.clone() })
+                        .await
+                        .map_err(from_status)?;
+                    if out == Output::Table {
+                        println!("application {name:?} deleted");
+                    }
+                }
+                AppCmd::Wait { name, synced, healthy, timeout } => {
+                    wait(&mut c, out, &name, synced, healthy, timeout).await?
+                }
+            }
+            Ok(())
+        }
+        Command::Cluster(cmd) => {
+            let mut c = connect(&cli.conn).await?;
+            match cmd {
+                ClusterCmd::Add { name, ttl } => {
+                    let r = c
+                        .create_join_token(pb::CreateJoinTokenRequest {
+                            cluster: name,
+                            ttl_seconds: ttl.as_secs() as i64,
+                        })
+                        .await
+                        .map_err(from_status)?
+                        .into_inner();
+                    if out == Output::Table {
+                        println!(
+                            "cluster {:?} registered; single-use join token (expires in {}):",
+                            r.cluster,
+                            humantime::format_duration(ttl)
+                        );
+                        println!("{}", r.token);
+                        println!(
+                            "\nstart its agent with:\n  bosun-agent --join-token {} --ca-file ca.pem --kubeconfig KUBECONFIG",
+                            r.token
+                        );
+                    } else {
+                        print_value(out, &json!({"cluster": r.cluster, "token": r.token, "expiresAt": r.expires_at}))?;
+                    }
+                }
+                ClusterCmd::List => print_clusters(
+                    out,
+                    &c.list_clusters(pb::ListClustersRequest {}).await.map_err(from_status)?.into_inner().clusters,
+                )?,
+                ClusterCmd::Get { name } => {
+                    let cl = c.get_cluster(pb::GetClusterRequest { name }).await.map_err(from_status)?.into_inner();
+                    if out == Output::Table {
+                        print_clusters(out, &[cl])?
+                    } else {
+                        print_value(out, &cluster_json(&cl))?
+                    }
+                }
+                ClusterCmd::Delete { name } => {
+                    c.delete_cluster(pb::DeleteClusterRequest { name: name.clone() }).await.map_err(from_status)?;
+                    if out == Output::Table {
+                        println!("cluster {name:?} deleted");
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn wait(
+    c: &mut Admin,
+    out: Output,
+    name: &str,
+    synced: bool,
+    healthy: bool,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let (synced, healthy) = if !synced && !healthy { (true, true) } else { (synced, healthy) };
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let app =
+            c.get_application(pb::GetApplicationRequest { name: name.into() }).await.map_err(from_status)?.into_inner();
+        let v = app_json(&app);
+        let (s, h) =
+            (v["status"]["sync"].as_str().unwrap_or_default(), v["status"]["health"].as_str().unwrap_or_default());
+        let line = format!(
+            "{name}: {s} / {h} at {}{}",
+            short(v["status"]["revision"].as_str().unwrap_or_default()),
+            v["status"]["error"]
+                .as_str()
+                .filter(|e| !e.is_empty())
+                .map(|e| format!(" (error: {e})"))
+                .unwrap_or_default()
+        );
+        if line != last {
+            eprintln!("{:>5.1}s  {line}", start.elapsed().as_secs_f64());
+            last = line;
+        }
+        if (!synced || s == "Synced") && (!healthy || h == "Healthy") {
+            if out != Output::Table {
+                print_value(out, &v)?;
+            }
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(Failure {
+                code: 4,
+                error: anyhow!(
+                    "timed out after {} waiting for {name} to be{}{}",
+                    humantime::format_duration(timeout),
+                    if synced { " synced" } else { "" },
+                    if healthy { " healthy" } else { "" }
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,49 @@
+//! The control plane's error type and its single conversion to `tonic::Status`.
+
+use bosun_core::app::SpecError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("application {0:?} not found")]
+    AppNotFound(String),
+    #[error("application {0:?} already exists; use update to change it")]
+    AppExists(String),
+    #[error("cluster {0:?} not found")]
+    ClusterNotFound(String),
+    #[error(transparent)]
+    InvalidSpec(#[from] SpecError),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("join token is invalid, expired or already used; create a new one with `bosun cluster add NAME`")]
+    BadJoinToken,
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("storage failed: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("certificate authority: {0}")]
+    Pki(String),
+    #[error("git {repo}: {message}")]
+    Git { repo: String, message: String },
+    #[error("rendering {path:?} at {revision}: {message}")]
+    Render { path: String, revision: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        use tonic::Code;
+        let code = match &e {
+            Error::AppNotFound(_) | Error::ClusterNotFound(_) => Code::NotFound,
+            Error::AppExists(_) => Code::AlreadyExists,
+            Error::InvalidSpec(_) | Error::InvalidRequest(_) => Code::InvalidArgument,
+            Error::BadJoinToken | Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Git { .. } | Error::Render { .. } => Code::FailedPrecondition,
+            Error::Store(_) | Error::Pki(_) => Code::Internal,
+        };
+        tonic::Status::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,191 @@
+//! bosun-control-plane: tracks Git, renders bundles, stores Applications and clusters, and
+//! serves three gRPC listeners — admin (TLS + bearer token), agent (mTLS only) and join
+//! (TLS, join tokens) — each with server reflection and the gRPC health service.
+//!
+//! Architecture invariant: the control plane never connects to a cluster; agents dial in.
+
+pub mod api;
+pub mod error;
+pub mod git;
+pub mod model;
+pub mod pki;
+pub mod render;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bosun_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tracing::info;
+
+use crate::model::{ControlPlane, Settings};
+
+/// Command-line configuration of `bosun-control-plane`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "bosun-control-plane",
+    version,
+    about = "Bosun control plane: tracks Git and serves Applications to cluster agents"
+)]
+pub struct Config {
+    /// Directory for the embedded store, the CA, the admin token and the Git cache.
+    #[arg(long, env = "BOSUN_DATA_DIR", default_value = "bosun-data")]
+    pub data_dir: PathBuf,
+    /// Admin API (people, CLI, grpcurl): TLS, bearer token.
+    #[arg(long, env = "BOSUN_ADMIN_ADDR", default_value = "127.0.0.1:7443")]
+    pub admin_addr: SocketAddr,
+    /// Agent API: mTLS only.
+    #[arg(long, env = "BOSUN_AGENT_ADDR", default_value = "127.0.0.1:7444")]
+    pub agent_addr: SocketAddr,
+    /// Join endpoint: TLS; exchanges a join token for a client certificate.
+    #[arg(long, env = "BOSUN_JOIN_ADDR", default_value = "127.0.0.1:7445")]
+    pub join_addr: SocketAddr,
+    /// DNS names and IPs in the server certificate (repeatable).
+    #[arg(long = "server-name", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
+    pub server_names: Vec<String>,
+    /// How often to poll Git (±10% jitter).
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// Lifetime of agent client certificates.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub cert_validity: Duration,
+    /// Use this CA certificate (PEM) instead of generating one (with --ca-key).
+    #[arg(long, requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM).
+    #[arg(long, requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+/// Installs the process-wide rustls provider (ring) before any TLS is used.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if format == "json" {
+        let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
+    } else {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
+}
+
+/// Where the listeners ended up (ports may be chosen by the OS), written to
+/// `<data-dir>/endpoints.json` for tools and tests.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Endpoints {
+    pub admin: String,
+    pub agent: String,
+    pub join: String,
+}
+
+fn reflection() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+)> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(bosun_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(bosun_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok((v1, v1alpha))
+}
+
+/// Runs the control plane until the process is stopped.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    install_crypto();
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let store = Arc::new(store::RedbStore::open(&cfg.data_dir.join("bosun.redb"))?);
+    let git = Arc::new(git::GitCache::new(cfg.data_dir.join("git")));
+    let pki = pki::Pki::load_or_create(&cfg.data_dir, cfg.ca_cert.clone().zip(cfg.ca_key.clone()))?;
+    let settings = Settings { cert_validity: cfg.cert_validity, poll_interval: cfg.poll_interval };
+    let (cp, new_admin_token) = ControlPlane::load(store, git, pki, settings)?;
+    let cp = Arc::new(cp);
+    let token_file = cfg.data_dir.join("admin-token");
+    if let Some(token) = new_admin_token {
+        pki::write_secret(&token_file, &token).with_context(|| format!("writing {}", token_file.display()))?;
+        info!(path = %token_file.display(), "admin token created");
+    }
+    let (server_cert, server_key) = cp.pki.server_certificate(&cfg.server_names)?;
+    let identity = Identity::from_pem(&server_cert, &server_key);
+    let ca = Certificate::from_pem(&cp.pki.ca_pem);
+
+    let admin_listener = TcpListener::bind(cfg.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin API to {}", cfg.admin_addr))?;
+    let agent_listener = TcpListener::bind(cfg.agent_addr)
+        .await
+        .with_context(|| format!("binding the agent API to {}", cfg.agent_addr))?;
+    let join_listener = TcpListener::bind(cfg.join_addr)
+        .await
+        .with_context(|| format!("binding the join endpoint to {}", cfg.join_addr))?;
+    let endpoints = Endpoints {
+        admin: admin_listener.local_addr()?.to_string(),
+        agent: agent_listener.local_addr()?.to_string(),
+        join: join_listener.local_addr()?.to_string(),
+    };
+    std::fs::write(cfg.data_dir.join("endpoints.json"), serde_json::to_vec_pretty(&endpoints)?)?;
+    info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, data_dir = %cfg.data_dir.display(), "control plane listening");
+
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<pb::admin_service_server::AdminServiceServer<api::AdminApi>>().await;
+    health.set_serving::<pb::agent_service_server::AgentServiceServer<api::AgentApi>>().await;
+    health.set_serving::<pb::join_service_server::JoinServiceServer<api::JoinApi>>().await;
+
+    let keepalive = |b: Server| {
+        b.http2_keepalive_interval(Some(Duration::from_secs(15))).http2_keepalive_timeout(Some(Duration::from_secs(10)))
+    };
+
+    let (r1, r1a) = reflection()?;
+    let admin = keepalive(Server::builder().tls_config(ServerTlsConfig::new().identity(identity.clone()))?)
+        .add_service(pb::admin_service_server::AdminServiceServer::with_interceptor(
+            api::AdminApi(cp.clone()),
+            api::admin_auth(cp.clone()),
+        ))
+        .add_service(health_svc.clone())
+        .add_service(r1)
+        .add_service(r1a)
+        .serve_with_incoming(TcpListenerStream::new(admin_listener));
+
+    let (r2, r2a) = reflection()?;
+    let agent = keepalive(Server::builder().tls_config(
+        ServerTlsConfig::new().identity(identity.clone()).client_ca_root(ca).client_auth_optional(false),
+    )?)
+    .add_service(pb::agent_service_server::AgentServiceServer::new(api::AgentApi(cp.clone())))
+    .add_service(health_svc.clone())
+    .add_service(r2)
+    .add_service(r2a)
+    .serve_with_incoming(TcpListenerStream::new(agent_listener));
+
+    let (r3, r3a) = reflection()?;
+    let join = keepalive(Server::builder().tls_config(ServerTlsConfig::new().identity(identity))?)
+        .add_service(pb::join_service_server::JoinServiceServer::new(api::JoinApi(cp.clone())))
+        .add_service(health_svc)
+        .add_service(r3)
+        .add_service(r3a)
+        .serve_with_incoming(TcpListenerStream::new(join_listener));
+
+    let poller = tokio::spawn(cp.clone().poll_forever());
+    let result = tokio::select! {
+        r = admin => r.context("admin API"),
+        r = agent => r.context("agent API"),
+        r = join => r.context("join endpoint"),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    poller.abort();
+    result
+}

@@ -1,0 +1,10 @@
+//! `bosun-control-plane`: the binary. All logic is in the library.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cfg = bosun_control_plane::Config::parse();
+    bosun_control_plane::init_logging(&cfg.log_format);
+    bosun_control_plane::run(cfg).await
+}

@@ -1,0 +1,173 @@
+//! The one narrow storage interface, and its embedded default (redb in the data directory).
+//!
+//! Everything the control plane must not lose goes through [`Store`]: Applications,
+//! clusters, join tokens (hashed), per-cluster status, bundles and a few settings. Every
+//! write is durable when the call returns. A PostgreSQL implementation for several replicas
+//! implements the same trait (records are JSON documents keyed by name, so a table per
+//! record kind with a `jsonb` column fits, and LISTEN/NOTIFY carries change notification).
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Serialize, de::DeserializeOwned};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(String);
+
+fn se(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// A kind of record, stored as JSON documents keyed by a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    App,
+    Cluster,
+    JoinToken,
+    Status,
+    Meta,
+}
+
+impl Kind {
+    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            Kind::App => TableDefinition::new("apps"),
+            Kind::Cluster => TableDefinition::new("clusters"),
+            Kind::JoinToken => TableDefinition::new("join_tokens"),
+            Kind::Status => TableDefinition::new("status"),
+            Kind::Meta => TableDefinition::new("meta"),
+        }
+    }
+}
+
+const BUNDLES: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("bundles");
+
+/// The storage interface. Implementations must make each write durable before returning.
+pub trait Store: Send + Sync + 'static {
+    fn put_raw(&self, kind: Kind, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn get_raw(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError>;
+    /// Removes and returns a record atomically (single-use tokens).
+    fn take_raw(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn list_raw(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    fn put_bundle(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    fn get_bundle(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// Typed helpers over any [`Store`].
+pub trait StoreExt: Store {
+    fn put<T: Serialize>(&self, kind: Kind, key: &str, value: &T) -> Result<(), StoreError> {
+        self.put_raw(kind, key, &serde_json::to_vec(value).map_err(se)?)
+    }
+    fn get<T: DeserializeOwned>(&self, kind: Kind, key: &str) -> Result<Option<T>, StoreError> {
+        self.get_raw(kind, key)?.map(|b| serde_json::from_slice(&b).map_err(se)).transpose()
+    }
+    fn take<T: DeserializeOwned>(&self, kind: Kind, key: &str) -> Result<Option<T>, StoreError> {
+        self.take_raw(kind, key)?.map(|b| serde_json::from_slice(&b).map_err(se)).transpose()
+    }
+    fn list<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, StoreError> {
+        self.list_raw(kind)?.into_iter().map(|(_, b)| serde_json::from_slice(&b).map_err(se)).collect()
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+/// The embedded store: one redb file in the data directory.
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
+        let tx = db.begin_write().map_err(se)?;
+        for kind in [Kind::App, Kind::Cluster, Kind::JoinToken, Kind::Status, Kind::Meta] {
+            tx.open_table(kind.table()).map_err(se)?;
+        }
+        tx.open_table(BUNDLES).map_err(se)?;
+        tx.commit().map_err(se)?;
+        Ok(Self { db })
+    }
+
+    fn write(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_write().map_err(se)?;
+        let old = {
+            let mut t = tx.open_table(table).map_err(se)?;
+            match value {
+                Some(v) => t.insert(key, v).map_err(se)?.map(|g| g.value().to_vec()),
+                None => t.remove(key).map_err(se)?.map(|g| g.value().to_vec()),
+            }
+        };
+        tx.commit().map_err(se)?;
+        Ok(old)
+    }
+
+    fn read(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(se)?;
+        let t = tx.open_table(table).map_err(se)?;
+        Ok(t.get(key).map_err(se)?.map(|g| g.value().to_vec()))
+    }
+}
+
+impl Store for RedbStore {
+    fn put_raw(&self, kind: Kind, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write(kind.table(), key, Some(value)).map(|_| ())
+    }
+    fn get_raw(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(kind.table(), key)
+    }
+    fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {
+        self.write(kind.table(), key, None).map(|o| o.is_some())
+    }
+    fn take_raw(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.write(kind.table(), key, None)
+    }
+    fn list_raw(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(se)?;
+        let t = tx.open_table(kind.table()).map_err(se)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(se)? {
+            let (k, v) = row.map_err(se)?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+    fn put_bundle(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write(BUNDLES, digest, Some(bytes)).map(|_| ())
+    }
+    fn get_bundle(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(BUNDLES, digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_reopen_and_take_is_single_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bosun.redb");
+        {
+            let s = RedbStore::open(&path).unwrap();
+            s.put(Kind::App, "web", &serde_json::json!({"name": "web"})).unwrap();
+            s.put(Kind::JoinToken, "h", &"c1").unwrap();
+            s.put_bundle("d", b"[]").unwrap();
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert_eq!(s.list::<serde_json::Value>(Kind::App).unwrap().len(), 1);
+        assert_eq!(s.take::<String>(Kind::JoinToken, "h").unwrap().as_deref(), Some("c1"));
+        assert_eq!(s.take::<String>(Kind::JoinToken, "h").unwrap(), None);
+        assert_eq!(s.get_bundle("d").unwrap().as_deref(), Some(&b"[]"[..]));
+    }
+}

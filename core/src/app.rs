@@ -1,0 +1,146 @@
+//! Application specs (the domain type, not the protobuf one) and their validation.
+
+use serde::{Deserialize, Serialize};
+
+/// Where manifests come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Source {
+    pub repo_url: String,
+    /// Branch, tag or commit; empty means the remote's HEAD.
+    pub target_revision: String,
+    /// Directory in the repository ("" or "." for the root).
+    pub path: String,
+    pub recurse: bool,
+}
+
+/// Where they go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Destination {
+    pub cluster: String,
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SyncPolicy {
+    pub automated: bool,
+    pub prune: bool,
+    pub self_heal: bool,
+    pub create_namespace: bool,
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AppSpec {
+    pub source: Source,
+    pub destination: Destination,
+    pub sync_policy: SyncPolicy,
+}
+
+/// An invalid field of an Application, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid application {field}: {message}")]
+pub struct SpecError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn err(field: &'static str, message: impl Into<String>) -> SpecError {
+    SpecError { field, message: message.into() }
+}
+
+/// A DNS-1123 label: what Application and cluster names must be.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Normalises a repository path: "" for the root; refuses absolute paths and `..`.
+pub fn normalize_path(path: &str) -> Result<String, SpecError> {
+    if path.starts_with('/') {
+        return Err(err("source.path", format!("{path:?} is absolute; give a path relative to the repository root")));
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(err("source.path", format!("{path:?} leaves the repository; remove the '..'"))),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+impl AppSpec {
+    /// Checks an Application named `name`; returns the spec with its path normalised.
+    pub fn validate(mut self, name: &str) -> Result<Self, SpecError> {
+        if !is_dns_label(name) {
+            return Err(err(
+                "name",
+                format!("{name:?} must be a DNS label: lowercase letters, digits and '-', at most 63"),
+            ));
+        }
+        let url = self.source.repo_url.trim();
+        if url.is_empty() {
+            return Err(err("source.repoURL", "required"));
+        }
+        let known = ["file://", "git://", "http://", "https://", "ssh://"].iter().any(|s| url.starts_with(s))
+            || (url.contains('@') && url.contains(':'));
+        if !known {
+            return Err(err(
+                "source.repoURL",
+                format!("{url:?}: use file://, git://, http(s):// or ssh:// (or user@host:path)"),
+            ));
+        }
+        self.source.repo_url = url.to_string();
+        self.source.path = normalize_path(&self.source.path)?;
+        if self.source.target_revision.contains("..") || self.source.target_revision.starts_with('-') {
+            return Err(err(
+                "source.targetRevision",
+                format!("{:?} is not a branch, tag or commit", self.source.target_revision),
+            ));
+        }
+        if !is_dns_label(&self.destination.cluster) {
+            return Err(err("destination.cluster", format!("{:?} must name a cluster", self.destination.cluster)));
+        }
+        if !self.destination.namespace.is_empty() && !is_dns_label(&self.destination.namespace) {
+            return Err(err(
+                "destination.namespace",
+                format!("{:?} is not a valid namespace name", self.destination.namespace),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(url: &str, path: &str, cluster: &str) -> AppSpec {
+        AppSpec {
+            source: Source { repo_url: url.into(), path: path.into(), ..Default::default() },
+            destination: Destination { cluster: cluster.into(), namespace: "default".into() },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validation_table() {
+        assert_eq!(spec("file:///r", "./k8s//backend/", "c1").validate("app").unwrap().source.path, "k8s/backend");
+        assert!(spec("git://h/r", "", "c1").validate("app").is_ok());
+        assert!(spec("git@github.com:o/r.git", "", "c1").validate("app").is_ok());
+        for (s, name, field) in [
+            (spec("file:///r", "", "c1"), "App", "name"),
+            (spec("", "", "c1"), "a", "source.repoURL"),
+            (spec("ftp://x", "", "c1"), "a", "source.repoURL"),
+            (spec("file:///r", "../etc", "c1"), "a", "source.path"),
+            (spec("file:///r", "/etc", "c1"), "a", "source.path"),
+            (spec("file:///r", "", ""), "a", "destination.cluster"),
+        ] {
+            assert_eq!(s.validate(name).unwrap_err().field, field);
+        }
+    }
+}

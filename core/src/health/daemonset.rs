@@ -1,0 +1,34 @@
+//! DaemonSet health (Argo CD semantics).
+
+use serde_json::Value;
+
+use super::{Assessment, generation_pending, int};
+use crate::status::Health;
+
+pub fn assess(d: &Value) -> Assessment {
+    if generation_pending(d) {
+        return Assessment::new(Health::Progressing, "Waiting for daemon set spec update to be observed...");
+    }
+    if d["spec"]["updateStrategy"]["type"] == "OnDelete" {
+        return Assessment::new(Health::Healthy, "daemon set has OnDelete update strategy; not tracking rollout");
+    }
+    let s = &d["status"];
+    let desired = int(&s["desiredNumberScheduled"]);
+    let updated = int(&s["updatedNumberScheduled"]);
+    if updated < desired {
+        return Assessment::new(
+            Health::Progressing,
+            format!(
+                "Waiting for daemon set rollout to finish: {updated} out of {desired} new pods have been updated..."
+            ),
+        );
+    }
+    let available = int(&s["numberAvailable"]);
+    if available < desired {
+        return Assessment::new(
+            Health::Progressing,
+            format!("Waiting for daemon set rollout to finish: {available} of {desired} updated pods are available..."),
+        );
+    }
+    Assessment::new(Health::Healthy, "")
+}

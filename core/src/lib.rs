@@ -1,0 +1,23 @@
+//! bosun-core: the GitOps logic that needs no I/O.
+//!
+//! Manifest parsing, resource identity, content-addressed bundles, tracking identity,
+//! sync planning (order, prune set), drift comparison and health assessment. Every function
+//! here is pure: no sockets, no files, no clocks; it cannot fail for I/O reasons.
+//!
+//! Architecture invariant: nothing in this crate does I/O (it has no async runtime, no
+//! network or filesystem dependency).
+
+pub mod app;
+pub mod bundle;
+pub mod diff;
+pub mod health;
+pub mod manifest;
+pub mod object;
+pub mod plan;
+pub mod status;
+pub mod tracking;
+
+pub use app::{AppSpec, Destination, Source, SyncPolicy};
+pub use bundle::Bundle;
+pub use object::ObjectRef;
+pub use status::{Health, SyncStatus};

@@ -1,0 +1,168 @@
+//! Parsing manifest files (YAML multi-document streams, JSON objects and lists) into objects.
+
+use serde_json::Value;
+
+use crate::object::ObjectRef;
+
+/// Largest manifest file accepted.
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A manifest that cannot become objects, with the file and document it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{file}: file is {size} bytes, more than the {max} allowed; split it or move data out of Git")]
+    TooLarge { file: String, size: usize, max: usize },
+    #[error("{file}: not valid UTF-8")]
+    NotUtf8 { file: String },
+    #[error("{file}: invalid YAML: {message}")]
+    Yaml { file: String, message: String },
+    #[error("{file}: invalid JSON: {message}")]
+    Json { file: String, message: String },
+    #[error("{file}: document {index} is not a Kubernetes object: {why}")]
+    NotAnObject { file: String, index: usize, why: String },
+    #[error("{object} is defined twice: in {first} and in {second}")]
+    Duplicate { object: String, first: String, second: String },
+}
+
+/// Whether a file name is a manifest this parser reads.
+pub fn is_manifest(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
+}
+
+/// Parses one file. YAML files may hold several documents; empty documents are skipped;
+/// `kind: List` objects are expanded into their items.
+pub fn parse_file(file: &str, bytes: &[u8]) -> Result<Vec<Value>, ManifestError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ManifestError::TooLarge { file: file.into(), size: bytes.len(), max: MAX_FILE_BYTES });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8 { file: file.into() })?;
+    let docs: Vec<Value> = if file.to_ascii_lowercase().ends_with(".json") {
+        vec![
+            serde_json::from_str(text)
+                .map_err(|e| ManifestError::Json { file: file.into(), message: e.to_string() })?,
+        ]
+    } else {
+        serde_saphyr::from_multiple::<Value>(text).map_err(|e| ManifestError::Yaml {
+            file: file.into(),
+            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        })?
+    };
+    let mut out = Vec::new();
+    for (index, doc) in docs.into_iter().enumerate() {
+        if doc.is_null() {
+            continue;
+        }
+        let items = if doc["kind"].as_str().is_some_and(|k| k.ends_with("List")) && doc["items"].is_array() {
+            doc["items"].as_array().cloned().unwrap_or_default()
+        } else {
+            vec![doc]
+        };
+        for obj in items {
+            check_object(file, index, &obj)?;
+            out.push(obj);
+        }
+    }
+    Ok(out)
+}
+
+fn check_object(file: &str, index: usize, obj: &Value) -> Result<(), ManifestError> {
+    let err = |why: &str| Err(ManifestError::NotAnObject { file: file.into(), index, why: why.into() });
+    if !obj.is_object() {
+        return err("expected a mapping with apiVersion, kind and metadata.name");
+    }
+    if obj["apiVersion"].as_str().is_none_or(str::is_empty) {
+        return err("missing apiVersion");
+    }
+    if obj["kind"].as_str().is_none_or(str::is_empty) {
+        return err("missing kind");
+    }
+    if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+        return err("missing metadata.name");
+    }
+    Ok(())
+}
+
+/// Parses several files into one object list, refusing an object defined twice.
+pub fn parse_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<Vec<Value>, ManifestError> {
+    let mut seen: std::collections::BTreeMap<ObjectRef, String> = Default::default();
+    let mut out = Vec::new();
+    for (file, bytes) in files {
+        for obj in parse_file(file, bytes)? {
+            let id = ObjectRef::of(&obj).expect("checked by parse_file");
+            if let Some(first) = seen.insert(id.clone(), file.to_string()) {
+                return Err(ManifestError::Duplicate { object: id.to_string(), first, second: file.into() });
+            }
+            out.push(obj);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MULTI: &str = r#"
+# a comment
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: a
+data:
+  script: |
+    #!/bin/sh
+    echo "hello"
+  anchor: &x value
+  alias: *x
+---
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+"#;
+
+    #[test]
+    fn multi_document_yaml_with_block_scalars_and_anchors() {
+        let objs = parse_file("k8s/app.yaml", MULTI.as_bytes()).unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[0]["data"]["script"], "#!/bin/sh\necho \"hello\"\n");
+        assert_eq!(objs[0]["data"]["alias"], "value");
+        assert_eq!(objs[1]["spec"]["replicas"], 2);
+    }
+
+    #[test]
+    fn lists_and_json() {
+        let list = r#"{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}]}"#;
+        assert_eq!(parse_file("a.json", list.as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_document() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("bad.yaml", "apiVersion: v1\nkind: [unclosed\n", "bad.yaml: invalid YAML"),
+            (
+                "x.yaml",
+                "apiVersion: v1\nkind: ConfigMap\n",
+                "x.yaml: document 0 is not a Kubernetes object: missing metadata.name",
+            ),
+            ("y.yaml", "- 1\n- 2\n", "y.yaml: document 0 is not a Kubernetes object"),
+            ("z.json", "{", "z.json: invalid JSON"),
+        ];
+        for (file, text, want) in cases {
+            let err = parse_file(file, text.as_bytes()).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err}");
+        }
+        let big = vec![b' '; MAX_FILE_BYTES + 1];
+        assert!(matches!(parse_file("big.yaml", &big), Err(ManifestError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let a = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+        let err = parse_files([("one.yaml", a.as_bytes()), ("two.yaml", a.as_bytes())]).unwrap_err();
+        assert_eq!(err.to_string(), "ConfigMap/a is defined twice: in one.yaml and in two.yaml");
+    }
+}
