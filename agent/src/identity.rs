@@ -50,6 +50,15 @@ impl Credentials {
     }
 }
 
+/// A fresh private key and a PEM CSR for it. The control plane decides the subject.
+pub fn new_csr() -> anyhow::Result<(KeyPair, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, "bosun-agent");
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((key, csr))
+}
+
 /// Joins with a single-use token: generates a key, sends a CSR, stores the certificate.
 pub async fn join(dir: &StateDir, join_url: &str, token: &str, ca_pem: &str) -> anyhow::Result<Credentials> {
     if token.is_empty() {
@@ -57,10 +66,7 @@ pub async fn join(dir: &StateDir, join_url: &str, token: &str, ca_pem: &str) -> 
             "no credentials in the state directory and no join token: run `bosun cluster add NAME` and pass --join-token"
         );
     }
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "bosun-agent");
-    let csr = params.serialize_request(&key)?.pem()?;
+    let (key, csr) = new_csr()?;
     let channel = Channel::from_shared(join_url.to_string())?
         .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)))?
         .connect()

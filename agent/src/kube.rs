@@ -18,11 +18,14 @@ pub enum KubeError {
     Api { object: String, verb: &'static str, source: kube::Error },
 }
 
+/// (group, version, kind).
+type KindKey = (String, String, String);
+
 /// A cluster as the agent uses it.
 pub struct ClusterApi {
     client: kube::Client,
     field_manager: String,
-    kinds: Mutex<HashMap<(String, String, String), (ApiResource, bool)>>,
+    kinds: Mutex<HashMap<KindKey, (ApiResource, bool)>>,
 }
 
 fn gvk_of(obj: &Value) -> GroupVersionKind {

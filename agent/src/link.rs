@@ -98,7 +98,7 @@ async fn apply_snapshot(
         .assignments
         .iter()
         .map(|a| {
-            let p = a.sync_policy.clone().unwrap_or_default();
+            let p = a.sync_policy.unwrap_or_default();
             Assigned {
                 app: a.app.clone(),
                 bundle_digest: a.bundle_digest.clone(),

@@ -247,8 +247,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut known = r.known_generation;
-            loop {
-                let Some((generation, assignments)) = cp.snapshot(&cluster) else { break };
+            while let Some((generation, assignments)) = cp.snapshot(&cluster) {
                 if generation != known {
                     let snap = pb::AssignmentSnapshot {
                         cluster: cluster.clone(),

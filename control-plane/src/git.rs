@@ -97,12 +97,11 @@ impl GitCache {
             }
         }
         let looks_like_commit = rev.len() >= 7 && rev.len() <= 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
-        if looks_like_commit {
-            if let Ok(id) = repo.rev_parse_single(rev) {
-                if let Ok(c) = id.object().and_then(|o| Ok(o.peel_to_commit()?)) {
-                    return Ok(c.id.to_string());
-                }
-            }
+        if looks_like_commit
+            && let Ok(id) = repo.rev_parse_single(rev)
+            && let Ok(c) = id.object().and_then(|o| o.peel_to_commit())
+        {
+            return Ok(c.id.to_string());
         }
         Err(git_err(url, format!("revision {rev:?} is not a branch, tag or commit of this repository")))
     }

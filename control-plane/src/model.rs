@@ -429,7 +429,7 @@ impl ControlPlane {
     }
 
     pub fn delete_cluster(&self, name: &str) -> Result<()> {
-        if self.state.read().clusters.get(name).is_none() {
+        if !self.state.read().clusters.contains_key(name) {
             return Err(Error::ClusterNotFound(name.into()));
         }
         self.store.delete(Kind::Cluster, name)?;
@@ -507,10 +507,10 @@ impl ControlPlane {
             None
         };
         drop(st);
-        if let Some(c) = persist {
-            if let Err(e) = self.store.put(Kind::Cluster, cluster, &c) {
-                warn!(cluster, error = %e, "could not persist cluster facts");
-            }
+        if let Some(c) = persist
+            && let Err(e) = self.store.put(Kind::Cluster, cluster, &c)
+        {
+            warn!(cluster, error = %e, "could not persist cluster facts");
         }
     }
 

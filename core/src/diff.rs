@@ -28,10 +28,10 @@ fn normalize_desired(desired: &Value, live: &Value) -> Value {
         }
     }
     // Cluster-scoped objects have no namespace on the server.
-    if live["metadata"].get("namespace").is_none() {
-        if let Some(m) = d["metadata"].as_object_mut() {
-            m.remove("namespace");
-        }
+    if live["metadata"].get("namespace").is_none()
+        && let Some(m) = d["metadata"].as_object_mut()
+    {
+        m.remove("namespace");
     }
     d
 }

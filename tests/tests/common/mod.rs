@@ -1,0 +1,344 @@
+//! The end-to-end harness: real Git served by `git daemon`, the control plane and agents as
+//! real processes, kube-sim clusters in this process, the CLI and grpcurl as outside clients.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube_sim::{ControllerConfig, SimCluster, SimConfig};
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `f` until it returns `Some`, failing after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.email=e2e@bosun.test",
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git is installed");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A Git repository served over git:// by `git daemon`.
+pub struct GitRepo {
+    pub dir: PathBuf,
+    pub url: String,
+    daemon: Child,
+}
+
+impl GitRepo {
+    pub fn new(root: &Path) -> Self {
+        let base = root.join("git");
+        let dir = base.join("repo");
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q"]);
+        let port = free_port();
+        let daemon = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--informative-errors"])
+            .arg(format!("--base-path={}", base.display()))
+            .arg(format!("--port={port}"))
+            .arg("--listen=127.0.0.1")
+            .arg(&base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon starts");
+        Self { dir, url: format!("git://127.0.0.1:{port}/repo"), daemon }
+    }
+
+    pub fn write(&self, path: &str, content: &str) {
+        let p = self.dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.dir.join(path)).unwrap();
+    }
+
+    pub fn commit(&self, message: &str) -> String {
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "--allow-empty", "-m", message]);
+        let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&self.dir).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Waits until git daemon serves the repository.
+    pub async fn ready(&self) {
+        eventually("git daemon", WAIT, || async {
+            let ok = Command::new("git")
+                .args(["ls-remote", &self.url])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            ok.then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for GitRepo {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// Fixed ports, so a restarted control plane comes back where agents expect it.
+#[derive(Clone, Copy)]
+pub struct Ports {
+    pub admin: u16,
+    pub agent: u16,
+    pub join: u16,
+}
+
+/// The control plane as a real process.
+pub struct ControlPlane {
+    pub data_dir: PathBuf,
+    pub ports: Ports,
+    pub log: PathBuf,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl ControlPlane {
+    pub async fn start(root: &Path) -> Self {
+        let ports = Ports { admin: free_port(), agent: free_port(), join: free_port() };
+        let mut cp = Self {
+            data_dir: root.join("control-plane"),
+            ports,
+            log: root.join("control-plane.log"),
+            child: None,
+            starts: 0,
+        };
+        cp.restart().await;
+        cp
+    }
+
+    /// Starts (again) on the same data directory and ports.
+    pub async fn restart(&mut self) {
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let _ = std::fs::remove_file(self.data_dir.join("endpoints.json"));
+        let child = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--admin-addr", &format!("127.0.0.1:{}", self.ports.admin)])
+            .args(["--agent-addr", &format!("127.0.0.1:{}", self.ports.agent)])
+            .args(["--join-addr", &format!("127.0.0.1:{}", self.ports.join)])
+            .args(["--poll-interval", "1s"])
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("control plane starts");
+        self.child = Some(child);
+        let endpoints = self.data_dir.join("endpoints.json");
+        eventually("control plane endpoints", WAIT, || async { endpoints.exists().then_some(()) }).await;
+    }
+
+    /// SIGKILL: no chance to flush anything that was not already durable.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token")).unwrap().trim().to_string()
+    }
+
+    /// Runs the `bosun` CLI against this control plane.
+    pub fn bosun(&self, args: &[&str]) -> CliOut {
+        let out = Command::new(env!("CARGO_BIN_EXE_e2e-bosun"))
+            .env("BOSUN_DATA_DIR", &self.data_dir)
+            .args(args)
+            .output()
+            .expect("bosun runs");
+        CliOut {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+
+    pub fn bosun_ok(&self, args: &[&str]) -> String {
+        let o = self.bosun(args);
+        assert_eq!(o.code, 0, "bosun {args:?} failed ({}): {}", o.code, o.stderr);
+        o.stdout
+    }
+
+    pub fn app_json(&self, name: &str) -> Value {
+        serde_json::from_str(&self.bosun_ok(&["app", "get", name, "-o", "json"])).unwrap()
+    }
+
+    /// Registers a cluster and returns its join token.
+    pub fn add_cluster(&self, name: &str) -> String {
+        let v: Value = serde_json::from_str(&self.bosun_ok(&["cluster", "add", name, "-o", "json"])).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until `bosun app wait` says the Application is synced and healthy at `revision`.
+    pub async fn wait_synced(&self, app: &str, revision: &str) {
+        eventually(&format!("{app} synced and healthy at {revision}"), WAIT, || async {
+            let v = self.app_json(app);
+            let s = &v["status"];
+            let c = &s["clusters"][0];
+            (s["sync"] == "Synced" && s["health"] == "Healthy" && c["revision"] == revision).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct CliOut {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A simulated cluster with its kubeconfig on disk.
+pub struct Cluster {
+    pub name: String,
+    pub sim: SimCluster,
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    pub async fn start(root: &Path, name: &str) -> Self {
+        let cfg = SimConfig {
+            name: name.into(),
+            controllers: ControllerConfig {
+                rollout_delay: Duration::from_millis(150),
+                progress_deadline: Duration::from_secs(2),
+                ..ControllerConfig::default()
+            },
+            ..SimConfig::default()
+        };
+        let sim = SimCluster::start(cfg).await.unwrap();
+        let kubeconfig = root.join(format!("{name}.kubeconfig"));
+        std::fs::write(&kubeconfig, sim.kubeconfig(false)).unwrap();
+        Self { name: name.into(), sim, kubeconfig }
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(kube::Config::new(self.sim.url().parse().unwrap())).unwrap()
+    }
+}
+
+/// An agent as a real process.
+pub struct Agent {
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn start(root: &Path, cp: &ControlPlane, cluster: &Cluster, token: &str) -> Self {
+        let state_dir = root.join(format!("agent-{}", cluster.name));
+        let args = vec![
+            "--control-plane".into(),
+            format!("https://127.0.0.1:{}", cp.ports.agent),
+            "--join-url".into(),
+            format!("https://127.0.0.1:{}", cp.ports.join),
+            "--join-token".into(),
+            token.into(),
+            "--ca-file".into(),
+            cp.ca().display().to_string(),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+            "--kubeconfig".into(),
+            cluster.kubeconfig.display().to_string(),
+            "--resync-interval".into(),
+            "2s".into(),
+        ];
+        let mut a = Self { log: root.join(format!("agent-{}.log", cluster.name)), state_dir, args, child: None };
+        a.restart();
+        a
+    }
+
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("agent starts");
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn deployment(name: &str, replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n        ports:\n        - containerPort: 8000\n"
+    )
+}
+
+pub fn configmap(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n")
+}

@@ -1,0 +1,323 @@
+//! End to end: a commit in Git reaches kube-sim clusters through the control plane and
+//! agents over mTLS, and status comes back. Real processes, real sockets.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+async fn replicas(c: &Cluster, ns: &str, name: &str) -> Option<i32> {
+    let api: Api<Deployment> = Api::namespaced(c.client().await, ns);
+    api.get_opt(name).await.unwrap().and_then(|d| d.spec.replicas)
+}
+
+async fn has_cm(c: &Cluster, ns: &str, name: &str) -> bool {
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await, ns);
+    api.get_opt(name).await.unwrap().is_some()
+}
+
+async fn foreign_cm(c: &Cluster, ns: &str) {
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await, ns);
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "not-ours", "labels": {"bosun.dev/app": "shop"}}, "data": {"x": "y"}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &cm).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_reach_two_clusters_and_prune_follows_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/web.yaml", &deployment("web", 2, "nginx:1.27"));
+    repo.write("k8s/settings.yaml", &configmap("settings", "v1"));
+    let first = repo.commit("initial");
+    repo.ready().await;
+
+    let cp = ControlPlane::start(root).await;
+    let east = Cluster::start(root, "east").await;
+    let west = Cluster::start(root, "west").await;
+    let _a1 = Agent::start(root, &cp, &east, &cp.add_cluster("east"));
+    let _a2 = Agent::start(root, &cp, &west, &cp.add_cluster("west"));
+    for (app, cluster, prune) in [("shop-east", "east", true), ("shop-west", "west", false)] {
+        let mut args = vec![
+            "app",
+            "create",
+            app,
+            "--repo",
+            &repo.url,
+            "--path",
+            "k8s",
+            "--cluster",
+            cluster,
+            "--namespace",
+            "shop",
+            "--create-namespace",
+            "--auto-sync",
+        ];
+        if prune {
+            args.push("--prune");
+        }
+        cp.bosun_ok(&args);
+    }
+    cp.wait_synced("shop-east", &first).await;
+    cp.wait_synced("shop-west", &first).await;
+    assert_eq!(replicas(&east, "shop", "web").await, Some(2));
+    assert_eq!(replicas(&west, "shop", "web").await, Some(2));
+    // Objects Bosun did not create, even ones carrying our label, are never touched.
+    foreign_cm(&east, "shop").await;
+    foreign_cm(&west, "shop").await;
+
+    // Both apps render the same (repo, commit, path): one bundle serves both clusters.
+    let (e, w) = (cp.app_json("shop-east"), cp.app_json("shop-west"));
+    assert_eq!(e["status"]["bundleDigest"], w["status"]["bundleDigest"]);
+
+    // A new commit reaches both clusters (found by polling).
+    repo.write("k8s/web.yaml", &deployment("web", 3, "nginx:1.27"));
+    let second = repo.commit("scale to 3");
+    cp.wait_synced("shop-east", &second).await;
+    cp.wait_synced("shop-west", &second).await;
+    assert_eq!(replicas(&east, "shop", "web").await, Some(3));
+    assert_eq!(replicas(&west, "shop", "web").await, Some(3));
+
+    // A deleted file is pruned where prune is on, and only there.
+    repo.remove("k8s/settings.yaml");
+    let third = repo.commit("drop settings");
+    cp.wait_synced("shop-east", &third).await;
+    eventually("settings pruned on east", WAIT, || async { (!has_cm(&east, "shop", "settings").await).then_some(()) })
+        .await;
+    eventually("west reports the leftover", WAIT, || async {
+        let v = cp.app_json("shop-west");
+        let c = &v["status"]["clusters"][0];
+        (c["revision"] == third.as_str() && v["status"]["sync"] == "OutOfSync").then_some(c["resources"].clone())
+    })
+    .await;
+    assert!(has_cm(&west, "shop", "settings").await, "prune off keeps the object");
+    assert!(
+        has_cm(&east, "shop", "not-ours").await && has_cm(&west, "shop", "not-ours").await,
+        "foreign objects untouched"
+    );
+
+    // The CLI's table and wait work as a person uses them.
+    let table = cp.bosun_ok(&["app", "list"]);
+    assert!(table.lines().next().unwrap().starts_with("NAME") && table.contains("shop-east"), "{table}");
+    let wait = cp.bosun(&["app", "wait", "shop-east", "--synced", "--healthy", "--timeout", "10s"]);
+    assert_eq!(wait.code, 0, "{}", wait.stderr);
+    assert_eq!(cp.bosun(&["app", "get", "nope"]).code, 3, "not found exits 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_restart_and_agent_autonomy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/web.yaml", &deployment("web", 2, "nginx:1.27"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    let mut cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let mut agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "web",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--auto-sync",
+        "--prune",
+        "--self-heal",
+    ]);
+    cp.wait_synced("web", &rev).await;
+
+    // The control plane dies: the cluster stays as it was, and self-heal still holds.
+    cp.kill();
+    let api: Api<Deployment> = Api::namespaced(c1.client().await, "default");
+    api.patch("web", &PatchParams::apply("someone").force(), &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 7}}))).await.unwrap();
+    eventually("drift reverted without the control plane", WAIT, || async {
+        (replicas(&c1, "default", "web").await == Some(2)).then_some(())
+    })
+    .await;
+
+    // The agent restarts while the control plane is still down: it enforces from disk.
+    agent.kill();
+    api.patch("web", &PatchParams::apply("someone").force(), &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 9}}))).await.unwrap();
+    agent.restart();
+    eventually("drift reverted by a restarted agent", WAIT, || async {
+        (replicas(&c1, "default", "web").await == Some(2)).then_some(())
+    })
+    .await;
+
+    // The control plane comes back: the agent reconnects by itself, nothing was lost, and
+    // status matches the cluster.
+    cp.restart().await;
+    cp.wait_synced("web", &rev).await;
+    let v = cp.app_json("web");
+    assert_eq!(v["status"]["clusters"][0]["connected"], true);
+    let clusters = cp.bosun_ok(&["cluster", "list", "-o", "json"]);
+    assert!(clusters.contains("\"connected\": true"), "{clusters}");
+    // A commit after the restart flows through.
+    repo.write("k8s/web.yaml", &deployment("web", 4, "nginx:1.27"));
+    let next = repo.commit("scale");
+    cp.wait_synced("web", &next).await;
+    assert_eq!(replicas(&c1, "default", "web").await, Some(4));
+    assert!(agent.logs().contains("starting from its last desired state"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_manifest_breaks_only_its_application() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("good/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    repo.write("bad/web.yaml", &deployment("api", 1, "nginx:1.27"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&["app", "create", "good", "--repo", &repo.url, "--path", "good", "--cluster", "c1", "--auto-sync"]);
+    cp.bosun_ok(&["app", "create", "bad", "--repo", &repo.url, "--path", "bad", "--cluster", "c1", "--auto-sync"]);
+    cp.wait_synced("good", &rev).await;
+    cp.wait_synced("bad", &rev).await;
+
+    repo.write("bad/web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api\nspec: [broken\n");
+    repo.write("good/extra.yaml", &configmap("extra", "1"));
+    let next = repo.commit("break one app");
+    let error = eventually("error on the broken app", WAIT, || async {
+        let v = cp.app_json("bad");
+        v["status"]["error"].as_str().filter(|e| !e.is_empty()).map(str::to_string)
+    })
+    .await;
+    assert!(error.contains("bad/web.yaml") && error.contains("invalid YAML"), "{error}");
+    cp.wait_synced("good", &next).await;
+    // The broken app keeps its last good revision on the cluster.
+    let bad = cp.app_json("bad");
+    assert_eq!(bad["status"]["revision"], rev.as_str());
+    assert_eq!(replicas(&c1, "default", "api").await, Some(1));
+    let table = cp.bosun_ok(&["app", "get", "bad"]);
+    assert!(table.contains("Error:") && table.contains("invalid YAML"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_api_refuses_unauthenticated_and_foreign_requests() {
+    use bosun_proto::v1 as pb;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("a/cm.yaml", &configmap("a", "1"));
+    repo.write("b/cm.yaml", &configmap("b", "1"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let (ca, cb) = (Cluster::start(root, "ca").await, Cluster::start(root, "cb").await);
+    let agent_a = Agent::start(root, &cp, &ca, &cp.add_cluster("ca"));
+    let _agent_b = Agent::start(root, &cp, &cb, &cp.add_cluster("cb"));
+    cp.bosun_ok(&["app", "create", "app-a", "--repo", &repo.url, "--path", "a", "--cluster", "ca", "--auto-sync"]);
+    cp.bosun_ok(&["app", "create", "app-b", "--repo", &repo.url, "--path", "b", "--cluster", "cb", "--auto-sync"]);
+    cp.wait_synced("app-a", &rev).await;
+    cp.wait_synced("app-b", &rev).await;
+    let digest_b = cp.app_json("app-b")["status"]["bundleDigest"].as_str().unwrap().to_string();
+    let ca_pem = std::fs::read_to_string(cp.ca()).unwrap();
+    let url = format!("https://127.0.0.1:{}", cp.ports.agent);
+
+    // No client certificate: the TLS handshake or the first call fails.
+    let no_cert = async {
+        let ch = Channel::from_shared(url.clone())
+            .unwrap()
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca_pem)))
+            .unwrap()
+            .connect()
+            .await?;
+        pb::agent_service_client::AgentServiceClient::new(ch)
+            .get_bundle(pb::GetBundleRequest { digest: digest_b.clone() })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.into())
+    };
+    let r: Result<(), Box<dyn std::error::Error>> = no_cert.await;
+    assert!(r.is_err(), "a connection without a client certificate is refused");
+
+    // Cluster A's certificate cannot fetch cluster B's bundle.
+    let cert = std::fs::read_to_string(agent_a.state_dir.join("client.pem")).unwrap();
+    let key = std::fs::read_to_string(agent_a.state_dir.join("client.key")).unwrap();
+    let ch = Channel::from_shared(url.clone())
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&ca_pem))
+                .identity(Identity::from_pem(&cert, &key)),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::agent_service_client::AgentServiceClient::new(ch);
+    let err = client.get_bundle(pb::GetBundleRequest { digest: digest_b.clone() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    let own = cp.app_json("app-a")["status"]["bundleDigest"].as_str().unwrap().to_string();
+    assert!(client.get_bundle(pb::GetBundleRequest { digest: own }).await.is_ok(), "its own bundle is served");
+
+    // A join token is single use.
+    let token = cp.add_cluster("cc");
+    let (_key, csr) = bosun_agent::identity::new_csr().unwrap();
+    let join = Channel::from_shared(format!("https://127.0.0.1:{}", cp.ports.join))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca_pem)))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut j = pb::join_service_client::JoinServiceClient::new(join);
+    j.join(pb::JoinRequest { token: token.clone(), csr_pem: csr.clone(), agent_version: "test".into() }).await.unwrap();
+    let again = j.join(pb::JoinRequest { token, csr_pem: csr, agent_version: "test".into() }).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::Unauthenticated);
+
+    // A deleted cluster's certificate is refused from then on.
+    cp.bosun_ok(&["cluster", "delete", "ca"]);
+    let err = client.get_bundle(pb::GetBundleRequest { digest: digest_b }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_lists_services_and_calls_the_admin_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cp = ControlPlane::start(root).await;
+    cp.add_cluster("edge-1");
+    let addr = format!("127.0.0.1:{}", cp.ports.admin);
+    let ca = cp.ca().display().to_string();
+    let grpcurl = |args: &[&str]| {
+        let out =
+            std::process::Command::new("grpcurl").args(args).output().expect("grpcurl on PATH (.ci/run installs it)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, list) = grpcurl(&["-cacert", &ca, &addr, "list"]);
+    assert!(ok, "{list}");
+    for svc in ["bosun.v1.AdminService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"] {
+        assert!(list.contains(svc), "{svc} missing from: {list}");
+    }
+    let (ok, health) = grpcurl(&["-cacert", &ca, &addr, "grpc.health.v1.Health/Check"]);
+    assert!(ok && health.contains("SERVING"), "{health}");
+    let auth = format!("authorization: Bearer {}", cp.admin_token());
+    let (ok, clusters) = grpcurl(&["-cacert", &ca, "-H", &auth, &addr, "bosun.v1.AdminService/ListClusters"]);
+    assert!(ok && clusters.contains("edge-1"), "{clusters}");
+    let (ok, denied) = grpcurl(&["-cacert", &ca, &addr, "bosun.v1.AdminService/ListClusters"]);
+    assert!(!ok && denied.contains("Unauthenticated"), "the admin API requires the token: {denied}");
+    // The agent and join listeners serve reflection and health too.
+    let (ok, join) = grpcurl(&["-cacert", &ca, &format!("127.0.0.1:{}", cp.ports.join), "list"]);
+    assert!(ok && join.contains("bosun.v1.JoinService"), "{join}");
+}
