@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use bosun_proto::v1 as pb;
+pub use bosun_proto::v1 as pb;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
@@ -198,7 +198,8 @@ fn resolve(c: &Connection) -> anyhow::Result<Resolved> {
     Ok(Resolved { server, token, ca })
 }
 
-type Admin =
+/// The admin API client the CLI uses.
+pub type Admin =
     pb::admin_service_client::AdminServiceClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
 
 #[derive(Clone)]
@@ -211,7 +212,8 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
-async fn connect(c: &Connection) -> Result<Admin, Failure> {
+/// An authenticated admin API client from the connection settings.
+pub async fn connect(c: &Connection) -> Result<Admin, Failure> {
     let r = resolve(c)?;
     let channel = Channel::from_shared(r.server.clone())
         .map_err(|e| anyhow!("bad --server {}: {e}", r.server))?
@@ -489,14 +491,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let mut c = connect(&cli.conn).await?;
             match cmd {
                 ClusterCmd::Add { name, ttl } => {
-                    let r = c
-                        .create_join_token(pb::CreateJoinTokenRequest {
-                            cluster: name,
-                            ttl_seconds: ttl.as_secs() as i64,
-                        })
-                        .await
-                        .map_err(from_status)?
-                        .into_inner();
+                    let r = join_token(&mut c, &name, ttl).await?;
                     if out == Output::Table {
                         println!(
                             "cluster {:?} registered; single-use join token (expires in {}):",
@@ -534,6 +529,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Registers `cluster` and returns its single-use join token.
+pub async fn join_token(c: &mut Admin, cluster: &str, ttl: Duration) -> Result<pb::CreateJoinTokenResponse, Failure> {
+    let req = pb::CreateJoinTokenRequest { cluster: cluster.into(), ttl_seconds: ttl.as_secs() as i64 };
+    Ok(c.create_join_token(req).await.map_err(from_status)?.into_inner())
 }
 
 async fn wait(

@@ -72,7 +72,12 @@ pub fn install_crypto() {
 }
 
 pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    init_logging_with_default(format, "info");
+}
+
+/// Logging with `RUST_LOG` when set, else `default_filter`.
+pub fn init_logging_with_default(format: &str, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
     if format == "json" {
         let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
     } else {
