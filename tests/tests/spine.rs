@@ -158,9 +158,16 @@ async fn control_plane_restart_and_agent_autonomy() {
     // The control plane comes back: the agent reconnects by itself, nothing was lost, and
     // status matches the cluster.
     cp.restart().await;
-    cp.wait_synced("web", &rev).await;
-    let v = cp.app_json("web");
-    assert_eq!(v["status"]["clusters"][0]["connected"], true);
+    eventually("agent reconnected, status re-reported", WAIT, || async {
+        let v = cp.app_json("web");
+        let c = &v["status"]["clusters"][0];
+        (c["connected"] == true
+            && c["revision"] == rev.as_str()
+            && v["status"]["sync"] == "Synced"
+            && v["status"]["health"] == "Healthy")
+            .then_some(())
+    })
+    .await;
     let clusters = cp.bosun_ok(&["cluster", "list", "-o", "json"]);
     assert!(clusters.contains("\"connected\": true"), "{clusters}");
     // A commit after the restart flows through.
