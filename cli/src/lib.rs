@@ -72,6 +72,8 @@ pub enum AppCmd {
     Refresh { name: String },
     /// Delete an Application (its objects are pruned when prune is on).
     Delete { name: String },
+    /// The last syncs of an Application, newest first.
+    History { name: String },
     /// Wait until the Application is synced and/or healthy.
     Wait {
         name: String,
@@ -384,6 +386,33 @@ fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn print_history(out: Output, entries: &[pb::HistoryEntry]) -> anyhow::Result<()> {
+    let json: Vec<Value> = entries
+        .iter()
+        .map(|e| json!({"id": e.id, "cluster": e.cluster, "revision": e.revision, "bundleDigest": e.bundle_digest, "syncedAt": e.synced_at,
+                        "sync": sync_name(e.sync_status), "health": health_name(e.health), "initiatedBy": e.initiated_by}))
+        .collect();
+    if out != Output::Table {
+        return print_value(out, &Value::Array(json));
+    }
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.to_string(),
+                e.cluster.clone(),
+                short(&e.revision),
+                e.synced_at.to_string(),
+                sync_name(e.sync_status).into(),
+                health_name(e.health).into(),
+                e.initiated_by.clone(),
+            ]
+        })
+        .collect();
+    table(&["ID", "CLUSTER", "REVISION", "SYNCED AT (UNIX)", "SYNC", "HEALTH", "INITIATED BY"], rows);
+    Ok(())
+}
+
 fn print_clusters(out: Output, cs: &[pb::Cluster]) -> anyhow::Result<()> {
     if out != Output::Table {
         return print_value(out, &Value::Array(cs.iter().map(cluster_json).collect()));
@@ -480,6 +509,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     if out == Output::Table {
                         println!("application {name:?} deleted");
                     }
+                }
+                AppCmd::History { name } => {
+                    let h = c
+                        .get_application_history(pb::GetApplicationHistoryRequest { name })
+                        .await
+                        .map_err(from_status)?
+                        .into_inner();
+                    print_history(out, &h.entries)?;
                 }
                 AppCmd::Wait { name, synced, healthy, timeout } => {
                     wait(&mut c, out, &name, synced, healthy, timeout).await?

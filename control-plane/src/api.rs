@@ -379,6 +379,28 @@ impl pb::admin_service_server::AdminService for AdminApi {
         Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
     }
 
+    async fn get_application_history(
+        &self,
+        req: Request<pb::GetApplicationHistoryRequest>,
+    ) -> Result<Response<pb::ApplicationHistory>, Status> {
+        let entries = self.0.history(&req.into_inner().name)?;
+        Ok(Response::new(pb::ApplicationHistory {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::HistoryEntry {
+                    id: e.id,
+                    cluster: e.cluster,
+                    revision: e.revision,
+                    bundle_digest: e.bundle_digest,
+                    synced_at: e.synced_at,
+                    sync_status: sync_to_pb(e.sync_status),
+                    health: health_to_pb(e.health),
+                    initiated_by: e.initiated_by,
+                })
+                .collect(),
+        }))
+    }
+
     async fn list_clusters(
         &self,
         _: Request<pb::ListClustersRequest>,

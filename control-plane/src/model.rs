@@ -102,6 +102,22 @@ pub struct ClusterAppStatus {
     pub synced_at: i64,
 }
 
+/// One completed sync of an Application on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HistoryEntry {
+    pub id: u64,
+    pub cluster: String,
+    pub revision: String,
+    pub bundle_digest: String,
+    pub synced_at: i64,
+    pub sync_status: SyncStatus,
+    pub health: Health,
+    pub initiated_by: String,
+}
+
+/// Syncs kept per Application (Argo CD's default `revisionHistoryLimit`).
+pub const HISTORY_LIMIT: usize = 10;
+
 /// An Application with everything known about it, for the admin API.
 #[derive(Debug, Clone)]
 pub struct AppView {
@@ -250,6 +266,7 @@ impl ControlPlane {
         };
         self.store.delete(Kind::App, name)?;
         self.store.delete(Kind::Status, &status_key(name, &cluster))?;
+        self.store.delete(Kind::History, name)?;
         {
             let mut st = self.state.write();
             st.apps.remove(name);
@@ -525,6 +542,16 @@ impl ControlPlane {
             return Ok(());
         }
         let status = ClusterAppStatus { cluster: cluster.into(), ..status };
+        let previous_sync = self
+            .state
+            .read()
+            .statuses
+            .get(&(status.app.clone(), cluster.to_string()))
+            .map(|s| s.synced_at)
+            .unwrap_or(0);
+        if status.synced_at > previous_sync {
+            self.record_sync(cluster, &status)?;
+        }
         self.store.put(Kind::Status, &status_key(&status.app, cluster), &status)?;
         let mut st = self.state.write();
         if let Some(c) = st.clusters.get_mut(cluster) {
@@ -532,6 +559,48 @@ impl ControlPlane {
         }
         st.statuses.insert((status.app.clone(), cluster.into()), status);
         Ok(())
+    }
+
+    fn record_sync(&self, cluster: &str, status: &ClusterAppStatus) -> Result<()> {
+        let mut entries: Vec<HistoryEntry> = self.store.get(Kind::History, &status.app)?.unwrap_or_default();
+        let previous_request = self
+            .state
+            .read()
+            .statuses
+            .get(&(status.app.clone(), cluster.to_string()))
+            .map(|s| s.observed_sync_request)
+            .unwrap_or(0);
+        // A sync that consumed a new sync request was asked for by someone; others are automated.
+        let initiated_by = if status.observed_sync_request > previous_request {
+            format!("sync request {}", status.observed_sync_request)
+        } else {
+            "automated".to_string()
+        };
+        let id = entries.first().map(|e| e.id + 1).unwrap_or(1);
+        entries.insert(
+            0,
+            HistoryEntry {
+                id,
+                cluster: cluster.into(),
+                revision: status.revision.clone(),
+                bundle_digest: status.bundle_digest.clone(),
+                synced_at: status.synced_at,
+                sync_status: status.sync_status,
+                health: status.health,
+                initiated_by,
+            },
+        );
+        entries.truncate(HISTORY_LIMIT);
+        self.store.put(Kind::History, &status.app, &entries)?;
+        Ok(())
+    }
+
+    /// The last syncs of an Application, newest first.
+    pub fn history(&self, app: &str) -> Result<Vec<HistoryEntry>> {
+        if !self.state.read().apps.contains_key(app) {
+            return Err(Error::AppNotFound(app.into()));
+        }
+        Ok(self.store.get(Kind::History, app)?.unwrap_or_default())
     }
 
     /// A bundle, if it is assigned to `cluster`.

@@ -26,6 +26,7 @@ pub enum Kind {
     Cluster,
     JoinToken,
     Status,
+    History,
     Meta,
 }
 
@@ -36,6 +37,7 @@ impl Kind {
             Kind::Cluster => TableDefinition::new("clusters"),
             Kind::JoinToken => TableDefinition::new("join_tokens"),
             Kind::Status => TableDefinition::new("status"),
+            Kind::History => TableDefinition::new("history"),
             Kind::Meta => TableDefinition::new("meta"),
         }
     }
@@ -82,7 +84,7 @@ impl RedbStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(se)?;
-        for kind in [Kind::App, Kind::Cluster, Kind::JoinToken, Kind::Status, Kind::Meta] {
+        for kind in [Kind::App, Kind::Cluster, Kind::JoinToken, Kind::Status, Kind::History, Kind::Meta] {
             tx.open_table(kind.table()).map_err(se)?;
         }
         tx.open_table(BUNDLES).map_err(se)?;

@@ -12,7 +12,16 @@ use bosun_control_plane::render::{RenderKey, render};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "user.email=t@bosun.test", "-c", "user.name=t", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.email=t@bosun.test",
+            "-c",
+            "user.name=t",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
@@ -36,7 +45,14 @@ impl Drop for Killed {
 
 fn wait_served(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while Command::new("git").args(["ls-remote", url]).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| !s.success()).unwrap_or(true) {
+    while Command::new("git")
+        .args(["ls-remote", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
         assert!(Instant::now() < deadline, "{url} not served");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -105,14 +121,26 @@ fn resolves_and_reads_over_file_git_and_http() {
     for url in &urls {
         wait_served(url);
         cache.fetch(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-        for (rev, want) in [("", &second), ("HEAD", &second), ("main", &second), ("dev", &first), ("v1", &first), (first.as_str(), &first), (&first[..10], &first)] {
+        for (rev, want) in [
+            ("", &second),
+            ("HEAD", &second),
+            ("main", &second),
+            ("dev", &first),
+            ("v1", &first),
+            (first.as_str(), &first),
+            (&first[..10], &first),
+        ] {
             assert_eq!(&cache.resolve(url, rev).unwrap_or_else(|e| panic!("{url} {rev}: {e}")), want, "{url} {rev:?}");
         }
         assert!(cache.resolve(url, "no-such-branch").unwrap_err().to_string().contains("not a branch, tag or commit"));
         let flat = cache.read_dir(url, &second, "k8s", false).unwrap();
         let names: Vec<&str> = flat.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, ["README.md", "a.yaml"], "{url}");
-        let deep = render(&cache, &RenderKey { repo_url: url.clone(), commit: second.clone(), path: "k8s".into(), recurse: true }).unwrap();
+        let deep = render(
+            &cache,
+            &RenderKey { repo_url: url.clone(), commit: second.clone(), path: "k8s".into(), recurse: true },
+        )
+        .unwrap();
         assert_eq!(deep.objects.len(), 2, "{url}: recursion reads k8s/sub");
         let err = cache.read_dir(url, &second, "nope", false).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
@@ -137,14 +165,19 @@ fn kustomize_directories_render_through_kubectl_or_kustomize() {
     git(&work, &["init", "-q"]);
     std::fs::write(work.join("base/cm.yaml"), CM.replace("NAME", "settings")).unwrap();
     std::fs::write(work.join("base/kustomization.yaml"), "resources:\n- cm.yaml\n").unwrap();
-    std::fs::write(work.join("overlays/prod/kustomization.yaml"), "resources:\n- ../../base\nnamePrefix: prod-\ncommonLabels:\n  env: prod\n").unwrap();
+    std::fs::write(
+        work.join("overlays/prod/kustomization.yaml"),
+        "resources:\n- ../../base\nnamePrefix: prod-\ncommonLabels:\n  env: prod\n",
+    )
+    .unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-qm", "kustomize"]);
     let rev = git(&work, &["rev-parse", "HEAD"]);
     let url = format!("file://{}", work.display());
     let cache = GitCache::new(tmp.path().join("cache"));
     cache.fetch(&url).unwrap();
-    let b = render(&cache, &RenderKey { repo_url: url, commit: rev, path: "overlays/prod".into(), recurse: false }).unwrap();
+    let b = render(&cache, &RenderKey { repo_url: url, commit: rev, path: "overlays/prod".into(), recurse: false })
+        .unwrap();
     assert_eq!(b.objects.len(), 1);
     assert_eq!(b.objects[0]["metadata"]["name"], "prod-settings");
     assert_eq!(b.objects[0]["metadata"]["labels"]["env"], "prod");

@@ -102,6 +102,14 @@ async fn commits_reach_two_clusters_and_prune_follows_policy() {
         "foreign objects untouched"
     );
 
+    // History: one entry per completed sync, newest first, with its revision.
+    let history: serde_json::Value =
+        serde_json::from_str(&cp.bosun_ok(&["app", "history", "shop-east", "-o", "json"])).unwrap();
+    let revisions: Vec<&str> = history.as_array().unwrap().iter().map(|e| e["revision"].as_str().unwrap()).collect();
+    assert_eq!(revisions.first(), Some(&third.as_str()), "{history}");
+    assert!(revisions.contains(&second.as_str()) && revisions.contains(&first.as_str()), "{history}");
+    assert_eq!(history[0]["initiatedBy"], "automated");
+
     // The CLI's table and wait work as a person uses them.
     let table = cp.bosun_ok(&["app", "list"]);
     assert!(table.lines().next().unwrap().starts_with("NAME") && table.contains("shop-east"), "{table}");
@@ -327,4 +335,34 @@ async fn grpcurl_lists_services_and_calls_the_admin_api() {
     // The agent and join listeners serve reflection and health too.
     let (ok, join) = grpcurl(&["-cacert", &ca, &format!("127.0.0.1:{}", cp.ports.join), "list"]);
     assert!(ok && join.contains("bosun.v1.JoinService"), "{join}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_applications_sync_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"]);
+    // Without automated sync the agent reports what is missing and applies nothing.
+    eventually("OutOfSync and Missing reported", WAIT, || async {
+        let v = cp.app_json("web");
+        (v["status"]["sync"] == "OutOfSync" && v["status"]["health"] == "Missing").then_some(())
+    })
+    .await;
+    assert_eq!(replicas(&c1, "default", "web").await, None);
+    let timeout = cp.bosun(&["app", "wait", "web", "--synced", "--timeout", "1s"]);
+    assert_eq!(timeout.code, 4, "wait times out with exit code 4: {}", timeout.stderr);
+
+    cp.bosun_ok(&["app", "sync", "web"]);
+    cp.wait_synced("web", &rev).await;
+    assert_eq!(replicas(&c1, "default", "web").await, Some(1));
+    let history: serde_json::Value =
+        serde_json::from_str(&cp.bosun_ok(&["app", "history", "web", "-o", "json"])).unwrap();
+    assert_eq!(history[0]["initiatedBy"], "sync request 1", "{history}");
 }
