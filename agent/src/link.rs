@@ -94,27 +94,7 @@ async fn apply_snapshot(
             shared.dir.save_bundle(&a.bundle_digest, &b.objects_json)?;
         }
     }
-    let assignments: Vec<Assigned> = snap
-        .assignments
-        .iter()
-        .map(|a| {
-            let p = a.sync_policy.unwrap_or_default();
-            Assigned {
-                app: a.app.clone(),
-                bundle_digest: a.bundle_digest.clone(),
-                revision: a.revision.clone(),
-                namespace: a.namespace.clone(),
-                sync_policy: bosun_core::SyncPolicy {
-                    automated: p.automated,
-                    prune: p.prune,
-                    self_heal: p.self_heal,
-                    create_namespace: p.create_namespace,
-                    allow_empty: p.allow_empty,
-                },
-                sync_request: a.sync_request,
-            }
-        })
-        .collect();
+    let assignments: Vec<Assigned> = snap.assignments.iter().cloned().map(Assigned::from).collect();
     let keep: Vec<String> = assignments.iter().map(|a| a.bundle_digest.clone()).collect();
     {
         let mut st = shared.state.lock();

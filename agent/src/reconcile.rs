@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bosun_core::{Health, ObjectRef, SyncStatus, diff, health, plan, tracking};
+use bosun_proto::convert::{health_to_pb, sync_to_pb};
 use bosun_proto::v1 as pb;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -27,25 +28,6 @@ pub struct Shared {
 
 fn now() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
-}
-
-fn sync_pb(s: SyncStatus) -> i32 {
-    (match s {
-        SyncStatus::Synced => pb::SyncStatus::Synced,
-        SyncStatus::OutOfSync => pb::SyncStatus::OutOfSync,
-        SyncStatus::Unknown => pb::SyncStatus::Unknown,
-    }) as i32
-}
-
-fn health_pb(h: Health) -> i32 {
-    (match h {
-        Health::Healthy => pb::HealthStatus::Healthy,
-        Health::Progressing => pb::HealthStatus::Progressing,
-        Health::Degraded => pb::HealthStatus::Degraded,
-        Health::Suspended => pb::HealthStatus::Suspended,
-        Health::Missing => pb::HealthStatus::Missing,
-        Health::Unknown => pb::HealthStatus::Unknown,
-    }) as i32
 }
 
 /// Runs reconcile passes forever: on wake-ups (new assignments) and on a timer (faster while
@@ -152,7 +134,7 @@ async fn reconcile_app(
     let bundle = match shared.dir.load_bundle(&a.bundle_digest) {
         Ok(b) => b,
         Err(e) => {
-            report.sync_status = sync_pb(SyncStatus::Unknown);
+            report.sync_status = sync_to_pb(SyncStatus::Unknown);
             report.message = format!("bundle {} is not available yet: {e}", short(&a.bundle_digest));
             return (Applied { last_policy: a.sync_policy, ..prev }, report);
         }
@@ -275,8 +257,8 @@ async fn reconcile_app(
         next.synced_at = now();
         info!(objects = desired.len(), pruned, "synced");
     }
-    report.sync_status = sync_pb(app_sync);
-    report.health = health_pb(app_health);
+    report.sync_status = sync_to_pb(app_sync);
+    report.health = health_to_pb(app_health);
     report.message = errors.join("; ");
     report.observed_sync_request = next.observed_sync_request;
     report.synced_at = next.synced_at;
@@ -287,8 +269,8 @@ async fn reconcile_app(
             kind: r.kind,
             namespace: r.namespace,
             name: r.name,
-            sync_status: sync_pb(s),
-            health: health_pb(h),
+            sync_status: sync_to_pb(s),
+            health: health_to_pb(h),
             message: m,
         })
         .collect();

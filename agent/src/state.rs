@@ -10,15 +10,7 @@ use bosun_core::{Bundle, ObjectRef, SyncPolicy};
 use serde::{Deserialize, Serialize};
 
 /// One assigned Application, as the agent keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assigned {
-    pub app: String,
-    pub bundle_digest: String,
-    pub revision: String,
-    pub namespace: String,
-    pub sync_policy: SyncPolicy,
-    pub sync_request: u64,
-}
+pub type Assigned = bosun_core::Assignment;
 
 /// Per-Application bookkeeping of what has been done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -229,23 +229,12 @@ pub async fn connect(c: &Connection) -> Result<Admin, Failure> {
     Ok(pb::admin_service_client::AdminServiceClient::with_interceptor(channel, Auth(header)))
 }
 
-fn sync_name(v: i32) -> &'static str {
-    match pb::SyncStatus::try_from(v) {
-        Ok(pb::SyncStatus::Synced) => "Synced",
-        Ok(pb::SyncStatus::OutOfSync) => "OutOfSync",
-        _ => "Unknown",
-    }
+fn sync_name(v: i32) -> String {
+    bosun_proto::convert::sync_from_pb(v).to_string()
 }
 
-fn health_name(v: i32) -> &'static str {
-    match pb::HealthStatus::try_from(v) {
-        Ok(pb::HealthStatus::Healthy) => "Healthy",
-        Ok(pb::HealthStatus::Progressing) => "Progressing",
-        Ok(pb::HealthStatus::Degraded) => "Degraded",
-        Ok(pb::HealthStatus::Suspended) => "Suspended",
-        Ok(pb::HealthStatus::Missing) => "Missing",
-        _ => "Unknown",
-    }
+fn health_name(v: i32) -> String {
+    bosun_proto::convert::health_from_pb(v).to_string()
 }
 
 /// The JSON form of an Application (also the YAML form), with enum names spelled out.
@@ -403,8 +392,8 @@ fn print_history(out: Output, entries: &[pb::HistoryEntry]) -> anyhow::Result<()
                 e.cluster.clone(),
                 short(&e.revision),
                 e.synced_at.to_string(),
-                sync_name(e.sync_status).into(),
-                health_name(e.health).into(),
+                sync_name(e.sync_status),
+                health_name(e.health),
                 e.initiated_by.clone(),
             ]
         })

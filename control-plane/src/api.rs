@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_core::{AppSpec, Destination, Health, Source, SyncPolicy, SyncStatus};
+use bosun_core::{AppSpec, Destination, Source};
+use bosun_proto::convert::{health_from_pb, health_to_pb, sync_from_pb, sync_to_pb};
 use bosun_proto::v1 as pb;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -15,64 +16,15 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use crate::error::Error;
-use crate::model::{AppView, Assignment, ClusterAppStatus, ClusterView, ControlPlane, ResourceState};
+use crate::model::{AppView, ClusterAppStatus, ClusterView, ControlPlane, ResourceState};
 use crate::pki;
 
 // ---- conversions ----
-
-pub fn sync_to_pb(s: SyncStatus) -> i32 {
-    (match s {
-        SyncStatus::Unknown => pb::SyncStatus::Unknown,
-        SyncStatus::Synced => pb::SyncStatus::Synced,
-        SyncStatus::OutOfSync => pb::SyncStatus::OutOfSync,
-    }) as i32
-}
-
-pub fn health_to_pb(h: Health) -> i32 {
-    (match h {
-        Health::Healthy => pb::HealthStatus::Healthy,
-        Health::Progressing => pb::HealthStatus::Progressing,
-        Health::Degraded => pb::HealthStatus::Degraded,
-        Health::Suspended => pb::HealthStatus::Suspended,
-        Health::Missing => pb::HealthStatus::Missing,
-        Health::Unknown => pb::HealthStatus::Unknown,
-    }) as i32
-}
-
-fn sync_from_pb(v: i32) -> SyncStatus {
-    match pb::SyncStatus::try_from(v) {
-        Ok(pb::SyncStatus::Synced) => SyncStatus::Synced,
-        Ok(pb::SyncStatus::OutOfSync) => SyncStatus::OutOfSync,
-        _ => SyncStatus::Unknown,
-    }
-}
-
-fn health_from_pb(v: i32) -> Health {
-    match pb::HealthStatus::try_from(v) {
-        Ok(pb::HealthStatus::Healthy) => Health::Healthy,
-        Ok(pb::HealthStatus::Progressing) => Health::Progressing,
-        Ok(pb::HealthStatus::Degraded) => Health::Degraded,
-        Ok(pb::HealthStatus::Suspended) => Health::Suspended,
-        Ok(pb::HealthStatus::Missing) => Health::Missing,
-        _ => Health::Unknown,
-    }
-}
-
-fn policy_to_pb(p: SyncPolicy) -> pb::SyncPolicy {
-    pb::SyncPolicy {
-        automated: p.automated,
-        prune: p.prune,
-        self_heal: p.self_heal,
-        create_namespace: p.create_namespace,
-        allow_empty: p.allow_empty,
-    }
-}
 
 fn spec_from_pb(s: Option<pb::ApplicationSpec>) -> Result<AppSpec, Error> {
     let s = s.ok_or_else(|| Error::InvalidRequest("spec is required".into()))?;
     let src = s.source.unwrap_or_default();
     let dst = s.destination.unwrap_or_default();
-    let p = s.sync_policy.unwrap_or_default();
     Ok(AppSpec {
         source: Source {
             repo_url: src.repo_url,
@@ -81,13 +33,7 @@ fn spec_from_pb(s: Option<pb::ApplicationSpec>) -> Result<AppSpec, Error> {
             recurse: src.recurse,
         },
         destination: Destination { cluster: dst.cluster, namespace: dst.namespace },
-        sync_policy: SyncPolicy {
-            automated: p.automated,
-            prune: p.prune,
-            self_heal: p.self_heal,
-            create_namespace: p.create_namespace,
-            allow_empty: p.allow_empty,
-        },
+        sync_policy: s.sync_policy.unwrap_or_default().into(),
     })
 }
 
@@ -119,7 +65,7 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
                 cluster: s.destination.cluster.clone(),
                 namespace: s.destination.namespace.clone(),
             }),
-            sync_policy: Some(policy_to_pb(s.sync_policy)),
+            sync_policy: Some(s.sync_policy.into()),
         }),
         status: Some(pb::ApplicationStatus {
             revision: r.status.revision.clone(),
@@ -158,17 +104,6 @@ fn cluster_to_pb(c: &ClusterView) -> pb::Cluster {
         facts: c.record.facts.clone().into_iter().collect(),
         agent_version: c.record.agent_version.clone(),
         certificate_expires: c.record.cert_expires,
-    }
-}
-
-fn assignment_to_pb(a: &Assignment) -> pb::Assignment {
-    pb::Assignment {
-        app: a.app.clone(),
-        bundle_digest: a.bundle_digest.clone(),
-        revision: a.revision.clone(),
-        namespace: a.namespace.clone(),
-        sync_policy: Some(policy_to_pb(a.sync_policy)),
-        sync_request: a.sync_request,
     }
 }
 
@@ -252,7 +187,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
                     let snap = pb::AssignmentSnapshot {
                         cluster: cluster.clone(),
                         generation,
-                        assignments: assignments.iter().map(assignment_to_pb).collect(),
+                        assignments: assignments.iter().map(pb::Assignment::from).collect(),
                     };
                     if tx.send(Ok(snap)).await.is_err() {
                         break;

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bosun_core::{AppSpec, Health, SyncPolicy, SyncStatus};
+pub use bosun_core::Assignment;
+use bosun_core::{AppSpec, Health, SyncStatus};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -62,17 +63,6 @@ pub struct ClusterRecord {
 pub struct TokenRecord {
     pub cluster: String,
     pub expires_at: i64,
-}
-
-/// One Application on one cluster, as desired by the control plane.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub app: String,
-    pub bundle_digest: String,
-    pub revision: String,
-    pub namespace: String,
-    pub sync_policy: SyncPolicy,
-    pub sync_request: u64,
 }
 
 /// Per-object state reported by an agent.

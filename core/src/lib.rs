@@ -8,6 +8,7 @@
 //! network or filesystem dependency).
 
 pub mod app;
+pub mod assignment;
 pub mod bundle;
 pub mod diff;
 pub mod health;
@@ -18,6 +19,7 @@ pub mod status;
 pub mod tracking;
 
 pub use app::{AppSpec, Destination, Source, SyncPolicy};
+pub use assignment::Assignment;
 pub use bundle::Bundle;
 pub use object::ObjectRef;
 pub use status::{Health, SyncStatus};

@@ -464,16 +464,7 @@ impl Store {
         let mut inner = self.inner.lock();
         check_body_identity(rt, ns, name, &body)?;
         let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-        if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty())
-            && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default()
-        {
-            return Err(ApiError::conflict(
-                &rt.group,
-                &rt.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
-        }
+        check_precondition(rt, name, &old, &body)?;
         inner.write_update(rt, &old, body, None, sub, opts, &self.tx)
     }
 
@@ -490,16 +481,7 @@ impl Store {
         let mut inner = self.inner.lock();
         let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let new = apply_patch(rt, &old)?;
-        if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
-            && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default()
-        {
-            return Err(ApiError::conflict(
-                &rt.group,
-                &rt.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
-        }
+        check_precondition(rt, name, &old, &new)?;
         check_body_identity(rt, ns, name, &new)?;
         inner.write_update(rt, &old, new, None, sub, opts, &self.tx)
     }
@@ -632,6 +614,19 @@ impl Store {
     pub fn all(&self, rt: &ResourceType) -> Vec<Arc<Value>> {
         let inner = self.inner.lock();
         inner.objects.get(&rt.key()).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// Optimistic concurrency: a write naming a resourceVersion must name the current one.
+fn check_precondition(rt: &ResourceType, name: &str, old: &Value, body: &Value) -> ApiResult<()> {
+    match body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+        Some(rv) if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() => Err(ApiError::conflict(
+            &rt.group,
+            &rt.plural,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )),
+        _ => Ok(()),
     }
 }
 

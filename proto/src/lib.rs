@@ -4,6 +4,8 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod convert;
+
 pub mod v1 {
     tonic::include_proto!("bosun.v1");
 }

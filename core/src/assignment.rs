@@ -1,0 +1,20 @@
+//! An assignment: one Application on one cluster, as the control plane decides it and the
+//! agent keeps it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::app::SyncPolicy;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub app: String,
+    /// Content digest of the rendered bundle.
+    pub bundle_digest: String,
+    /// Commit the bundle was rendered from.
+    pub revision: String,
+    /// Namespace for namespaced objects without one.
+    pub namespace: String,
+    pub sync_policy: SyncPolicy,
+    /// Bumped by each sync request; the agent acts on a value it has not seen.
+    pub sync_request: u64,
+}

@@ -1,0 +1,142 @@
+//! Conversions between `bosun-core` domain types and their protobuf forms, in one place for
+//! every edge (control plane, agent, CLI).
+
+use bosun_core::{Assignment, Health, SyncPolicy, SyncStatus};
+
+use crate::v1 as pb;
+
+impl From<SyncStatus> for pb::SyncStatus {
+    fn from(s: SyncStatus) -> Self {
+        match s {
+            SyncStatus::Unknown => pb::SyncStatus::Unknown,
+            SyncStatus::Synced => pb::SyncStatus::Synced,
+            SyncStatus::OutOfSync => pb::SyncStatus::OutOfSync,
+        }
+    }
+}
+
+impl From<Health> for pb::HealthStatus {
+    fn from(h: Health) -> Self {
+        match h {
+            Health::Healthy => pb::HealthStatus::Healthy,
+            Health::Progressing => pb::HealthStatus::Progressing,
+            Health::Degraded => pb::HealthStatus::Degraded,
+            Health::Suspended => pb::HealthStatus::Suspended,
+            Health::Missing => pb::HealthStatus::Missing,
+            Health::Unknown => pb::HealthStatus::Unknown,
+        }
+    }
+}
+
+/// The wire value of a sync status.
+pub fn sync_to_pb(s: SyncStatus) -> i32 {
+    pb::SyncStatus::from(s) as i32
+}
+
+/// The wire value of a health.
+pub fn health_to_pb(h: Health) -> i32 {
+    pb::HealthStatus::from(h) as i32
+}
+
+/// A sync status from its wire value (unknown values read as `Unknown`).
+pub fn sync_from_pb(v: i32) -> SyncStatus {
+    match pb::SyncStatus::try_from(v) {
+        Ok(pb::SyncStatus::Synced) => SyncStatus::Synced,
+        Ok(pb::SyncStatus::OutOfSync) => SyncStatus::OutOfSync,
+        _ => SyncStatus::Unknown,
+    }
+}
+
+/// A health from its wire value (unknown values read as `Unknown`).
+pub fn health_from_pb(v: i32) -> Health {
+    match pb::HealthStatus::try_from(v) {
+        Ok(pb::HealthStatus::Healthy) => Health::Healthy,
+        Ok(pb::HealthStatus::Progressing) => Health::Progressing,
+        Ok(pb::HealthStatus::Degraded) => Health::Degraded,
+        Ok(pb::HealthStatus::Suspended) => Health::Suspended,
+        Ok(pb::HealthStatus::Missing) => Health::Missing,
+        _ => Health::Unknown,
+    }
+}
+
+impl From<SyncPolicy> for pb::SyncPolicy {
+    fn from(p: SyncPolicy) -> Self {
+        pb::SyncPolicy {
+            automated: p.automated,
+            prune: p.prune,
+            self_heal: p.self_heal,
+            create_namespace: p.create_namespace,
+            allow_empty: p.allow_empty,
+        }
+    }
+}
+
+impl From<pb::SyncPolicy> for SyncPolicy {
+    fn from(p: pb::SyncPolicy) -> Self {
+        SyncPolicy {
+            automated: p.automated,
+            prune: p.prune,
+            self_heal: p.self_heal,
+            create_namespace: p.create_namespace,
+            allow_empty: p.allow_empty,
+        }
+    }
+}
+
+impl From<&Assignment> for pb::Assignment {
+    fn from(a: &Assignment) -> Self {
+        pb::Assignment {
+            app: a.app.clone(),
+            bundle_digest: a.bundle_digest.clone(),
+            revision: a.revision.clone(),
+            namespace: a.namespace.clone(),
+            sync_policy: Some(a.sync_policy.into()),
+            sync_request: a.sync_request,
+        }
+    }
+}
+
+impl From<pb::Assignment> for Assignment {
+    fn from(a: pb::Assignment) -> Self {
+        Assignment {
+            app: a.app,
+            bundle_digest: a.bundle_digest,
+            revision: a.revision,
+            namespace: a.namespace,
+            sync_policy: a.sync_policy.unwrap_or_default().into(),
+            sync_request: a.sync_request,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for s in [SyncStatus::Unknown, SyncStatus::Synced, SyncStatus::OutOfSync] {
+            assert_eq!(sync_from_pb(sync_to_pb(s)), s);
+        }
+        for h in [
+            Health::Healthy,
+            Health::Progressing,
+            Health::Degraded,
+            Health::Suspended,
+            Health::Missing,
+            Health::Unknown,
+        ] {
+            assert_eq!(health_from_pb(health_to_pb(h)), h);
+        }
+        assert_eq!(sync_from_pb(99), SyncStatus::Unknown);
+        let a = Assignment {
+            app: "a".into(),
+            bundle_digest: "d".into(),
+            revision: "r".into(),
+            namespace: "n".into(),
+            sync_policy: SyncPolicy { prune: true, ..Default::default() },
+            sync_request: 3,
+        };
+        assert_eq!(Assignment::from(pb::Assignment::from(&a)), a);
+    }
+}
