@@ -141,6 +141,11 @@ impl ClusterApi {
         Ok(self.resolve(obj).await?.1)
     }
 
+    /// Every resource resolved so far (the kinds the agent manages).
+    pub fn resources(&self) -> Vec<ApiResource> {
+        self.kinds.lock().values().map(|(ar, _)| ar.clone()).collect()
+    }
+
     /// Forgets cached kinds (after a CRD is created, or a kind went missing).
     pub fn forget_kinds(&self) {
         self.kinds.lock().clear();

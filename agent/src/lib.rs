@@ -11,6 +11,7 @@ pub mod identity;
 pub mod kube;
 pub mod link;
 pub mod reconcile;
+pub mod selfheal;
 pub mod state;
 
 use std::collections::BTreeMap;

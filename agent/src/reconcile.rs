@@ -33,8 +33,10 @@ fn now() -> i64 {
 /// Runs reconcile passes forever: on wake-ups (new assignments) and on a timer (faster while
 /// something is progressing).
 pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, resync: Duration) {
+    let watches = crate::selfheal::Watches::new(cluster.client().clone());
     loop {
         let progressing = reconcile_all(&shared, &cluster).await;
+        watches.ensure(&cluster.resources(), &shared);
         let wait = if progressing { Duration::from_millis(500).min(resync) } else { resync };
         tokio::select! {
             _ = shared.wake.notified() => {}

@@ -195,8 +195,29 @@ fn with_version(rt: &ResourceType, o: &Value) -> Value {
     o
 }
 
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
+/// The representation a client asked for in `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Full,
+    /// `as=Table`, what `kubectl get` prints.
+    Table,
+    /// `as=PartialObjectMetadata(List)`: metadata-only requests.
+    Metadata,
+}
+
+fn format_of(headers: &HeaderMap) -> Format {
+    let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if accept.contains("as=Table") {
+        Format::Table
+    } else if accept.contains("as=PartialObjectMetadata") {
+        Format::Metadata
+    } else {
+        Format::Full
+    }
+}
+
+fn metadata_only(o: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
 }
 
 fn include_param(q: &HashMap<String, String>) -> Include {
@@ -246,11 +267,27 @@ async fn resource(
         return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
     if verb == "watch" {
-        return watch(st, rt, rp, q, wants_table(headers));
+        return watch(st, rt, rp, q, format_of(headers));
     }
     let result = dispatch(&st, &rt, &rp, verb, &q, headers, &body);
     match result {
-        Ok((status, v)) if wants_table(headers) && (verb == "get" || verb == "list") && status == StatusCode::OK => {
+        Ok((status, v))
+            if format_of(headers) == Format::Metadata
+                && (verb == "get" || verb == "list")
+                && status == StatusCode::OK =>
+        {
+            if verb == "get" {
+                return json_response(status, &metadata_only(&v));
+            }
+            let items: Vec<Value> = v["items"].as_array().into_iter().flatten().map(metadata_only).collect();
+            json_response(
+                status,
+                &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": v["metadata"], "items": items}),
+            )
+        }
+        Ok((status, v))
+            if format_of(headers) == Format::Table && (verb == "get" || verb == "list") && status == StatusCode::OK =>
+        {
             let items: Vec<Value> =
                 if verb == "list" { v["items"].as_array().cloned().unwrap_or_default() } else { vec![v.clone()] };
             let refs: Vec<&Value> = items.iter().collect();
@@ -519,7 +556,7 @@ fn watch(
     rt: ResourceType,
     rp: ResourcePath,
     q: HashMap<String, String>,
-    table: bool,
+    format: Format,
 ) -> Response {
     let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default()) {
         Ok(l) => l,
@@ -550,18 +587,13 @@ fn watch(
         };
         let render = |kind: &str, o: &Value| {
             let o = with_version(&rt, o);
-            if table {
-                watch_line(
-                    kind,
-                    table::table(
-                        &rt.kind,
-                        &[&o],
-                        o["metadata"]["resourceVersion"].as_str().unwrap_or_default(),
-                        include,
-                    ),
-                )
-            } else {
-                watch_line(kind, o)
+            match format {
+                Format::Table => {
+                    let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+                    watch_line(kind, table::table(&rt.kind, &[&o], rv, include))
+                }
+                Format::Metadata => watch_line(kind, metadata_only(&o)),
+                Format::Full => watch_line(kind, o),
             }
         };
         let mut signal = st.faults.watch_signal();

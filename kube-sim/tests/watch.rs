@@ -165,3 +165,35 @@ async fn watch_of_one_object_by_name() {
         "only `one` is watched, and its deletion arrives"
     );
 }
+
+#[tokio::test]
+async fn metadata_only_lists_and_watches() {
+    use kube::core::PartialObjectMeta;
+    let c = sim().await;
+    let cl = client(&c).await;
+    let api: Api<ConfigMap> = Api::namespaced(cl.clone(), "default");
+    api.create(&PostParams::default(), &cm("m", "meta")).await.unwrap();
+    // On the wire: metadata only, as a real server answers `as=PartialObjectMetadataList`.
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header("accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+        .body(vec![])
+        .unwrap();
+    let raw = cl.request_text(req).await.unwrap();
+    assert!(raw.contains("\"PartialObjectMetadataList\"") && !raw.contains("\"data\""), "{raw}");
+    let meta: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(cl, "default");
+    let list = meta.list(&Default::default()).await.unwrap();
+    assert!(list.items.iter().any(|o| o.metadata.name.as_deref() == Some("m")));
+    let mut stream = Box::pin(watcher::watcher(meta, watcher::Config::default().labels("tier=meta")));
+    loop {
+        if let Event::InitDone = next_event(&mut stream, "metadata init").await.unwrap() {
+            break;
+        }
+    }
+    api.patch("m", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"x": "y"}}})))
+        .await
+        .unwrap();
+    match next_event(&mut stream, "metadata apply").await.unwrap() {
+        Event::Apply(o) => assert_eq!(o.metadata.annotations.unwrap()["x"], "y"),
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -366,3 +366,77 @@ async fn manual_applications_sync_only_when_asked() {
         serde_json::from_str(&cp.bosun_ok(&["app", "history", "web", "-o", "json"])).unwrap();
     assert_eq!(history[0]["initiatedBy"], "sync request 1", "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_heal_drift_without_waiting_for_a_resync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("healed/web.yaml", &deployment("web", 2, "nginx:1.27"));
+    repo.write("healed/settings.yaml", &configmap("settings", "v1"));
+    repo.write("watched/api.yaml", &deployment("api", 1, "nginx:1.27"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    // A resync far longer than the deadlines below: healing must come from watch events.
+    let _agent = Agent::start_with_resync(root, &cp, &c1, &cp.add_cluster("c1"), "10m");
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "healed",
+        "--repo",
+        &repo.url,
+        "--path",
+        "healed",
+        "--cluster",
+        "c1",
+        "--auto-sync",
+        "--self-heal",
+    ]);
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "watched",
+        "--repo",
+        &repo.url,
+        "--path",
+        "watched",
+        "--cluster",
+        "c1",
+        "--auto-sync",
+    ]);
+    cp.wait_synced("healed", &rev).await;
+    cp.wait_synced("watched", &rev).await;
+    let deadline = std::time::Duration::from_secs(10);
+
+    let deployments: Api<Deployment> = Api::namespaced(c1.client().await, "default");
+    let scale = |n: i32| json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": n}});
+    let mut edit = scale(9);
+    edit["metadata"] = json!({"name": "web"});
+    deployments.patch("web", &PatchParams::apply("kubectl-edit").force(), &Patch::Apply(&edit)).await.unwrap();
+    eventually("hand edit reverted", deadline, || async {
+        (replicas(&c1, "default", "web").await == Some(2)).then_some(())
+    })
+    .await;
+
+    let cms: Api<ConfigMap> = Api::namespaced(c1.client().await, "default");
+    cms.delete("settings", &Default::default()).await.unwrap();
+    eventually("deleted object recreated", deadline, || async {
+        has_cm(&c1, "default", "settings").await.then_some(())
+    })
+    .await;
+
+    // Without selfHeal the drift stays, and the Application says what drifted.
+    let mut edit = scale(5);
+    edit["metadata"] = json!({"name": "api"});
+    deployments.patch("api", &PatchParams::apply("kubectl-edit").force(), &Patch::Apply(&edit)).await.unwrap();
+    let message = eventually("drift reported", deadline, || async {
+        let v = cp.app_json("watched");
+        let r = v["status"]["clusters"][0]["resources"].as_array()?.iter().find(|r| r["name"] == "api")?.clone();
+        (v["status"]["sync"] == "OutOfSync").then(|| r["message"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    assert!(message.contains(".spec.replicas"), "{message}");
+    assert_eq!(replicas(&c1, "default", "api").await, Some(5), "no self-heal, no revert");
+}

@@ -281,6 +281,11 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(root: &Path, cp: &ControlPlane, cluster: &Cluster, token: &str) -> Self {
+        Self::start_with_resync(root, cp, cluster, token, "2s")
+    }
+
+    /// An agent whose periodic resync is `resync` (self-heal must then come from watches).
+    pub fn start_with_resync(root: &Path, cp: &ControlPlane, cluster: &Cluster, token: &str, resync: &str) -> Self {
         let state_dir = root.join(format!("agent-{}", cluster.name));
         let args = vec![
             "--control-plane".into(),
@@ -296,7 +301,7 @@ impl Agent {
             "--kubeconfig".into(),
             cluster.kubeconfig.display().to_string(),
             "--resync-interval".into(),
-            "2s".into(),
+            resync.into(),
         ];
         let mut a = Self { log: root.join(format!("agent-{}.log", cluster.name)), state_dir, args, child: None };
         a.restart();
