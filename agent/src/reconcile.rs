@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bosun_core::{Health, ObjectRef, SyncStatus, diff, health, plan, tracking};
+use bosun_core::{Health, ObjectRef, SyncStatus, diff, health, options, plan, tracking};
 use bosun_proto::convert::{health_to_pb, sync_to_pb};
 use bosun_proto::v1 as pb;
 use serde_json::{Value, json};
@@ -101,6 +101,11 @@ async fn prune(cluster: &ClusterApi, app: &str, candidates: &[bosun_core::Object
     let mut left = Vec::new();
     for r in plan::prune_candidates(candidates, &[]) {
         match cluster.get_ref(&r).await {
+            Ok(Some(live))
+                if tracking::is_tracked_by(&live, app) && options::options(&live).is_ok_and(|o| !o.prune) =>
+            {
+                info!(app, object = %r, "not pruning: the object says Prune=false");
+            }
             Ok(Some(live)) if tracking::is_tracked_by(&live, app) => match cluster.delete(&r).await {
                 Ok(()) => info!(app, object = %r, "pruned"),
                 Err(e) => {
@@ -183,51 +188,86 @@ async fn reconcile_app(
 
     let mut resources = Vec::new();
     let mut all_applied = true;
-    for obj in plan::apply_order(&desired) {
-        let r = ObjectRef::of(obj).expect("bundle objects have identity");
-        let live = match cluster.get(obj).await {
-            Ok(l) => l,
-            Err(e) => {
-                errors.push(e.to_string());
-                all_applied = false;
-                resources.push((r, SyncStatus::Unknown, Health::Unknown, e.to_string()));
+    let planned = match plan::plan(&desired) {
+        Ok(p) => p,
+        Err(e) => {
+            // A malformed sync annotation stops this Application only, before anything is applied.
+            report.sync_status = sync_to_pb(SyncStatus::OutOfSync);
+            report.message = e.to_string();
+            return (Applied { last_policy: a.sync_policy, ..prev }, report);
+        }
+    };
+    // Waves wait for the previous wave to be healthy; later waves are applied on a later pass.
+    let mut blocked: Option<String> = None;
+    let mut skipped = false;
+    for step in &planned.steps {
+        let mut step_healthy = true;
+        for obj in &step.objects {
+            let r = ObjectRef::of(obj).expect("bundle objects have identity");
+            if step.hooks {
+                resources.push((
+                    r,
+                    SyncStatus::Unknown,
+                    Health::Unknown,
+                    "hook not run: this agent does not run sync hooks yet".into(),
+                ));
                 continue;
             }
-        };
-        let drift = live.as_ref().map(|l| diff::drifted_fields(obj, l));
-        let out_of_sync = drift.as_ref().is_none_or(|d| !d.is_empty());
-        let heal = policy.automated && policy.self_heal && out_of_sync;
-        let mut live = live;
-        if wants_sync || heal {
-            match cluster.apply(obj).await {
-                Ok(after) => {
-                    if heal && !wants_sync {
-                        info!(object = %r, drift = ?drift.unwrap_or_default(), "drift reverted");
-                    }
-                    if r.kind == "CustomResourceDefinition" {
-                        cluster.forget_kinds();
-                    }
-                    live = Some(after);
-                }
+            let live = match cluster.get(obj).await {
+                Ok(l) => l,
                 Err(e) => {
-                    warn!(object = %r, error = %e, "apply failed");
                     errors.push(e.to_string());
                     all_applied = false;
+                    step_healthy = false;
+                    resources.push((r, SyncStatus::Unknown, Health::Unknown, e.to_string()));
+                    continue;
                 }
+            };
+            let drift = live.as_ref().map(|l| diff::drifted_fields(obj, l));
+            let out_of_sync = drift.as_ref().is_none_or(|d| !d.is_empty());
+            let heal = policy.automated && policy.self_heal && out_of_sync;
+            let mut live = live;
+            if (wants_sync || heal) && blocked.is_none() {
+                match cluster.apply(obj).await {
+                    Ok(after) => {
+                        if heal && !wants_sync {
+                            info!(object = %r, drift = ?drift.unwrap_or_default(), "drift reverted");
+                        }
+                        if r.kind == "CustomResourceDefinition" {
+                            cluster.forget_kinds();
+                        }
+                        live = Some(after);
+                    }
+                    Err(e) => {
+                        warn!(object = %r, error = %e, "apply failed");
+                        errors.push(e.to_string());
+                        all_applied = false;
+                    }
+                }
+            } else if wants_sync {
+                all_applied = false;
+                skipped = true;
             }
+            let (sync, health, message) = match &live {
+                None => (SyncStatus::OutOfSync, Health::Missing, "not created yet".to_string()),
+                Some(l) => {
+                    let d = diff::drifted_fields(obj, l);
+                    let sync = if d.is_empty() { SyncStatus::Synced } else { SyncStatus::OutOfSync };
+                    let (h, m) =
+                        health::assess(l).map(|x| (x.health, x.message)).unwrap_or((Health::Healthy, String::new()));
+                    let msg = if d.is_empty() { m } else { format!("drifted: {}", d.join(", ")) };
+                    (sync, h, msg)
+                }
+            };
+            step_healthy &= health == Health::Healthy;
+            resources.push((r, sync, health, message));
         }
-        let (sync, health, message) = match &live {
-            None => (SyncStatus::OutOfSync, Health::Missing, "not created yet".to_string()),
-            Some(l) => {
-                let d = diff::drifted_fields(obj, l);
-                let sync = if d.is_empty() { SyncStatus::Synced } else { SyncStatus::OutOfSync };
-                let (h, m) =
-                    health::assess(l).map(|x| (x.health, x.message)).unwrap_or((Health::Healthy, String::new()));
-                let msg = if d.is_empty() { m } else { format!("drifted: {}", d.join(", ")) };
-                (sync, h, msg)
-            }
-        };
-        resources.push((r, sync, health, message));
+        if !step_healthy && blocked.is_none() && !step.hooks {
+            blocked = Some(format!("waiting for wave {} to become healthy", step.wave));
+        }
+    }
+    if let (Some(b), true) = (&blocked, skipped) {
+        errors.push(b.clone());
     }
 
     // Prune what left the bundle (inventory minus desired), only with prune on.

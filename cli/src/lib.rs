@@ -56,6 +56,19 @@ pub enum Command {
     Cluster(ClusterCmd),
     /// Print the version of this client.
     Version,
+    /// Assess the health of one object from a YAML/JSON file (offline).
+    Health {
+        /// The object (a live object as `kubectl get -o yaml` prints it).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// The normalised diff between a manifest and a live object (offline); Secret values are redacted.
+    Diff {
+        #[arg(long)]
+        desired: PathBuf,
+        #[arg(long)]
+        live: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -428,6 +441,17 @@ fn print_clusters(out: Output, cs: &[pb::Cluster]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads one object from a YAML or JSON file.
+fn read_object(path: &std::path::Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path.display().to_string();
+    let mut objs = bosun_core::manifest::parse_file(&name, &bytes)?;
+    if objs.len() != 1 {
+        anyhow::bail!("{name}: expected exactly one object, found {}", objs.len());
+    }
+    Ok(objs.remove(0))
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -438,6 +462,31 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("bosun {}", env!("CARGO_PKG_VERSION"));
             } else {
                 print_value(out, &json!({"client": env!("CARGO_PKG_VERSION")}))?;
+            }
+            Ok(())
+        }
+        Command::Health { file } => {
+            let obj = read_object(&file)?;
+            let a = bosun_core::health::assess(&obj);
+            let v = json!({"status": a.as_ref().map(|a| a.health.to_string()), "message": a.as_ref().map(|a| a.message.clone()).unwrap_or_default()});
+            if out == Output::Table {
+                match a {
+                    Some(a) if a.message.is_empty() => println!("{}", a.health),
+                    Some(a) => println!("{}: {}", a.health, a.message),
+                    None => println!("no health check for this kind (counts as healthy)"),
+                }
+            } else {
+                print_value(out, &v)?;
+            }
+            Ok(())
+        }
+        Command::Diff { desired, live } => {
+            let (d, l) = (read_object(&desired)?, read_object(&live)?);
+            let text = bosun_core::diff::describe(&d, &l);
+            if out == Output::Table {
+                print!("{text}");
+            } else {
+                print_value(out, &json!({"modified": !text.is_empty(), "diff": text}))?;
             }
             Ok(())
         }

@@ -16,6 +16,40 @@ pub fn drifted_fields(desired: &Value, live: &Value) -> Vec<String> {
     out
 }
 
+/// A person-readable diff: one `path: live → desired` line per drifted field. Secret values
+/// are never shown.
+pub fn describe(desired: &Value, live: &Value) -> String {
+    let secret = desired["kind"] == "Secret" || live["kind"] == "Secret";
+    let normalized = normalize_desired(desired, live);
+    let mut out = String::new();
+    for path in drifted_fields(desired, live) {
+        let at = |v: &Value| -> String {
+            if secret && (path.starts_with(".data") || path.starts_with(".stringData")) {
+                return "<redacted>".into();
+            }
+            let mut cur = v;
+            for seg in path.trim_start_matches('.').split('.') {
+                let (field, index) = match seg.split_once('[') {
+                    Some((f, i)) => (f, Some(i.trim_end_matches(']'))),
+                    None => (seg, None),
+                };
+                cur = &cur[field];
+                if let Some(i) = index {
+                    cur = match i.parse::<usize>() {
+                        Ok(n) => &cur[n],
+                        Err(_) => {
+                            cur.as_array().and_then(|a| a.iter().find(|x| x["name"] == i)).unwrap_or(&Value::Null)
+                        }
+                    };
+                }
+            }
+            if cur.is_null() { "<absent>".into() } else { cur.to_string() }
+        };
+        out.push_str(&format!("{path}: {} → {}\n", at(live), at(&normalized)));
+    }
+    out
+}
+
 fn normalize_desired(desired: &Value, live: &Value) -> Value {
     let mut d = desired.clone();
     if let Some(m) = d.as_object_mut() {
@@ -86,6 +120,20 @@ fn is_empty(v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn describe_redacts_secrets() {
+        let desired = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"password": "hunter2"}});
+        let live =
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"password": "b2xk"}});
+        let text = describe(&desired, &live);
+        assert!(text.contains(".data.password: <redacted> → <redacted>"), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("b2xk") && !text.contains("aHVudGVyMg"), "{text}");
+        let d = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "2"}});
+        let l = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+        assert_eq!(describe(&d, &l), ".data.a: \"1\" → \"2\"\n");
+        assert_eq!(describe(&d, &d), "");
+    }
 
     #[test]
     fn drift_table() {

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod health;
 pub mod manifest;
 pub mod object;
+pub mod options;
 pub mod plan;
 pub mod status;
 pub mod tracking;

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::object::ObjectRef;
+use crate::options::{self, HookType, OptionError};
 
 /// Install order by kind (Helm's and Argo CD's): namespaces and cluster-wide prerequisites
 /// first, workloads after their configuration; unknown kinds and custom resources last.
@@ -60,6 +61,70 @@ pub fn apply_order(objects: &[Value]) -> Vec<&Value> {
     out
 }
 
+/// The phase a step of a sync belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    PreSync,
+    Sync,
+    PostSync,
+}
+
+/// Objects applied together: one wave of one phase, in apply order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step<'a> {
+    pub phase: Phase,
+    pub wave: i64,
+    /// Whether these objects are hooks (run once per sync, not tracked for prune).
+    pub hooks: bool,
+    pub objects: Vec<&'a Value>,
+}
+
+/// A sync plan: steps ordered by phase → wave → kind → name, plus the SyncFail hooks run
+/// when a step fails. Objects with the `Skip` hook are left out.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan<'a> {
+    pub steps: Vec<Step<'a>>,
+    pub sync_fail: Vec<&'a Value>,
+}
+
+/// Plans a sync of `objects`; a malformed sync annotation fails the plan, naming its object.
+pub fn plan(objects: &[Value]) -> Result<Plan<'_>, OptionError> {
+    let mut keyed: Vec<(Phase, i64, bool, &Value)> = Vec::new();
+    let mut sync_fail = Vec::new();
+    for o in objects {
+        let wave = options::wave(o)?;
+        let hooks = options::hooks(o)?;
+        options::options(o)?;
+        options::hook_delete_policies(o)?;
+        if hooks.is_empty() {
+            keyed.push((Phase::Sync, wave, false, o));
+        }
+        for h in hooks {
+            match h {
+                HookType::PreSync => keyed.push((Phase::PreSync, wave, true, o)),
+                HookType::Sync => keyed.push((Phase::Sync, wave, true, o)),
+                HookType::PostSync => keyed.push((Phase::PostSync, wave, true, o)),
+                HookType::SyncFail => sync_fail.push(o),
+                HookType::Skip => {}
+            }
+        }
+    }
+    keyed.sort_by_key(|k| (k.0, k.1, k.2));
+    let mut steps: Vec<Step<'_>> = Vec::new();
+    for (phase, wave, hooks, o) in keyed {
+        match steps.last_mut() {
+            Some(s) if s.phase == phase && s.wave == wave && s.hooks == hooks => s.objects.push(o),
+            _ => steps.push(Step { phase, wave, hooks, objects: vec![o] }),
+        }
+    }
+    for s in &mut steps {
+        let owned: Vec<Value> = s.objects.iter().map(|o| (*o).clone()).collect();
+        let order: Vec<Option<ObjectRef>> = apply_order(&owned).iter().map(|o| ObjectRef::of(o)).collect();
+        s.objects.sort_by_key(|o| order.iter().position(|r| *r == ObjectRef::of(o)));
+    }
+    Ok(Plan { steps, sync_fail })
+}
+
 /// Objects applied before (the inventory) that the desired state no longer holds, in
 /// reverse apply order (workloads before their namespace).
 pub fn prune_candidates(inventory: &[ObjectRef], desired: &[ObjectRef]) -> Vec<ObjectRef> {
@@ -105,6 +170,43 @@ mod tests {
                 "Widget/w"
             ]
         );
+    }
+
+    fn annotated(kind: &str, name: &str, annotations: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "annotations": annotations}})
+    }
+
+    #[test]
+    fn plan_orders_phase_then_wave_then_kind() {
+        let objs = vec![
+            annotated("Deployment", "api", json!({"argocd.argoproj.io/sync-wave": "1"})),
+            annotated("ConfigMap", "cfg", json!({})),
+            annotated("Job", "migrate", json!({"argocd.argoproj.io/hook": "PreSync"})),
+            annotated("Job", "smoke", json!({"argocd.argoproj.io/hook": "PostSync"})),
+            annotated("Namespace", "ns", json!({"argocd.argoproj.io/sync-wave": "-1"})),
+            annotated("Service", "svc", json!({})),
+            annotated("Job", "notify", json!({"argocd.argoproj.io/hook": "SyncFail"})),
+            annotated("ConfigMap", "skipped", json!({"argocd.argoproj.io/hook": "Skip"})),
+        ];
+        let p = plan(&objs).unwrap();
+        let steps: Vec<(Phase, i64, Vec<&str>)> = p
+            .steps
+            .iter()
+            .map(|s| (s.phase, s.wave, s.objects.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect()))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                (Phase::PreSync, 0, vec!["migrate"]),
+                (Phase::Sync, -1, vec!["ns"]),
+                (Phase::Sync, 0, vec!["cfg", "svc"]),
+                (Phase::Sync, 1, vec!["api"]),
+                (Phase::PostSync, 0, vec!["smoke"]),
+            ]
+        );
+        assert_eq!(p.sync_fail.len(), 1);
+        let bad = vec![annotated("ConfigMap", "x", json!({"argocd.argoproj.io/sync-wave": "first"}))];
+        assert!(plan(&bad).unwrap_err().to_string().contains("ConfigMap/x"));
     }
 
     #[test]

@@ -440,3 +440,38 @@ async fn watches_heal_drift_without_waiting_for_a_resync() {
     assert!(message.contains(".spec.replicas"), "{message}");
     assert_eq!(replicas(&c1, "default", "api").await, Some(5), "no self-heal, no revert");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_waves_wait_for_the_previous_wave_to_be_healthy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    // Wave 0: a database that never becomes ready; wave 1: the API that needs it.
+    let db = deployment("db", 1, "postgres:fail")
+        .replace("  name: db\n", "  name: db\n  annotations: {argocd.argoproj.io/sync-wave: \"0\"}\n");
+    let api = deployment("api", 1, "nginx:1.27")
+        .replace("  name: api\n", "  name: api\n  annotations: {argocd.argoproj.io/sync-wave: \"1\"}\n");
+    repo.write("k8s/db.yaml", &db);
+    repo.write("k8s/api.yaml", &api);
+    repo.commit("waves");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&["app", "create", "shop", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    let message = eventually("wave 1 held back", WAIT, || async {
+        let v = cp.app_json("shop");
+        let m = v["status"]["clusters"][0]["message"].as_str().unwrap_or_default().to_string();
+        (v["status"]["health"] == "Degraded" && m.contains("waiting for wave 0")).then_some(m)
+    })
+    .await;
+    assert!(message.contains("wave 0"), "{message}");
+    assert_eq!(replicas(&c1, "default", "db").await, Some(1));
+    assert_eq!(replicas(&c1, "default", "api").await, None, "wave 1 waits for wave 0");
+
+    // Fixing the database in Git lets the sync continue to wave 1.
+    repo.write("k8s/db.yaml", &db.replace("postgres:fail", "postgres:16"));
+    let fixed = repo.commit("fix db image");
+    cp.wait_synced("shop", &fixed).await;
+    assert_eq!(replicas(&c1, "default", "api").await, Some(1));
+}

@@ -1,8 +1,11 @@
 //! Health assessment with Argo CD's semantics, one file per kind, dispatched on group/kind.
 //! Kinds without a check are not assessed (`None`) and count as healthy in an aggregate.
 
+mod apiservice;
+mod crd;
 mod daemonset;
 mod deployment;
+mod hpa;
 mod ingress;
 mod job;
 mod pod;
@@ -43,6 +46,9 @@ pub fn assess(obj: &Value) -> Option<Assessment> {
         ("", "PersistentVolumeClaim") => Some(pvc::assess(obj)),
         ("batch", "Job") => Some(job::assess(obj)),
         ("networking.k8s.io", "Ingress") => Some(ingress::assess(obj)),
+        ("autoscaling", "HorizontalPodAutoscaler") => Some(hpa::assess(obj)),
+        ("apiregistration.k8s.io", "APIService") => Some(apiservice::assess(obj)),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => Some(crd::assess(obj)),
         _ => None,
     }
 }

@@ -234,6 +234,190 @@ kind: Ingress
 metadata: {name: i}"#,
     ),
     (
+        "hpa scaling",
+        Some(Healthy),
+        r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: h}
+status: {conditions: [{type: AbleToScale, status: "True", reason: ReadyForNewScale}, {type: ScalingActive, status: "True", reason: ValidMetricFound}]}"#,
+    ),
+    (
+        "hpa metrics missing",
+        Some(Degraded),
+        r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: h}
+status: {conditions: [{type: ScalingActive, status: "False", reason: FailedGetResourceMetric, message: no metrics}]}"#,
+    ),
+    (
+        "hpa fresh",
+        Some(Progressing),
+        r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: h}"#,
+    ),
+    (
+        "apiservice available",
+        Some(Healthy),
+        r#"
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+status: {conditions: [{type: Available, status: "True"}]}"#,
+    ),
+    (
+        "apiservice unavailable",
+        Some(Progressing),
+        r#"
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+status: {conditions: [{type: Available, status: "False", message: FailedDiscoveryCheck}]}"#,
+    ),
+    (
+        "crd established",
+        Some(Healthy),
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+status: {conditions: [{type: NamesAccepted, status: "True"}, {type: Established, status: "True"}]}"#,
+    ),
+    (
+        "crd names conflict",
+        Some(Degraded),
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+status: {conditions: [{type: NamesAccepted, status: "False", message: names in use}]}"#,
+    ),
+    (
+        "crd not yet established",
+        Some(Progressing),
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}"#,
+    ),
+    (
+        "crd terminating",
+        Some(Progressing),
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com, deletionTimestamp: "2026-01-01T00:00:00Z"}
+status: {conditions: [{type: Established, status: "True"}]}"#,
+    ),
+    (
+        "statefulset on delete",
+        Some(Healthy),
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, generation: 1}
+spec: {replicas: 2, updateStrategy: {type: OnDelete}}
+status: {observedGeneration: 1}"#,
+    ),
+    (
+        "statefulset revision rolling",
+        Some(Progressing),
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, generation: 1}
+spec: {replicas: 1}
+status: {observedGeneration: 1, readyReplicas: 1, currentRevision: db-1, updateRevision: db-2}"#,
+    ),
+    (
+        "deployment old replicas terminating",
+        Some(Progressing),
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, generation: 1}
+spec: {replicas: 2}
+status: {observedGeneration: 1, replicas: 3, updatedReplicas: 2, availableReplicas: 2}"#,
+    ),
+    (
+        "replicaset available",
+        Some(Healthy),
+        r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs, generation: 1}
+spec: {replicas: 2}
+status: {observedGeneration: 1, availableReplicas: 2}"#,
+    ),
+    (
+        "job suspended",
+        Some(Suspended),
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j}
+spec: {suspend: true}"#,
+    ),
+    (
+        "pod succeeded",
+        Some(Healthy),
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+status: {phase: Succeeded}"#,
+    ),
+    (
+        "pod crash loop",
+        Some(Degraded),
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+status:
+  phase: Running
+  containerStatuses: [{name: c, state: {waiting: {reason: CrashLoopBackOff}}}]"#,
+    ),
+    (
+        "pod running never restarts",
+        Some(Healthy),
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec: {restartPolicy: Never}
+status: {phase: Running}"#,
+    ),
+    (
+        "pvc lost",
+        Some(Degraded),
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+status: {phase: Lost}"#,
+    ),
+    (
+        "ingress with address",
+        Some(Healthy),
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: i}
+status: {loadBalancer: {ingress: [{hostname: lb.example.com}]}}"#,
+    ),
+    (
+        "unknown custom resource",
+        None,
+        r#"
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w}"#,
+    ),
+    (
         "configmap has no check",
         None,
         r#"
