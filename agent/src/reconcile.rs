@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::kube::ClusterApi;
-use crate::state::{Applied, Assigned, DesiredState, StateDir};
+use crate::state::{Applied, Assigned, DesiredState, FailedSync, Operation, StateDir};
 
 /// State shared by the connection to the control plane and the reconcile loop.
 pub struct Shared {
@@ -197,7 +197,24 @@ async fn reconcile_app(
             return (Applied { last_policy: a.sync_policy, ..prev }, report);
         }
     };
-    // Waves wait for the previous wave to be healthy; later waves are applied on a later pass.
+    // The sync operation: hooks run once per (bundle, request); a failed one is not retried.
+    let this_op = (a.bundle_digest.clone(), a.sync_request);
+    let failed_before = prev.failed.as_ref().filter(|f| f.digest == this_op.0 && f.request == this_op.1);
+    if let Some(f) = failed_before {
+        errors.push(format!(
+            "the last sync of this revision failed ({}); commit a fix or run `bosun app sync`",
+            f.message
+        ));
+    }
+    let wants_sync = wants_sync && failed_before.is_none();
+    let mut op = prev
+        .operation
+        .clone()
+        .filter(|o| o.digest == this_op.0 && o.request == this_op.1)
+        .unwrap_or_else(|| Operation { digest: this_op.0.clone(), request: this_op.1, ..Default::default() });
+    // Steps run in order; a step that is not healthy (or a failed hook) closes the gate for the
+    // steps after it until a later pass.
+    let mut gate_open = wants_sync;
     let mut blocked: Option<String> = None;
     let mut skipped = false;
     for step in &planned.steps {
@@ -205,12 +222,20 @@ async fn reconcile_app(
         for obj in &step.objects {
             let r = ObjectRef::of(obj).expect("bundle objects have identity");
             if step.hooks {
-                resources.push((
-                    r,
-                    SyncStatus::Unknown,
-                    Health::Unknown,
-                    "hook not run: this agent does not run sync hooks yet".into(),
-                ));
+                let (health, message) = run_hook(cluster, obj, &r, wants_sync && gate_open, &mut op).await;
+                if health == Health::Degraded && op.failure.is_none() && wants_sync {
+                    op.failure = Some(format!("{:?} hook {r} failed: {message}", step.phase));
+                }
+                step_healthy &= health == Health::Healthy;
+                // The sync is complete only once every hook of it has finished.
+                if wants_sync && health != Health::Healthy {
+                    all_applied = false;
+                    skipped |= !gate_open;
+                }
+                if wants_sync {
+                    // Hooks belong to a sync; outside one they are not part of the Application's state.
+                    resources.push((r, SyncStatus::Synced, health, message));
+                }
                 continue;
             }
             let live = match cluster.get(obj).await {
@@ -225,9 +250,9 @@ async fn reconcile_app(
             };
             let drift = live.as_ref().map(|l| diff::drifted_fields(obj, l));
             let out_of_sync = drift.as_ref().is_none_or(|d| !d.is_empty());
-            let heal = policy.automated && policy.self_heal && out_of_sync;
+            let heal = policy.automated && policy.self_heal && out_of_sync && op.failure.is_none();
             let mut live = live;
-            if (wants_sync || heal) && blocked.is_none() {
+            if (gate_open && op.failure.is_none()) || (heal && !wants_sync) {
                 match cluster.apply(obj).await {
                     Ok(after) => {
                         if heal && !wants_sync {
@@ -262,16 +287,38 @@ async fn reconcile_app(
             step_healthy &= health == Health::Healthy;
             resources.push((r, sync, health, message));
         }
-        if !step_healthy && blocked.is_none() && !step.hooks {
-            blocked = Some(format!("waiting for wave {} to become healthy", step.wave));
+        if step.hooks && step_healthy && gate_open {
+            cleanup_hooks(cluster, &step.objects, &mut op, options::HookDeletePolicy::HookSucceeded).await;
+        }
+        if !step_healthy && gate_open {
+            gate_open = false;
+            blocked = Some(format!("waiting for wave {} of {:?} to become healthy", step.wave, step.phase));
         }
     }
     if let (Some(b), true) = (&blocked, skipped) {
-        errors.push(b.clone());
+        if op.failure.is_none() {
+            errors.push(b.clone());
+        }
+    }
+    if let Some(f) = op.failure.clone() {
+        // A failed sync runs the SyncFail hooks, cleans up failed hooks, and is not retried.
+        for obj in &planned.sync_fail {
+            let r = ObjectRef::of(obj).expect("bundle objects have identity");
+            let (health, message) = run_hook(cluster, obj, &r, true, &mut op).await;
+            resources.push((r, SyncStatus::Synced, health, message));
+        }
+        let hooks: Vec<&Value> =
+            planned.steps.iter().filter(|s| s.hooks).flat_map(|s| s.objects.iter().copied()).collect();
+        cleanup_hooks(cluster, &hooks, &mut op, options::HookDeletePolicy::HookFailed).await;
+        warn!(failure = %f, "sync failed");
+        errors.push(format!("sync failed: {f}"));
+        all_applied = false;
     }
 
     // Prune what left the bundle (inventory minus desired), only with prune on.
-    let desired_refs: Vec<ObjectRef> = desired.iter().filter_map(ObjectRef::of).collect();
+    // Hooks are not tracked for prune; they live and die with their sync.
+    let desired_refs: Vec<ObjectRef> =
+        desired.iter().filter(|o| options::hooks(o).is_ok_and(|h| h.is_empty())).filter_map(ObjectRef::of).collect();
     let mut leftovers = plan::prune_candidates(&prev.inventory, &desired_refs);
     let empty_guard = desired_refs.is_empty() && !policy.allow_empty;
     let mut pruned = 0;
@@ -292,11 +339,19 @@ async fn reconcile_app(
         SyncStatus::OutOfSync
     };
     let app_health = Health::worst(resources.iter().map(|(_, _, h, _)| *h));
-    let mut next = Applied { inventory, last_policy: policy, ..prev };
-    if wants_sync && all_applied {
+    let failed = op.failure.is_some();
+    let mut next = Applied { inventory, last_policy: policy, operation: wants_sync.then_some(op), ..prev };
+    if wants_sync && failed {
+        let message = next.operation.as_ref().and_then(|o| o.failure.clone()).unwrap_or_default();
+        next.failed = Some(FailedSync { digest: this_op.0.clone(), request: this_op.1, message });
+        next.observed_sync_request = a.sync_request;
+        next.operation = None;
+    } else if wants_sync && all_applied {
         next.synced_digest = a.bundle_digest.clone();
         next.observed_sync_request = a.sync_request;
         next.synced_at = now();
+        next.operation = None;
+        next.failed = None;
         info!(objects = desired.len(), pruned, "synced");
     }
     report.sync_status = sync_to_pb(app_sync);
@@ -317,4 +372,65 @@ async fn reconcile_app(
         })
         .collect();
     (next, report)
+}
+
+/// Runs (or follows) one hook of the current sync: deletes a previous instance first
+/// (BeforeHookCreation), creates it once per sync, and returns its health.
+async fn run_hook(
+    cluster: &ClusterApi,
+    obj: &Value,
+    r: &ObjectRef,
+    may_start: bool,
+    op: &mut Operation,
+) -> (Health, String) {
+    let live = cluster.get(obj).await.ok().flatten();
+    let started = op.started_hooks.contains(r);
+    if !started {
+        if !may_start {
+            return (Health::Unknown, "hook: runs during a sync".into());
+        }
+        let policies = options::hook_delete_policies(obj).unwrap_or_default();
+        if live.is_some() && policies.contains(&options::HookDeletePolicy::BeforeHookCreation) {
+            if !op.recreating.contains(r) {
+                if let Err(e) = cluster.delete(r).await {
+                    return (Health::Degraded, format!("deleting the previous hook: {e}"));
+                }
+                op.recreating.push(r.clone());
+            }
+            return (Health::Progressing, "hook: waiting for the previous run to be deleted".into());
+        }
+        if let Err(e) = cluster.apply(obj).await {
+            return (Health::Degraded, e.to_string());
+        }
+        info!(hook = %r, "hook created");
+        op.recreating.retain(|x| x != r);
+        op.started_hooks.push(r.clone());
+        return (Health::Progressing, "hook: started".into());
+    }
+    if op.finished_hooks.contains(r) {
+        return (Health::Healthy, "hook: finished".into());
+    }
+    match live {
+        None => (Health::Missing, "hook: created but not found".into()),
+        Some(l) => {
+            health::assess(&l).map(|a| (a.health, a.message)).unwrap_or((Health::Healthy, "hook: applied".into()))
+        }
+    }
+}
+
+/// Deletes finished hooks whose delete policy is `policy`.
+async fn cleanup_hooks(cluster: &ClusterApi, hooks: &[&Value], op: &mut Operation, policy: options::HookDeletePolicy) {
+    for obj in hooks {
+        let r = ObjectRef::of(obj).expect("bundle objects have identity");
+        if !op.started_hooks.contains(&r) || op.finished_hooks.contains(&r) {
+            continue;
+        }
+        if options::hook_delete_policies(obj).unwrap_or_default().contains(&policy) {
+            match cluster.delete(&r).await {
+                Ok(()) => info!(hook = %r, ?policy, "hook deleted"),
+                Err(e) => warn!(hook = %r, error = %e, "could not delete hook"),
+            }
+        }
+        op.finished_hooks.push(r);
+    }
 }

@@ -24,6 +24,35 @@ pub struct Applied {
     pub synced_at: i64,
     /// The policy the Application had when last assigned (decides cascade on removal).
     pub last_policy: SyncPolicy,
+    /// The sync in progress (hooks created so far), if any.
+    #[serde(default)]
+    pub operation: Option<Operation>,
+    /// The last failed sync: not retried automatically for the same bundle and request.
+    #[serde(default)]
+    pub failed: Option<FailedSync>,
+}
+
+/// A sync that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FailedSync {
+    pub digest: String,
+    pub request: u64,
+    pub message: String,
+}
+
+/// A sync in progress, persisted so that hooks run once per sync across passes and restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Operation {
+    pub digest: String,
+    pub request: u64,
+    /// Hooks created for this sync.
+    pub started_hooks: Vec<ObjectRef>,
+    /// Hooks being deleted before they are created again (BeforeHookCreation).
+    pub recreating: Vec<ObjectRef>,
+    /// Hooks already cleaned up after they finished.
+    pub finished_hooks: Vec<ObjectRef>,
+    /// Why the sync failed, once it has.
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1,0 +1,111 @@
+//! Sync phases end to end: PreSync → waves → PostSync hooks in order (asserted from the
+//! sequence of writes the cluster saw), delete policies, and SyncFail on a failed hook.
+
+mod common;
+
+use common::*;
+use kube_sim::store::EventType;
+
+fn job(name: &str, image: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: main\n        image: {image}\n"
+    )
+}
+
+fn with_wave(manifest: &str, name: &str, wave: i32) -> String {
+    manifest.replacen(
+        &format!("  name: {name}\n"),
+        &format!("  name: {name}\n  annotations: {{argocd.argoproj.io/sync-wave: \"{wave}\"}}\n"),
+        1,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_and_waves_run_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write(
+        "k8s/migrate.yaml",
+        &job(
+            "migrate",
+            "migrate:1",
+            "argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded",
+        ),
+    );
+    repo.write("k8s/config.yaml", &with_wave(&configmap("config", "1"), "config", 0));
+    repo.write("k8s/api.yaml", &with_wave(&deployment("api", 1, "nginx:1.27"), "api", 1));
+    repo.write("k8s/smoke.yaml", &job("smoke", "smoke:1", "argocd.argoproj.io/hook: PostSync"));
+    let rev = repo.commit("phases");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let mut events = c1.sim.store().subscribe();
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "shop",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--auto-sync",
+        "--prune",
+    ]);
+    cp.wait_synced("shop", &rev).await;
+
+    // The writes the cluster saw, in resourceVersion order.
+    let mut seen = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        let name = ev.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if ["migrate", "config", "api", "smoke"].contains(&name.as_str()) && ev.kind != EventType::Modified {
+            seen.push(format!("{} {}", if ev.kind == EventType::Added { "create" } else { "delete" }, name));
+        }
+    }
+    assert_eq!(seen, ["create migrate", "delete migrate", "create config", "create api", "create smoke"], "{seen:?}");
+    // Hooks are not prune candidates: removing one from Git leaves its last run in place.
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(c1.client().await, "default");
+    assert!(jobs.get_opt("migrate").await.unwrap().is_none(), "HookSucceeded deleted the PreSync hook");
+    assert!(jobs.get_opt("smoke").await.unwrap().is_some(), "the default policy keeps a hook until its next run");
+    repo.remove("k8s/smoke.yaml");
+    let next = repo.commit("no more smoke test");
+    cp.wait_synced("shop", &next).await;
+    assert!(jobs.get_opt("smoke").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_hook_fails_the_sync_and_runs_sync_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/migrate.yaml", &job("migrate", "migrate:fail", "argocd.argoproj.io/hook: PreSync"));
+    repo.write("k8s/notify.yaml", &job("notify", "notify:1", "argocd.argoproj.io/hook: SyncFail"));
+    repo.write("k8s/api.yaml", &deployment("api", 1, "nginx:1.27"));
+    repo.commit("broken migration");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&["app", "create", "shop", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    let message = eventually("sync failure reported", WAIT, || async {
+        let v = cp.app_json("shop");
+        let m = v["status"]["clusters"][0]["message"].as_str().unwrap_or_default().to_string();
+        (m.contains("failed") && m.contains("migrate")).then_some(m)
+    })
+    .await;
+    assert!(message.contains("PreSync"), "{message}");
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(c1.client().await, "default");
+    eventually("SyncFail hook created", WAIT, || async { jobs.get_opt("notify").await.unwrap().map(|_| ()) }).await;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(c1.client().await, "default");
+    assert!(deployments.get_opt("api").await.unwrap().is_none(), "nothing after a failed PreSync hook is applied");
+
+    // A fix in Git starts a new sync, which succeeds.
+    repo.write("k8s/migrate.yaml", &job("migrate", "migrate:2", "argocd.argoproj.io/hook: PreSync"));
+    let fixed = repo.commit("fix migration");
+    cp.wait_synced("shop", &fixed).await;
+    assert!(deployments.get_opt("api").await.unwrap().is_some());
+}
