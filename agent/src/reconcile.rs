@@ -295,10 +295,10 @@ async fn reconcile_app(
             blocked = Some(format!("waiting for wave {} of {:?} to become healthy", step.wave, step.phase));
         }
     }
-    if let (Some(b), true) = (&blocked, skipped) {
-        if op.failure.is_none() {
-            errors.push(b.clone());
-        }
+    if let (Some(b), true) = (&blocked, skipped)
+        && op.failure.is_none()
+    {
+        errors.push(b.clone());
     }
     if let Some(f) = op.failure.clone() {
         // A failed sync runs the SyncFail hooks, cleans up failed hooks, and is not retried.
