@@ -87,6 +87,8 @@ pub enum AppCmd {
     Delete { name: String },
     /// The last syncs of an Application, newest first.
     History { name: String },
+    /// Deploy the revision of a history entry again; automated sync pauses until `bosun app sync`.
+    Rollback { name: String, id: u64 },
     /// Wait until the Application is synced and/or healthy.
     Wait {
         name: String,
@@ -272,6 +274,8 @@ pub fn app_json(a: &pb::Application) -> Value {
             "error": st.error,
             "refreshedAt": st.refreshed_at,
             "syncRequest": st.sync_request,
+            "rolledBackTo": st.rolled_back_to,
+            "rollbackRevision": st.rollback_revision,
             "clusters": st.clusters.iter().map(|c| json!({
                 "cluster": c.cluster, "connected": c.connected, "sync": sync_name(c.sync_status), "health": health_name(c.health),
                 "revision": c.revision, "bundleDigest": c.bundle_digest, "message": c.message, "syncedAt": c.synced_at,
@@ -354,6 +358,10 @@ fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
     println!("Health:      {}", v["status"]["health"].as_str().unwrap_or_default());
     if let Some(e) = v["status"]["error"].as_str().filter(|e| !e.is_empty()) {
         println!("Error:       {e}");
+    }
+    if let Some(r) = v["status"]["rollbackRevision"].as_str().filter(|r| !r.is_empty()) {
+        let id = &v["status"]["rolledBackTo"];
+        println!("Rolled back: to history {id} ({}); automated sync paused until `bosun app sync`", short(r));
     }
     for c in v["status"]["clusters"].as_array().into_iter().flatten() {
         println!();
@@ -555,6 +563,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         .map_err(from_status)?
                         .into_inner();
                     print_history(out, &h.entries)?;
+                }
+                AppCmd::Rollback { name, id } => {
+                    let req = pb::RollbackApplicationRequest { name, id };
+                    print_app(out, &c.rollback_application(req).await.map_err(from_status)?.into_inner())?;
                 }
                 AppCmd::Wait { name, synced, healthy, timeout } => {
                     wait(&mut c, out, &name, synced, healthy, timeout).await?

@@ -75,6 +75,8 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
             sync_status: sync_to_pb(v.sync_status),
             health: health_to_pb(v.health),
             sync_request: r.sync_request,
+            rolled_back_to: r.rollback.as_ref().map(|e| e.id).unwrap_or_default(),
+            rollback_revision: r.rollback.as_ref().map(|e| e.revision.clone()).unwrap_or_default(),
             clusters: v
                 .clusters
                 .iter()
@@ -334,6 +336,15 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 })
                 .collect(),
         }))
+    }
+
+    async fn rollback_application(
+        &self,
+        req: Request<pb::RollbackApplicationRequest>,
+    ) -> Result<Response<pb::Application>, Status> {
+        let r = req.into_inner();
+        self.0.rollback_app(&r.name, r.id)?;
+        Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
     }
 
     async fn list_clusters(

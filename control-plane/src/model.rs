@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use bosun_core::Assignment;
-use bosun_core::{AppSpec, Health, SyncStatus};
+use bosun_core::{AppSpec, Health, SyncPolicy, SyncStatus};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,6 +32,10 @@ pub struct AppRecord {
     /// Bumped by each sync request; agents act on a value they have not seen.
     pub sync_request: u64,
     pub status: AppSourceStatus,
+    /// Set while rolled back to a history entry: its bundle is deployed and automated sync
+    /// is paused until the next sync request.
+    #[serde(default)]
+    pub rollback: Option<HistoryEntry>,
 }
 
 /// What the control plane knows of an Application's source.
@@ -226,7 +230,8 @@ impl ControlPlane {
         if self.state.read().apps.contains_key(name) {
             return Err(Error::AppExists(name.into()));
         }
-        let rec = AppRecord { name: name.into(), spec, sync_request: 0, status: AppSourceStatus::default() };
+        let rec =
+            AppRecord { name: name.into(), spec, sync_request: 0, status: AppSourceStatus::default(), rollback: None };
         self.store.put(Kind::App, name, &rec)?;
         self.state.write().apps.insert(name.into(), rec.clone());
         info!(app = name, cluster = %rec.spec.destination.cluster, repo = %redact_url(&rec.spec.source.repo_url), "application created");
@@ -268,11 +273,13 @@ impl ControlPlane {
     }
 
     /// Asks the Application's clusters to sync now (delivered durably with the assignment).
+    /// A sync request ends a rollback: the latest revision is synced again.
     pub fn sync_app(&self, name: &str) -> Result<AppRecord> {
         let rec = {
             let st = self.state.read();
             let mut rec = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?.clone();
             rec.sync_request += 1;
+            rec.rollback = None;
             rec
         };
         self.store.put(Kind::App, name, &rec)?;
@@ -585,6 +592,30 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Deploys the revision of history entry `id` again and pauses automated sync.
+    pub fn rollback_app(&self, name: &str, id: u64) -> Result<AppRecord> {
+        let entry = self.history(name)?.into_iter().find(|e| e.id == id).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "application {name:?} has no history entry {id}; see `bosun app history {name}`"
+            ))
+        })?;
+        if self.store.get_bundle(&entry.bundle_digest)?.is_none() {
+            return Err(Error::InvalidRequest(format!("the bundle of history entry {id} is no longer stored")));
+        }
+        let rec = {
+            let st = self.state.read();
+            let mut rec = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?.clone();
+            rec.sync_request += 1;
+            rec.rollback = Some(entry);
+            rec
+        };
+        self.store.put(Kind::App, name, &rec)?;
+        self.state.write().apps.insert(name.into(), rec.clone());
+        self.reassign([rec.spec.destination.cluster.clone()])?;
+        info!(app = name, history_id = id, revision = %rec.rollback.as_ref().map(|e| e.revision.as_str()).unwrap_or_default(), "rolled back; automated sync paused");
+        Ok(rec)
+    }
+
     /// The last syncs of an Application, newest first.
     pub fn history(&self, app: &str) -> Result<Vec<HistoryEntry>> {
         if !self.state.read().apps.contains_key(app) {
@@ -631,13 +662,24 @@ fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
     st.apps
         .values()
         .filter(|a| a.spec.destination.cluster == cluster && !a.status.bundle_digest.is_empty())
-        .map(|a| Assignment {
-            app: a.name.clone(),
-            bundle_digest: a.status.bundle_digest.clone(),
-            revision: a.status.revision.clone(),
-            namespace: a.spec.destination.namespace.clone(),
-            sync_policy: a.spec.sync_policy,
-            sync_request: a.sync_request,
+        .map(|a| match &a.rollback {
+            // Rolled back: the old bundle, and no automated sync until someone asks for one.
+            Some(r) => Assignment {
+                app: a.name.clone(),
+                bundle_digest: r.bundle_digest.clone(),
+                revision: r.revision.clone(),
+                namespace: a.spec.destination.namespace.clone(),
+                sync_policy: SyncPolicy { automated: false, self_heal: false, ..a.spec.sync_policy },
+                sync_request: a.sync_request,
+            },
+            None => Assignment {
+                app: a.name.clone(),
+                bundle_digest: a.status.bundle_digest.clone(),
+                revision: a.status.revision.clone(),
+                namespace: a.spec.destination.namespace.clone(),
+                sync_policy: a.spec.sync_policy,
+                sync_request: a.sync_request,
+            },
         })
         .collect()
 }
@@ -646,10 +688,9 @@ fn view(st: &State, rec: &AppRecord) -> AppView {
     let cluster = &rec.spec.destination.cluster;
     let connected = st.connections.get(cluster).copied().unwrap_or(0) > 0;
     let status = st.statuses.get(&(rec.name.clone(), cluster.clone())).cloned();
+    let deployed = rec.rollback.as_ref().map(|r| r.bundle_digest.as_str()).unwrap_or(rec.status.bundle_digest.as_str());
     let (sync_status, health) = match &status {
-        Some(s) if s.bundle_digest == rec.status.bundle_digest && !rec.status.bundle_digest.is_empty() => {
-            (s.sync_status, s.health)
-        }
+        Some(s) if s.bundle_digest == deployed && !deployed.is_empty() => (s.sync_status, s.health),
         Some(s) => (SyncStatus::OutOfSync, s.health),
         None => (SyncStatus::Unknown, Health::Unknown),
     };

@@ -475,3 +475,47 @@ async fn sync_waves_wait_for_the_previous_wave_to_be_healthy() {
     cp.wait_synced("shop", &fixed).await;
     assert_eq!(replicas(&c1, "default", "api").await, Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_restores_an_earlier_revision_and_pauses_automation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.26"));
+    let v1 = repo.commit("v1");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.wait_synced("web", &v1).await;
+    repo.write("k8s/web.yaml", &deployment("web", 3, "nginx:1.27"));
+    let v2 = repo.commit("v2");
+    cp.wait_synced("web", &v2).await;
+
+    let history: serde_json::Value =
+        serde_json::from_str(&cp.bosun_ok(&["app", "history", "web", "-o", "json"])).unwrap();
+    let id = history.as_array().unwrap().iter().find(|e| e["revision"] == v1.as_str()).expect("v1 in history")["id"]
+        .to_string();
+    cp.bosun_ok(&["app", "rollback", "web", &id]);
+    cp.wait_synced("web", &v1).await;
+    assert_eq!(replicas(&c1, "default", "web").await, Some(1));
+    let v = cp.app_json("web");
+    assert_eq!(v["status"]["rollbackRevision"], v1.as_str());
+
+    // While rolled back, new commits are tracked but not deployed.
+    repo.write("k8s/web.yaml", &deployment("web", 5, "nginx:1.28"));
+    let v3 = repo.commit("v3");
+    eventually("v3 seen by the control plane", WAIT, || async {
+        (cp.app_json("web")["status"]["revision"] == v3.as_str()).then_some(())
+    })
+    .await;
+    assert_eq!(cp.app_json("web")["status"]["clusters"][0]["revision"], v1.as_str());
+    assert_eq!(replicas(&c1, "default", "web").await, Some(1));
+    assert_eq!(cp.bosun(&["app", "rollback", "web", "999"]).code, 1, "an unknown history entry is refused");
+
+    // A sync request returns to the latest revision.
+    cp.bosun_ok(&["app", "sync", "web"]);
+    cp.wait_synced("web", &v3).await;
+    assert_eq!(replicas(&c1, "default", "web").await, Some(5));
+}
