@@ -26,6 +26,10 @@ pub struct Shared {
     pub reports: watch::Sender<BTreeMap<String, pb::AppStatusReport>>,
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
 fn now() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
@@ -55,8 +59,10 @@ pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi) -> bool {
         let span = info_span!("sync", app = %a.app, cluster = %snapshot.cluster, revision = %short(&a.revision));
         let prev = applied.get(&a.app).cloned().unwrap_or_default();
         let (next, report) = reconcile_app(shared, cluster, a, prev).instrument(span).await;
-        progressing |=
-            report.health == pb::HealthStatus::Progressing as i32 || report.health == pb::HealthStatus::Missing as i32;
+        // Progressing objects and pending retries are looked at again soon.
+        progressing |= report.health == pb::HealthStatus::Progressing as i32
+            || report.health == pb::HealthStatus::Missing as i32
+            || next.failed.as_ref().is_some_and(|f| f.retry_at.is_some());
         applied.insert(a.app.clone(), next);
         reports.insert(a.app.clone(), report);
     }
@@ -199,19 +205,35 @@ async fn reconcile_app(
     };
     // The sync operation: hooks run once per (bundle, request); a failed one is not retried.
     let this_op = (a.bundle_digest.clone(), a.sync_request);
-    let failed_before = prev.failed.as_ref().filter(|f| f.digest == this_op.0 && f.request == this_op.1);
-    if let Some(f) = failed_before {
-        errors.push(format!(
-            "the last sync of this revision failed ({}); commit a fix or run `bosun app sync`",
-            f.message
-        ));
+    let failed_before = prev.failed.clone().filter(|f| f.digest == this_op.0 && f.request == this_op.1);
+    let failed_before = failed_before.as_ref();
+    let retry_due = failed_before.is_some_and(|f| f.retry_at.is_some_and(|at| now_ms() >= at));
+    if let Some(f) = failed_before.filter(|_| !retry_due) {
+        match f.retry_at {
+            Some(at) => errors.push(format!(
+                "sync attempt {} failed ({}); retrying in {}s",
+                f.attempts,
+                f.message,
+                ((at - now_ms()).max(0) + 999) / 1000
+            )),
+            None => errors.push(format!(
+                "sync failed after {} attempt(s) ({}); commit a fix or run `bosun app sync`",
+                f.attempts, f.message
+            )),
+        }
     }
-    let wants_sync = wants_sync && failed_before.is_none();
-    let mut op = prev
-        .operation
-        .clone()
-        .filter(|o| o.digest == this_op.0 && o.request == this_op.1)
-        .unwrap_or_else(|| Operation { digest: this_op.0.clone(), request: this_op.1, ..Default::default() });
+    let wants_sync = wants_sync && (failed_before.is_none() || retry_due);
+    // A retry starts the operation afresh (hooks run again) and carries the attempt count.
+    let mut op = match prev.operation.clone().filter(|o| o.digest == this_op.0 && o.request == this_op.1 && !retry_due)
+    {
+        Some(op) => op,
+        None => Operation {
+            digest: this_op.0.clone(),
+            request: this_op.1,
+            prior_attempts: failed_before.map(|f| f.attempts).unwrap_or(0),
+            ..Default::default()
+        },
+    };
     // Steps run in order; a step that is not healthy (or a failed hook) closes the gate for the
     // steps after it until a later pass.
     let mut gate_open = wants_sync;
@@ -267,6 +289,9 @@ async fn reconcile_app(
                         warn!(object = %r, error = %e, "apply failed");
                         errors.push(e.to_string());
                         all_applied = false;
+                        if wants_sync && op.failure.is_none() {
+                            op.failure = Some(e.to_string());
+                        }
                     }
                 }
             } else if wants_sync {
@@ -341,9 +366,15 @@ async fn reconcile_app(
     let app_health = Health::worst(resources.iter().map(|(_, _, h, _)| *h));
     let failed = op.failure.is_some();
     let mut next = Applied { inventory, last_policy: policy, operation: wants_sync.then_some(op), ..prev };
+    if retry_due && wants_sync {
+        // The retry has started; its operation carries the attempt count from here.
+        next.failed = None;
+    }
     if wants_sync && failed {
         let message = next.operation.as_ref().and_then(|o| o.failure.clone()).unwrap_or_default();
-        next.failed = Some(FailedSync { digest: this_op.0.clone(), request: this_op.1, message });
+        let attempts = next.operation.as_ref().map(|o| o.prior_attempts).unwrap_or(0) + 1;
+        let retry_at = policy.retry.delay(attempts).map(|d| now_ms() + d.as_millis() as i64);
+        next.failed = Some(FailedSync { digest: this_op.0.clone(), request: this_op.1, message, attempts, retry_at });
         next.observed_sync_request = a.sync_request;
         next.operation = None;
     } else if wants_sync && all_applied {

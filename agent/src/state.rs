@@ -38,6 +38,12 @@ pub struct FailedSync {
     pub digest: String,
     pub request: u64,
     pub message: String,
+    /// Failed attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Unix milliseconds of the next attempt; `None` once retries are spent.
+    #[serde(default)]
+    pub retry_at: Option<i64>,
 }
 
 /// A sync in progress, persisted so that hooks run once per sync across passes and restarts.
@@ -53,6 +59,9 @@ pub struct Operation {
     pub finished_hooks: Vec<ObjectRef>,
     /// Why the sync failed, once it has.
     pub failure: Option<String>,
+    /// Failed attempts before this one (retries).
+    #[serde(default)]
+    pub prior_attempts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -138,6 +138,15 @@ pub struct AppSpecArgs {
     /// Allow a render with no objects (which would prune everything).
     #[arg(long)]
     pub allow_empty: bool,
+    /// Retries of a failed sync (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub sync_retry_limit: u32,
+    /// First retry delay, doubled per attempt.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub sync_retry_backoff: Duration,
+    /// Longest retry delay.
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    pub sync_retry_max: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -516,6 +525,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                             self_heal: a.self_heal,
                             create_namespace: a.create_namespace,
                             allow_empty: a.allow_empty,
+                            retry: Some(pb::RetryPolicy {
+                                limit: a.sync_retry_limit,
+                                backoff_seconds: a.sync_retry_backoff.as_secs(),
+                                backoff_factor: 2,
+                                backoff_max_seconds: a.sync_retry_max.as_secs(),
+                            }),
                         }),
                     };
                     let app = c

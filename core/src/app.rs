@@ -27,6 +27,42 @@ pub struct SyncPolicy {
     pub self_heal: bool,
     pub create_namespace: bool,
     pub allow_empty: bool,
+    /// How a failed sync is retried (Argo CD's `syncPolicy.retry`).
+    #[serde(default)]
+    pub retry: Retry,
+}
+
+/// Retry of failed syncs with exponential backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Attempts after the first failure (0: never retry).
+    pub limit: u32,
+    /// First delay.
+    pub duration_secs: u64,
+    pub factor: u32,
+    /// Longest delay.
+    pub max_duration_secs: u64,
+}
+
+impl Default for Retry {
+    /// Argo CD's backoff (5 s × 2, at most 3 min) with five attempts, so that transient API
+    /// errors heal without anyone asking.
+    fn default() -> Self {
+        Self { limit: 5, duration_secs: 5, factor: 2, max_duration_secs: 180 }
+    }
+}
+
+impl Retry {
+    /// The delay before retry number `attempt` (1-based), or `None` when attempts are spent.
+    pub fn delay(&self, attempt: u32) -> Option<std::time::Duration> {
+        if attempt == 0 || attempt > self.limit {
+            return None;
+        }
+        let factor = u64::from(self.factor.max(1));
+        let secs =
+            (0..attempt - 1).fold(self.duration_secs, |d, _| d.saturating_mul(factor).min(self.max_duration_secs));
+        Some(std::time::Duration::from_secs(secs.min(self.max_duration_secs)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -125,6 +161,14 @@ mod tests {
             destination: Destination { cluster: cluster.into(), namespace: "default".into() },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn retry_backoff_table() {
+        let r = Retry { limit: 4, duration_secs: 5, factor: 2, max_duration_secs: 30 };
+        let delays: Vec<Option<u64>> = (0..=5).map(|a| r.delay(a).map(|d| d.as_secs())).collect();
+        assert_eq!(delays, [None, Some(5), Some(10), Some(20), Some(30), None]);
+        assert_eq!(Retry { limit: 0, ..r }.delay(1), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Conversions between `bosun-core` domain types and their protobuf forms, in one place for
 //! every edge (control plane, agent, CLI).
 
+use bosun_core::app::Retry;
 use bosun_core::{Assignment, Health, SyncPolicy, SyncStatus};
 
 use crate::v1 as pb;
@@ -61,24 +62,41 @@ pub fn health_from_pb(v: i32) -> Health {
 
 impl From<SyncPolicy> for pb::SyncPolicy {
     fn from(p: SyncPolicy) -> Self {
+        let r = p.retry;
         pb::SyncPolicy {
             automated: p.automated,
             prune: p.prune,
             self_heal: p.self_heal,
             create_namespace: p.create_namespace,
             allow_empty: p.allow_empty,
+            retry: Some(pb::RetryPolicy {
+                limit: r.limit,
+                backoff_seconds: r.duration_secs,
+                backoff_factor: r.factor,
+                backoff_max_seconds: r.max_duration_secs,
+            }),
         }
     }
 }
 
 impl From<pb::SyncPolicy> for SyncPolicy {
     fn from(p: pb::SyncPolicy) -> Self {
+        let retry = p
+            .retry
+            .map(|r| Retry {
+                limit: r.limit,
+                duration_secs: r.backoff_seconds,
+                factor: r.backoff_factor,
+                max_duration_secs: r.backoff_max_seconds,
+            })
+            .unwrap_or_default();
         SyncPolicy {
             automated: p.automated,
             prune: p.prune,
             self_heal: p.self_heal,
             create_namespace: p.create_namespace,
             allow_empty: p.allow_empty,
+            retry,
         }
     }
 }

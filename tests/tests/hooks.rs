@@ -109,3 +109,46 @@ async fn a_failed_hook_fails_the_sync_and_runs_sync_fail() {
     cp.wait_synced("shop", &fixed).await;
     assert!(deployments.get_opt("api").await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_is_retried_with_backoff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/migrate.yaml", &job("migrate", "migrate:flaky", "argocd.argoproj.io/hook: PreSync"));
+    repo.write("k8s/api.yaml", &deployment("api", 1, "nginx:1.27"));
+    let rev = repo.commit("flaky migration");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    c1.sim.faults().add_failing_image("migrate:flaky");
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "shop",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--auto-sync",
+        "--sync-retry-limit",
+        "3",
+        "--sync-retry-backoff",
+        "1s",
+    ]);
+    let message = eventually("first attempt failed", WAIT, || async {
+        let m = cp.app_json("shop")["status"]["clusters"][0]["message"].as_str().unwrap_or_default().to_string();
+        m.contains("attempt 1 failed").then_some(m)
+    })
+    .await;
+    assert!(message.contains("retrying in"), "{message}");
+    // The cause goes away (the image can be pulled now); the retry succeeds by itself.
+    c1.sim.faults().clear();
+    cp.wait_synced("shop", &rev).await;
+    // One hook run per attempt, not one per reconcile pass.
+    let runs = _agent.logs().matches("hook created").count();
+    assert!((2..=4).contains(&runs), "the hook ran {runs} times");
+}
