@@ -270,12 +270,17 @@ async fn reconcile_app(
                     continue;
                 }
             };
-            let drift = live.as_ref().map(|l| diff::drifted_fields(obj, l));
+            let drift = live.as_ref().map(|l| diff::drifted_fields_ignoring(obj, l, &a.ignore_differences));
             let out_of_sync = drift.as_ref().is_none_or(|d| !d.is_empty());
             let heal = policy.automated && policy.self_heal && out_of_sync && op.failure.is_none();
             let mut live = live;
             if (gate_open && op.failure.is_none()) || (heal && !wants_sync) {
-                match cluster.apply(obj).await {
+                // Ignored differences stay with whoever owns them (an autoscaler, a webhook).
+                let payload = match &live {
+                    Some(l) if !a.ignore_differences.is_empty() => diff::strip_ignored(obj, l, &a.ignore_differences),
+                    _ => (*obj).clone(),
+                };
+                match cluster.apply(&payload).await {
                     Ok(after) => {
                         if heal && !wants_sync {
                             info!(object = %r, drift = ?drift.unwrap_or_default(), "drift reverted");
@@ -301,7 +306,7 @@ async fn reconcile_app(
             let (sync, health, message) = match &live {
                 None => (SyncStatus::OutOfSync, Health::Missing, "not created yet".to_string()),
                 Some(l) => {
-                    let d = diff::drifted_fields(obj, l);
+                    let d = diff::drifted_fields_ignoring(obj, l, &a.ignore_differences);
                     let sync = if d.is_empty() { SyncStatus::Synced } else { SyncStatus::OutOfSync };
                     let (h, m) =
                         health::assess(l).map(|x| (x.health, x.message)).unwrap_or((Health::Healthy, String::new()));

@@ -147,6 +147,31 @@ pub struct AppSpecArgs {
     /// Longest retry delay.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub sync_retry_max: Duration,
+    /// Do not compare a field: `KIND[.GROUP][/NAME]=/json/pointer`, e.g. `Deployment.apps=/spec/replicas` (repeatable).
+    #[arg(long = "ignore-difference", value_parser = parse_ignore)]
+    pub ignore_differences: Vec<pb::IgnoreDifference>,
+    /// Do not compare fields owned by a field manager: `KIND[.GROUP][/NAME]=MANAGER` (repeatable).
+    #[arg(long = "ignore-manager", value_parser = parse_ignore)]
+    pub ignore_managers: Vec<pb::IgnoreDifference>,
+}
+
+/// Parses `KIND[.GROUP][/NAME]=VALUE` into a rule whose value is a JSON pointer (when it starts
+/// with '/') or a field manager name.
+fn parse_ignore(s: &str) -> Result<pb::IgnoreDifference, String> {
+    let (selector, value) = s.split_once('=').ok_or("expected KIND[.GROUP][/NAME]=VALUE")?;
+    let (kind_group, name) = selector.split_once('/').unwrap_or((selector, ""));
+    let (kind, group) = kind_group.split_once('.').unwrap_or((kind_group, ""));
+    if kind.is_empty() || value.is_empty() {
+        return Err("expected KIND[.GROUP][/NAME]=VALUE".into());
+    }
+    let mut rule =
+        pb::IgnoreDifference { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
+    if value.starts_with('/') {
+        rule.json_pointers.push(value.into());
+    } else {
+        rule.managed_fields_managers.push(value.into());
+    }
+    Ok(rule)
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +299,8 @@ pub fn app_json(a: &pb::Application) -> Value {
             "source": {"repoURL": src.repo_url, "targetRevision": src.target_revision, "path": src.path, "recurse": src.recurse},
             "destination": {"cluster": dst.cluster, "namespace": dst.namespace},
             "syncPolicy": {"automated": p.automated, "prune": p.prune, "selfHeal": p.self_heal, "createNamespace": p.create_namespace, "allowEmpty": p.allow_empty},
+            "ignoreDifferences": spec.ignore_differences.iter().map(|d| json!({"group": d.group, "kind": d.kind, "name": d.name,
+                "jsonPointers": d.json_pointers, "managedFieldsManagers": d.managed_fields_managers})).collect::<Vec<_>>(),
         },
         "status": {
             "sync": sync_name(st.sync_status),
@@ -511,7 +538,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let mut c = connect(&cli.conn).await?;
             match cmd {
                 AppCmd::Create(a) => {
+                    let mut ignore = a.ignore_differences;
+                    ignore.extend(a.ignore_managers);
                     let spec = pb::ApplicationSpec {
+                        ignore_differences: ignore,
                         source: Some(pb::Source {
                             repo_url: a.repo,
                             target_revision: a.revision,

@@ -34,6 +34,7 @@ fn spec_from_pb(s: Option<pb::ApplicationSpec>) -> Result<AppSpec, Error> {
         },
         destination: Destination { cluster: dst.cluster, namespace: dst.namespace },
         sync_policy: s.sync_policy.unwrap_or_default().into(),
+        ignore_differences: s.ignore_differences.into_iter().map(Into::into).collect(),
     })
 }
 
@@ -66,6 +67,7 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
                 namespace: s.destination.namespace.clone(),
             }),
             sync_policy: Some(s.sync_policy.into()),
+            ignore_differences: s.ignore_differences.iter().map(Into::into).collect(),
         }),
         status: Some(pb::ApplicationStatus {
             revision: r.status.revision.clone(),

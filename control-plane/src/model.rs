@@ -671,6 +671,7 @@ fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
                 namespace: a.spec.destination.namespace.clone(),
                 sync_policy: SyncPolicy { automated: false, self_heal: false, ..a.spec.sync_policy },
                 sync_request: a.sync_request,
+                ignore_differences: a.spec.ignore_differences.clone(),
             },
             None => Assignment {
                 app: a.name.clone(),
@@ -679,6 +680,7 @@ fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
                 namespace: a.spec.destination.namespace.clone(),
                 sync_policy: a.spec.sync_policy,
                 sync_request: a.sync_request,
+                ignore_differences: a.spec.ignore_differences.clone(),
             },
         })
         .collect()

@@ -70,6 +70,37 @@ pub struct AppSpec {
     pub source: Source,
     pub destination: Destination,
     pub sync_policy: SyncPolicy,
+    /// Differences not counted as drift (Argo CD's `ignoreDifferences`).
+    #[serde(default)]
+    pub ignore_differences: Vec<IgnoreDifference>,
+}
+
+/// Fields of matching objects that are not compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IgnoreDifference {
+    /// API group ("" for the core group).
+    pub group: String,
+    pub kind: String,
+    /// Only this object (empty: every object of the kind).
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    /// RFC 6901 pointers, e.g. `/spec/replicas`.
+    #[serde(default)]
+    pub json_pointers: Vec<String>,
+    /// Fields owned by these field managers (e.g. an HPA's `kube-controller-manager`).
+    #[serde(default)]
+    pub managed_fields_managers: Vec<String>,
+}
+
+impl IgnoreDifference {
+    pub fn matches(&self, r: &crate::ObjectRef) -> bool {
+        self.group == r.group
+            && self.kind == r.kind
+            && (self.name.is_empty() || self.name == r.name)
+            && (self.namespace.is_empty() || self.namespace == r.namespace)
+    }
 }
 
 /// An invalid field of an Application, with what to do about it.
@@ -140,6 +171,17 @@ impl AppSpec {
         }
         if !is_dns_label(&self.destination.cluster) {
             return Err(err("destination.cluster", format!("{:?} must name a cluster", self.destination.cluster)));
+        }
+        for d in &self.ignore_differences {
+            if d.kind.is_empty() {
+                return Err(err("ignoreDifferences.kind", "required"));
+            }
+            if let Some(p) = d.json_pointers.iter().find(|p| !p.starts_with('/')) {
+                return Err(err(
+                    "ignoreDifferences.jsonPointers",
+                    format!("{p:?} is not a JSON pointer (it must start with '/')"),
+                ));
+            }
         }
         if !self.destination.namespace.is_empty() && !is_dns_label(&self.destination.namespace) {
             return Err(err(

@@ -17,4 +17,7 @@ pub struct Assignment {
     pub sync_policy: SyncPolicy,
     /// Bumped by each sync request; the agent acts on a value it has not seen.
     pub sync_request: u64,
+    /// Differences not counted as drift.
+    #[serde(default)]
+    pub ignore_differences: Vec<crate::app::IgnoreDifference>,
 }

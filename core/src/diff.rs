@@ -8,6 +8,81 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// Like [`drifted_fields`], leaving out what the matching `ignore` rules name: JSON pointers,
+/// and fields owned (per the live object's `managedFields`) by the listed managers.
+pub fn drifted_fields_ignoring(desired: &Value, live: &Value, ignore: &[crate::app::IgnoreDifference]) -> Vec<String> {
+    drifted_fields(&strip_ignored(desired, live, ignore), &strip_ignored(live, live, ignore))
+}
+
+/// `obj` without the fields the matching `ignore` rules name (manager-owned fields are read
+/// from `live`'s `managedFields`). Applying the result leaves those fields to their owners.
+pub fn strip_ignored(obj: &Value, live: &Value, ignore: &[crate::app::IgnoreDifference]) -> Value {
+    let mut out = obj.clone();
+    let Some(r) = crate::ObjectRef::of(obj).or_else(|| crate::ObjectRef::of(live)) else { return out };
+    for rule in ignore.iter().filter(|i| i.matches(&r)) {
+        for p in &rule.json_pointers {
+            remove_pointer(&mut out, p);
+        }
+        for entry in live["metadata"]["managedFields"].as_array().into_iter().flatten() {
+            if entry["manager"].as_str().is_some_and(|m| rule.managed_fields_managers.iter().any(|x| x == m)) {
+                remove_fields_v1(&mut out, &entry["fieldsV1"]);
+            }
+        }
+    }
+    out
+}
+
+/// Removes the value at an RFC 6901 pointer, if present.
+fn remove_pointer(v: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else { return };
+    let last = last.replace("~1", "/").replace("~0", "~");
+    match v.pointer_mut(parent) {
+        Some(Value::Object(m)) => {
+            m.remove(&last);
+        }
+        Some(Value::Array(a)) => {
+            if let Ok(i) = last.parse::<usize>()
+                && i < a.len()
+            {
+                a.remove(i);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes from `v` every leaf named by a `fieldsV1` set (`f:` fields, `k:` list items by
+/// key, `v:` set members).
+fn remove_fields_v1(v: &mut Value, fields: &Value) {
+    let Value::Object(set) = fields else { return };
+    for (k, child) in set {
+        let leaf = child.as_object().is_none_or(|m| m.is_empty() || (m.len() == 1 && m.contains_key(".")));
+        if let Some(name) = k.strip_prefix("f:") {
+            if leaf {
+                if let Some(m) = v.as_object_mut() {
+                    m.remove(name);
+                }
+            } else if let Some(inner) = v.get_mut(name) {
+                remove_fields_v1(inner, child);
+            }
+        } else if let Some(key) = k.strip_prefix("k:") {
+            let Ok(Value::Object(want)) = serde_json::from_str::<Value>(key) else { continue };
+            if let Value::Array(items) = v {
+                let hit = |i: &Value| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv));
+                if leaf {
+                    items.retain(|i| !hit(i));
+                } else if let Some(item) = items.iter_mut().find(|i| hit(i)) {
+                    remove_fields_v1(item, child);
+                }
+            }
+        } else if let Some(val) = k.strip_prefix("v:")
+            && let (Value::Array(items), Ok(want)) = (&mut *v, serde_json::from_str::<Value>(val))
+        {
+            items.retain(|i| *i != want);
+        }
+    }
+}
+
 /// Paths where the live object differs from the desired one (empty: in sync).
 pub fn drifted_fields(desired: &Value, live: &Value) -> Vec<String> {
     let desired = normalize_desired(desired, live);
@@ -133,6 +208,33 @@ mod tests {
         let l = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
         assert_eq!(describe(&d, &l), ".data.a: \"1\" → \"2\"\n");
         assert_eq!(describe(&d, &d), "");
+    }
+
+    #[test]
+    fn ignore_differences_by_pointer_and_manager() {
+        use crate::app::IgnoreDifference;
+        let desired = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}});
+        let mut live = desired.clone();
+        live["spec"]["replicas"] = json!(7);
+        live["metadata"]["managedFields"] = json!([{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]);
+        let rule = |pointers: &[&str], managers: &[&str]| IgnoreDifference {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            json_pointers: pointers.iter().map(|s| s.to_string()).collect(),
+            managed_fields_managers: managers.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(drifted_fields_ignoring(&desired, &live, &[]), [".spec.replicas"]);
+        assert!(drifted_fields_ignoring(&desired, &live, &[rule(&["/spec/replicas"], &[])]).is_empty());
+        assert!(drifted_fields_ignoring(&desired, &live, &[rule(&[], &["kube-controller-manager"])]).is_empty());
+        assert_eq!(drifted_fields_ignoring(&desired, &live, &[rule(&[], &["someone-else"])]), [".spec.replicas"]);
+        let other_kind = IgnoreDifference { kind: "StatefulSet".into(), ..rule(&["/spec/replicas"], &[]) };
+        assert_eq!(drifted_fields_ignoring(&desired, &live, &[other_kind]), [".spec.replicas"]);
+        // List items by key.
+        let mut l2 = desired.clone();
+        l2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("x:2");
+        l2["metadata"]["managedFields"] = json!([{"manager": "injector", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"a\"}": {"f:image": {}}}}}}}}]);
+        assert!(drifted_fields_ignoring(&desired, &l2, &[rule(&[], &["injector"])]).is_empty());
     }
 
     #[test]

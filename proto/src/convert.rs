@@ -1,7 +1,7 @@
 //! Conversions between `bosun-core` domain types and their protobuf forms, in one place for
 //! every edge (control plane, agent, CLI).
 
-use bosun_core::app::Retry;
+use bosun_core::app::{IgnoreDifference, Retry};
 use bosun_core::{Assignment, Health, SyncPolicy, SyncStatus};
 
 use crate::v1 as pb;
@@ -101,6 +101,32 @@ impl From<pb::SyncPolicy> for SyncPolicy {
     }
 }
 
+impl From<&IgnoreDifference> for pb::IgnoreDifference {
+    fn from(d: &IgnoreDifference) -> Self {
+        pb::IgnoreDifference {
+            group: d.group.clone(),
+            kind: d.kind.clone(),
+            name: d.name.clone(),
+            namespace: d.namespace.clone(),
+            json_pointers: d.json_pointers.clone(),
+            managed_fields_managers: d.managed_fields_managers.clone(),
+        }
+    }
+}
+
+impl From<pb::IgnoreDifference> for IgnoreDifference {
+    fn from(d: pb::IgnoreDifference) -> Self {
+        IgnoreDifference {
+            group: d.group,
+            kind: d.kind,
+            name: d.name,
+            namespace: d.namespace,
+            json_pointers: d.json_pointers,
+            managed_fields_managers: d.managed_fields_managers,
+        }
+    }
+}
+
 impl From<&Assignment> for pb::Assignment {
     fn from(a: &Assignment) -> Self {
         pb::Assignment {
@@ -110,6 +136,7 @@ impl From<&Assignment> for pb::Assignment {
             namespace: a.namespace.clone(),
             sync_policy: Some(a.sync_policy.into()),
             sync_request: a.sync_request,
+            ignore_differences: a.ignore_differences.iter().map(Into::into).collect(),
         }
     }
 }
@@ -123,6 +150,7 @@ impl From<pb::Assignment> for Assignment {
             namespace: a.namespace,
             sync_policy: a.sync_policy.unwrap_or_default().into(),
             sync_request: a.sync_request,
+            ignore_differences: a.ignore_differences.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -154,6 +182,11 @@ mod tests {
             namespace: "n".into(),
             sync_policy: SyncPolicy { prune: true, ..Default::default() },
             sync_request: 3,
+            ignore_differences: vec![IgnoreDifference {
+                kind: "Deployment".into(),
+                json_pointers: vec!["/spec/replicas".into()],
+                ..Default::default()
+            }],
         };
         assert_eq!(Assignment::from(pb::Assignment::from(&a)), a);
     }

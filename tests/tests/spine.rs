@@ -519,3 +519,54 @@ async fn rollback_restores_an_earlier_revision_and_pauses_automation() {
     cp.wait_synced("web", &v3).await;
     assert_eq!(replicas(&c1, "default", "web").await, Some(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_differences_are_neither_drift_nor_healed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/web.yaml", &deployment("web", 2, "nginx:1.27"));
+    repo.write("k8s/api.yaml", &deployment("api", 2, "nginx:1.27"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    // An autoscaler owns web's replicas (by pointer) and anything "hpa-controller" writes on api.
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "shop",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--auto-sync",
+        "--self-heal",
+        "--ignore-difference",
+        "Deployment.apps/web=/spec/replicas",
+        "--ignore-manager",
+        "Deployment.apps/api=hpa-controller",
+    ]);
+    cp.wait_synced("shop", &rev).await;
+    let api: Api<Deployment> = Api::namespaced(c1.client().await, "default");
+    for (name, manager) in [("web", "someone"), ("api", "hpa-controller")] {
+        let patch =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": {"replicas": 6}});
+        api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await.unwrap();
+    }
+    // A change the rules do not cover is still healed, which proves the agent looked.
+    let patch = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "labels": {"tier": "x"}}, "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "nginx:edited"}]}}}});
+    api.patch("api", &PatchParams::apply("intruder").force(), &Patch::Apply(&patch)).await.unwrap();
+    eventually("uncovered drift healed", WAIT, || async {
+        let d = api.get("api").await.unwrap();
+        (d.spec.template.spec.unwrap().containers[0].image.as_deref() == Some("nginx:1.27")).then_some(())
+    })
+    .await;
+    assert_eq!(replicas(&c1, "default", "web").await, Some(6), "ignored by pointer: not healed");
+    assert_eq!(replicas(&c1, "default", "api").await, Some(6), "ignored by manager: not healed");
+    let v = cp.app_json("shop");
+    assert_eq!(v["status"]["sync"], "Synced", "{v}");
+}
