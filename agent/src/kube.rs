@@ -124,11 +124,43 @@ impl ClusterApi {
         Ok(serde_json::to_value(out).unwrap_or_default())
     }
 
+    /// Replaces the object (Replace=true): PUT at the live resourceVersion, or create it.
+    pub async fn replace(&self, obj: &Value, live: Option<&Value>) -> Result<Value, KubeError> {
+        let Some(live) = live else { return self.apply(obj).await };
+        let (ar, ns) = self.resolve(obj).await?;
+        let r = ObjectRef::of(obj).expect("bundle objects have identity");
+        let api = self.api(&ar, ns, &r.namespace);
+        let mut body = obj.clone();
+        body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
+        let dynamic: DynamicObject = serde_json::from_value(body).map_err(|e| KubeError::Api {
+            object: r.to_string(),
+            verb: "replace",
+            source: kube::Error::SerdeError(e),
+        })?;
+        let pp = kube::api::PostParams { field_manager: Some(self.field_manager.clone()), ..Default::default() };
+        let out = api.replace(&r.name, &pp, &dynamic).await.map_err(|source| KubeError::Api {
+            object: r.to_string(),
+            verb: "replace",
+            source,
+        })?;
+        Ok(serde_json::to_value(out).unwrap_or_default())
+    }
+
     /// Deletes with foreground propagation (dependents first).
     pub async fn delete(&self, r: &ObjectRef) -> Result<(), KubeError> {
+        self.delete_with(r, bosun_core::app::Propagation::Foreground).await
+    }
+
+    /// Deletes with the given propagation policy.
+    pub async fn delete_with(&self, r: &ObjectRef, propagation: bosun_core::app::Propagation) -> Result<(), KubeError> {
         let (ar, ns) = self.resolve_ref(r).await?;
         let api = self.api(&ar, ns, &r.namespace);
-        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Foreground), ..Default::default() };
+        let policy = match propagation {
+            bosun_core::app::Propagation::Foreground => PropagationPolicy::Foreground,
+            bosun_core::app::Propagation::Background => PropagationPolicy::Background,
+            bosun_core::app::Propagation::Orphan => PropagationPolicy::Orphan,
+        };
+        let dp = DeleteParams { propagation_policy: Some(policy), ..Default::default() };
         match api.delete(&r.name, &dp).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

@@ -70,7 +70,8 @@ pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi) -> bool {
     let assigned: Vec<&str> = snapshot.assignments.iter().map(|a| a.app.as_str()).collect();
     for (app, was) in snapshot.applied.iter().filter(|(k, _)| !assigned.contains(&k.as_str())) {
         if was.last_policy.prune {
-            let remaining = prune(cluster, app, &was.inventory).await;
+            let remaining =
+                prune(cluster, app, &was.inventory, Removal::Cascade, was.last_policy.prune_propagation).await;
             if !remaining.is_empty() {
                 applied.insert(app.clone(), Applied { inventory: remaining, ..was.clone() });
                 continue;
@@ -102,17 +103,33 @@ fn short(rev: &str) -> &str {
     &rev[..rev.len().min(12)]
 }
 
+/// Why objects are being deleted: pruning (Prune=false protects) or the Application going
+/// away (Delete=false protects).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    Prune,
+    Cascade,
+}
+
 /// Deletes tracked objects of `app` among `candidates`; returns those that could not be removed.
-async fn prune(cluster: &ClusterApi, app: &str, candidates: &[bosun_core::ObjectRef]) -> Vec<bosun_core::ObjectRef> {
+async fn prune(
+    cluster: &ClusterApi,
+    app: &str,
+    candidates: &[bosun_core::ObjectRef],
+    why: Removal,
+    propagation: bosun_core::app::Propagation,
+) -> Vec<bosun_core::ObjectRef> {
     let mut left = Vec::new();
     for r in plan::prune_candidates(candidates, &[]) {
         match cluster.get_ref(&r).await {
             Ok(Some(live))
-                if tracking::is_tracked_by(&live, app) && options::options(&live).is_ok_and(|o| !o.prune) =>
+                if tracking::is_tracked_by(&live, app)
+                    && options::options(&live)
+                        .is_ok_and(|o| if why == Removal::Prune { !o.prune } else { !o.delete }) =>
             {
-                info!(app, object = %r, "not pruning: the object says Prune=false");
+                info!(app, object = %r, "not deleting: the object says Prune=false or Delete=false");
             }
-            Ok(Some(live)) if tracking::is_tracked_by(&live, app) => match cluster.delete(&r).await {
+            Ok(Some(live)) if tracking::is_tracked_by(&live, app) => match cluster.delete_with(&r, propagation).await {
                 Ok(()) => info!(app, object = %r, "pruned"),
                 Err(e) => {
                     warn!(app, object = %r, error = %e, "prune failed");
@@ -274,13 +291,32 @@ async fn reconcile_app(
             let out_of_sync = drift.as_ref().is_none_or(|d| !d.is_empty());
             let heal = policy.automated && policy.self_heal && out_of_sync && op.failure.is_none();
             let mut live = live;
-            if (gate_open && op.failure.is_none()) || (heal && !wants_sync) {
+            let object_options = options::options(obj).unwrap_or_default();
+            let only_out_of_sync = policy.apply_out_of_sync_only || object_options.apply_out_of_sync_only;
+            let skip_in_sync = wants_sync && only_out_of_sync && !out_of_sync;
+            if ((gate_open && op.failure.is_none()) || (heal && !wants_sync)) && !skip_in_sync {
                 // Ignored differences stay with whoever owns them (an autoscaler, a webhook).
                 let payload = match &live {
                     Some(l) if !a.ignore_differences.is_empty() => diff::strip_ignored(obj, l, &a.ignore_differences),
                     _ => (*obj).clone(),
                 };
-                match cluster.apply(&payload).await {
+                let mut result = if object_options.replace {
+                    cluster.replace(&payload, live.as_ref()).await
+                } else {
+                    cluster.apply(&payload).await
+                };
+                // Force=true: an update the server refuses (an immutable field) becomes delete + create.
+                if object_options.force
+                    && live.is_some()
+                    && matches!(&result, Err(crate::kube::KubeError::Api { source: ::kube::Error::Api(s), .. }) if s.code == 422 || s.code == 409)
+                {
+                    info!(object = %r, "force: deleting and recreating");
+                    result = match cluster.delete_with(&r, bosun_core::app::Propagation::Foreground).await {
+                        Ok(()) => cluster.apply(&payload).await,
+                        Err(e) => Err(e),
+                    };
+                }
+                match result {
                     Ok(after) => {
                         if heal && !wants_sync {
                             info!(object = %r, drift = ?drift.unwrap_or_default(), "drift reverted");
@@ -353,9 +389,28 @@ async fn reconcile_app(
     let empty_guard = desired_refs.is_empty() && !policy.allow_empty;
     let mut pruned = 0;
     if policy.prune && (wants_sync || policy.self_heal) && !empty_guard && !leftovers.is_empty() {
-        let before = leftovers.len();
-        leftovers = prune(cluster, &a.app, &leftovers).await;
-        pruned = before - leftovers.len();
+        // PruneLast: those wait until everything else is applied and healthy.
+        let everything_healthy = blocked.is_none() && op.failure.is_none();
+        let mut now_: Vec<ObjectRef> = Vec::new();
+        let mut later: Vec<ObjectRef> = Vec::new();
+        for r in leftovers {
+            let last = policy.prune_last
+                || cluster
+                    .get_ref(&r)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|l| options::options(&l).is_ok_and(|o| o.prune_last));
+            if last && !everything_healthy { later.push(r) } else { now_.push(r) }
+        }
+        let before = now_.len();
+        let mut remaining = prune(cluster, &a.app, &now_, Removal::Prune, policy.prune_propagation).await;
+        pruned = before - remaining.len();
+        if !later.is_empty() && wants_sync {
+            all_applied = false;
+        }
+        remaining.extend(later);
+        leftovers = remaining;
     }
     for r in &leftovers {
         resources.push((r.clone(), SyncStatus::OutOfSync, Health::Healthy, "requires pruning".into()));

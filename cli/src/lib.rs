@@ -147,6 +147,10 @@ pub struct AppSpecArgs {
     /// Longest retry delay.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub sync_retry_max: Duration,
+    /// An Argo CD sync option: CreateNamespace, ApplyOutOfSyncOnly, PruneLast,
+    /// PrunePropagationPolicy=foreground|background|orphan (repeatable, `Key=value`).
+    #[arg(long = "sync-option")]
+    pub sync_options: Vec<String>,
     /// Do not compare a field: `KIND[.GROUP][/NAME]=/json/pointer`, e.g. `Deployment.apps=/spec/replicas` (repeatable).
     #[arg(long = "ignore-difference", value_parser = parse_ignore)]
     pub ignore_differences: Vec<pb::IgnoreDifference>,
@@ -540,6 +544,23 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 AppCmd::Create(a) => {
                     let mut ignore = a.ignore_differences;
                     ignore.extend(a.ignore_managers);
+                    let mut policy = bosun_core::SyncPolicy {
+                        automated: a.auto_sync,
+                        prune: a.prune,
+                        self_heal: a.self_heal,
+                        create_namespace: a.create_namespace,
+                        allow_empty: a.allow_empty,
+                        retry: bosun_core::app::Retry {
+                            limit: a.sync_retry_limit,
+                            duration_secs: a.sync_retry_backoff.as_secs(),
+                            factor: 2,
+                            max_duration_secs: a.sync_retry_max.as_secs(),
+                        },
+                        ..Default::default()
+                    };
+                    for o in &a.sync_options {
+                        policy.set_option(o).map_err(|e| Failure { code: 2, error: e.into() })?;
+                    }
                     let spec = pb::ApplicationSpec {
                         ignore_differences: ignore,
                         source: Some(pb::Source {
@@ -549,19 +570,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                             recurse: a.recurse,
                         }),
                         destination: Some(pb::Destination { cluster: a.cluster, namespace: a.namespace }),
-                        sync_policy: Some(pb::SyncPolicy {
-                            automated: a.auto_sync,
-                            prune: a.prune,
-                            self_heal: a.self_heal,
-                            create_namespace: a.create_namespace,
-                            allow_empty: a.allow_empty,
-                            retry: Some(pb::RetryPolicy {
-                                limit: a.sync_retry_limit,
-                                backoff_seconds: a.sync_retry_backoff.as_secs(),
-                                backoff_factor: 2,
-                                backoff_max_seconds: a.sync_retry_max.as_secs(),
-                            }),
-                        }),
+                        sync_policy: Some(policy.into()),
                     };
                     let app = c
                         .create_application(pb::CreateApplicationRequest { name: a.name, spec: Some(spec) })

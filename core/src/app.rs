@@ -30,6 +30,60 @@ pub struct SyncPolicy {
     /// How a failed sync is retried (Argo CD's `syncPolicy.retry`).
     #[serde(default)]
     pub retry: Retry,
+    /// Sync option `ApplyOutOfSyncOnly=true`: a sync applies only objects that differ.
+    #[serde(default)]
+    pub apply_out_of_sync_only: bool,
+    /// Sync option `PruneLast=true`: prune after everything else is applied and healthy.
+    #[serde(default)]
+    pub prune_last: bool,
+    /// Sync option `PrunePropagationPolicy=…` (foreground by default).
+    #[serde(default)]
+    pub prune_propagation: Propagation,
+}
+
+/// How deleting an object treats its dependents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Propagation {
+    #[default]
+    Foreground,
+    Background,
+    Orphan,
+}
+
+impl SyncPolicy {
+    /// Applies one Argo CD application-level sync option (`Key=value`).
+    pub fn set_option(&mut self, option: &str) -> Result<(), SpecError> {
+        let bad = |why: String| err("syncPolicy.syncOptions", why);
+        let (k, v) = option.split_once('=').ok_or_else(|| bad(format!("{option:?} is not Key=value")))?;
+        let flag = || match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(bad(format!("{k}={other}: expected true or false"))),
+        };
+        match k {
+            "CreateNamespace" => self.create_namespace = flag()?,
+            "ApplyOutOfSyncOnly" => self.apply_out_of_sync_only = flag()?,
+            "PruneLast" => self.prune_last = flag()?,
+            "PrunePropagationPolicy" => {
+                self.prune_propagation = match v {
+                    "foreground" => Propagation::Foreground,
+                    "background" => Propagation::Background,
+                    "orphan" => Propagation::Orphan,
+                    other => {
+                        return Err(bad(format!(
+                            "PrunePropagationPolicy={other}: use foreground, background or orphan"
+                        )));
+                    }
+                }
+            }
+            // Accepted as in Argo CD; Bosun always applies server-side.
+            "ServerSideApply" | "Validate" | "RespectIgnoreDifferences" | "SkipDryRunOnMissingResource" => {
+                flag()?;
+            }
+            other => return Err(bad(format!("unknown sync option {other:?}"))),
+        }
+        Ok(())
+    }
 }
 
 /// Retry of failed syncs with exponential backoff.
@@ -202,6 +256,25 @@ mod tests {
             source: Source { repo_url: url.into(), path: path.into(), ..Default::default() },
             destination: Destination { cluster: cluster.into(), namespace: "default".into() },
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn application_sync_options() {
+        let mut p = SyncPolicy::default();
+        for o in [
+            "CreateNamespace=true",
+            "ApplyOutOfSyncOnly=true",
+            "PruneLast=true",
+            "PrunePropagationPolicy=background",
+            "ServerSideApply=true",
+        ] {
+            p.set_option(o).unwrap();
+        }
+        assert!(p.create_namespace && p.apply_out_of_sync_only && p.prune_last);
+        assert_eq!(p.prune_propagation, Propagation::Background);
+        for bad in ["Prune", "PruneLast=yes", "PrunePropagationPolicy=sideways", "Unknown=true"] {
+            assert!(p.set_option(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Conversions between `bosun-core` domain types and their protobuf forms, in one place for
 //! every edge (control plane, agent, CLI).
 
-use bosun_core::app::{IgnoreDifference, Retry};
+use bosun_core::app::{IgnoreDifference, Propagation, Retry};
 use bosun_core::{Assignment, Health, SyncPolicy, SyncStatus};
 
 use crate::v1 as pb;
@@ -75,6 +75,14 @@ impl From<SyncPolicy> for pb::SyncPolicy {
                 backoff_factor: r.factor,
                 backoff_max_seconds: r.max_duration_secs,
             }),
+            apply_out_of_sync_only: p.apply_out_of_sync_only,
+            prune_last: p.prune_last,
+            prune_propagation: match p.prune_propagation {
+                Propagation::Foreground => "foreground",
+                Propagation::Background => "background",
+                Propagation::Orphan => "orphan",
+            }
+            .into(),
         }
     }
 }
@@ -97,6 +105,13 @@ impl From<pb::SyncPolicy> for SyncPolicy {
             create_namespace: p.create_namespace,
             allow_empty: p.allow_empty,
             retry,
+            apply_out_of_sync_only: p.apply_out_of_sync_only,
+            prune_last: p.prune_last,
+            prune_propagation: match p.prune_propagation.as_str() {
+                "background" => Propagation::Background,
+                "orphan" => Propagation::Orphan,
+                _ => Propagation::Foreground,
+            },
         }
     }
 }

@@ -570,3 +570,65 @@ async fn ignored_differences_are_neither_drift_nor_healed() {
     let v = cp.app_json("shop");
     assert_eq!(v["status"]["sync"], "Synced", "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_object_sync_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    let annotated = |cm: String, name: &str, opts: &str| {
+        cm.replacen(
+            &format!("  name: {name}\n"),
+            &format!("  name: {name}\n  annotations: {{argocd.argoproj.io/sync-options: \"{opts}\"}}\n"),
+            1,
+        )
+    };
+    repo.write("k8s/keep.yaml", &annotated(configmap("keep", "1"), "keep", "Prune=false"));
+    repo.write("k8s/stay.yaml", &annotated(configmap("stay", "1"), "stay", "Delete=false"));
+    repo.write("k8s/replaced.yaml", &annotated(configmap("replaced", "1"), "replaced", "Replace=true"));
+    let forced = annotated(deployment("forced", 1, "nginx:1.27"), "forced", "Force=true");
+    repo.write("k8s/forced.yaml", &forced);
+    let rev = repo.commit("options");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "shop",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--auto-sync",
+        "--prune",
+    ]);
+    cp.wait_synced("shop", &rev).await;
+
+    // Prune=false survives removal from Git; Replace=true updates with PUT; Force=true recreates
+    // a Deployment whose immutable selector changed.
+    repo.remove("k8s/keep.yaml");
+    repo.write("k8s/replaced.yaml", &annotated(configmap("replaced", "2"), "replaced", "Replace=true"));
+    repo.write("k8s/forced.yaml", &forced.replace("{app: forced}", "{app: forced-v2}"));
+    let next = repo.commit("change");
+    cp.wait_synced("shop", &next).await;
+    assert!(has_cm(&c1, "default", "keep").await, "Prune=false");
+    let cms: Api<ConfigMap> = Api::namespaced(c1.client().await, "default");
+    let replaced = cms.get("replaced").await.unwrap();
+    assert_eq!(replaced.data.unwrap()["value"], "2");
+    let ops: Vec<String> =
+        replaced.metadata.managed_fields.unwrap().iter().filter_map(|m| m.operation.clone()).collect();
+    assert!(ops.contains(&"Update".to_string()), "Replace=true writes with PUT: {ops:?}");
+    let deployments: Api<Deployment> = Api::namespaced(c1.client().await, "default");
+    let d = deployments.get("forced").await.unwrap();
+    assert_eq!(d.spec.selector.match_labels.unwrap()["app"], "forced-v2", "Force=true recreated it");
+
+    // Deleting the Application deletes what it created, except Delete=false.
+    cp.bosun_ok(&["app", "delete", "shop"]);
+    eventually("cascade delete", WAIT, || async { (!has_cm(&c1, "default", "replaced").await).then_some(()) }).await;
+    assert!(has_cm(&c1, "default", "stay").await, "Delete=false");
+    assert!(deployments.get_opt("forced").await.unwrap().is_none());
+}
