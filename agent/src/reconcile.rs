@@ -210,6 +210,7 @@ async fn reconcile_app(
     }
 
     let mut resources = Vec::new();
+    let mut diffs: std::collections::HashMap<ObjectRef, String> = std::collections::HashMap::new();
     let mut all_applied = true;
     let planned = match plan::plan(&desired) {
         Ok(p) => p,
@@ -347,6 +348,13 @@ async fn reconcile_app(
                     let (h, m) =
                         health::assess(l).map(|x| (x.health, x.message)).unwrap_or((Health::Healthy, String::new()));
                     let msg = if d.is_empty() { m } else { format!("drifted: {}", d.join(", ")) };
+                    if !d.is_empty() {
+                        let (want, have) = (
+                            diff::strip_ignored(obj, l, &a.ignore_differences),
+                            diff::strip_ignored(l, l, &a.ignore_differences),
+                        );
+                        diffs.insert(r.clone(), diff::describe(&want, &have));
+                    }
                     (sync, h, msg)
                 }
             };
@@ -453,6 +461,7 @@ async fn reconcile_app(
     report.resources = resources
         .into_iter()
         .map(|(r, s, h, m)| pb::ResourceStatus {
+            diff: diffs.remove(&r).unwrap_or_default(),
             group: r.group,
             kind: r.kind,
             namespace: r.namespace,

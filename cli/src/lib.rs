@@ -74,7 +74,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AppCmd {
     /// Create an Application.
-    Create(AppSpecArgs),
+    Create(Box<AppSpecArgs>),
     /// List Applications.
     List,
     /// Show one Application with its per-cluster status.
@@ -89,6 +89,13 @@ pub enum AppCmd {
     History { name: String },
     /// Deploy the revision of a history entry again; automated sync pauses until `bosun app sync`.
     Rollback { name: String, id: u64 },
+    /// What differs between Git and the cluster, object by object (Secret values redacted).
+    Diff {
+        name: String,
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+    },
     /// Wait until the Application is synced and/or healthy.
     Wait {
         name: String,
@@ -463,6 +470,33 @@ fn print_history(out: Output, entries: &[pb::HistoryEntry]) -> anyhow::Result<()
     Ok(())
 }
 
+fn print_diff(out: Output, app: &pb::Application, only: Option<&str>) -> anyhow::Result<()> {
+    let clusters = app.status.as_ref().map(|s| s.clusters.clone()).unwrap_or_default();
+    let mut items = Vec::new();
+    for c in clusters.iter().filter(|c| only.is_none_or(|o| o == c.cluster)) {
+        for r in c.resources.iter().filter(|r| r.sync_status != pb::SyncStatus::Synced as i32) {
+            let object = format!(
+                "{}{}/{}{}",
+                r.kind,
+                if r.group.is_empty() { String::new() } else { format!(".{}", r.group) },
+                if r.namespace.is_empty() { String::new() } else { format!("{}/", r.namespace) },
+                r.name
+            );
+            let text = if r.diff.is_empty() { format!("{}\n", r.message) } else { r.diff.clone() };
+            items.push((c.cluster.clone(), object, text));
+        }
+    }
+    if out != Output::Table {
+        let v: Vec<Value> = items.iter().map(|(c, o, d)| json!({"cluster": c, "object": o, "diff": d})).collect();
+        return print_value(out, &json!({"modified": !items.is_empty(), "objects": v}));
+    }
+    for (c, o, d) in &items {
+        println!("=== {o} on {c}");
+        print!("{d}");
+    }
+    Ok(())
+}
+
 fn print_clusters(out: Output, cs: &[pb::Cluster]) -> anyhow::Result<()> {
     if out != Output::Table {
         return print_value(out, &Value::Array(cs.iter().map(cluster_json).collect()));
@@ -621,6 +655,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 AppCmd::Rollback { name, id } => {
                     let req = pb::RollbackApplicationRequest { name, id };
                     print_app(out, &c.rollback_application(req).await.map_err(from_status)?.into_inner())?;
+                }
+                AppCmd::Diff { name, cluster } => {
+                    let app =
+                        c.get_application(pb::GetApplicationRequest { name }).await.map_err(from_status)?.into_inner();
+                    print_diff(out, &app, cluster.as_deref())?;
                 }
                 AppCmd::Wait { name, synced, healthy, timeout } => {
                     wait(&mut c, out, &name, synced, healthy, timeout).await?

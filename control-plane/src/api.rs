@@ -47,6 +47,7 @@ fn resource_to_pb(r: &ResourceState) -> pb::ResourceStatus {
         sync_status: sync_to_pb(r.sync_status),
         health: health_to_pb(r.health),
         message: r.message.clone(),
+        diff: r.diff.clone(),
     }
 }
 
@@ -131,6 +132,7 @@ fn report_from_pb(r: pb::AppStatusReport) -> ClusterAppStatus {
                 sync_status: sync_from_pb(x.sync_status),
                 health: health_from_pb(x.health),
                 message: x.message,
+                diff: x.diff,
             })
             .collect(),
         observed_sync_request: r.observed_sync_request,

@@ -79,6 +79,8 @@ pub struct ResourceState {
     pub sync_status: SyncStatus,
     pub health: Health,
     pub message: String,
+    #[serde(default)]
+    pub diff: String,
 }
 
 /// One Application on one cluster, as reported by its agent.

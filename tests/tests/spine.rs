@@ -439,6 +439,11 @@ async fn watches_heal_drift_without_waiting_for_a_resync() {
     .await;
     assert!(message.contains(".spec.replicas"), "{message}");
     assert_eq!(replicas(&c1, "default", "api").await, Some(5), "no self-heal, no revert");
+    // `bosun app diff` shows the drift as the agent saw it (the control plane never reads the cluster).
+    let diff: serde_json::Value =
+        serde_json::from_str(&cp.bosun_ok(&["app", "diff", "watched", "-o", "json"])).unwrap();
+    assert_eq!(diff["modified"], true);
+    assert_eq!(diff["objects"][0]["diff"], ".spec.replicas: 5 → 1\n", "{diff}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
