@@ -111,6 +111,14 @@ enum Removal {
     Cascade,
 }
 
+/// Whether a tracked object may go: prune honours `Prune=false`, cascade honours `Delete=false`.
+fn removable(live: &Value, app: &str, why: Removal) -> bool {
+    match why {
+        Removal::Prune => tracking::prunable(live, app),
+        Removal::Cascade => tracking::is_tracked_by(live, app) && options::options(live).is_ok_and(|o| o.delete),
+    }
+}
+
 /// Deletes tracked objects of `app` among `candidates`; returns those that could not be removed.
 async fn prune(
     cluster: &ClusterApi,
@@ -122,11 +130,7 @@ async fn prune(
     let mut left = Vec::new();
     for r in plan::prune_candidates(candidates, &[]) {
         match cluster.get_ref(&r).await {
-            Ok(Some(live))
-                if tracking::is_tracked_by(&live, app)
-                    && options::options(&live)
-                        .is_ok_and(|o| if why == Removal::Prune { !o.prune } else { !o.delete }) =>
-            {
+            Ok(Some(live)) if tracking::is_tracked_by(&live, app) && !removable(&live, app, why) => {
                 info!(app, object = %r, "not deleting: the object says Prune=false or Delete=false");
             }
             Ok(Some(live)) if tracking::is_tracked_by(&live, app) => match cluster.delete_with(&r, propagation).await {
@@ -289,7 +293,7 @@ async fn reconcile_app(
                 }
             };
             let drift = live.as_ref().map(|l| diff::drifted_fields_ignoring(obj, l, &a.ignore_differences));
-            let out_of_sync = drift.as_ref().is_none_or(|d| !d.is_empty());
+            let out_of_sync = diff::needs_apply(obj, live.as_ref(), &a.ignore_differences);
             let heal = policy.automated && policy.self_heal && out_of_sync && op.failure.is_none();
             let mut live = live;
             let object_options = options::options(obj).unwrap_or_default();

@@ -83,6 +83,11 @@ fn remove_fields_v1(v: &mut Value, fields: &Value) {
     }
 }
 
+/// Whether syncing must write `desired`: it is missing, or differs beyond ignored fields.
+pub fn needs_apply(desired: &Value, live: Option<&Value>, ignore: &[crate::app::IgnoreDifference]) -> bool {
+    live.is_none_or(|l| !drifted_fields_ignoring(desired, l, ignore).is_empty())
+}
+
 /// Paths where the live object differs from the desired one (empty: in sync).
 pub fn drifted_fields(desired: &Value, live: &Value) -> Vec<String> {
     let desired = normalize_desired(desired, live);

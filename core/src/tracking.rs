@@ -45,6 +45,12 @@ pub fn is_tracked_by(live: &Value, app: &str) -> bool {
     annotation == Some(tracking_id(app, &r).as_str()) || (r.namespace.is_empty() && matches_cluster_scoped())
 }
 
+/// Whether prune may delete this live object for `app`: it carries our tracking identity for
+/// that Application and does not opt out with `Prune=false`.
+pub fn prunable(live: &Value, app: &str) -> bool {
+    is_tracked_by(live, app) && crate::options::options(live).is_ok_and(|o| o.prune)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
