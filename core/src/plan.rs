@@ -50,14 +50,16 @@ pub fn kind_rank(kind: &str) -> usize {
     KIND_ORDER.iter().position(|k| *k == kind).unwrap_or(KIND_ORDER.len())
 }
 
+/// The sort key of apply order: kind rank, then identity.
+fn order_key(o: &Value) -> (usize, Option<ObjectRef>) {
+    let r = ObjectRef::of(o);
+    (r.as_ref().map(|r| kind_rank(&r.kind)).unwrap_or(KIND_ORDER.len()), r)
+}
+
 /// Objects in apply order: by kind rank, then kind, namespace and name.
 pub fn apply_order(objects: &[Value]) -> Vec<&Value> {
     let mut out: Vec<&Value> = objects.iter().collect();
-    out.sort_by_key(|o| {
-        let r = ObjectRef::of(o);
-        let kind = r.as_ref().map(|r| r.kind.clone()).unwrap_or_default();
-        (kind_rank(&kind), r)
-    });
+    out.sort_by_cached_key(|o| order_key(o));
     out
 }
 
@@ -118,9 +120,7 @@ pub fn plan(objects: &[Value]) -> Result<Plan<'_>, OptionError> {
         }
     }
     for s in &mut steps {
-        let owned: Vec<Value> = s.objects.iter().map(|o| (*o).clone()).collect();
-        let order: Vec<Option<ObjectRef>> = apply_order(&owned).iter().map(|o| ObjectRef::of(o)).collect();
-        s.objects.sort_by_key(|o| order.iter().position(|r| *r == ObjectRef::of(o)));
+        s.objects.sort_by_cached_key(|o| order_key(o));
     }
     Ok(Plan { steps, sync_fail })
 }
@@ -128,6 +128,7 @@ pub fn plan(objects: &[Value]) -> Result<Plan<'_>, OptionError> {
 /// Objects applied before (the inventory) that the desired state no longer holds, in
 /// reverse apply order (workloads before their namespace).
 pub fn prune_candidates(inventory: &[ObjectRef], desired: &[ObjectRef]) -> Vec<ObjectRef> {
+    let desired: std::collections::BTreeSet<&ObjectRef> = desired.iter().collect();
     let mut out: Vec<ObjectRef> = inventory.iter().filter(|r| !desired.contains(r)).cloned().collect();
     out.sort_by_key(|r| std::cmp::Reverse((kind_rank(&r.kind), r.clone())));
     out.dedup();
