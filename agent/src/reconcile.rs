@@ -425,7 +425,16 @@ async fn reconcile_app(
         leftovers = remaining;
     }
     for r in &leftovers {
-        resources.push((r.clone(), SyncStatus::OutOfSync, Health::Healthy, "requires pruning".into()));
+        // compare-options IgnoreExtraneous: a leftover that does not make the Application OutOfSync.
+        let extraneous_ok = match cluster.get_ref(r).await {
+            Ok(Some(l)) => options::options(&l).is_ok_and(|o| o.ignore_extraneous),
+            _ => false,
+        };
+        if extraneous_ok {
+            resources.push((r.clone(), SyncStatus::Synced, Health::Healthy, "extraneous (IgnoreExtraneous)".into()));
+        } else {
+            resources.push((r.clone(), SyncStatus::OutOfSync, Health::Healthy, "requires pruning".into()));
+        }
     }
 
     let mut inventory = desired_refs;

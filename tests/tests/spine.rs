@@ -615,13 +615,17 @@ async fn per_object_sync_options() {
 
     // Prune=false survives removal from Git; Replace=true updates with PUT; Force=true recreates
     // a Deployment whose immutable selector changed.
+    let cms: Api<ConfigMap> = Api::namespaced(c1.client().await, "default");
+    let extraneous = json!({"metadata": {"annotations": {"argocd.argoproj.io/compare-options": "IgnoreExtraneous"}}});
+    cms.patch("keep", &PatchParams::default(), &Patch::Merge(&extraneous)).await.unwrap();
     repo.remove("k8s/keep.yaml");
     repo.write("k8s/replaced.yaml", &annotated(configmap("replaced", "2"), "replaced", "Replace=true"));
     repo.write("k8s/forced.yaml", &forced.replace("{app: forced}", "{app: forced-v2}"));
     let next = repo.commit("change");
     cp.wait_synced("shop", &next).await;
     assert!(has_cm(&c1, "default", "keep").await, "Prune=false");
-    let cms: Api<ConfigMap> = Api::namespaced(c1.client().await, "default");
+    // The leftover is marked IgnoreExtraneous on the cluster, so the Application is Synced.
+    assert_eq!(cp.app_json("shop")["status"]["sync"], "Synced");
     let replaced = cms.get("replaced").await.unwrap();
     assert_eq!(replaced.data.unwrap()["value"], "2");
     let ops: Vec<String> =
