@@ -102,10 +102,10 @@ async fn until_replicas(api: &Api<Deployment>, want: i32, timeout: Duration) -> 
     let mut stream = std::pin::pin!(stream);
     tokio::time::timeout(timeout, async {
         while let Some(ev) = stream.next().await {
-            if let Ok(Event::Apply(d) | Event::InitApply(d)) = ev {
-                if d.spec.replicas == Some(want) {
-                    return Ok(());
-                }
+            if let Ok(Event::Apply(d) | Event::InitApply(d)) = ev
+                && d.spec.replicas == Some(want)
+            {
+                return Ok(());
             }
         }
         bail!("watch ended")
@@ -145,12 +145,12 @@ async fn self_heal(json_out: bool, edits: usize) -> anyhow::Result<()> {
         let stream = watcher::watcher(healer_api.clone(), watcher::Config::default());
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
-            if let Ok(Event::Apply(d)) = ev {
-                if d.spec.replicas != Some(2) {
-                    let _ = healer_api
-                        .patch("web", &PatchParams::apply("healer").force(), &Patch::Apply(&healer_desired))
-                        .await;
-                }
+            if let Ok(Event::Apply(d)) = ev
+                && d.spec.replicas != Some(2)
+            {
+                let _ = healer_api
+                    .patch("web", &PatchParams::apply("healer").force(), &Patch::Apply(&healer_desired))
+                    .await;
             }
         }
     });
