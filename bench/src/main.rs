@@ -265,19 +265,34 @@ fn plan_bench(json_out: bool, objects: usize, runs: usize) {
         .collect();
     let mut samples = Vec::new();
     let mut floor = Vec::new();
+    let mut parts = [Duration::ZERO; 3];
     for _ in 0..runs {
         let t = Instant::now();
         let p = bosun_core::plan::plan(&desired).expect("valid annotations");
+        let t_plan = t.elapsed();
         let to_apply =
             desired.iter().zip(&live).filter(|(d, l)| bosun_core::diff::needs_apply(d, Some(l), &[])).count();
+        let t_diff = t.elapsed();
         let inventory: Vec<_> = desired.iter().filter_map(bosun_core::ObjectRef::of).collect();
         let prune = bosun_core::plan::prune_candidates(&inventory, &inventory);
         samples.push(t.elapsed());
+        parts[0] += t_plan;
+        parts[1] += t_diff - t_plan;
+        parts[2] += t.elapsed() - t_diff;
         assert!(p.steps.len() == 5 && to_apply == 0 && prune.is_empty(), "a synced Application plans nothing");
         let t = Instant::now();
         let b = bosun_core::Bundle::new(desired.clone());
         floor.push(t.elapsed());
         std::hint::black_box(b);
+    }
+    if !json_out {
+        let n = runs.max(1) as u32;
+        println!(
+            "mean split: plan {:.1} ms · diff {:.1} ms · prune set {:.1} ms",
+            ms(parts[0] / n),
+            ms(parts[1] / n),
+            ms(parts[2] / n)
+        );
     }
     report(
         json_out,

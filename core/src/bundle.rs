@@ -16,7 +16,7 @@ pub struct Bundle {
 impl Bundle {
     /// Builds a bundle: sorts objects by identity and hashes their canonical JSON.
     pub fn new(mut objects: Vec<Value>) -> Self {
-        objects.sort_by_key(|o| ObjectRef::of(o).map(|r| (r.group, r.kind, r.namespace, r.name)));
+        objects.sort_by_cached_key(ObjectRef::of);
         let bytes = serde_json::to_vec(&objects).expect("JSON values serialize");
         let digest = hex::encode(Sha256::digest(&bytes));
         Self { objects, digest }

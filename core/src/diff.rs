@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 /// Like [`drifted_fields`], leaving out what the matching `ignore` rules name: JSON pointers,
 /// and fields owned (per the live object's `managedFields`) by the listed managers.
 pub fn drifted_fields_ignoring(desired: &Value, live: &Value, ignore: &[crate::app::IgnoreDifference]) -> Vec<String> {
+    let applies = crate::ObjectRef::of(desired).is_some_and(|r| ignore.iter().any(|i| i.matches(&r)));
+    if !applies {
+        return drifted_fields(desired, live);
+    }
     drifted_fields(&strip_ignored(desired, live, ignore), &strip_ignored(live, live, ignore))
 }
 
@@ -92,7 +96,7 @@ pub fn needs_apply(desired: &Value, live: Option<&Value>, ignore: &[crate::app::
 pub fn drifted_fields(desired: &Value, live: &Value) -> Vec<String> {
     let desired = normalize_desired(desired, live);
     let mut out = Vec::new();
-    compare(&desired, live, String::new(), &mut out);
+    compare(&desired, live, &mut String::new(), &mut out);
     out
 }
 
@@ -130,7 +134,14 @@ pub fn describe(desired: &Value, live: &Value) -> String {
     out
 }
 
-fn normalize_desired(desired: &Value, live: &Value) -> Value {
+fn normalize_desired<'a>(desired: &'a Value, live: &Value) -> std::borrow::Cow<'a, Value> {
+    let has_status = desired.get("status").is_some();
+    let has_string_data = desired.get("stringData").is_some();
+    let namespace_to_drop =
+        live["metadata"].get("namespace").is_none() && desired["metadata"].get("namespace").is_some();
+    if !(has_status || has_string_data || namespace_to_drop) {
+        return std::borrow::Cow::Borrowed(desired);
+    }
     let mut d = desired.clone();
     if let Some(m) = d.as_object_mut() {
         m.remove("status");
@@ -142,39 +153,44 @@ fn normalize_desired(desired: &Value, live: &Value) -> Value {
         }
     }
     // Cluster-scoped objects have no namespace on the server.
-    if live["metadata"].get("namespace").is_none()
-        && let Some(m) = d["metadata"].as_object_mut()
-    {
+    if namespace_to_drop && let Some(m) = d["metadata"].as_object_mut() {
         m.remove("namespace");
     }
-    d
+    std::borrow::Cow::Owned(d)
 }
 
-fn compare(desired: &Value, live: &Value, path: String, out: &mut Vec<String>) {
+/// Walks `desired` against `live`; `path` is one buffer extended and truncated as the walk
+/// goes, so an object in sync costs no allocation per field.
+fn compare(desired: &Value, live: &Value, path: &mut String, out: &mut Vec<String>) {
+    use std::fmt::Write;
+    let mark = path.len();
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => {
             for (k, dv) in d {
-                let p = format!("{path}.{k}");
+                path.push('.');
+                path.push_str(k);
                 match l.get(k) {
-                    Some(lv) => compare(dv, lv, p, out),
+                    Some(lv) => compare(dv, lv, path, out),
                     None if is_empty(dv) => {}
-                    None => out.push(p),
+                    None => out.push(path.clone()),
                 }
+                path.truncate(mark);
             }
         }
         (Value::Array(d), Value::Array(l)) => {
             let named = d.iter().all(|i| i.get("name").is_some());
             for (i, di) in d.iter().enumerate() {
                 let li = if named { l.iter().find(|x| x.get("name") == di.get("name")) } else { l.get(i) };
-                let p = if named {
-                    format!("{path}[{}]", di["name"].as_str().unwrap_or_default())
+                if named {
+                    let _ = write!(path, "[{}]", di["name"].as_str().unwrap_or_default());
                 } else {
-                    format!("{path}[{i}]")
-                };
-                match li {
-                    Some(li) => compare(di, li, p, out),
-                    None => out.push(p),
+                    let _ = write!(path, "[{i}]");
                 }
+                match li {
+                    Some(li) => compare(di, li, path, out),
+                    None => out.push(path.clone()),
+                }
+                path.truncate(mark);
             }
             if !named && l.len() > d.len() && !d.is_empty() {
                 out.push(format!("{path}[{}]", d.len()));
@@ -183,7 +199,7 @@ fn compare(desired: &Value, live: &Value, path: String, out: &mut Vec<String>) {
         (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => {}
         (d, l) if d == l => {}
         (Value::Null, _) => {}
-        _ => out.push(path),
+        _ => out.push(path.clone()),
     }
 }
 

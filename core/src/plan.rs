@@ -130,7 +130,7 @@ pub fn plan(objects: &[Value]) -> Result<Plan<'_>, OptionError> {
 pub fn prune_candidates(inventory: &[ObjectRef], desired: &[ObjectRef]) -> Vec<ObjectRef> {
     let desired: std::collections::BTreeSet<&ObjectRef> = desired.iter().collect();
     let mut out: Vec<ObjectRef> = inventory.iter().filter(|r| !desired.contains(r)).cloned().collect();
-    out.sort_by_key(|r| std::cmp::Reverse((kind_rank(&r.kind), r.clone())));
+    out.sort_by(|a, b| (kind_rank(&b.kind), b).cmp(&(kind_rank(&a.kind), a)));
     out.dedup();
     out
 }
