@@ -210,25 +210,19 @@ async fn self_heal(json_out: bool, edits: usize) -> anyhow::Result<()> {
         "10m",
     ])?;
     tokio::spawn(bosun_agent::run(agent));
-    let create = bosun_cli::Cli::try_parse_from([
-        "bosun",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "-o",
-        "json",
-        "app",
-        "create",
-        "web",
-        "--repo",
-        &format!("file://{}", repo.display()),
-        "--path",
-        "k8s",
-        "--cluster",
-        "bench",
-        "--auto-sync",
-        "--self-heal",
-    ])?;
-    bosun_cli::run(create).await.map_err(|f| f.error)?;
+    use bosun_cli::pb;
+    let policy = bosun_core::SyncPolicy { automated: true, self_heal: true, ..Default::default() };
+    let spec = pb::ApplicationSpec {
+        source: Some(pb::Source {
+            repo_url: format!("file://{}", repo.display()),
+            path: "k8s".into(),
+            ..Default::default()
+        }),
+        destination: Some(pb::Destination { cluster: "bench".into(), namespace: "default".into() }),
+        sync_policy: Some(policy.into()),
+        ignore_differences: vec![],
+    };
+    admin.create_application(pb::CreateApplicationRequest { name: "web".into(), spec: Some(spec) }).await?;
     let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
     let api: Api<Deployment> = Api::namespaced(client, "default");
     until_replicas(&api, 2, Duration::from_secs(30)).await.context("first sync")?;

@@ -158,7 +158,8 @@ pub struct AppSpecArgs {
     /// PrunePropagationPolicy=foreground|background|orphan (repeatable, `Key=value`).
     #[arg(long = "sync-option")]
     pub sync_options: Vec<String>,
-    /// Do not compare a field: `KIND[.GROUP][/NAME]=/json/pointer`, e.g. `Deployment.apps=/spec/replicas` (repeatable).
+    /// Do not compare a field: `KIND[.GROUP][/NAME]=/json/pointer` or `=.jq | path`, e.g.
+    /// `Deployment.apps=/spec/replicas` (repeatable).
     #[arg(long = "ignore-difference", value_parser = parse_ignore)]
     pub ignore_differences: Vec<pb::IgnoreDifference>,
     /// Do not compare fields owned by a field manager: `KIND[.GROUP][/NAME]=MANAGER` (repeatable).
@@ -166,8 +167,8 @@ pub struct AppSpecArgs {
     pub ignore_managers: Vec<pb::IgnoreDifference>,
 }
 
-/// Parses `KIND[.GROUP][/NAME]=VALUE` into a rule whose value is a JSON pointer (when it starts
-/// with '/') or a field manager name.
+/// Parses `KIND[.GROUP][/NAME]=VALUE` into a rule whose value is a JSON pointer (starting with
+/// '/'), a jq path expression (starting with '.') or a field manager name.
 fn parse_ignore(s: &str) -> Result<pb::IgnoreDifference, String> {
     let (selector, value) = s.split_once('=').ok_or("expected KIND[.GROUP][/NAME]=VALUE")?;
     let (kind_group, name) = selector.split_once('/').unwrap_or((selector, ""));
@@ -179,6 +180,8 @@ fn parse_ignore(s: &str) -> Result<pb::IgnoreDifference, String> {
         pb::IgnoreDifference { group: group.into(), kind: kind.into(), name: name.into(), ..Default::default() };
     if value.starts_with('/') {
         rule.json_pointers.push(value.into());
+    } else if value.starts_with('.') {
+        rule.jq_path_expressions.push(value.into());
     } else {
         rule.managed_fields_managers.push(value.into());
     }
@@ -311,7 +314,7 @@ pub fn app_json(a: &pb::Application) -> Value {
             "destination": {"cluster": dst.cluster, "namespace": dst.namespace},
             "syncPolicy": {"automated": p.automated, "prune": p.prune, "selfHeal": p.self_heal, "createNamespace": p.create_namespace, "allowEmpty": p.allow_empty},
             "ignoreDifferences": spec.ignore_differences.iter().map(|d| json!({"group": d.group, "kind": d.kind, "name": d.name,
-                "jsonPointers": d.json_pointers, "managedFieldsManagers": d.managed_fields_managers})).collect::<Vec<_>>(),
+                "jsonPointers": d.json_pointers, "managedFieldsManagers": d.managed_fields_managers, "jqPathExpressions": d.jq_path_expressions})).collect::<Vec<_>>(),
         },
         "status": {
             "sync": sync_name(st.sync_status),

@@ -146,6 +146,10 @@ pub struct IgnoreDifference {
     /// Fields owned by these field managers (e.g. an HPA's `kube-controller-manager`).
     #[serde(default)]
     pub managed_fields_managers: Vec<String>,
+    /// jq expressions selecting ignored values, e.g.
+    /// `.spec.template.spec.initContainers[] | select(.name == "istio-init")`.
+    #[serde(default)]
+    pub jq_path_expressions: Vec<String>,
 }
 
 impl IgnoreDifference {
@@ -235,6 +239,9 @@ impl AppSpec {
                     "ignoreDifferences.jsonPointers",
                     format!("{p:?} is not a JSON pointer (it must start with '/')"),
                 ));
+            }
+            for e in &d.jq_path_expressions {
+                crate::jq::check(e).map_err(|m| err("ignoreDifferences.jqPathExpressions", m))?;
             }
         }
         if !self.destination.namespace.is_empty() && !is_dns_label(&self.destination.namespace) {

@@ -27,6 +27,9 @@ pub fn strip_ignored(obj: &Value, live: &Value, ignore: &[crate::app::IgnoreDiff
         for p in &rule.json_pointers {
             remove_pointer(&mut out, p);
         }
+        for e in &rule.jq_path_expressions {
+            crate::jq::remove_selected(&mut out, e);
+        }
         for entry in live["metadata"]["managedFields"].as_array().into_iter().flatten() {
             if entry["manager"].as_str().is_some_and(|m| rule.managed_fields_managers.iter().any(|x| x == m)) {
                 remove_fields_v1(&mut out, &entry["fieldsV1"]);
@@ -256,6 +259,13 @@ mod tests {
         l2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("x:2");
         l2["metadata"]["managedFields"] = json!([{"manager": "injector", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"a\"}": {"f:image": {}}}}}}}}]);
         assert!(drifted_fields_ignoring(&desired, &l2, &[rule(&[], &["injector"])]).is_empty());
+        // By jq path expression.
+        let jq = IgnoreDifference {
+            jq_path_expressions: vec![".spec.template.spec.containers[] | select(.name == \"a\") | .image".into()],
+            ..rule(&[], &[])
+        };
+        assert!(drifted_fields_ignoring(&desired, &l2, &[jq]).is_empty());
+        assert_eq!(drifted_fields_ignoring(&desired, &l2, &[]), [".spec.template.spec.containers[a].image"]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod assignment;
 pub mod bundle;
 pub mod diff;
 pub mod health;
+pub mod jq;
 pub mod manifest;
 pub mod object;
 pub mod options;

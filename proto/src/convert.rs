@@ -125,6 +125,7 @@ impl From<&IgnoreDifference> for pb::IgnoreDifference {
             namespace: d.namespace.clone(),
             json_pointers: d.json_pointers.clone(),
             managed_fields_managers: d.managed_fields_managers.clone(),
+            jq_path_expressions: d.jq_path_expressions.clone(),
         }
     }
 }
@@ -138,6 +139,7 @@ impl From<pb::IgnoreDifference> for IgnoreDifference {
             namespace: d.namespace,
             json_pointers: d.json_pointers,
             managed_fields_managers: d.managed_fields_managers,
+            jq_path_expressions: d.jq_path_expressions,
         }
     }
 }
