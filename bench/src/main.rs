@@ -168,27 +168,7 @@ async fn self_heal(json_out: bool, edits: usize) -> anyhow::Result<()> {
     git(&repo, &["add", "-A"])?;
     git(&repo, &["commit", "-qm", "web"])?;
     let data = root.join("cp");
-    let cfg = bosun_control_plane::Config::try_parse_from([
-        "cp",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--agent-addr",
-        "127.0.0.1:0",
-        "--join-addr",
-        "127.0.0.1:0",
-    ])?;
-    tokio::spawn(bosun_control_plane::run(cfg));
-    let endpoints_file = data.join("endpoints.json");
-    let start = Instant::now();
-    while !endpoints_file.exists() {
-        if start.elapsed() > Duration::from_secs(20) {
-            bail!("control plane did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let endpoints: bosun_control_plane::Endpoints = serde_json::from_slice(&std::fs::read(&endpoints_file)?)?;
+    let endpoints = bosun_control_plane::spawn_local(&data, Duration::from_secs(180)).await?;
     let conn = bosun_cli::Connection { server: None, token: None, ca_file: None, data_dir: data.clone() };
     let mut admin = bosun_cli::connect(&conn).await.map_err(|f| f.error)?;
     let token = bosun_cli::join_token(&mut admin, "bench", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;

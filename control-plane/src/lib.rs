@@ -109,6 +109,36 @@ fn reflection() -> anyhow::Result<(
     Ok((v1, v1alpha))
 }
 
+/// Runs a control plane inside this process on free local ports (the demo and benchmarks do)
+/// and returns its endpoints once it listens.
+pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) -> anyhow::Result<Endpoints> {
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let cfg = Config {
+        data_dir: data_dir.to_path_buf(),
+        admin_addr: local,
+        agent_addr: local,
+        join_addr: local,
+        server_names: vec!["localhost".into(), "127.0.0.1".into()],
+        poll_interval,
+        cert_validity: Duration::from_secs(30 * 86400),
+        ca_cert: None,
+        ca_key: None,
+        log_format: "text".into(),
+    };
+    let endpoints_file = data_dir.join("endpoints.json");
+    let _ = std::fs::remove_file(&endpoints_file);
+    let server = tokio::spawn(run(cfg));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !endpoints_file.exists() {
+        if server.is_finished() {
+            return server.await?.and_then(|_| anyhow::bail!("the control plane stopped before listening"));
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the control plane did not start within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(serde_json::from_slice(&std::fs::read(&endpoints_file)?)?)
+}
+
 /// Runs the control plane until the process is stopped.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     install_crypto();

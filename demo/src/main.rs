@@ -125,28 +125,7 @@ async fn main() -> anyhow::Result<()> {
     let kubeconfig = root.join("kind-demo.kubeconfig");
     std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
     println!("kube-sim cluster kind-demo at {}", sim.url());
-    let cp_cfg = bosun_control_plane::Config::try_parse_from([
-        "bosun-control-plane",
-        "--data-dir",
-        data_dir.to_str().expect("utf-8"),
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--agent-addr",
-        "127.0.0.1:0",
-        "--join-addr",
-        "127.0.0.1:0",
-        "--poll-interval",
-        "2s",
-    ])?;
-    tokio::spawn(bosun_control_plane::run(cp_cfg));
-    let endpoints_file = data_dir.join("endpoints.json");
-    for _ in 0..100 {
-        if endpoints_file.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let endpoints: bosun_control_plane::Endpoints = serde_json::from_slice(&std::fs::read(&endpoints_file)?)?;
+    let endpoints = bosun_control_plane::spawn_local(&data_dir, Duration::from_secs(2)).await?;
     println!(
         "control plane: admin {} · agents {} · join {} (data in {})",
         endpoints.admin,
