@@ -227,7 +227,9 @@ async fn main() -> anyhow::Result<()> {
     println!("cluster: configmap/backend-config deleted");
     bosun(&data_dir, &["app", "get", "fake-news-backend"]).await?;
     println!("\ndemo finished: Git → control plane → agent (mTLS) → cluster, and back");
-    Ok(())
+    // Exit now: tearing the simulated cluster down under a running agent would only log noise.
+    drop(tmp);
+    std::process::exit(0)
 }
 
 async fn poll<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
