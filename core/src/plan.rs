@@ -45,9 +45,12 @@ const KIND_ORDER: &[&str] = &[
     "APIService",
 ];
 
+static KIND_RANK: std::sync::LazyLock<std::collections::HashMap<&'static str, usize>> =
+    std::sync::LazyLock::new(|| KIND_ORDER.iter().enumerate().map(|(i, k)| (*k, i)).collect());
+
 /// Position of a kind in the install order (unknown kinds after every known one).
 pub fn kind_rank(kind: &str) -> usize {
-    KIND_ORDER.iter().position(|k| *k == kind).unwrap_or(KIND_ORDER.len())
+    KIND_RANK.get(kind).copied().unwrap_or(KIND_ORDER.len())
 }
 
 /// The sort key of apply order: kind rank, then identity.
@@ -129,10 +132,11 @@ pub fn plan(objects: &[Value]) -> Result<Plan<'_>, OptionError> {
 /// reverse apply order (workloads before their namespace).
 pub fn prune_candidates(inventory: &[ObjectRef], desired: &[ObjectRef]) -> Vec<ObjectRef> {
     let desired: std::collections::BTreeSet<&ObjectRef> = desired.iter().collect();
-    let mut out: Vec<ObjectRef> = inventory.iter().filter(|r| !desired.contains(r)).cloned().collect();
-    out.sort_by(|a, b| (kind_rank(&b.kind), b).cmp(&(kind_rank(&a.kind), a)));
-    out.dedup();
-    out
+    let mut ranked: Vec<(usize, &ObjectRef)> =
+        inventory.iter().filter(|r| !desired.contains(r)).map(|r| (kind_rank(&r.kind), r)).collect();
+    ranked.sort_unstable_by(|a, b| b.cmp(a));
+    ranked.dedup();
+    ranked.into_iter().map(|(_, r)| r.clone()).collect()
 }
 
 #[cfg(test)]
