@@ -37,11 +37,8 @@ async fn hooks_and_waves_run_in_order() {
     repo.write("k8s/api.yaml", &with_wave(&deployment("api", 1, "nginx:1.27"), "api", 1));
     repo.write("k8s/smoke.yaml", &job("smoke", "smoke:1", "argocd.argoproj.io/hook: PostSync"));
     let rev = repo.commit("phases");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     let mut events = c1.sim.store().subscribe();
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
     cp.bosun_ok(&[
         "app",
         "create",
@@ -85,10 +82,7 @@ async fn a_failed_hook_fails_the_sync_and_runs_sync_fail() {
     repo.write("k8s/notify.yaml", &job("notify", "notify:1", "argocd.argoproj.io/hook: SyncFail"));
     repo.write("k8s/api.yaml", &deployment("api", 1, "nginx:1.27"));
     repo.commit("broken migration");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     cp.bosun_ok(&["app", "create", "shop", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
     let message = eventually("sync failure reported", WAIT, || async {
         let v = cp.app_json("shop");
@@ -118,11 +112,8 @@ async fn a_failed_sync_is_retried_with_backoff() {
     repo.write("k8s/migrate.yaml", &job("migrate", "migrate:flaky", "argocd.argoproj.io/hook: PreSync"));
     repo.write("k8s/api.yaml", &deployment("api", 1, "nginx:1.27"));
     let rev = repo.commit("flaky migration");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     c1.sim.faults().add_failing_image("migrate:flaky");
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
     cp.bosun_ok(&[
         "app",
         "create",

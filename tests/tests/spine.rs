@@ -125,10 +125,7 @@ async fn control_plane_restart_and_agent_autonomy() {
     let repo = GitRepo::new(root);
     repo.write("k8s/web.yaml", &deployment("web", 2, "nginx:1.27"));
     let rev = repo.commit("initial");
-    repo.ready().await;
-    let mut cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
-    let mut agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    let (mut cp, c1, mut agent) = one_cluster(root, &repo, "2s").await;
     cp.bosun_ok(&[
         "app",
         "create",
@@ -194,10 +191,7 @@ async fn a_malformed_manifest_breaks_only_its_application() {
     repo.write("good/web.yaml", &deployment("web", 1, "nginx:1.27"));
     repo.write("bad/web.yaml", &deployment("api", 1, "nginx:1.27"));
     let rev = repo.commit("initial");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     cp.bosun_ok(&["app", "create", "good", "--repo", &repo.url, "--path", "good", "--cluster", "c1", "--auto-sync"]);
     cp.bosun_ok(&["app", "create", "bad", "--repo", &repo.url, "--path", "bad", "--cluster", "c1", "--auto-sync"]);
     cp.wait_synced("good", &rev).await;
@@ -344,10 +338,7 @@ async fn manual_applications_sync_only_when_asked() {
     let repo = GitRepo::new(root);
     repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.27"));
     let rev = repo.commit("initial");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"]);
     // Without automated sync the agent reports what is missing and applies nothing.
     eventually("OutOfSync and Missing reported", WAIT, || async {
@@ -376,11 +367,8 @@ async fn watches_heal_drift_without_waiting_for_a_resync() {
     repo.write("healed/settings.yaml", &configmap("settings", "v1"));
     repo.write("watched/api.yaml", &deployment("api", 1, "nginx:1.27"));
     let rev = repo.commit("initial");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
+    let (cp, c1, _agent) = one_cluster(root, &repo, "10m").await;
     // A resync far longer than the deadlines below: healing must come from watch events.
-    let _agent = Agent::start_with_resync(root, &cp, &c1, &cp.add_cluster("c1"), "10m");
     cp.bosun_ok(&[
         "app",
         "create",
@@ -459,10 +447,7 @@ async fn sync_waves_wait_for_the_previous_wave_to_be_healthy() {
     repo.write("k8s/db.yaml", &db);
     repo.write("k8s/api.yaml", &api);
     repo.commit("waves");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     cp.bosun_ok(&["app", "create", "shop", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
     let message = eventually("wave 1 held back", WAIT, || async {
         let v = cp.app_json("shop");
@@ -488,10 +473,7 @@ async fn rollback_restores_an_earlier_revision_and_pauses_automation() {
     let repo = GitRepo::new(root);
     repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.26"));
     let v1 = repo.commit("v1");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
     cp.wait_synced("web", &v1).await;
     repo.write("k8s/web.yaml", &deployment("web", 3, "nginx:1.27"));
@@ -533,10 +515,7 @@ async fn ignored_differences_are_neither_drift_nor_healed() {
     repo.write("k8s/web.yaml", &deployment("web", 2, "nginx:1.27"));
     repo.write("k8s/api.yaml", &deployment("api", 2, "nginx:1.27"));
     let rev = repo.commit("initial");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     // An autoscaler owns web's replicas (by pointer) and anything "hpa-controller" writes on api.
     cp.bosun_ok(&[
         "app",
@@ -594,10 +573,7 @@ async fn per_object_sync_options() {
     let forced = annotated(deployment("forced", 1, "nginx:1.27"), "forced", "Force=true");
     repo.write("k8s/forced.yaml", &forced);
     let rev = repo.commit("options");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let c1 = Cluster::start(root, "c1").await;
-    let _agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     cp.bosun_ok(&[
         "app",
         "create",

@@ -338,6 +338,16 @@ impl Drop for Agent {
     }
 }
 
+/// Once `repo` is served: a control plane, one kube-sim cluster `c1`, and its agent joined
+/// with a fresh token (`resync` is the agent's periodic resync).
+pub async fn one_cluster(root: &Path, repo: &GitRepo, resync: &str) -> (ControlPlane, Cluster, Agent) {
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let agent = Agent::start_with_resync(root, &cp, &c1, &cp.add_cluster("c1"), resync);
+    (cp, c1, agent)
+}
+
 pub fn deployment(name: &str, replicas: u32, image: &str) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n        ports:\n        - containerPort: 8000\n"
