@@ -83,9 +83,12 @@ pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi) -> bool {
     {
         let mut st = shared.state.lock();
         // Assignments may have changed meanwhile; keep only bookkeeping of current ones.
-        st.applied = applied;
-        if let Err(e) = shared.dir.save(&st) {
-            warn!(error = %e, "could not persist agent state");
+        // Persist (write + fsync) only when the bookkeeping changed, not on every pass.
+        if st.applied != applied {
+            st.applied = applied;
+            if let Err(e) = shared.dir.save(&st) {
+                warn!(error = %e, "could not persist agent state");
+            }
         }
     }
     shared.reports.send_if_modified(|current| {
@@ -293,7 +296,8 @@ async fn reconcile_app(
                 }
             };
             let drift = live.as_ref().map(|l| diff::drifted_fields_ignoring(obj, l, &a.ignore_differences));
-            let out_of_sync = diff::needs_apply(obj, live.as_ref(), &a.ignore_differences);
+            // Missing, or drifted beyond ignored fields (what `diff::needs_apply` decides).
+            let out_of_sync = drift.as_ref().is_none_or(|d| !d.is_empty());
             let heal = policy.automated && policy.self_heal && out_of_sync && op.failure.is_none();
             let mut live = live;
             let object_options = options::options(obj).unwrap_or_default();

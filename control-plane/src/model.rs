@@ -541,15 +541,15 @@ impl ControlPlane {
             return Ok(());
         }
         let status = ClusterAppStatus { cluster: cluster.into(), ..status };
-        let previous_sync = self
+        let (previous_sync, previous_request) = self
             .state
             .read()
             .statuses
             .get(&(status.app.clone(), cluster.to_string()))
-            .map(|s| s.synced_at)
-            .unwrap_or(0);
+            .map(|s| (s.synced_at, s.observed_sync_request))
+            .unwrap_or((0, 0));
         if status.synced_at > previous_sync {
-            self.record_sync(cluster, &status)?;
+            self.record_sync(cluster, &status, previous_request)?;
         }
         self.store.put(Kind::Status, &status_key(&status.app, cluster), &status)?;
         let mut st = self.state.write();
@@ -560,15 +560,8 @@ impl ControlPlane {
         Ok(())
     }
 
-    fn record_sync(&self, cluster: &str, status: &ClusterAppStatus) -> Result<()> {
+    fn record_sync(&self, cluster: &str, status: &ClusterAppStatus, previous_request: u64) -> Result<()> {
         let mut entries: Vec<HistoryEntry> = self.store.get(Kind::History, &status.app)?.unwrap_or_default();
-        let previous_request = self
-            .state
-            .read()
-            .statuses
-            .get(&(status.app.clone(), cluster.to_string()))
-            .map(|s| s.observed_sync_request)
-            .unwrap_or(0);
         // A sync that consumed a new sync request was asked for by someone; others are automated.
         let initiated_by = if status.observed_sync_request > previous_request {
             format!("sync request {}", status.observed_sync_request)
