@@ -6,6 +6,10 @@ use sha2::{Digest, Sha256};
 
 use crate::object::ObjectRef;
 
+/// Largest bundle (wire form) the control plane serves and an agent accepts. gRPC message
+/// limits on both sides are set from it.
+pub const MAX_BUNDLE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Rendered objects, sorted by identity, with their digest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bundle {

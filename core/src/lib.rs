@@ -19,6 +19,7 @@ pub mod options;
 pub mod plan;
 pub mod status;
 pub mod tracking;
+pub mod webhook;
 
 pub use app::{AppSpec, Destination, Source, SyncPolicy};
 pub use assignment::Assignment;

@@ -24,6 +24,24 @@ pub enum ManifestError {
     Duplicate { object: String, first: String, second: String },
 }
 
+/// Deepest nesting accepted in a manifest (Kubernetes objects rarely exceed 20).
+pub const MAX_DEPTH: usize = 64;
+/// Most YAML nodes in one file, counting those produced by alias expansion.
+pub const MAX_NODES: usize = 250_000;
+/// Most events replayed through aliases in one file: a "billion laughs" document stops here.
+pub const MAX_ALIAS_EVENTS: usize = 100_000;
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut o = serde_saphyr::Options::default();
+    let mut budget = o.budget.clone().unwrap_or_default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
+    budget.max_total_scalar_bytes = MAX_FILE_BYTES;
+    o.budget = Some(budget);
+    o.alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
+    o
+}
+
 /// Whether a file name is a manifest this parser reads.
 pub fn is_manifest(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
@@ -43,7 +61,7 @@ pub fn parse_file(file: &str, bytes: &[u8]) -> Result<Vec<Value>, ManifestError>
                 .map_err(|e| ManifestError::Json { file: file.into(), message: e.to_string() })?,
         ]
     } else {
-        serde_saphyr::from_multiple::<Value>(text).map_err(|e| ManifestError::Yaml {
+        serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options()).map_err(|e| ManifestError::Yaml {
             file: file.into(),
             message: e.to_string().lines().next().unwrap_or_default().to_string(),
         })?
@@ -164,5 +182,34 @@ spec:
         let a = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
         let err = parse_files([("one.yaml", a.as_bytes()), ("two.yaml", a.as_bytes())]).unwrap_err();
         assert_eq!(err.to_string(), "ConfigMap/a is defined twice: in one.yaml and in two.yaml");
+    }
+
+    #[test]
+    fn hostile_documents_are_refused_quickly() {
+        // "Billion laughs": each level doubles the previous ten times.
+        let mut bomb = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\nx0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+        );
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "x{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        let err = parse_file("bomb.yaml", bomb.as_bytes()).unwrap_err();
+        assert!(matches!(err, ManifestError::Yaml { .. }), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "refused without expanding it");
+
+        let deep = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: d}}\ndata: {}{}\n",
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        assert!(matches!(parse_file("deep.yaml", deep.as_bytes()), Err(ManifestError::Yaml { .. })));
+        let deep_json = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(matches!(parse_file("deep.json", deep_json.as_bytes()), Err(ManifestError::Json { .. })));
+        let big = vec![b'a'; MAX_FILE_BYTES + 1];
+        assert!(matches!(parse_file("big.yaml", &big), Err(ManifestError::TooLarge { .. })));
     }
 }

@@ -1,0 +1,255 @@
+//! Push events from Git hosting webhooks (GitHub, GitLab), parsed into what Bosun needs to
+//! know — which repository, which ref, which files — and the rule deciding which
+//! Applications a push touches. Signature checks happen at the HTTP edge; this is pure.
+
+use serde_json::Value;
+
+use crate::app::Source;
+
+/// Which host sent the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    GitHub,
+    GitLab,
+}
+
+/// A push, as far as refreshing Applications is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PushEvent {
+    /// The repository's URLs (https, ssh, web), normalised with [`normalize_repo_url`].
+    pub repos: Vec<String>,
+    /// The full ref pushed, e.g. `refs/heads/main` or `refs/tags/v1`.
+    pub git_ref: String,
+    /// The repository's default branch when the payload names it.
+    pub default_branch: Option<String>,
+    /// Files added, modified or removed; `None` when the payload does not list them all.
+    pub changed_paths: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("not a push event ({0}); only pushes trigger refreshes")]
+    NotPush(String),
+    #[error("the push payload has no {0}")]
+    Missing(&'static str),
+}
+
+/// A repository URL reduced to `host/path` in lowercase, without scheme, credentials, port,
+/// trailing `.git` or `/`, so `https://github.com/Acme/App.git`, `git@github.com:acme/app`
+/// and `ssh://git@github.com/acme/app` compare equal.
+pub fn normalize_repo_url(url: &str) -> String {
+    let url = url.trim();
+    let rest = match url.find("://") {
+        Some(i) => &url[i + 3..],
+        None => url, // scp-like: git@host:path
+    };
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    let (host, path) = match rest.find(['/', ':']) {
+        // `host:port/path` in a URL; `host:path` in scp-like syntax.
+        Some(i) if rest.as_bytes()[i] == b':' && url.contains("://") => {
+            let after = &rest[i + 1..];
+            (&rest[..i], after.find('/').map(|j| &after[j..]).unwrap_or(""))
+        }
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let path = path.trim_start_matches('/').trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    format!("{host}/{path}").to_ascii_lowercase()
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Parses a push payload. `event` is the `X-GitHub-Event` / `X-Gitlab-Event` header value.
+pub fn parse_push(provider: Provider, event: &str, body: &[u8]) -> Result<PushEvent, WebhookError> {
+    let is_push = match provider {
+        Provider::GitHub => event == "push",
+        Provider::GitLab => event == "Push Hook" || event == "Tag Push Hook",
+    };
+    if !is_push {
+        return Err(WebhookError::NotPush(event.to_string()));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| WebhookError::NotJson(e.to_string()))?;
+    let git_ref = str_at(&v, "/ref").ok_or(WebhookError::Missing("ref"))?.to_string();
+    let url_fields: &[&str] = match provider {
+        Provider::GitHub => {
+            &["/repository/clone_url", "/repository/ssh_url", "/repository/html_url", "/repository/git_url"]
+        }
+        Provider::GitLab => &[
+            "/project/git_http_url",
+            "/project/git_ssh_url",
+            "/project/web_url",
+            "/repository/git_http_url",
+            "/repository/git_ssh_url",
+            "/repository/homepage",
+        ],
+    };
+    let mut repos: Vec<String> = url_fields.iter().filter_map(|p| str_at(&v, p)).map(normalize_repo_url).collect();
+    repos.sort();
+    repos.dedup();
+    if repos.is_empty() {
+        return Err(WebhookError::Missing("repository URL"));
+    }
+    let default_branch = match provider {
+        Provider::GitHub => {
+            str_at(&v, "/repository/default_branch").or_else(|| str_at(&v, "/repository/master_branch"))
+        }
+        Provider::GitLab => str_at(&v, "/project/default_branch"),
+    }
+    .map(str::to_string);
+    let commits = v.get("commits").and_then(Value::as_array);
+    let listed = commits.map(Vec::len).unwrap_or(0);
+    let complete = match provider {
+        // GitHub lists at most 2048 commits; a forced push or a new branch may list none.
+        Provider::GitHub => commits.is_some() && listed > 0 && listed < 2048,
+        // GitLab lists at most 20 and says how many there were.
+        Provider::GitLab => {
+            let total = v.get("total_commits_count").and_then(Value::as_u64).unwrap_or(listed as u64);
+            listed > 0 && total as usize == listed
+        }
+    };
+    let changed_paths = if complete {
+        let mut paths = Vec::new();
+        for c in commits.into_iter().flatten() {
+            for field in ["added", "modified", "removed"] {
+                for p in c.get(field).and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(p) = p.as_str() {
+                        paths.push(p.to_string());
+                    }
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        Some(paths)
+    } else {
+        None
+    };
+    Ok(PushEvent { repos, git_ref, default_branch, changed_paths })
+}
+
+impl PushEvent {
+    /// Whether this push may change what `source` renders: same repository, the ref the
+    /// Application follows, and (when the payload lists files) a file under its path.
+    /// An Application pinned to a commit is never touched.
+    pub fn touches(&self, source: &Source) -> bool {
+        if !self.repos.contains(&normalize_repo_url(&source.repo_url)) {
+            return false;
+        }
+        let pushed = self
+            .git_ref
+            .strip_prefix("refs/heads/")
+            .or_else(|| self.git_ref.strip_prefix("refs/tags/"))
+            .unwrap_or(&self.git_ref);
+        let target = source.target_revision.trim();
+        let follows = match target {
+            "" | "HEAD" => self.default_branch.as_deref().is_none_or(|d| d == pushed),
+            t => t == pushed || t == self.git_ref,
+        };
+        if !follows {
+            return false;
+        }
+        let Some(paths) = &self.changed_paths else { return true };
+        let dir = source.path.trim_matches('/');
+        if dir.is_empty() || dir == "." {
+            return !paths.is_empty();
+        }
+        paths.iter().any(|p| p.strip_prefix(dir).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn src(url: &str, rev: &str, path: &str) -> Source {
+        Source { repo_url: url.into(), target_revision: rev.into(), path: path.into(), recurse: false }
+    }
+
+    #[test]
+    fn urls_normalise() {
+        let table = [
+            ("https://github.com/Acme/App.git", "github.com/acme/app"),
+            ("https://user:tok@github.com/acme/app/", "github.com/acme/app"),
+            ("git@github.com:acme/app.git", "github.com/acme/app"),
+            ("ssh://git@github.com/acme/app", "github.com/acme/app"),
+            ("ssh://git@gitlab.example:2222/g/sub/app.git", "gitlab.example/g/sub/app"),
+            ("git://127.0.0.1:9418/repo", "127.0.0.1/repo"),
+            ("https://host/2024/repo", "host/2024/repo"),
+        ];
+        for (url, want) in table {
+            assert_eq!(normalize_repo_url(url), want, "{url}");
+        }
+    }
+
+    fn github(commits: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "ref": "refs/heads/main",
+            "repository": {"clone_url": "https://github.com/acme/gitops.git", "ssh_url": "git@github.com:acme/gitops.git",
+                           "html_url": "https://github.com/acme/gitops", "default_branch": "main"},
+            "commits": commits,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn github_push_touches_only_apps_under_changed_paths() {
+        let body =
+            github(json!([{"added": ["k8s/backend/deployment.yaml"], "modified": [], "removed": ["README.md"]}]));
+        let e = parse_push(Provider::GitHub, "push", &body).unwrap();
+        assert_eq!(e.changed_paths.as_deref().unwrap(), ["README.md", "k8s/backend/deployment.yaml"]);
+        let url = "git@github.com:Acme/gitops";
+        let table = [
+            (src(url, "main", "k8s/backend"), true),
+            (src(url, "", "k8s/backend"), true),
+            (src(url, "HEAD", "k8s"), true),
+            (src(url, "main", "k8s/frontend"), false),
+            (src(url, "main", "k8s/back"), false),
+            (src(url, "main", ""), true),
+            (src(url, "release", "k8s/backend"), false),
+            (src(url, "0123456789abcdef0123456789abcdef01234567", "k8s/backend"), false),
+            (src("https://github.com/acme/other", "main", "k8s/backend"), false),
+        ];
+        for (s, want) in table {
+            assert_eq!(e.touches(&s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn unlisted_files_touch_every_app_of_the_branch() {
+        let e = parse_push(Provider::GitHub, "push", &github(json!([]))).unwrap();
+        assert_eq!(e.changed_paths, None);
+        assert!(e.touches(&src("https://github.com/acme/gitops", "main", "anything")));
+    }
+
+    #[test]
+    fn gitlab_push_and_truncated_commit_lists() {
+        let body = serde_json::to_vec(&json!({
+            "object_kind": "push", "ref": "refs/heads/main", "total_commits_count": 1,
+            "project": {"git_http_url": "https://gitlab.com/acme/gitops.git", "git_ssh_url": "git@gitlab.com:acme/gitops.git",
+                        "default_branch": "main"},
+            "commits": [{"added": [], "modified": ["k8s/frontend/a.yaml"], "removed": []}],
+        }))
+        .unwrap();
+        let e = parse_push(Provider::GitLab, "Push Hook", &body).unwrap();
+        assert!(e.touches(&src("https://gitlab.com/acme/gitops", "main", "k8s/frontend")));
+        assert!(!e.touches(&src("https://gitlab.com/acme/gitops", "main", "k8s/backend")));
+        let mut v: Value = serde_json::from_slice(&body).unwrap();
+        v["total_commits_count"] = json!(40);
+        let e = parse_push(Provider::GitLab, "Push Hook", &serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(e.changed_paths, None, "GitLab lists 20 of 40 commits: files unknown");
+    }
+
+    #[test]
+    fn bad_payloads_are_errors() {
+        assert!(matches!(parse_push(Provider::GitHub, "ping", b"{}"), Err(WebhookError::NotPush(_))));
+        assert!(matches!(parse_push(Provider::GitHub, "push", b"{"), Err(WebhookError::NotJson(_))));
+        assert!(matches!(parse_push(Provider::GitHub, "push", b"{\"ref\":\"x\"}"), Err(WebhookError::Missing(_))));
+        assert!(matches!(parse_push(Provider::GitLab, "Push Hook", b"[]"), Err(WebhookError::Missing(_))));
+    }
+}
