@@ -644,6 +644,9 @@ fn workload(
     (!done).then(|| cfg.rollout_delay.saturating_sub(t0.elapsed()).max(Duration::from_millis(5)))
 }
 
+/// Annotation on a Job: how long it runs before completing, in seconds (`"12s"`, `"0.5s"`).
+pub const JOB_DURATION_ANNOTATION: &str = "kube-sim.bosun.dev/duration";
+
 fn job(
     store: &Store,
     faults: &Faults,
@@ -664,7 +667,16 @@ fn job(
     }
     let (_, t0) = started(p, j);
     let start = j["status"]["startTime"].as_str().map(str::to_string).unwrap_or_else(now);
-    if t0.elapsed() < cfg.rollout_delay {
+    // How long the Job "runs": the annotation when set (for tests of long hooks), else the
+    // rollout delay.
+    let runtime = j["metadata"]["annotations"][JOB_DURATION_ANNOTATION]
+        .as_str()
+        .and_then(|d| d.strip_suffix('s'))
+        .and_then(|d| d.parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d >= 0.0 && *d < 86400.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(cfg.rollout_delay);
+    if t0.elapsed() < runtime {
         write_status(
             store,
             rt,
@@ -673,7 +685,7 @@ fn job(
             j,
             json!({"startTime": start, "active": 1, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}}),
         );
-        return Some(cfg.rollout_delay.saturating_sub(t0.elapsed()).max(Duration::from_millis(5)));
+        return Some(runtime.saturating_sub(t0.elapsed()).max(Duration::from_millis(5)));
     }
     let t = now();
     let status = if failing(faults, &j["spec"]["template"]["spec"]) {
