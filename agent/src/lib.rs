@@ -65,7 +65,10 @@ pub fn init_logging(format: &str) {
     if format == "json" {
         let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
     } else {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .try_init();
     }
 }
 
@@ -118,8 +121,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cluster = Arc::new(kube::ClusterApi::new(client.clone(), &cfg.field_manager));
     let reconciler = tokio::spawn(reconcile::run(shared.clone(), cluster, cfg.resync_interval));
     let facts = facts(&client).await;
-    let link = tokio::spawn(link::run(shared, creds, cfg.control_plane.clone(), facts));
+    let (creds_tx, creds_rx) = watch::channel(creds);
+    let renewer = tokio::spawn(identity::renew_forever(shared.clone(), cfg.control_plane.clone(), creds_tx));
+    let link = tokio::spawn(link::run(shared, creds_rx, cfg.control_plane.clone(), facts));
     tokio::select! {
+        r = renewer => r.context("certificate renewal")?,
         r = reconciler => r.context("reconcile loop")?,
         r = link => r.context("control plane link")?,
         _ = tokio::signal::ctrl_c() => {}

@@ -1,6 +1,8 @@
 //! The agent's link to the control plane: an outbound mTLS connection that receives
 //! assignment snapshots, fetches bundles by digest, and streams status changes; it
 //! reconnects with jittered exponential backoff and, once back, resends every status.
+//! When the certificate is renewed it reconnects at once with the new one (reconciling
+//! does not depend on the link, so a sync in progress is not interrupted).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bosun_proto::v1 as pb;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tracing::{info, warn};
@@ -19,7 +21,12 @@ use crate::reconcile::Shared;
 use crate::state::Assigned;
 
 /// Keeps the link up forever.
-pub async fn run(shared: Arc<Shared>, creds: Credentials, url: String, facts: BTreeMap<String, String>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    mut creds: watch::Receiver<Credentials>,
+    url: String,
+    facts: BTreeMap<String, String>,
+) {
     let builder = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(200))
@@ -28,9 +35,19 @@ pub async fn run(shared: Arc<Shared>, creds: Credentials, url: String, facts: BT
     let mut backoff = builder.build();
     loop {
         let mut connected = false;
-        match session(&shared, &creds, &url, &facts, &mut connected).await {
-            Ok(()) => info!("control plane closed the assignment stream; reconnecting"),
-            Err(e) => warn!(error = %format!("{e:#}"), "control plane link failed; retrying"),
+        let current = creds.borrow_and_update().clone();
+        let ended = tokio::select! {
+            r = session(&shared, &current, &url, &facts, &mut connected) => Some(r),
+            _ = creds.changed() => None,
+        };
+        match ended {
+            None => {
+                info!("reconnecting with the renewed certificate");
+                backoff = builder.build();
+                continue;
+            }
+            Some(Ok(())) => info!("control plane closed the assignment stream; reconnecting"),
+            Some(Err(e)) => warn!(error = %format!("{e:#}"), "control plane link failed; retrying"),
         }
         if connected {
             backoff = builder.build();
@@ -54,7 +71,8 @@ async fn session(
         .connect()
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    let mut client = pb::agent_service_client::AgentServiceClient::new(channel.clone());
+    let mut client = pb::agent_service_client::AgentServiceClient::new(channel.clone())
+        .max_decoding_message_size(bosun_core::bundle::MAX_BUNDLE_BYTES + (1 << 20));
     let known = shared.state.lock().generation;
     let mut stream = client
         .watch_assignments(pb::WatchAssignmentsRequest {

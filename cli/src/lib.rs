@@ -35,10 +35,16 @@ pub struct Connection {
     /// Admin API address (default: from --data-dir's endpoints.json, else https://127.0.0.1:7443).
     #[arg(long, global = true, env = "BOSUN_SERVER")]
     pub server: Option<String>,
-    /// Admin token (default: --data-dir's admin-token).
+    /// Admin token (default: --data-dir's admin-token, unless --cert is given).
     #[arg(long, global = true, env = "BOSUN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// CA certificate of the control plane (default: --data-dir's ca.pem).
+    /// Client certificate from `bosun credential create --cert-out` (instead of a token).
+    #[arg(long, global = true, env = "BOSUN_CERT_FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert.
+    #[arg(long, global = true, env = "BOSUN_KEY_FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// CA certificate(s) of the control plane (default: --data-dir's ca-bundle.pem, else ca.pem).
     #[arg(long, global = true, env = "BOSUN_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// The control plane's data directory, when on the same machine.
@@ -54,6 +60,14 @@ pub enum Command {
     /// Clusters.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Admin credentials (tokens and client certificates) and their roles.
+    #[command(subcommand)]
+    Credential(CredentialCmd),
+    /// Git repository credentials, kept by the control plane only.
+    #[command(subcommand)]
+    Repo(RepoCmd),
+    /// Who the control plane takes you for, and your role.
+    Whoami,
     /// Print the version of this client.
     Version,
     /// Assess the health of one object from a YAML/JSON file (offline).
@@ -205,6 +219,49 @@ pub enum ClusterCmd {
     Delete {
         name: String,
     },
+    /// Revoke a cluster's certificates and close its streams; its Applications stay.
+    /// `bosun cluster add NAME` gives a token to join again.
+    Revoke {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCmd {
+    /// Create a credential (re-creating a name replaces it). Prints a bearer token once, or
+    /// with --cert-out writes NAME.pem, NAME.key (generated here; never sent) and ca.pem.
+    Create {
+        name: String,
+        /// admin or readonly.
+        #[arg(long, default_value = "readonly")]
+        role: String,
+        /// Issue a client certificate into this directory instead of a token.
+        #[arg(long)]
+        cert_out: Option<PathBuf>,
+        /// Lifetime (default: tokens never expire; certificates use the server's default).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
+    List,
+    /// Delete a credential; its token or certificate is refused from then on.
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCmd {
+    /// Store https credentials for a repository URL or URL prefix. The password or token is
+    /// read from stdin (or BOSUN_REPO_PASSWORD), never from the command line.
+    Add {
+        url: String,
+        #[arg(long)]
+        username: String,
+    },
+    List,
+    Delete {
+        url: String,
+    },
 }
 
 /// A failure with the exit code it maps to.
@@ -231,7 +288,9 @@ fn from_status(s: tonic::Status) -> Failure {
 
 struct Resolved {
     server: String,
-    token: String,
+    /// A bearer token, unless a client certificate is used.
+    token: Option<String>,
+    identity: Option<(String, String)>,
     ca: String,
 }
 
@@ -246,33 +305,49 @@ fn resolve(c: &Connection) -> anyhow::Result<Resolved> {
             Err(_) => "https://127.0.0.1:7443".into(),
         },
     };
-    let token = match &c.token {
-        Some(t) => t.clone(),
-        None => std::fs::read_to_string(c.data_dir.join("admin-token")).map(|t| t.trim().to_string()).with_context(
-            || {
-                format!(
-                    "no --token given and no admin token in {} (set BOSUN_TOKEN or --data-dir)",
-                    c.data_dir.display()
-                )
-            },
-        )?,
+    let identity = match (&c.cert, &c.key) {
+        (Some(cert), Some(key)) => Some((
+            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?,
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
+        )),
+        _ => None,
     };
-    let ca_path = c.ca_file.clone().unwrap_or_else(|| c.data_dir.join("ca.pem"));
+    let token = match (&c.token, &identity) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(_)) => None,
+        (None, None) => {
+            Some(std::fs::read_to_string(c.data_dir.join("admin-token")).map(|t| t.trim().to_string()).with_context(
+                || {
+                    format!(
+                        "no --token or --cert given and no admin token in {} (set BOSUN_TOKEN or --data-dir)",
+                        c.data_dir.display()
+                    )
+                },
+            )?)
+        }
+    };
+    let ca_path = c.ca_file.clone().unwrap_or_else(|| {
+        let bundle = c.data_dir.join("ca-bundle.pem");
+        if bundle.exists() { bundle } else { c.data_dir.join("ca.pem") }
+    });
     let ca = std::fs::read_to_string(&ca_path)
         .with_context(|| format!("reading the control plane CA {} (set --ca-file)", ca_path.display()))?;
-    Ok(Resolved { server, token, ca })
+    Ok(Resolved { server, token, identity, ca })
 }
 
 /// The admin API client the CLI uses.
 pub type Admin =
     pb::admin_service_client::AdminServiceClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
 
+/// Adds the bearer token (when one is used) to every call.
 #[derive(Clone)]
-pub struct Auth(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+pub struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
         Ok(req)
     }
 }
@@ -280,15 +355,21 @@ impl tonic::service::Interceptor for Auth {
 /// An authenticated admin API client from the connection settings.
 pub async fn connect(c: &Connection) -> Result<Admin, Failure> {
     let r = resolve(c)?;
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&r.ca));
+    if let Some((cert, key)) = &r.identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
     let channel = Channel::from_shared(r.server.clone())
         .map_err(|e| anyhow!("bad --server {}: {e}", r.server))?
-        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&r.ca)))
+        .tls_config(tls)
         .map_err(|e| anyhow!("{e}"))?
         .connect()
         .await
         .map_err(|e| anyhow!("connecting to {}: {e}", r.server))?;
-    let header =
-        format!("Bearer {}", r.token).parse().map_err(|_| anyhow!("the admin token has invalid characters"))?;
+    let header = match &r.token {
+        Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| anyhow!("the admin token has invalid characters"))?),
+        None => None,
+    };
     Ok(pb::admin_service_client::AdminServiceClient::with_interceptor(channel, Auth(header)))
 }
 
@@ -339,7 +420,7 @@ pub fn app_json(a: &pb::Application) -> Value {
 
 pub fn cluster_json(c: &pb::Cluster) -> Value {
     json!({"name": c.name, "joined": c.joined, "connected": c.connected, "lastSeen": c.last_seen, "agentVersion": c.agent_version,
-           "certificateExpires": c.certificate_expires, "facts": c.facts.iter().collect::<std::collections::BTreeMap<_, _>>()})
+           "certificateExpires": c.certificate_expires, "revokedAt": c.revoked_at, "facts": c.facts.iter().collect::<std::collections::BTreeMap<_, _>>()})
 }
 
 fn print_value(out: Output, v: &Value) -> anyhow::Result<()> {
@@ -708,10 +789,176 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         println!("cluster {name:?} deleted");
                     }
                 }
+                ClusterCmd::Revoke { name } => {
+                    let cl =
+                        c.revoke_cluster(pb::RevokeClusterRequest { name: name.clone() }).await.map_err(from_status)?;
+                    if out == Output::Table {
+                        println!("cluster {name:?} revoked; `bosun cluster add {name}` gives a token to join again");
+                    } else {
+                        print_value(out, &cluster_json(&cl.into_inner()))?
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Credential(cmd) => {
+            let mut c = connect(&cli.conn).await?;
+            credential(&mut c, out, cmd).await
+        }
+        Command::Repo(cmd) => {
+            let mut c = connect(&cli.conn).await?;
+            repo(&mut c, out, cmd).await
+        }
+        Command::Whoami => {
+            let mut c = connect(&cli.conn).await?;
+            let w = c.who_am_i(pb::WhoAmIRequest {}).await.map_err(from_status)?.into_inner();
+            match out {
+                Output::Table => println!("{} (role {}, {})", w.name, w.role, w.kind),
+                _ => print_value(out, &json!({"name": w.name, "role": w.role, "kind": w.kind}))?,
             }
             Ok(())
         }
     }
+}
+
+async fn credential(c: &mut Admin, out: Output, cmd: CredentialCmd) -> Result<(), Failure> {
+    match cmd {
+        CredentialCmd::Create { name, role, cert_out, ttl } => {
+            let ttl_seconds = ttl.map(|t| t.as_secs() as i64).unwrap_or(0);
+            let key = match &cert_out {
+                Some(_) => Some(rcgen::KeyPair::generate().map_err(|e| anyhow!("generating a key: {e}"))?),
+                None => None,
+            };
+            let csr_pem = match &key {
+                Some(k) => {
+                    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| anyhow!("{e}"))?;
+                    p.distinguished_name.push(rcgen::DnType::CommonName, name.clone());
+                    p.serialize_request(k).and_then(|r| r.pem()).map_err(|e| anyhow!("building the CSR: {e}"))?
+                }
+                None => String::new(),
+            };
+            let req = pb::CreateCredentialRequest { name: name.clone(), role, csr_pem, ttl_seconds };
+            let r = c.create_credential(req).await.map_err(from_status)?.into_inner();
+            let cred = r.credential.unwrap_or_default();
+            match (cert_out, key) {
+                (Some(dir), Some(key)) => {
+                    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                    let key_path = dir.join(format!("{name}.key"));
+                    write_private(&key_path, &key.serialize_pem())?;
+                    std::fs::write(dir.join(format!("{name}.pem")), &r.certificate_pem)
+                        .context("writing the certificate")?;
+                    std::fs::write(dir.join("ca.pem"), &r.ca_pem).context("writing ca.pem")?;
+                    if out == Output::Table {
+                        let d = dir.display();
+                        println!(
+                            "credential {name:?} (role {}) issued: {d}/{name}.pem, {d}/{name}.key, {d}/ca.pem",
+                            cred.role
+                        );
+                        println!("use: bosun --cert {d}/{name}.pem --key {d}/{name}.key --ca-file {d}/ca.pem ...");
+                    }
+                }
+                _ => {
+                    if out == Output::Table {
+                        println!("credential {name:?} (role {}) created; its token, shown only now:", cred.role);
+                        println!("{}", r.token);
+                    } else {
+                        print_value(out, &json!({"name": cred.name, "role": cred.role, "token": r.token}))?;
+                    }
+                }
+            }
+        }
+        CredentialCmd::List => {
+            let list = c.list_credentials(pb::ListCredentialsRequest {}).await.map_err(from_status)?.into_inner();
+            let rows: Vec<Value> = list
+                .credentials
+                .iter()
+                .map(|x| json!({"name": x.name, "role": x.role, "kind": x.kind, "createdAt": x.created_at, "expiresAt": x.expires_at}))
+                .collect();
+            match out {
+                Output::Table => {
+                    println!("{:<24} {:<10} {:<12} EXPIRES", "NAME", "ROLE", "KIND");
+                    for x in &list.credentials {
+                        let exp = if x.expires_at == 0 { "never".to_string() } else { x.expires_at.to_string() };
+                        println!("{:<24} {:<10} {:<12} {exp}", x.name, x.role, x.kind);
+                    }
+                }
+                _ => print_value(out, &Value::Array(rows))?,
+            }
+        }
+        CredentialCmd::Delete { name } => {
+            c.delete_credential(pb::DeleteCredentialRequest { name: name.clone() }).await.map_err(from_status)?;
+            if out == Output::Table {
+                println!("credential {name:?} deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+async fn repo(c: &mut Admin, out: Output, cmd: RepoCmd) -> Result<(), Failure> {
+    match cmd {
+        RepoCmd::Add { url, username } => {
+            let password = match std::env::var("BOSUN_REPO_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut p = String::new();
+                    std::io::stdin().read_line(&mut p).context("reading the password from stdin")?;
+                    p.trim_end_matches(['\n', '\r']).to_string()
+                }
+            };
+            let r = c
+                .add_repository(pb::AddRepositoryRequest { url, username, password })
+                .await
+                .map_err(from_status)?
+                .into_inner();
+            if out == Output::Table {
+                println!("credentials stored for {} (user {:?})", r.url, r.username);
+            } else {
+                print_value(out, &json!({"url": r.url, "username": r.username, "hasPassword": r.has_password}))?;
+            }
+        }
+        RepoCmd::List => {
+            let list = c.list_repositories(pb::ListRepositoriesRequest {}).await.map_err(from_status)?.into_inner();
+            match out {
+                Output::Table => {
+                    println!("{:<60} {:<20} PASSWORD", "URL", "USERNAME");
+                    for r in &list.repositories {
+                        println!("{:<60} {:<20} {}", r.url, r.username, if r.has_password { "stored" } else { "-" });
+                    }
+                }
+                _ => print_value(
+                    out,
+                    &Value::Array(
+                        list.repositories
+                            .iter()
+                            .map(|r| json!({"url": r.url, "username": r.username, "hasPassword": r.has_password}))
+                            .collect(),
+                    ),
+                )?,
+            }
+        }
+        RepoCmd::Delete { url } => {
+            c.delete_repository(pb::DeleteRepositoryRequest { url: url.clone() }).await.map_err(from_status)?;
+            if out == Output::Table {
+                println!("credentials for {url} deleted");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Registers `cluster` and returns its single-use join token.

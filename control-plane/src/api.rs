@@ -15,9 +15,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use crate::auth::{Access, Credential, CredentialKind, Principal, Role};
 use crate::error::Error;
-use crate::model::{AppView, ClusterAppStatus, ClusterView, ControlPlane, ResourceState};
-use crate::pki;
+use crate::model::{AppView, ClusterAppStatus, ClusterView, ControlPlane, CredentialSecret, RepoRecord, ResourceState};
+use crate::pki::PeerCert;
+use crate::secrets::Secret;
 
 // ---- conversions ----
 
@@ -109,6 +111,7 @@ fn cluster_to_pb(c: &ClusterView) -> pb::Cluster {
         facts: c.record.facts.clone().into_iter().collect(),
         agent_version: c.record.agent_version.clone(),
         certificate_expires: c.record.cert_expires,
+        revoked_at: c.record.revoked_at,
     }
 }
 
@@ -148,9 +151,14 @@ pub struct JoinApi(pub Arc<ControlPlane>);
 impl pb::join_service_server::JoinService for JoinApi {
     async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
         let r = req.into_inner();
-        let (cluster, certificate_pem) =
+        let (cluster, issued) =
             self.0.join(&r.token, &r.csr_pem, &r.agent_version).inspect_err(|e| warn!(error = %e, "join refused"))?;
-        Ok(Response::new(pb::JoinResponse { cluster, certificate_pem, ca_pem: self.0.pki.ca_pem.clone() }))
+        Ok(Response::new(pb::JoinResponse {
+            cluster,
+            certificate_pem: issued.pem,
+            ca_pem: self.0.pki.ca_pem.clone(),
+            expires_at: issued.expires_at,
+        }))
     }
 }
 
@@ -158,14 +166,22 @@ impl pb::join_service_server::JoinService for JoinApi {
 
 pub struct AgentApi(pub Arc<ControlPlane>);
 
-/// The calling cluster, from its verified client certificate; never from the request.
-fn caller<T>(cp: &ControlPlane, req: &Request<T>) -> Result<String, Status> {
+/// The identity in the verified client certificate of a request.
+fn peer_of<T>(cp: &ControlPlane, req: &Request<T>) -> Result<PeerCert, Status> {
     let certs = req.peer_certs().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
     let leaf = certs.first().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let cluster = pki::cluster_of(leaf.as_ref())
-        .ok_or_else(|| Status::unauthenticated("the client certificate names no bosun cluster"))?;
-    cp.authorize_cluster(&cluster)?;
-    Ok(cluster)
+    cp.pki.peer(leaf.as_ref()).ok_or_else(|| {
+        Status::unauthenticated(format!(
+            "the client certificate names no identity of trust domain {:?}",
+            cp.pki.trust_domain
+        ))
+    })
+}
+
+/// The calling cluster, from its verified client certificate; never from the request.
+fn caller<T>(cp: &ControlPlane, req: &Request<T>) -> Result<String, Status> {
+    let peer = peer_of(cp, req)?;
+    Ok(cp.authorize_agent(&peer).inspect_err(|e| warn!(error = %e, "agent call refused"))?)
 }
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::AssignmentSnapshot, Status>> + Send>>;
@@ -226,13 +242,31 @@ impl pb::agent_service_server::AgentService for AgentApi {
         req: Request<Streaming<pb::AppStatusReport>>,
     ) -> Result<Response<pb::ReportStatusResponse>, Status> {
         let cluster = caller(&self.0, &req)?;
+        let req_peer = peer_of(&self.0, &req)?;
         let mut stream = req.into_inner();
         while let Some(report) = stream.next().await {
             let report = report?;
-            self.0.authorize_cluster(&cluster)?;
+            // Re-checked per message: a revocation ends an open stream at its next report.
+            self.0.authorize_agent(&req_peer)?;
             self.0.report(&cluster, report_from_pb(report))?;
         }
         Ok(Response::new(pb::ReportStatusResponse {}))
+    }
+
+    async fn renew_certificate(
+        &self,
+        req: Request<pb::RenewCertificateRequest>,
+    ) -> Result<Response<pb::RenewCertificateResponse>, Status> {
+        let cluster = caller(&self.0, &req)?;
+        let issued = self
+            .0
+            .renew(&cluster, &req.into_inner().csr_pem)
+            .inspect_err(|e| warn!(cluster = %cluster, error = %e, "certificate renewal refused"))?;
+        Ok(Response::new(pb::RenewCertificateResponse {
+            certificate_pem: issued.pem,
+            ca_pem: self.0.pki.ca_pem.clone(),
+            expires_at: issued.expires_at,
+        }))
     }
 }
 
@@ -240,19 +274,87 @@ impl pb::agent_service_server::AgentService for AgentApi {
 
 pub struct AdminApi(pub Arc<ControlPlane>);
 
-/// Checks the admin bearer token on every admin call.
-pub fn admin_auth(cp: Arc<ControlPlane>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |req: Request<()>| {
-        let token =
-            req.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+/// One audit line per mutating call: who, what, on which object, and how it ended. The
+/// timestamp is the log line's. Never carries secrets (tokens, passwords, keys).
+fn audit(who: &Principal, action: &str, object: &str, outcome: &str) {
+    info!(
+        target: "bosun::audit",
+        who = %who.name,
+        role = who.role.as_str(),
+        via = ?who.via,
+        action,
+        object,
+        outcome,
+        "audit"
+    );
+}
+
+fn outcome<T>(r: &Result<T, Status>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(s) => format!("{:?}", s.code()),
+    }
+}
+
+impl AdminApi {
+    /// The caller: a client certificate issued to a user, else a bearer token.
+    fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        if let Some(leaf) = req.peer_certs().as_ref().and_then(|c| c.first().cloned()) {
+            let peer = self.0.pki.peer(leaf.as_ref()).ok_or_else(|| {
+                Status::unauthenticated(
+                    "the client certificate names no bosun identity; use one from `bosun credential create`",
+                )
+            })?;
+            return Ok(self.0.authenticate_cert(&peer)?);
+        }
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let token = header.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
         match token {
-            Some(t) if cp.is_admin_token(t) => Ok(req),
-            Some(_) => Err(Status::unauthenticated("invalid admin token")),
+            Some(t) => Ok(self.0.authenticate_token(t.trim())?),
             None => Err(Status::unauthenticated(
-                "missing `authorization: Bearer <token>` metadata (the admin token is in the control plane's data directory)",
+                "missing credentials: send `authorization: Bearer <token>` metadata or a client certificate from `bosun credential create` (the first admin token is in the control plane's data directory)",
             )),
         }
     }
+
+    fn read<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        let who = self.principal(req)?;
+        self.0.authorize_admin(&who, Access::Read)?;
+        Ok(who)
+    }
+
+    /// Authenticates and authorises a mutating call; a refusal is audited too.
+    fn write<T>(&self, req: &Request<T>, action: &str, object: &str) -> Result<Principal, Status> {
+        let who = match self.principal(req) {
+            Ok(w) => w,
+            Err(s) => {
+                warn!(target: "bosun::audit", action, object, outcome = ?s.code(), "audit: unauthenticated call refused");
+                return Err(s);
+            }
+        };
+        if let Err(e) = self.0.authorize_admin(&who, Access::Write) {
+            audit(&who, action, object, "PermissionDenied");
+            return Err(e.into());
+        }
+        Ok(who)
+    }
+}
+
+fn credential_to_pb(c: &Credential) -> pb::Credential {
+    pb::Credential {
+        name: c.name.clone(),
+        role: c.role.as_str().into(),
+        kind: match c.kind {
+            CredentialKind::Token => "token".into(),
+            CredentialKind::Certificate => "certificate".into(),
+        },
+        created_at: c.created_at,
+        expires_at: c.expires_at,
+    }
+}
+
+fn repo_to_pb(r: &RepoRecord) -> pb::Repository {
+    pb::Repository { url: r.url.clone(), username: r.username.clone(), has_password: !r.password_sealed.is_empty() }
 }
 
 #[tonic::async_trait]
@@ -261,25 +363,33 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::CreateApplicationRequest>,
     ) -> Result<Response<pb::Application>, Status> {
+        let who = self.write(&req, "CreateApplication", &req.get_ref().name)?;
         let r = req.into_inner();
-        let spec = spec_from_pb(r.spec)?;
-        self.0.create_app(&r.name, spec)?;
-        // The first render happens now, so the answer already says whether the source works.
-        let _ = self.0.refresh_app(&r.name, true).await;
-        Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
+        let result = async {
+            let spec = spec_from_pb(r.spec)?;
+            self.0.create_app(&r.name, spec)?;
+            // The first render happens now, so the answer already says whether the source works.
+            let _ = self.0.refresh_app(&r.name, true).await;
+            Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
+        }
+        .await;
+        audit(&who, "CreateApplication", &r.name, &outcome(&result));
+        result
     }
 
     async fn get_application(
         &self,
         req: Request<pb::GetApplicationRequest>,
     ) -> Result<Response<pb::Application>, Status> {
+        self.read(&req)?;
         Ok(Response::new(app_to_pb(&self.0.app(&req.into_inner().name)?)))
     }
 
     async fn list_applications(
         &self,
-        _: Request<pb::ListApplicationsRequest>,
+        req: Request<pb::ListApplicationsRequest>,
     ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
+        self.read(&req)?;
         Ok(Response::new(pb::ListApplicationsResponse { applications: self.0.apps().iter().map(app_to_pb).collect() }))
     }
 
@@ -287,43 +397,66 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::UpdateApplicationRequest>,
     ) -> Result<Response<pb::Application>, Status> {
+        let who = self.write(&req, "UpdateApplication", &req.get_ref().name)?;
         let r = req.into_inner();
-        self.0.update_app(&r.name, spec_from_pb(r.spec)?)?;
-        let _ = self.0.refresh_app(&r.name, true).await;
-        Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
+        let result = async {
+            self.0.update_app(&r.name, spec_from_pb(r.spec)?)?;
+            let _ = self.0.refresh_app(&r.name, true).await;
+            Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
+        }
+        .await;
+        audit(&who, "UpdateApplication", &r.name, &outcome(&result));
+        result
     }
 
     async fn delete_application(
         &self,
         req: Request<pb::DeleteApplicationRequest>,
     ) -> Result<Response<pb::DeleteApplicationResponse>, Status> {
-        self.0.delete_app(&req.into_inner().name)?;
-        Ok(Response::new(pb::DeleteApplicationResponse {}))
+        let who = self.write(&req, "DeleteApplication", &req.get_ref().name)?;
+        let name = req.into_inner().name;
+        let result =
+            self.0.delete_app(&name).map(|_| Response::new(pb::DeleteApplicationResponse {})).map_err(Into::into);
+        audit(&who, "DeleteApplication", &name, &outcome(&result));
+        result
     }
 
     async fn refresh_application(
         &self,
         req: Request<pb::RefreshApplicationRequest>,
     ) -> Result<Response<pb::Application>, Status> {
+        let who = self.write(&req, "RefreshApplication", &req.get_ref().name)?;
         let name = req.into_inner().name;
-        self.0.refresh_app(&name, true).await?;
-        Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
+        let result = async {
+            self.0.refresh_app(&name, true).await?;
+            Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
+        }
+        .await;
+        audit(&who, "RefreshApplication", &name, &outcome(&result));
+        result
     }
 
     async fn sync_application(
         &self,
         req: Request<pb::SyncApplicationRequest>,
     ) -> Result<Response<pb::Application>, Status> {
+        let who = self.write(&req, "SyncApplication", &req.get_ref().name)?;
         let name = req.into_inner().name;
-        let _ = self.0.refresh_app(&name, true).await;
-        self.0.sync_app(&name)?;
-        Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
+        let result = async {
+            let _ = self.0.refresh_app(&name, true).await;
+            self.0.sync_app(&name)?;
+            Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
+        }
+        .await;
+        audit(&who, "SyncApplication", &name, &outcome(&result));
+        result
     }
 
     async fn get_application_history(
         &self,
         req: Request<pb::GetApplicationHistoryRequest>,
     ) -> Result<Response<pb::ApplicationHistory>, Status> {
+        self.read(&req)?;
         let entries = self.0.history(&req.into_inner().name)?;
         Ok(Response::new(pb::ApplicationHistory {
             entries: entries
@@ -346,19 +479,29 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::RollbackApplicationRequest>,
     ) -> Result<Response<pb::Application>, Status> {
+        let target = format!("{}@{}", req.get_ref().name, req.get_ref().id);
+        let who = self.write(&req, "RollbackApplication", &target)?;
         let r = req.into_inner();
-        self.0.rollback_app(&r.name, r.id)?;
-        Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
+        let result = self
+            .0
+            .rollback_app(&r.name, r.id)
+            .and_then(|_| self.0.app(&r.name))
+            .map(|a| Response::new(app_to_pb(&a)))
+            .map_err(Into::into);
+        audit(&who, "RollbackApplication", &target, &outcome(&result));
+        result
     }
 
     async fn list_clusters(
         &self,
-        _: Request<pb::ListClustersRequest>,
+        req: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
+        self.read(&req)?;
         Ok(Response::new(pb::ListClustersResponse { clusters: self.0.clusters().iter().map(cluster_to_pb).collect() }))
     }
 
     async fn get_cluster(&self, req: Request<pb::GetClusterRequest>) -> Result<Response<pb::Cluster>, Status> {
+        self.read(&req)?;
         Ok(Response::new(cluster_to_pb(&self.0.cluster(&req.into_inner().name)?)))
     }
 
@@ -366,17 +509,140 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::CreateJoinTokenRequest>,
     ) -> Result<Response<pb::CreateJoinTokenResponse>, Status> {
+        let who = self.write(&req, "CreateJoinToken", &req.get_ref().cluster)?;
         let r = req.into_inner();
         let ttl = if r.ttl_seconds > 0 { Duration::from_secs(r.ttl_seconds as u64) } else { Duration::from_secs(3600) };
-        let (token, expires_at) = self.0.create_join_token(&r.cluster, ttl)?;
-        Ok(Response::new(pb::CreateJoinTokenResponse { cluster: r.cluster, token, expires_at }))
+        let result = self
+            .0
+            .create_join_token(&r.cluster, ttl)
+            .map(|(token, expires_at)| {
+                Response::new(pb::CreateJoinTokenResponse { cluster: r.cluster.clone(), token, expires_at })
+            })
+            .map_err(Into::into);
+        audit(&who, "CreateJoinToken", &r.cluster, &outcome(&result));
+        result
     }
 
     async fn delete_cluster(
         &self,
         req: Request<pb::DeleteClusterRequest>,
     ) -> Result<Response<pb::DeleteClusterResponse>, Status> {
-        self.0.delete_cluster(&req.into_inner().name)?;
-        Ok(Response::new(pb::DeleteClusterResponse {}))
+        let who = self.write(&req, "DeleteCluster", &req.get_ref().name)?;
+        let name = req.into_inner().name;
+        let result =
+            self.0.delete_cluster(&name).map(|_| Response::new(pb::DeleteClusterResponse {})).map_err(Into::into);
+        audit(&who, "DeleteCluster", &name, &outcome(&result));
+        result
+    }
+
+    async fn revoke_cluster(&self, req: Request<pb::RevokeClusterRequest>) -> Result<Response<pb::Cluster>, Status> {
+        let who = self.write(&req, "RevokeCluster", &req.get_ref().name)?;
+        let name = req.into_inner().name;
+        let result = self
+            .0
+            .revoke_cluster(&name)
+            .and_then(|_| self.0.cluster(&name))
+            .map(|c| Response::new(cluster_to_pb(&c)))
+            .map_err(Into::into);
+        audit(&who, "RevokeCluster", &name, &outcome(&result));
+        result
+    }
+
+    async fn create_credential(
+        &self,
+        req: Request<pb::CreateCredentialRequest>,
+    ) -> Result<Response<pb::CreateCredentialResponse>, Status> {
+        let who = self.write(&req, "CreateCredential", &req.get_ref().name)?;
+        let r = req.into_inner();
+        let result = (|| {
+            let role = Role::parse(&r.role)
+                .ok_or_else(|| Status::invalid_argument(format!("role {:?} is not one of admin, readonly", r.role)))?;
+            let csr = (!r.csr_pem.trim().is_empty()).then_some(r.csr_pem.as_str());
+            let ttl = (r.ttl_seconds > 0).then(|| Duration::from_secs(r.ttl_seconds as u64));
+            let (cred, secret) = self.0.create_credential(&r.name, role, csr, ttl)?;
+            let mut resp =
+                pb::CreateCredentialResponse { credential: Some(credential_to_pb(&cred)), ..Default::default() };
+            match secret {
+                CredentialSecret::Token(t) => resp.token = t,
+                CredentialSecret::Certificate(issued) => {
+                    resp.certificate_pem = issued.pem;
+                    resp.ca_pem = self.0.pki.ca_pem.clone();
+                }
+            }
+            Ok(Response::new(resp))
+        })();
+        audit(&who, "CreateCredential", &format!("{} role={}", r.name, r.role), &outcome(&result));
+        result
+    }
+
+    async fn list_credentials(
+        &self,
+        req: Request<pb::ListCredentialsRequest>,
+    ) -> Result<Response<pb::ListCredentialsResponse>, Status> {
+        // Names and roles are not secret, but only admins manage them.
+        self.write(&req, "ListCredentials", "")?;
+        Ok(Response::new(pb::ListCredentialsResponse {
+            credentials: self.0.credentials().iter().map(credential_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_credential(
+        &self,
+        req: Request<pb::DeleteCredentialRequest>,
+    ) -> Result<Response<pb::DeleteCredentialResponse>, Status> {
+        let who = self.write(&req, "DeleteCredential", &req.get_ref().name)?;
+        let name = req.into_inner().name;
+        let result =
+            self.0.delete_credential(&name).map(|_| Response::new(pb::DeleteCredentialResponse {})).map_err(Into::into);
+        audit(&who, "DeleteCredential", &name, &outcome(&result));
+        result
+    }
+
+    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let who = self.read(&req)?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            name: who.name,
+            role: who.role.as_str().into(),
+            kind: match who.via {
+                CredentialKind::Token => "token".into(),
+                CredentialKind::Certificate => "certificate".into(),
+            },
+        }))
+    }
+
+    async fn add_repository(&self, req: Request<pb::AddRepositoryRequest>) -> Result<Response<pb::Repository>, Status> {
+        let object = crate::git::redact_url(&req.get_ref().url);
+        let who = self.write(&req, "AddRepository", &object)?;
+        let r = req.into_inner();
+        let result = self
+            .0
+            .add_repository(&r.url, &r.username, &Secret::new(r.password))
+            .map(|rec| Response::new(repo_to_pb(&rec)))
+            .map_err(Into::into);
+        audit(&who, "AddRepository", &object, &outcome(&result));
+        result
+    }
+
+    async fn list_repositories(
+        &self,
+        req: Request<pb::ListRepositoriesRequest>,
+    ) -> Result<Response<pb::ListRepositoriesResponse>, Status> {
+        self.read(&req)?;
+        Ok(Response::new(pb::ListRepositoriesResponse {
+            repositories: self.0.repositories().iter().map(repo_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_repository(
+        &self,
+        req: Request<pb::DeleteRepositoryRequest>,
+    ) -> Result<Response<pb::DeleteRepositoryResponse>, Status> {
+        let object = crate::git::redact_url(&req.get_ref().url);
+        let who = self.write(&req, "DeleteRepository", &object)?;
+        let url = req.into_inner().url;
+        let result =
+            self.0.delete_repository(&url).map(|_| Response::new(pb::DeleteRepositoryResponse {})).map_err(Into::into);
+        audit(&who, "DeleteRepository", &object, &outcome(&result));
+        result
     }
 }

@@ -24,6 +24,8 @@ pub enum Error {
     Store(#[from] crate::store::StoreError),
     #[error("certificate authority: {0}")]
     Pki(String),
+    #[error("secrets: {0}")]
+    Secrets(String),
     #[error("git {repo}: {message}")]
     Git { repo: String, message: String },
     #[error("rendering {path:?} at {revision}: {message}")]
@@ -42,7 +44,7 @@ impl From<Error> for tonic::Status {
             Error::BadJoinToken | Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Git { .. } | Error::Render { .. } => Code::FailedPrecondition,
-            Error::Store(_) | Error::Pki(_) => Code::Internal,
+            Error::Store(_) | Error::Pki(_) | Error::Secrets(_) => Code::Internal,
         };
         tonic::Status::new(code, e.to_string())
     }

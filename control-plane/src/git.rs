@@ -21,6 +21,12 @@ pub type File = (String, Vec<u8>);
 /// Largest tree (files under the Application path) read for rendering.
 pub const MAX_TREE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Credentials for one fetch (https basic auth or token).
+pub struct Account {
+    pub username: String,
+    pub password: crate::secrets::Secret,
+}
+
 pub struct GitCache {
     root: PathBuf,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -28,6 +34,21 @@ pub struct GitCache {
 
 fn git_err(repo: &str, e: impl std::fmt::Display) -> Error {
     Error::Git { repo: redact_url(repo), message: e.to_string() }
+}
+
+/// An error with its causes ("a: b: c"), which gix keeps in `source()`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 /// A repository URL without credentials, for logs and errors.
@@ -64,7 +85,7 @@ impl GitCache {
     }
 
     /// Fetches branches, tags and HEAD of `url` into its bare cache (incremental after the first).
-    pub fn fetch(&self, url: &str) -> Result<()> {
+    pub fn fetch(&self, url: &str, account: Option<&Account>) -> Result<()> {
         let lock = self.lock(url);
         let _guard = lock.lock();
         let repo = self.open(url)?;
@@ -76,12 +97,26 @@ impl GitCache {
                 Direction::Fetch,
             )
             .map_err(|e| git_err(url, e))?;
-        let connection = remote.connect(Direction::Fetch).map_err(|e| git_err(url, format!("connecting: {e}")))?;
+        let mut connection = remote.connect(Direction::Fetch).map_err(|e| git_err(url, format!("connecting: {e}")))?;
+        if let Some(account) = account {
+            let (username, password) = (account.username.clone(), account.password.expose().to_string());
+            connection = connection.with_credentials(move |action| match action {
+                gix::credentials::helper::Action::Get(ctx) => Ok(Some(gix::credentials::protocol::Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: username.clone(),
+                        password: password.clone(),
+                        oauth_refresh_token: None,
+                    },
+                    next: ctx.into(),
+                })),
+                _ => Ok(None),
+            });
+        }
         connection
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| git_err(url, format!("listing references: {e}")))?
+            .map_err(|e| git_err(url, format!("listing references: {}", chain(&e))))?
             .receive(gix::progress::Discard, &AtomicBool::new(false))
-            .map_err(|e| git_err(url, format!("fetching: {e}")))?;
+            .map_err(|e| git_err(url, format!("fetching: {}", chain(&e))))?;
         Ok(())
     }
 

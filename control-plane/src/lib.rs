@@ -1,16 +1,20 @@
 //! bosun-control-plane: tracks Git, renders bundles, stores Applications and clusters, and
-//! serves three gRPC listeners — admin (TLS + bearer token), agent (mTLS only) and join
-//! (TLS, join tokens) — each with server reflection and the gRPC health service.
+//! serves three gRPC listeners — admin (TLS; bearer token or client certificate, with
+//! roles), agent (mTLS only) and join (TLS, join tokens) — each with server reflection and
+//! the gRPC health service, plus an HTTP webhook endpoint for Git pushes.
 //!
 //! Architecture invariant: the control plane never connects to a cluster; agents dial in.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod git;
 pub mod model;
 pub mod pki;
 pub mod render;
+pub mod secrets;
 pub mod store;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,10 +38,12 @@ use crate::model::{ControlPlane, Settings};
     about = "Bosun control plane: tracks Git and serves Applications to cluster agents"
 )]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Directory for the embedded store, the CA, the admin token and the Git cache.
     #[arg(long, env = "BOSUN_DATA_DIR", default_value = "bosun-data")]
     pub data_dir: PathBuf,
-    /// Admin API (people, CLI, grpcurl): TLS, bearer token.
+    /// Admin API (people, CLI, grpcurl): TLS; a bearer token or a client certificate.
     #[arg(long, env = "BOSUN_ADMIN_ADDR", default_value = "127.0.0.1:7443")]
     pub admin_addr: SocketAddr,
     /// Agent API: mTLS only.
@@ -46,15 +52,36 @@ pub struct Config {
     /// Join endpoint: TLS; exchanges a join token for a client certificate.
     #[arg(long, env = "BOSUN_JOIN_ADDR", default_value = "127.0.0.1:7445")]
     pub join_addr: SocketAddr,
+    /// Webhook endpoint (plain HTTP; put TLS in front): POST /api/webhook for GitHub and GitLab.
+    #[arg(long, env = "BOSUN_WEBHOOK_ADDR", default_value = "127.0.0.1:7446")]
+    pub webhook_addr: SocketAddr,
+    /// File holding the shared webhook secret (GitHub secret / GitLab token). Without it
+    /// webhooks are refused.
+    #[arg(long, env = "BOSUN_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// 32-byte key (hex or base64) that encrypts Git credentials at rest; keep it outside the
+    /// data directory in production (a mounted Secret). Created in the data directory if absent.
+    #[arg(long, env = "BOSUN_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// DNS names and IPs in the server certificate (repeatable).
     #[arg(long = "server-name", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
     pub server_names: Vec<String>,
     /// How often to poll Git (±10% jitter).
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
-    /// Lifetime of agent client certificates.
-    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    /// Lifetime of agent client certificates; agents renew at two thirds of it.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub cert_validity: Duration,
+    /// Default lifetime of admin client certificates (`bosun credential create --cert`).
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub admin_cert_validity: Duration,
+    /// SPIFFE trust domain of identities: spiffe://<domain>/cluster/<name>, .../user/<name>.
+    #[arg(long, default_value = pki::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+    /// An extra CA certificate (PEM) whose certificates are accepted and which agents are
+    /// told to trust; for CA rotation (repeatable). See README "Rotating the CA".
+    #[arg(long = "trusted-ca")]
+    pub trusted_cas: Vec<PathBuf>,
     /// Use this CA certificate (PEM) instead of generating one (with --ca-key).
     #[arg(long, requires = "ca_key")]
     pub ca_cert: Option<PathBuf>,
@@ -64,6 +91,35 @@ pub struct Config {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+}
+
+/// Offline tasks of the control plane binary.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Write a new CA (ca.pem, ca.key) into a directory, for --ca-cert/--ca-key or --trusted-ca.
+    GenerateCa {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "Bosun CA")]
+        common_name: String,
+    },
+}
+
+/// Runs an offline task.
+pub fn run_command(cmd: &Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::GenerateCa { out, common_name } => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            let (cert, key) = pki::generate_ca(common_name)?;
+            for f in ["ca.pem", "ca.key"] {
+                anyhow::ensure!(!out.join(f).exists(), "{} exists; refusing to overwrite a CA", out.join(f).display());
+            }
+            pki::write_secret(&out.join("ca.key"), &key)?;
+            std::fs::write(out.join("ca.pem"), cert)?;
+            println!("wrote {0}/ca.pem and {0}/ca.key", out.display());
+            Ok(())
+        }
+    }
 }
 
 /// Installs the process-wide rustls provider (ring) before any TLS is used.
@@ -81,7 +137,10 @@ pub fn init_logging_with_default(format: &str, default_filter: &str) {
     if format == "json" {
         let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
     } else {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .try_init();
     }
 }
 
@@ -92,6 +151,7 @@ pub struct Endpoints {
     pub admin: String,
     pub agent: String,
     pub join: String,
+    pub webhook: String,
 }
 
 fn reflection() -> anyhow::Result<(
@@ -114,13 +174,20 @@ fn reflection() -> anyhow::Result<(
 pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) -> anyhow::Result<Endpoints> {
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     let cfg = Config {
+        command: None,
         data_dir: data_dir.to_path_buf(),
         admin_addr: local,
         agent_addr: local,
         join_addr: local,
+        webhook_addr: local,
+        webhook_secret_file: None,
+        secret_key_file: None,
         server_names: vec!["localhost".into(), "127.0.0.1".into()],
         poll_interval,
-        cert_validity: Duration::from_secs(30 * 86400),
+        cert_validity: Duration::from_secs(86400),
+        admin_cert_validity: Duration::from_secs(30 * 86400),
+        trust_domain: pki::DEFAULT_TRUST_DOMAIN.into(),
+        trusted_cas: Vec::new(),
         ca_cert: None,
         ca_key: None,
         log_format: "text".into(),
@@ -146,9 +213,34 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let store = Arc::new(store::RedbStore::open(&cfg.data_dir.join("bosun.redb"))?);
     let git = Arc::new(git::GitCache::new(cfg.data_dir.join("git")));
-    let pki = pki::Pki::load_or_create(&cfg.data_dir, cfg.ca_cert.clone().zip(cfg.ca_key.clone()))?;
-    let settings = Settings { cert_validity: cfg.cert_validity, poll_interval: cfg.poll_interval };
-    let (cp, new_admin_token) = ControlPlane::load(store, git, pki, settings)?;
+    let pki = pki::Pki::load_or_create(
+        &cfg.data_dir,
+        cfg.ca_cert.clone().zip(cfg.ca_key.clone()),
+        &cfg.trusted_cas,
+        &cfg.trust_domain,
+    )?;
+    let secrets = secrets::SecretBox::load_or_create(
+        &cfg.secret_key_file.clone().unwrap_or_else(|| cfg.data_dir.join("secret.key")),
+    )?;
+    // The trust bundle for local tools (the CLI reads it by default): it changes with
+    // --ca-cert/--trusted-ca during a CA rotation, unlike the generated ca.pem.
+    std::fs::write(cfg.data_dir.join("ca-bundle.pem"), &pki.ca_pem)
+        .with_context(|| format!("writing {}", cfg.data_dir.join("ca-bundle.pem").display()))?;
+    let webhook_secret = match &cfg.webhook_secret_file {
+        Some(p) => {
+            let s =
+                std::fs::read_to_string(p).with_context(|| format!("reading the webhook secret {}", p.display()))?;
+            anyhow::ensure!(!s.trim().is_empty(), "the webhook secret file {} is empty", p.display());
+            Some(secrets::Secret::new(s.trim()))
+        }
+        None => None,
+    };
+    let settings = Settings {
+        cert_validity: cfg.cert_validity,
+        admin_cert_validity: cfg.admin_cert_validity,
+        poll_interval: cfg.poll_interval,
+    };
+    let (cp, new_admin_token) = ControlPlane::load(store, git, pki, secrets, settings)?;
     let cp = Arc::new(cp);
     let token_file = cfg.data_dir.join("admin-token");
     if let Some(token) = new_admin_token {
@@ -168,13 +260,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let join_listener = TcpListener::bind(cfg.join_addr)
         .await
         .with_context(|| format!("binding the join endpoint to {}", cfg.join_addr))?;
+    let webhook_listener = TcpListener::bind(cfg.webhook_addr)
+        .await
+        .with_context(|| format!("binding the webhook endpoint to {}", cfg.webhook_addr))?;
     let endpoints = Endpoints {
         admin: admin_listener.local_addr()?.to_string(),
         agent: agent_listener.local_addr()?.to_string(),
         join: join_listener.local_addr()?.to_string(),
+        webhook: webhook_listener.local_addr()?.to_string(),
     };
     std::fs::write(cfg.data_dir.join("endpoints.json"), serde_json::to_vec_pretty(&endpoints)?)?;
-    info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, data_dir = %cfg.data_dir.display(), "control plane listening");
+    info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, webhook = %endpoints.webhook, trust_domain = %cp.pki.trust_domain, data_dir = %cfg.data_dir.display(), "control plane listening");
 
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<pb::admin_service_server::AdminServiceServer<api::AdminApi>>().await;
@@ -186,21 +282,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
 
     let (r1, r1a) = reflection()?;
-    let admin = keepalive(Server::builder().tls_config(ServerTlsConfig::new().identity(identity.clone()))?)
-        .add_service(pb::admin_service_server::AdminServiceServer::with_interceptor(
-            api::AdminApi(cp.clone()),
-            api::admin_auth(cp.clone()),
-        ))
-        .add_service(health_svc.clone())
-        .add_service(r1)
-        .add_service(r1a)
-        .serve_with_incoming(TcpListenerStream::new(admin_listener));
+    // Client certificates are optional here (people may use tokens), but one presented must
+    // chain to our CA bundle.
+    let admin = keepalive(Server::builder().tls_config(
+        ServerTlsConfig::new().identity(identity.clone()).client_ca_root(ca.clone()).client_auth_optional(true),
+    )?)
+    .add_service(pb::admin_service_server::AdminServiceServer::new(api::AdminApi(cp.clone())))
+    .add_service(health_svc.clone())
+    .add_service(r1)
+    .add_service(r1a)
+    .serve_with_incoming(TcpListenerStream::new(admin_listener));
 
     let (r2, r2a) = reflection()?;
     let agent = keepalive(Server::builder().tls_config(
         ServerTlsConfig::new().identity(identity.clone()).client_ca_root(ca).client_auth_optional(false),
     )?)
-    .add_service(pb::agent_service_server::AgentServiceServer::new(api::AgentApi(cp.clone())))
+    .add_service(
+        pb::agent_service_server::AgentServiceServer::new(api::AgentApi(cp.clone()))
+            .max_encoding_message_size(bosun_core::bundle::MAX_BUNDLE_BYTES + (1 << 20)),
+    )
     .add_service(health_svc.clone())
     .add_service(r2)
     .add_service(r2a)
@@ -214,8 +314,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .add_service(r3a)
         .serve_with_incoming(TcpListenerStream::new(join_listener));
 
+    if webhook_secret.is_none() {
+        info!("no --webhook-secret-file: webhooks are refused; Git is polled");
+    }
+    let hooks = axum::serve(webhook_listener, webhook::router(cp.clone(), webhook_secret));
+
     let poller = tokio::spawn(cp.clone().poll_forever());
     let result = tokio::select! {
+        r = hooks => r.context("webhook endpoint"),
         r = admin => r.context("admin API"),
         r = agent => r.context("agent API"),
         r = join => r.context("join endpoint"),

@@ -5,6 +5,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = bosun_control_plane::Config::parse();
+    if let Some(cmd) = &cfg.command {
+        return bosun_control_plane::run_command(cmd);
+    }
     bosun_control_plane::init_logging(&cfg.log_format);
     bosun_control_plane::run(cfg).await
 }

@@ -14,10 +14,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::auth::{self, Access, Credential, CredentialKind, IssuedCert, Principal, Role};
 use crate::error::{Error, Result};
 use crate::git::{GitCache, redact_url};
-use crate::pki::Pki;
+use crate::pki::{Issued, PeerCert, Pki, Subject};
 use crate::render::{RenderKey, render};
+use crate::secrets::{Secret, SecretBox};
 use crate::store::{Kind, Store, StoreExt};
 
 pub fn now() -> i64 {
@@ -60,6 +62,12 @@ pub struct ClusterRecord {
     pub generation: u64,
     /// Digest of the assignments announced at `generation`.
     pub assignment_digest: String,
+    /// Unexpired certificates issued to the cluster's agent; any other is refused.
+    #[serde(default)]
+    pub certificates: Vec<IssuedCert>,
+    /// When the cluster was last revoked (Unix seconds; 0 = never).
+    #[serde(default)]
+    pub revoked_at: i64,
 }
 
 /// A join token as stored, keyed by the SHA-256 of the token (the token itself is never stored).
@@ -136,12 +144,25 @@ struct State {
     clusters: BTreeMap<String, ClusterRecord>,
     statuses: BTreeMap<(String, String), ClusterAppStatus>,
     connections: HashMap<String, usize>,
+    credentials: BTreeMap<String, Credential>,
+    repos: BTreeMap<String, RepoRecord>,
+}
+
+/// Credentials of a repository (or URL prefix) as stored; the password only sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRecord {
+    pub url: String,
+    pub username: String,
+    pub password_sealed: String,
 }
 
 /// Settings of the model.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Lifetime of agent certificates (agents renew at two thirds of it).
     pub cert_validity: Duration,
+    /// Lifetime of admin client certificates.
+    pub admin_cert_validity: Duration,
     pub poll_interval: Duration,
 }
 
@@ -149,21 +170,33 @@ pub struct ControlPlane {
     store: Arc<dyn Store>,
     git: Arc<GitCache>,
     pub pki: Pki,
+    secrets: SecretBox,
     settings: Settings,
     state: RwLock<State>,
     notify: Mutex<HashMap<String, watch::Sender<u64>>>,
     renders: Mutex<HashMap<RenderKey, String>>,
     refresh_lock: tokio::sync::Mutex<()>,
-    admin_token_hash: String,
+    /// Serialises read-modify-write of cluster records (see `update_cluster`).
+    cluster_writes: Mutex<()>,
+}
+
+fn record_certificate(cluster: &mut ClusterRecord, issued: &Issued) {
+    auth::prune_expired(&mut cluster.certificates, now());
+    cluster.certificates.push(IssuedCert { serial: issued.serial.clone(), expires_at: issued.expires_at });
+    cluster.cert_expires = issued.expires_at;
+}
+
+/// The secret half of a new credential, returned once.
+pub enum CredentialSecret {
+    Token(String),
+    Certificate(Issued),
 }
 
 fn status_key(app: &str, cluster: &str) -> String {
     format!("{app}/{cluster}")
 }
 
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use auth::hash_token;
 
 fn new_token(prefix: &str) -> String {
     use rand::RngCore;
@@ -173,12 +206,13 @@ fn new_token(prefix: &str) -> String {
 }
 
 impl ControlPlane {
-    /// Loads the model from the store. Creates the admin token on first start and returns it
-    /// then (it is stored only hashed).
+    /// Loads the model from the store. Creates the first admin credential (a token named
+    /// `admin`) on first start and returns the token then (it is stored only hashed).
     pub fn load(
         store: Arc<dyn Store>,
         git: Arc<GitCache>,
         pki: Pki,
+        secrets: SecretBox,
         settings: Settings,
     ) -> Result<(Self, Option<String>)> {
         let mut state = State::default();
@@ -191,25 +225,39 @@ impl ControlPlane {
         for s in store.list::<ClusterAppStatus>(Kind::Status)? {
             state.statuses.insert((s.app.clone(), s.cluster.clone()), s);
         }
-        let (admin_token_hash, new_admin) = match store.get::<String>(Kind::Meta, "admin_token_sha256")? {
-            Some(h) => (h, None),
-            None => {
-                let token = new_token("bat_");
-                let h = hash_token(&token);
-                store.put(Kind::Meta, "admin_token_sha256", &h)?;
-                (h, Some(token))
-            }
-        };
+        for r in store.list::<RepoRecord>(Kind::Repository)? {
+            state.repos.insert(r.url.clone(), r);
+        }
+        for c in store.list::<Credential>(Kind::Credential)? {
+            state.credentials.insert(c.name.clone(), c);
+        }
+        let mut new_admin = None;
+        if state.credentials.is_empty() {
+            let token = new_token("bat_");
+            let cred = Credential {
+                name: "admin".into(),
+                role: Role::Admin,
+                kind: CredentialKind::Token,
+                token_sha256: hash_token(&token),
+                certificates: Vec::new(),
+                created_at: now(),
+                expires_at: 0,
+            };
+            store.put(Kind::Credential, &cred.name, &cred)?;
+            state.credentials.insert(cred.name.clone(), cred);
+            new_admin = Some(token);
+        }
         let cp = Self {
             store,
             git,
             pki,
+            secrets,
             settings,
             state: RwLock::new(state),
             notify: Mutex::new(HashMap::new()),
             renders: Mutex::new(HashMap::new()),
             refresh_lock: tokio::sync::Mutex::new(()),
-            admin_token_hash,
+            cluster_writes: Mutex::new(()),
         };
         Ok((cp, new_admin))
     }
@@ -218,11 +266,123 @@ impl ControlPlane {
         &self.settings
     }
 
-    /// Whether `token` is the admin token (compares SHA-256 digests).
-    pub fn is_admin_token(&self, token: &str) -> bool {
-        let a = hash_token(token);
-        a.len() == self.admin_token_hash.len()
-            && a.bytes().zip(self.admin_token_hash.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // ---- admin credentials ----
+
+    /// The caller behind a bearer token (digests compared in constant time).
+    pub fn authenticate_token(&self, token: &str) -> Result<Principal> {
+        let digest = hash_token(token);
+        let st = self.state.read();
+        let found = st
+            .credentials
+            .values()
+            .find(|c| c.kind == CredentialKind::Token && auth::digest_eq(&c.token_sha256, &digest));
+        match found {
+            Some(c) if c.expires_at == 0 || c.expires_at > now() => {
+                Ok(Principal { name: c.name.clone(), role: c.role, via: CredentialKind::Token })
+            }
+            Some(c) => Err(Error::Unauthenticated(format!(
+                "the token of credential {:?} has expired; create a new one with `bosun credential create`",
+                c.name
+            ))),
+            None => Err(Error::Unauthenticated("invalid admin token".into())),
+        }
+    }
+
+    /// The caller behind a verified client certificate on the admin API.
+    pub fn authenticate_cert(&self, peer: &PeerCert) -> Result<Principal> {
+        let Subject::User(name) = &peer.subject else {
+            return Err(Error::PermissionDenied(
+                "an agent's certificate cannot call the admin API; use an admin credential".into(),
+            ));
+        };
+        if peer.not_after <= now() {
+            return Err(Error::Unauthenticated(format!("the certificate of {name:?} has expired")));
+        }
+        let st = self.state.read();
+        match st.credentials.get(name) {
+            Some(c) if c.certificates.iter().any(|x| x.serial == peer.serial) => {
+                Ok(Principal { name: c.name.clone(), role: c.role, via: CredentialKind::Certificate })
+            }
+            _ => Err(Error::Unauthenticated(format!("the certificate of {name:?} has been revoked or replaced"))),
+        }
+    }
+
+    /// Authorises `who` for `access`.
+    pub fn authorize_admin(&self, who: &Principal, access: Access) -> Result<()> {
+        if who.role.allows(access) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!("{who} may only read; this call changes state and needs role admin")))
+        }
+    }
+
+    /// Creates a credential: a bearer token (returned once) or, given a CSR, a client
+    /// certificate. Re-creating an existing name replaces it (and revokes the old secret).
+    pub fn create_credential(
+        &self,
+        name: &str,
+        role: Role,
+        csr_pem: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Result<(Credential, CredentialSecret)> {
+        if !auth::valid_name(name) {
+            return Err(Error::InvalidRequest(format!(
+                "credential name {name:?} must be a DNS label: lowercase letters, digits and '-'"
+            )));
+        }
+        let created_at = now();
+        let (cred, secret) = match csr_pem {
+            None => {
+                let token = new_token("bat_");
+                let expires_at = ttl.map(|t| created_at + t.as_secs() as i64).unwrap_or(0);
+                let cred = Credential {
+                    name: name.into(),
+                    role,
+                    kind: CredentialKind::Token,
+                    token_sha256: hash_token(&token),
+                    certificates: Vec::new(),
+                    created_at,
+                    expires_at,
+                };
+                (cred, CredentialSecret::Token(token))
+            }
+            Some(csr) => {
+                let validity = ttl.unwrap_or(self.settings.admin_cert_validity);
+                let issued = self.pki.sign_csr(csr, &Subject::User(name.into()), validity)?;
+                let cred = Credential {
+                    name: name.into(),
+                    role,
+                    kind: CredentialKind::Certificate,
+                    token_sha256: String::new(),
+                    certificates: vec![IssuedCert { serial: issued.serial.clone(), expires_at: issued.expires_at }],
+                    created_at,
+                    expires_at: issued.expires_at,
+                };
+                (cred, CredentialSecret::Certificate(issued))
+            }
+        };
+        self.store.put(Kind::Credential, name, &cred)?;
+        self.state.write().credentials.insert(name.into(), cred.clone());
+        Ok((cred, secret))
+    }
+
+    pub fn delete_credential(&self, name: &str) -> Result<()> {
+        if !self.state.read().credentials.contains_key(name) {
+            return Err(Error::InvalidRequest(format!("no credential named {name:?}")));
+        }
+        let admins = self.state.read().credentials.values().filter(|c| c.role == Role::Admin).count();
+        if admins == 1 && self.state.read().credentials.get(name).is_some_and(|c| c.role == Role::Admin) {
+            return Err(Error::InvalidRequest(format!(
+                "{name:?} is the last admin credential; create another admin first"
+            )));
+        }
+        self.store.delete(Kind::Credential, name)?;
+        self.state.write().credentials.remove(name);
+        Ok(())
+    }
+
+    pub fn credentials(&self) -> Vec<Credential> {
+        self.state.read().credentials.values().cloned().collect()
     }
 
     // ---- Applications ----
@@ -345,7 +505,7 @@ impl ControlPlane {
     fn resolve_and_render(&self, spec: &AppSpec, fetch: bool) -> Result<(String, String)> {
         let url = &spec.source.repo_url;
         if fetch {
-            self.git.fetch(url)?;
+            self.git.fetch(url, self.repo_credentials(url)?.as_ref())?;
         }
         let commit = self.git.resolve(url, &spec.source.target_revision)?;
         let key = RenderKey {
@@ -367,7 +527,19 @@ impl ControlPlane {
                         .into(),
             });
         }
-        self.store.put_bundle(&bundle.digest, &bundle.to_bytes())?;
+        let bytes = bundle.to_bytes();
+        if bytes.len() > bosun_core::bundle::MAX_BUNDLE_BYTES {
+            return Err(Error::Render {
+                path: key.path.clone(),
+                revision: commit.chars().take(12).collect(),
+                message: format!(
+                    "the rendered bundle is {} bytes, more than the {} allowed; split the Application",
+                    bytes.len(),
+                    bosun_core::bundle::MAX_BUNDLE_BYTES
+                ),
+            });
+        }
+        self.store.put_bundle(&bundle.digest, &bytes)?;
         self.renders.lock().insert(key, bundle.digest.clone());
         Ok((commit, bundle.digest))
     }
@@ -381,7 +553,8 @@ impl ControlPlane {
             if !fetched.contains_key(&url) {
                 let git = self.git.clone();
                 let u = url.clone();
-                let r = tokio::task::spawn_blocking(move || git.fetch(&u))
+                let creds = self.repo_credentials(&url);
+                let r = tokio::task::spawn_blocking(move || git.fetch(&u, creds?.as_ref()))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()));
@@ -392,6 +565,73 @@ impl ControlPlane {
             }
             let _ = self.refresh_app(&name, false).await;
         }
+    }
+
+    /// Refreshes the named Applications now, fetching each repository once (webhooks).
+    pub async fn refresh_apps(self: &Arc<Self>, names: &[String]) {
+        let mut fetched = std::collections::HashSet::new();
+        for name in names {
+            let Some(url) = self.state.read().apps.get(name).map(|a| a.spec.source.repo_url.clone()) else { continue };
+            let fetch = fetched.insert(url);
+            let _ = self.refresh_app(name, fetch).await;
+        }
+    }
+
+    /// Applications whose source a push touches (see [`bosun_core::webhook::PushEvent::touches`]).
+    pub fn apps_touched_by(&self, event: &bosun_core::webhook::PushEvent) -> Vec<String> {
+        self.state.read().apps.values().filter(|a| event.touches(&a.spec.source)).map(|a| a.name.clone()).collect()
+    }
+
+    // ---- repository credentials ----
+
+    /// Stores credentials for a repository URL or URL prefix; the password is sealed with
+    /// the secret key before it reaches the store.
+    pub fn add_repository(&self, url: &str, username: &str, password: &Secret) -> Result<RepoRecord> {
+        let url = url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::InvalidRequest(format!(
+                "repository credentials are for http(s) URLs; {:?} is not one (ssh is not supported yet)",
+                redact_url(url)
+            )));
+        }
+        if url.contains('@') {
+            return Err(Error::InvalidRequest("put the username and password in their fields, not in the URL".into()));
+        }
+        let rec = RepoRecord {
+            url: url.to_string(),
+            username: username.to_string(),
+            password_sealed: if password.is_empty() { String::new() } else { self.secrets.seal(url, password)? },
+        };
+        self.store.put(Kind::Repository, url, &rec)?;
+        self.state.write().repos.insert(url.to_string(), rec.clone());
+        Ok(rec)
+    }
+
+    pub fn repositories(&self) -> Vec<RepoRecord> {
+        self.state.read().repos.values().cloned().collect()
+    }
+
+    pub fn delete_repository(&self, url: &str) -> Result<()> {
+        if self.state.write().repos.remove(url).is_none() {
+            return Err(Error::InvalidRequest(format!("no credentials stored for {:?}", redact_url(url))));
+        }
+        self.store.delete(Kind::Repository, url)?;
+        Ok(())
+    }
+
+    /// The credentials of the longest stored URL prefix of `url`, decrypted.
+    fn repo_credentials(&self, url: &str) -> Result<Option<crate::git::Account>> {
+        let rec = {
+            let st = self.state.read();
+            st.repos.values().filter(|r| url.starts_with(&r.url)).max_by_key(|r| r.url.len()).cloned()
+        };
+        let Some(rec) = rec else { return Ok(None) };
+        let password = if rec.password_sealed.is_empty() {
+            Secret::default()
+        } else {
+            self.secrets.open(&rec.url, &rec.password_sealed)?
+        };
+        Ok(Some(crate::git::Account { username: rec.username, password }))
     }
 
     /// Polls Git every `poll_interval` (±10% jitter) until the process ends.
@@ -416,11 +656,17 @@ impl ControlPlane {
         let token = new_token("bjt_");
         let expires_at = now() + ttl.as_secs() as i64;
         self.store.put(Kind::JoinToken, &hash_token(&token), &TokenRecord { cluster: cluster.into(), expires_at })?;
-        let existing = self.state.read().clusters.get(cluster).cloned();
-        if existing.is_none() {
-            let rec = ClusterRecord { name: cluster.into(), ..Default::default() };
-            self.store.put(Kind::Cluster, cluster, &rec)?;
-            self.state.write().clusters.insert(cluster.into(), rec);
+        let created = {
+            let _w = self.cluster_writes.lock();
+            let missing = !self.state.read().clusters.contains_key(cluster);
+            if missing {
+                let rec = ClusterRecord { name: cluster.into(), ..Default::default() };
+                self.store.put(Kind::Cluster, cluster, &rec)?;
+                self.state.write().clusters.insert(cluster.into(), rec);
+            }
+            missing
+        };
+        if created {
             self.reassign([cluster.to_string()])?;
         }
         info!(cluster, "join token created");
@@ -428,23 +674,67 @@ impl ControlPlane {
     }
 
     /// Exchanges a join token and CSR for a client certificate.
-    pub fn join(&self, token: &str, csr_pem: &str, agent_version: &str) -> Result<(String, String)> {
+    pub fn join(&self, token: &str, csr_pem: &str, agent_version: &str) -> Result<(String, Issued)> {
         let rec: TokenRecord = self.store.take(Kind::JoinToken, &hash_token(token))?.ok_or(Error::BadJoinToken)?;
         if rec.expires_at < now() {
             return Err(Error::BadJoinToken);
         }
-        let mut cluster = self.state.read().clusters.get(&rec.cluster).cloned().ok_or(Error::BadJoinToken)?;
-        let (cert, expires) = self.pki.sign_agent_csr(csr_pem, &rec.cluster, self.settings.cert_validity)?;
-        cluster.joined = true;
-        cluster.cert_expires = expires;
-        cluster.agent_version = agent_version.into();
-        self.store.put(Kind::Cluster, &cluster.name, &cluster)?;
-        self.state.write().clusters.insert(cluster.name.clone(), cluster.clone());
-        info!(cluster = %cluster.name, "agent joined");
-        Ok((cluster.name, cert))
+        let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(rec.cluster.clone()), self.settings.cert_validity)?;
+        self.update_cluster(&rec.cluster, |c| {
+            c.joined = true;
+            c.agent_version = agent_version.into();
+            record_certificate(c, &issued);
+            true
+        })?
+        .ok_or(Error::BadJoinToken)?;
+        info!(cluster = %rec.cluster, serial = %issued.serial, "agent joined");
+        Ok((rec.cluster, issued))
+    }
+
+    /// Issues a new certificate to an agent that holds a valid one (called over mTLS before
+    /// the old one expires). Both stay valid until the old one expires, so connections made
+    /// with either keep working during the handover.
+    pub fn renew(&self, cluster: &str, csr_pem: &str) -> Result<Issued> {
+        let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(cluster.into()), self.settings.cert_validity)?;
+        self.update_cluster(cluster, |c| {
+            record_certificate(c, &issued);
+            true
+        })?
+        .ok_or_else(|| Error::ClusterNotFound(cluster.into()))?;
+        info!(cluster, serial = %issued.serial, expires_at = issued.expires_at, "agent certificate renewed");
+        Ok(issued)
+    }
+
+    /// Read-modify-write of one cluster record, serialised with every other cluster write so
+    /// that concurrent updates (a connection's last-seen time, a renewal) never overwrite
+    /// each other. `f` returns whether it changed anything; changes are persisted first.
+    fn update_cluster(&self, name: &str, f: impl FnOnce(&mut ClusterRecord) -> bool) -> Result<Option<ClusterRecord>> {
+        let _w = self.cluster_writes.lock();
+        let Some(mut rec) = self.state.read().clusters.get(name).cloned() else { return Ok(None) };
+        if f(&mut rec) {
+            self.store.put(Kind::Cluster, name, &rec)?;
+            self.state.write().clusters.insert(name.into(), rec.clone());
+        }
+        Ok(Some(rec))
+    }
+
+    /// Refuses every certificate issued to the cluster so far and closes its open streams.
+    /// Its Applications and status stay; a new join token lets it join again.
+    pub fn revoke_cluster(&self, name: &str) -> Result<()> {
+        self.update_cluster(name, |rec| {
+            rec.certificates.clear();
+            rec.joined = false;
+            rec.revoked_at = now();
+            true
+        })?
+        .ok_or_else(|| Error::ClusterNotFound(name.into()))?;
+        self.notify.lock().remove(name);
+        warn!(cluster = name, "cluster revoked: its certificates are refused and its streams closed");
+        Ok(())
     }
 
     pub fn delete_cluster(&self, name: &str) -> Result<()> {
+        let _w = self.cluster_writes.lock();
         if !self.state.read().clusters.contains_key(name) {
             return Err(Error::ClusterNotFound(name.into()));
         }
@@ -482,11 +772,28 @@ impl ControlPlane {
             .collect()
     }
 
-    /// A known, joined cluster (the check every agent RPC makes after mTLS).
-    pub fn authorize_cluster(&self, name: &str) -> Result<()> {
+    /// The cluster a verified agent certificate speaks for: a joined cluster that issued
+    /// exactly this certificate, which has not expired. Every agent RPC makes this check.
+    pub fn authorize_agent(&self, peer: &PeerCert) -> Result<String> {
+        let Subject::Cluster(name) = &peer.subject else {
+            return Err(Error::PermissionDenied("a user certificate cannot call the agent API".into()));
+        };
+        if peer.not_after <= now() {
+            return Err(Error::Unauthenticated(format!(
+                "the certificate of cluster {name:?} has expired; the agent renews before expiry, else join again"
+            )));
+        }
         match self.state.read().clusters.get(name) {
-            Some(c) if c.joined => Ok(()),
-            _ => Err(Error::PermissionDenied(format!("cluster {name:?} is not registered (deleted or never joined)"))),
+            Some(c) if c.joined && c.certificates.iter().any(|x| x.serial == peer.serial) => Ok(name.clone()),
+            Some(c) if c.joined => Err(Error::PermissionDenied(format!(
+                "this certificate of cluster {name:?} is no longer valid (replaced or revoked)"
+            ))),
+            Some(_) => Err(Error::PermissionDenied(format!(
+                "cluster {name:?} is revoked; join it again with a new token from `bosun cluster add {name}`"
+            ))),
+            None => {
+                Err(Error::PermissionDenied(format!("cluster {name:?} is not registered (deleted or never joined)")))
+            }
         }
     }
 
@@ -505,27 +812,24 @@ impl ControlPlane {
     }
 
     pub fn connected(&self, cluster: &str, up: bool, facts: Option<(BTreeMap<String, String>, String)>) {
-        let mut st = self.state.write();
-        let n = st.connections.entry(cluster.to_string()).or_insert(0);
-        if up {
-            *n += 1;
-        } else {
-            *n = n.saturating_sub(1);
+        {
+            let mut st = self.state.write();
+            let n = st.connections.entry(cluster.to_string()).or_insert(0);
+            if up {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+            }
         }
-        let persist = if let Some(c) = st.clusters.get_mut(cluster) {
+        let updated = self.update_cluster(cluster, |c| {
             c.last_seen = now();
             if let Some((facts, version)) = facts {
                 c.facts = facts;
                 c.agent_version = version;
             }
-            Some(c.clone())
-        } else {
-            None
-        };
-        drop(st);
-        if let Some(c) = persist
-            && let Err(e) = self.store.put(Kind::Cluster, cluster, &c)
-        {
+            true
+        });
+        if let Err(e) = updated {
             warn!(cluster, error = %e, "could not persist cluster facts");
         }
     }
@@ -632,21 +936,24 @@ impl ControlPlane {
     /// each whose assignments changed.
     fn reassign(&self, clusters: impl IntoIterator<Item = String>) -> Result<()> {
         for name in clusters {
-            let updated = {
+            let digest = {
                 let st = self.state.read();
-                let Some(c) = st.clusters.get(&name) else { continue };
-                let digest =
-                    hex::encode(Sha256::digest(serde_json::to_vec(&assignments(&st, &name)).unwrap_or_default()));
-                if digest == c.assignment_digest {
-                    continue;
-                }
-                ClusterRecord { generation: c.generation + 1, assignment_digest: digest, ..c.clone() }
+                hex::encode(Sha256::digest(serde_json::to_vec(&assignments(&st, &name)).unwrap_or_default()))
             };
-            self.store.put(Kind::Cluster, &name, &updated)?;
-            let generation = updated.generation;
-            self.state.write().clusters.insert(name.clone(), updated);
-            if let Some(tx) = self.notify.lock().get(&name) {
-                tx.send_replace(generation);
+            let mut changed = false;
+            let Some(updated) = self.update_cluster(&name, |c| {
+                changed = c.assignment_digest != digest;
+                if changed {
+                    c.generation += 1;
+                    c.assignment_digest = digest;
+                }
+                changed
+            })?
+            else {
+                continue;
+            };
+            if changed && let Some(tx) = self.notify.lock().get(&name) {
+                tx.send_replace(updated.generation);
             }
         }
         Ok(())

@@ -28,6 +28,8 @@ pub enum Kind {
     Status,
     History,
     Meta,
+    Credential,
+    Repository,
 }
 
 impl Kind {
@@ -39,6 +41,8 @@ impl Kind {
             Kind::Status => TableDefinition::new("status"),
             Kind::History => TableDefinition::new("history"),
             Kind::Meta => TableDefinition::new("meta"),
+            Kind::Credential => TableDefinition::new("credentials"),
+            Kind::Repository => TableDefinition::new("repositories"),
         }
     }
 }
@@ -84,7 +88,16 @@ impl RedbStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(se)?;
-        for kind in [Kind::App, Kind::Cluster, Kind::JoinToken, Kind::Status, Kind::History, Kind::Meta] {
+        for kind in [
+            Kind::App,
+            Kind::Cluster,
+            Kind::JoinToken,
+            Kind::Status,
+            Kind::History,
+            Kind::Meta,
+            Kind::Credential,
+            Kind::Repository,
+        ] {
             tx.open_table(kind.table()).map_err(se)?;
         }
         tx.open_table(BUNDLES).map_err(se)?;

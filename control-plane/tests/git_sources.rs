@@ -120,7 +120,7 @@ fn resolves_and_reads_over_file_git_and_http() {
     let cache = GitCache::new(root.join("cache"));
     for url in &urls {
         wait_served(url);
-        cache.fetch(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        cache.fetch(url, None).unwrap_or_else(|e| panic!("{url}: {e}"));
         for (rev, want) in [
             ("", &second),
             ("HEAD", &second),
@@ -152,8 +152,48 @@ fn resolves_and_reads_over_file_git_and_http() {
     git(&work, &["commit", "-qm", "three"]);
     let third = git(&work, &["rev-parse", "HEAD"]);
     git(&work, &["push", "-q", served.join("repo.git").to_str().unwrap(), "main"]);
-    cache.fetch(&urls[1]).unwrap();
+    cache.fetch(&urls[1], None).unwrap();
     assert_eq!(cache.resolve(&urls[1], "main").unwrap(), third);
+}
+
+/// A private repository over HTTP basic auth: refused without or with wrong credentials
+/// (without echoing the password), fetched with the right ones.
+#[test]
+fn http_basic_auth_uses_the_credentials_given() {
+    use bosun_control_plane::git::Account;
+    use bosun_control_plane::secrets::Secret;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("k8s")).unwrap();
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("k8s/a.yaml"), CM.replace("NAME", "a")).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "one"]);
+    let served = root.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    git(root, &["clone", "-q", "--bare", work.to_str().unwrap(), served.join("private.git").to_str().unwrap()]);
+    let hp = port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/git_http_server.py");
+    let _http = Killed(
+        Command::new("python3")
+            .args([script, &hp.to_string(), served.to_str().unwrap(), "bosun", "pw-8c1f-do-not-log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{hp}/cgi-bin/git/private.git");
+    wait_served(&format!("http://bosun:pw-8c1f-do-not-log@127.0.0.1:{hp}/cgi-bin/git/private.git"));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cache = GitCache::new(root.join("cache"));
+    assert!(cache.fetch(&url, None).is_err(), "no credentials");
+    let wrong = Account { username: "bosun".into(), password: Secret::new("wrong-pw") };
+    let err = cache.fetch(&url, Some(&wrong)).unwrap_err().to_string();
+    assert!(!err.contains("wrong-pw"), "{err}");
+    let right = Account { username: "bosun".into(), password: Secret::new("pw-8c1f-do-not-log") };
+    cache.fetch(&url, Some(&right)).unwrap();
+    assert_eq!(cache.resolve(&url, "main").unwrap(), git(&work, &["rev-parse", "HEAD"]));
 }
 
 #[test]
@@ -175,7 +215,7 @@ fn kustomize_directories_render_through_kubectl_or_kustomize() {
     let rev = git(&work, &["rev-parse", "HEAD"]);
     let url = format!("file://{}", work.display());
     let cache = GitCache::new(tmp.path().join("cache"));
-    cache.fetch(&url).unwrap();
+    cache.fetch(&url, None).unwrap();
     let b = render(&cache, &RenderKey { repo_url: url, commit: rev, path: "overlays/prod".into(), recurse: false })
         .unwrap();
     assert_eq!(b.objects.len(), 1);

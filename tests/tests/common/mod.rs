@@ -125,6 +125,7 @@ pub struct Ports {
     pub admin: u16,
     pub agent: u16,
     pub join: u16,
+    pub webhook: u16,
 }
 
 /// The control plane as a real process.
@@ -132,22 +133,40 @@ pub struct ControlPlane {
     pub data_dir: PathBuf,
     pub ports: Ports,
     pub log: PathBuf,
+    /// Extra command-line arguments (e.g. `--cert-validity 6s`); `--poll-interval` defaults to 1s.
+    pub args: Vec<String>,
+    /// Secrets this control plane handed out (admin and join tokens); its log must not hold them.
+    planted: std::sync::Mutex<Vec<String>>,
     child: Option<Child>,
     starts: usize,
 }
 
 impl ControlPlane {
     pub async fn start(root: &Path) -> Self {
-        let ports = Ports { admin: free_port(), agent: free_port(), join: free_port() };
+        Self::start_with(root, &[]).await
+    }
+
+    /// Starts with extra arguments.
+    pub async fn start_with(root: &Path, args: &[&str]) -> Self {
+        let ports = Ports { admin: free_port(), agent: free_port(), join: free_port(), webhook: free_port() };
         let mut cp = Self {
             data_dir: root.join("control-plane"),
             ports,
             log: root.join("control-plane.log"),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            planted: Default::default(),
             child: None,
             starts: 0,
         };
         cp.restart().await;
+        let token = cp.admin_token();
+        cp.plant(&token);
         cp
+    }
+
+    /// Remembers a secret that must never appear in this control plane's log.
+    pub fn plant(&self, secret: &str) {
+        self.planted.lock().unwrap().push(secret.to_string());
     }
 
     /// Starts (again) on the same data directory and ports.
@@ -161,8 +180,10 @@ impl ControlPlane {
             .args(["--admin-addr", &format!("127.0.0.1:{}", self.ports.admin)])
             .args(["--agent-addr", &format!("127.0.0.1:{}", self.ports.agent)])
             .args(["--join-addr", &format!("127.0.0.1:{}", self.ports.join)])
-            .args(["--poll-interval", "1s"])
-            .env("RUST_LOG", "info")
+            .args(["--webhook-addr", &format!("127.0.0.1:{}", self.ports.webhook)])
+            .args(if self.args.iter().any(|a| a == "--poll-interval") { vec![] } else { vec!["--poll-interval", "1s"] })
+            .args(&self.args)
+            .env("RUST_LOG", "info,bosun=debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -215,7 +236,13 @@ impl ControlPlane {
     /// Registers a cluster and returns its join token.
     pub fn add_cluster(&self, name: &str) -> String {
         let v: Value = serde_json::from_str(&self.bosun_ok(&["cluster", "add", name, "-o", "json"])).unwrap();
-        v["token"].as_str().unwrap().to_string()
+        let token = v["token"].as_str().unwrap().to_string();
+        self.plant(&token);
+        token
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until `bosun app wait` says the Application is synced and healthy at `revision`.
@@ -233,7 +260,18 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.kill();
+        if !std::thread::panicking() {
+            assert_no_secrets(&self.logs(), &self.planted.lock().unwrap(), "the control plane's log");
+        }
     }
+}
+
+/// Fails when any planted secret (or a PEM private key) appears in `text`.
+pub fn assert_no_secrets(text: &str, secrets: &[String], what: &str) {
+    for s in secrets.iter().filter(|s| s.len() >= 8) {
+        assert!(!text.contains(s.as_str()), "{what} contains a planted secret ({}…)", &s[..4]);
+    }
+    assert!(!text.contains("PRIVATE KEY-----"), "{what} contains a private key");
 }
 
 pub struct CliOut {
@@ -276,6 +314,7 @@ pub struct Agent {
     pub state_dir: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
+    token: String,
     child: Option<Child>,
 }
 
@@ -303,7 +342,13 @@ impl Agent {
             "--resync-interval".into(),
             resync.into(),
         ];
-        let mut a = Self { log: root.join(format!("agent-{}.log", cluster.name)), state_dir, args, child: None };
+        let mut a = Self {
+            log: root.join(format!("agent-{}.log", cluster.name)),
+            state_dir,
+            args,
+            token: token.into(),
+            child: None,
+        };
         a.restart();
         a
     }
@@ -312,7 +357,7 @@ impl Agent {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,bosun=debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -335,6 +380,15 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
+        if !std::thread::panicking() {
+            let key = std::fs::read_to_string(self.state_dir.join("client.key")).unwrap_or_default();
+            let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+            let mut secrets = vec![self.token.clone()];
+            if !key_body.is_empty() {
+                secrets.push(key_body[..key_body.len().min(40)].to_string());
+            }
+            assert_no_secrets(&self.logs(), &secrets, "an agent's log");
+        }
     }
 }
 
