@@ -196,6 +196,30 @@ fn http_basic_auth_uses_the_credentials_given() {
     assert_eq!(cache.resolve(&url, "main").unwrap(), git(&work, &["rev-parse", "HEAD"]));
 }
 
+/// Content that tries to leave the repository: a symlinked manifest pointing outside the tree
+/// is refused with a clear error naming the file; a regular file beside it is not read then.
+#[test]
+fn symlinked_manifests_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("k8s")).unwrap();
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("k8s/a.yaml"), CM.replace("NAME", "a")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", work.join("k8s/passwd.yaml")).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "one"]);
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+    let url = format!("file://{}", work.display());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cache = GitCache::new(tmp.path().join("cache"));
+    cache.fetch(&url, None).unwrap();
+    let err = render(&cache, &RenderKey { repo_url: url, commit, path: "k8s".into(), recurse: false })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("passwd.yaml is a symbolic link"), "{err}");
+    assert!(!err.contains("root:"), "nothing outside the repository was read: {err}");
+}
+
 #[test]
 fn kustomize_directories_render_through_kubectl_or_kustomize() {
     let tmp = tempfile::tempdir().unwrap();
