@@ -276,7 +276,11 @@ pub struct AdminApi(pub Arc<ControlPlane>);
 
 /// One audit line per mutating call: who, what, on which object, and how it ended. The
 /// timestamp is the log line's. Never carries secrets (tokens, passwords, keys).
-fn audit(who: &Principal, action: &str, object: &str, outcome: &str) {
+fn audit(cp: &ControlPlane, who: &Principal, action: &str, object: &str, outcome: &str) {
+    cp.metrics
+        .admin_writes
+        .get_or_create(&crate::metrics::Call { action: action.into(), outcome: outcome.into() })
+        .inc();
     info!(
         target: "bosun::audit",
         who = %who.name,
@@ -333,7 +337,7 @@ impl AdminApi {
             }
         };
         if let Err(e) = self.0.authorize_admin(&who, Access::Write) {
-            audit(&who, action, object, "PermissionDenied");
+            audit(&self.0, &who, action, object, "PermissionDenied");
             return Err(e.into());
         }
         Ok(who)
@@ -373,7 +377,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
         }
         .await;
-        audit(&who, "CreateApplication", &r.name, &outcome(&result));
+        audit(&self.0, &who, "CreateApplication", &r.name, &outcome(&result));
         result
     }
 
@@ -405,7 +409,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
         }
         .await;
-        audit(&who, "UpdateApplication", &r.name, &outcome(&result));
+        audit(&self.0, &who, "UpdateApplication", &r.name, &outcome(&result));
         result
     }
 
@@ -417,7 +421,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let name = req.into_inner().name;
         let result =
             self.0.delete_app(&name).map(|_| Response::new(pb::DeleteApplicationResponse {})).map_err(Into::into);
-        audit(&who, "DeleteApplication", &name, &outcome(&result));
+        audit(&self.0, &who, "DeleteApplication", &name, &outcome(&result));
         result
     }
 
@@ -432,7 +436,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
         }
         .await;
-        audit(&who, "RefreshApplication", &name, &outcome(&result));
+        audit(&self.0, &who, "RefreshApplication", &name, &outcome(&result));
         result
     }
 
@@ -448,7 +452,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
         }
         .await;
-        audit(&who, "SyncApplication", &name, &outcome(&result));
+        audit(&self.0, &who, "SyncApplication", &name, &outcome(&result));
         result
     }
 
@@ -488,7 +492,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             .and_then(|_| self.0.app(&r.name))
             .map(|a| Response::new(app_to_pb(&a)))
             .map_err(Into::into);
-        audit(&who, "RollbackApplication", &target, &outcome(&result));
+        audit(&self.0, &who, "RollbackApplication", &target, &outcome(&result));
         result
     }
 
@@ -519,7 +523,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 Response::new(pb::CreateJoinTokenResponse { cluster: r.cluster.clone(), token, expires_at })
             })
             .map_err(Into::into);
-        audit(&who, "CreateJoinToken", &r.cluster, &outcome(&result));
+        audit(&self.0, &who, "CreateJoinToken", &r.cluster, &outcome(&result));
         result
     }
 
@@ -531,7 +535,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let name = req.into_inner().name;
         let result =
             self.0.delete_cluster(&name).map(|_| Response::new(pb::DeleteClusterResponse {})).map_err(Into::into);
-        audit(&who, "DeleteCluster", &name, &outcome(&result));
+        audit(&self.0, &who, "DeleteCluster", &name, &outcome(&result));
         result
     }
 
@@ -544,7 +548,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             .and_then(|_| self.0.cluster(&name))
             .map(|c| Response::new(cluster_to_pb(&c)))
             .map_err(Into::into);
-        audit(&who, "RevokeCluster", &name, &outcome(&result));
+        audit(&self.0, &who, "RevokeCluster", &name, &outcome(&result));
         result
     }
 
@@ -571,7 +575,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             }
             Ok(Response::new(resp))
         })();
-        audit(&who, "CreateCredential", &format!("{} role={}", r.name, r.role), &outcome(&result));
+        audit(&self.0, &who, "CreateCredential", &format!("{} role={}", r.name, r.role), &outcome(&result));
         result
     }
 
@@ -594,7 +598,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let name = req.into_inner().name;
         let result =
             self.0.delete_credential(&name).map(|_| Response::new(pb::DeleteCredentialResponse {})).map_err(Into::into);
-        audit(&who, "DeleteCredential", &name, &outcome(&result));
+        audit(&self.0, &who, "DeleteCredential", &name, &outcome(&result));
         result
     }
 
@@ -619,7 +623,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             .add_repository(&r.url, &r.username, &Secret::new(r.password))
             .map(|rec| Response::new(repo_to_pb(&rec)))
             .map_err(Into::into);
-        audit(&who, "AddRepository", &object, &outcome(&result));
+        audit(&self.0, &who, "AddRepository", &object, &outcome(&result));
         result
     }
 
@@ -642,7 +646,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let url = req.into_inner().url;
         let result =
             self.0.delete_repository(&url).map(|_| Response::new(pb::DeleteRepositoryResponse {})).map_err(Into::into);
-        audit(&who, "DeleteRepository", &object, &outcome(&result));
+        audit(&self.0, &who, "DeleteRepository", &object, &outcome(&result));
         result
     }
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod git;
+pub mod metrics;
 pub mod model;
 pub mod pki;
 pub mod render;
@@ -52,9 +53,10 @@ pub struct Config {
     /// Join endpoint: TLS; exchanges a join token for a client certificate.
     #[arg(long, env = "BOSUN_JOIN_ADDR", default_value = "127.0.0.1:7445")]
     pub join_addr: SocketAddr,
-    /// Webhook endpoint (plain HTTP; put TLS in front): POST /api/webhook for GitHub and GitLab.
-    #[arg(long, env = "BOSUN_WEBHOOK_ADDR", default_value = "127.0.0.1:7446")]
-    pub webhook_addr: SocketAddr,
+    /// Plain HTTP listener: POST /api/webhook (GitHub, GitLab; put TLS in front), GET /metrics
+    /// (Prometheus), GET /healthz and /readyz (probes).
+    #[arg(long, alias = "webhook-addr", env = "BOSUN_HTTP_ADDR", default_value = "127.0.0.1:7446")]
+    pub http_addr: SocketAddr,
     /// File holding the shared webhook secret (GitHub secret / GitLab token). Without it
     /// webhooks are refused.
     #[arg(long, env = "BOSUN_WEBHOOK_SECRET_FILE")]
@@ -179,7 +181,7 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
         admin_addr: local,
         agent_addr: local,
         join_addr: local,
-        webhook_addr: local,
+        http_addr: local,
         webhook_secret_file: None,
         secret_key_file: None,
         server_names: vec!["localhost".into(), "127.0.0.1".into()],
@@ -260,9 +262,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let join_listener = TcpListener::bind(cfg.join_addr)
         .await
         .with_context(|| format!("binding the join endpoint to {}", cfg.join_addr))?;
-    let webhook_listener = TcpListener::bind(cfg.webhook_addr)
+    let webhook_listener = TcpListener::bind(cfg.http_addr)
         .await
-        .with_context(|| format!("binding the webhook endpoint to {}", cfg.webhook_addr))?;
+        .with_context(|| format!("binding the HTTP listener to {}", cfg.http_addr))?;
     let endpoints = Endpoints {
         admin: admin_listener.local_addr()?.to_string(),
         agent: agent_listener.local_addr()?.to_string(),

@@ -170,6 +170,7 @@ pub struct ControlPlane {
     store: Arc<dyn Store>,
     git: Arc<GitCache>,
     pub pki: Pki,
+    pub metrics: crate::metrics::Metrics,
     secrets: SecretBox,
     settings: Settings,
     state: RwLock<State>,
@@ -251,6 +252,7 @@ impl ControlPlane {
             store,
             git,
             pki,
+            metrics: Default::default(),
             secrets,
             settings,
             state: RwLock::new(state),
@@ -349,6 +351,7 @@ impl ControlPlane {
             Some(csr) => {
                 let validity = ttl.unwrap_or(self.settings.admin_cert_validity);
                 let issued = self.pki.sign_csr(csr, &Subject::User(name.into()), validity)?;
+                self.metrics.certificates_issued.get_or_create(&crate::metrics::Metrics::outcome("admin")).inc();
                 let cred = Credential {
                     name: name.into(),
                     role,
@@ -505,7 +508,10 @@ impl ControlPlane {
     fn resolve_and_render(&self, spec: &AppSpec, fetch: bool) -> Result<(String, String)> {
         let url = &spec.source.repo_url;
         if fetch {
-            self.git.fetch(url, self.repo_credentials(url)?.as_ref())?;
+            let fetched = self.repo_credentials(url).and_then(|c| self.git.fetch(url, c.as_ref()));
+            let outcome = if fetched.is_ok() { "ok" } else { "error" };
+            self.metrics.git_fetches.get_or_create(&crate::metrics::Metrics::outcome(outcome)).inc();
+            fetched?;
         }
         let commit = self.git.resolve(url, &spec.source.target_revision)?;
         let key = RenderKey {
@@ -515,9 +521,13 @@ impl ControlPlane {
             recurse: spec.source.recurse,
         };
         if let Some(d) = self.renders.lock().get(&key) {
+            self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("cached")).inc();
             return Ok((commit, d.clone()));
         }
-        let bundle = render(&self.git, &key)?;
+        let bundle = render(&self.git, &key).inspect_err(|_| {
+            self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("error")).inc();
+        })?;
+        self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("ok")).inc();
         if bundle.objects.is_empty() && !spec.sync_policy.allow_empty {
             return Err(Error::Render {
                 path: key.path.clone(),
@@ -580,6 +590,30 @@ impl ControlPlane {
     /// Applications whose source a push touches (see [`bosun_core::webhook::PushEvent::touches`]).
     pub fn apps_touched_by(&self, event: &bosun_core::webhook::PushEvent) -> Vec<String> {
         self.state.read().apps.values().filter(|a| event.touches(&a.spec.source)).map(|a| a.name.clone()).collect()
+    }
+
+    /// Sets the gauges that describe the model, for a scrape.
+    pub fn refresh_gauges(&self) {
+        use crate::metrics::{AppState, ClusterState};
+        let st = self.state.read();
+        let m = &self.metrics;
+        m.applications.clear();
+        for s in st.statuses.values() {
+            m.applications
+                .get_or_create(&AppState { sync: s.sync_status.to_string(), health: s.health.to_string() })
+                .inc();
+        }
+        m.clusters.clear();
+        for c in st.clusters.values() {
+            let connected = st.connections.get(&c.name).copied().unwrap_or(0) > 0;
+            let state = match (c.joined, connected, c.revoked_at > 0) {
+                (_, true, _) => "connected",
+                (true, false, _) => "joined",
+                (false, _, true) => "revoked",
+                (false, _, false) => "registered",
+            };
+            m.clusters.get_or_create(&ClusterState { state: state.into() }).inc();
+        }
     }
 
     // ---- repository credentials ----
@@ -680,6 +714,7 @@ impl ControlPlane {
             return Err(Error::BadJoinToken);
         }
         let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(rec.cluster.clone()), self.settings.cert_validity)?;
+        self.metrics.certificates_issued.get_or_create(&crate::metrics::Metrics::outcome("join")).inc();
         self.update_cluster(&rec.cluster, |c| {
             c.joined = true;
             c.agent_version = agent_version.into();
@@ -696,6 +731,7 @@ impl ControlPlane {
     /// with either keep working during the handover.
     pub fn renew(&self, cluster: &str, csr_pem: &str) -> Result<Issued> {
         let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(cluster.into()), self.settings.cert_validity)?;
+        self.metrics.certificates_issued.get_or_create(&crate::metrics::Metrics::outcome("renewal")).inc();
         self.update_cluster(cluster, |c| {
             record_certificate(c, &issued);
             true
@@ -836,6 +872,7 @@ impl ControlPlane {
 
     /// Records an agent's report for one of its own Applications.
     pub fn report(&self, cluster: &str, status: ClusterAppStatus) -> Result<()> {
+        self.metrics.status_reports.inc();
         let assigned = {
             let st = self.state.read();
             st.apps.get(&status.app).is_some_and(|a| a.spec.destination.cluster == cluster)

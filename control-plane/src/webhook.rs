@@ -1,4 +1,5 @@
-//! The webhook endpoint (plain HTTP, usually behind an ingress or load balancer that
+//! The control plane's plain-HTTP listener: `/healthz` and `/readyz` for probes, `/metrics`
+//! for Prometheus, and the webhook endpoint (usually behind an ingress or load balancer that
 //! terminates TLS): GitHub and GitLab push events, verified before anything is parsed —
 //! GitHub's `X-Hub-Signature-256` HMAC-SHA256 and GitLab's `X-Gitlab-Token`, both compared
 //! in constant time — with the payload capped. A verified push refreshes only the
@@ -29,18 +30,24 @@ struct Hook {
     secret: Option<Arc<Secret>>,
 }
 
-/// The webhook router: `POST /api/webhook` (GitHub or GitLab, told apart by their headers)
-/// and `GET /healthz`.
+/// The HTTP router: `POST /api/webhook` (GitHub or GitLab, told apart by their headers),
+/// `GET /metrics`, `GET /healthz` and `GET /readyz`.
 pub fn router(cp: Arc<ControlPlane>, secret: Option<Secret>) -> Router {
     Router::new()
         .route("/api/webhook", post(receive))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(Hook { cp, secret: secret.map(Arc::new) })
 }
 
 fn reply(code: StatusCode, message: impl Into<String>) -> Response {
     (code, message.into()).into_response()
+}
+
+fn count(hook: &Hook, outcome: &str) {
+    hook.cp.metrics.webhooks.get_or_create(&crate::metrics::Metrics::outcome(outcome)).inc();
 }
 
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.
@@ -59,9 +66,19 @@ pub fn gitlab_token_ok(secret: &Secret, token: Option<&str>) -> bool {
     })
 }
 
+async fn metrics(State(hook): State<Hook>) -> Response {
+    hook.cp.refresh_gauges();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        hook.cp.metrics.encode(),
+    )
+        .into_response()
+}
+
 async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let Some(secret) = hook.secret.as_deref() else {
+        count(&hook, "disabled");
         return reply(
             StatusCode::FORBIDDEN,
             "webhooks are disabled: start the control plane with --webhook-secret-file",
@@ -70,16 +87,19 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> R
     let (provider, event) = if let Some(e) = header("x-github-event") {
         if !github_signature_ok(secret, &body, header("x-hub-signature-256")) {
             warn!(provider = "github", "webhook refused: missing or wrong X-Hub-Signature-256");
+            count(&hook, "unauthorized");
             return reply(StatusCode::UNAUTHORIZED, "signature does not match");
         }
         (Provider::GitHub, e)
     } else if let Some(e) = header("x-gitlab-event") {
         if !gitlab_token_ok(secret, header("x-gitlab-token")) {
             warn!(provider = "gitlab", "webhook refused: missing or wrong X-Gitlab-Token");
+            count(&hook, "unauthorized");
             return reply(StatusCode::UNAUTHORIZED, "token does not match");
         }
         (Provider::GitLab, e)
     } else {
+        count(&hook, "bad_request");
         return reply(StatusCode::BAD_REQUEST, "not a GitHub or GitLab webhook (no X-GitHub-Event or X-Gitlab-Event)");
     };
     if provider == Provider::GitHub && event == "ping" {
@@ -88,20 +108,24 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> R
     let push = match parse_push(provider, event, &body) {
         Ok(p) => p,
         Err(bosun_core::webhook::WebhookError::NotPush(e)) => {
+            count(&hook, "ignored");
             return reply(StatusCode::ACCEPTED, format!("ignored: {e} is not a push"));
         }
         Err(e) => {
             warn!(?provider, error = %e, "webhook payload refused");
+            count(&hook, "bad_request");
             return reply(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
     let apps = hook.cp.apps_touched_by(&push);
     info!(?provider, git_ref = %push.git_ref, repos = ?push.repos, applications = ?apps, "push received");
     if apps.is_empty() {
+        count(&hook, "ignored");
         return reply(StatusCode::ACCEPTED, "ignored: no application follows this repository, ref and path");
     }
     let cp = hook.cp.clone();
     let names = apps.clone();
+    count(&hook, "refreshing");
     tokio::spawn(async move { cp.refresh_apps(&names).await });
     reply(StatusCode::ACCEPTED, format!("refreshing: {}", apps.join(", ")))
 }

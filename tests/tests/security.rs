@@ -317,10 +317,14 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
 }
 
 fn http_post(port: u16, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    http("POST", port, "/api/webhook", headers, body)
+}
+
+fn http(method: &str, port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     let mut head = format!(
-        "POST /api/webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -486,6 +490,19 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     // The Secret's value is redacted in what the API shows.
     let shown = cp.bosun_ok(&["app", "get", "backend", "-o", "json"]) + &cp.bosun_ok(&["app", "diff", "backend"]);
     assert!(!shown.contains(SECRET_VALUE), "Secret data never shown");
+    // Prometheus metrics on the same listener.
+    let (code, metrics) = http("GET", cp.ports.webhook, "/metrics", &[], b"");
+    assert_eq!(code, 200, "{metrics}");
+    for line in [
+        "bosun_webhook_requests_total{outcome=\"unauthorized\"} 3",
+        "bosun_webhook_requests_total{outcome=\"refreshing\"} 2",
+        "bosun_clusters{state=\"connected\"} 1",
+        "bosun_applications{sync=\"Synced\",health=\"Healthy\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert!(!metrics.contains(HOOK_SECRET) && !metrics.contains(PASSWORD));
+
     let agent_logs = agent.logs();
     assert_no_secrets(&agent_logs, &[PASSWORD.into(), HOOK_SECRET.into(), SECRET_VALUE.into()], "the agent's log");
 }
