@@ -1,0 +1,402 @@
+//! The installation as users meet it, checked as far as this machine allows (no Docker, no
+//! real cluster): every kustomization renders with `kubectl kustomize`, passes the project's
+//! own manifest validation and is applied by kubectl to kube-sim; the control plane and an
+//! agent start from the exact arguments and environment of the rendered Kind manifests and the
+//! agent joins; the agent's RBAC covers what it does; the Dockerfiles are multi-stage,
+//! non-root and pinned; the Grafana dashboard asks only for metrics the control plane exports.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+const KUSTOMIZATIONS: [&str; 7] = [
+    "base/control-plane",
+    "base/agent",
+    "overlays/kind/control-plane",
+    "overlays/kind/agent",
+    "overlays/eks/control-plane",
+    "overlays/eks/agent",
+    "overlays/agent-namespaced",
+];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn render(dir: &str) -> (String, Vec<Value>) {
+    let out = Command::new("kubectl")
+        .args(["kustomize", repo_root().join("k8s").join(dir).to_str().unwrap()])
+        .output()
+        .expect("kubectl on PATH (.ci/run installs it)");
+    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let objects = bosun_core::manifest::parse_file(&format!("{dir} (rendered)"), yaml.as_bytes())
+        .unwrap_or_else(|e| panic!("{dir}: {e}"));
+    (yaml, objects)
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects.iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+fn kubectl_apply(server: &str, yaml: &str, extra: &[&str]) -> std::process::Output {
+    let mut child = Command::new("kubectl")
+        .args(["--server", server, "apply", "--server-side", "--validate=false", "-f", "-"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kustomization_renders_validates_and_applies() {
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in KUSTOMIZATIONS {
+        let (yaml, objects) = render(dir);
+        // The project's own planner accepts it and puts the Namespace first.
+        let plan = bosun_core::plan::plan(&objects).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert_eq!(plan.steps.len(), 1, "{dir}: one step, no hooks");
+        assert_eq!(plan.steps[0].objects[0]["kind"], "Namespace", "{dir}");
+        for o in &objects {
+            for c in o["spec"]["template"]["spec"]["containers"].as_array().into_iter().flatten() {
+                let sc = &c["securityContext"];
+                assert_eq!(sc["readOnlyRootFilesystem"], true, "{dir}: {}", c["name"]);
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{dir}");
+                assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{dir}");
+                assert!(c["resources"]["requests"]["memory"].is_string(), "{dir}: requests set");
+                assert_eq!(o["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], true, "{dir}");
+            }
+        }
+        let cluster = Cluster::start(tmp.path(), &dir.replace('/', "-")).await;
+        if dir == "overlays/agent-namespaced" {
+            // The namespaces granted to the agent exist before the Roles in them.
+            let ns =
+                kubectl_apply(cluster.sim.url(), "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n", &[]);
+            assert!(ns.status.success());
+        }
+        let first = kubectl_apply(cluster.sim.url(), &yaml, &[]);
+        assert!(first.status.success(), "{dir}: {}", String::from_utf8_lossy(&first.stderr));
+        let dry = kubectl_apply(cluster.sim.url(), &yaml, &["--dry-run=server"]);
+        assert!(dry.status.success(), "{dir} (dry run): {}", String::from_utf8_lossy(&dry.stderr));
+    }
+    // The control plane holds no Kubernetes permissions.
+    let (_, cp) = render("overlays/eks/control-plane");
+    assert!(
+        !cp.iter().any(|o| o["apiVersion"].as_str().unwrap().starts_with("rbac.")),
+        "no RBAC for the control plane"
+    );
+    assert_eq!(find(&cp, "ServiceAccount")["automountServiceAccountToken"], false);
+    let svc = find(&cp, "Service");
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"], "external");
+    assert_eq!(
+        find(&cp, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "bosun-control-plane"
+    );
+}
+
+/// Whether `rules` (RBAC PolicyRules) allow `verb` on `group`/`resource`.
+fn allows(rules: &Value, group: &str, resource: &str, verb: &str) -> bool {
+    let has = |v: &Value, want: &str| v.as_array().into_iter().flatten().any(|x| x == "*" || x == want);
+    rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| has(&r["apiGroups"], group) && has(&r["resources"], resource) && has(&r["verbs"], verb))
+}
+
+/// What the agent does to a cluster in the e2e suite: server-side apply (patch), replace
+/// (update), delete (prune, hooks, Force), get/list/watch (diff, health, self-heal), on the
+/// kinds the suite deploys.
+const AGENT_USES: [(&str, &str); 9] = [
+    ("", "configmaps"),
+    ("", "secrets"),
+    ("", "services"),
+    ("", "namespaces"),
+    ("", "pods"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("batch", "jobs"),
+    ("networking.k8s.io", "ingresses"),
+];
+const AGENT_VERBS: [&str; 7] = ["get", "list", "watch", "create", "patch", "update", "delete"];
+
+#[test]
+fn the_agent_rbac_covers_what_it_does() {
+    let (_, objects) = render("overlays/kind/agent");
+    let role = find(&objects, "ClusterRole");
+    for (group, resource) in AGENT_USES {
+        for verb in AGENT_VERBS {
+            assert!(allows(&role["rules"], group, resource, verb), "the agent may not {verb} {group}/{resource}");
+        }
+    }
+    let binding = find(&objects, "ClusterRoleBinding");
+    let sa = find(&objects, "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["namespace"], sa["metadata"]["namespace"]);
+    assert_eq!(find(&objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"], sa["metadata"]["name"]);
+
+    // Namespaced variant: read everywhere (watches, health), write only where granted.
+    let (_, objects) = render("overlays/agent-namespaced");
+    let cluster_rules = &find(&objects, "ClusterRole")["rules"];
+    let ns_rules = &find(&objects, "Role")["rules"];
+    for (group, resource) in AGENT_USES {
+        for verb in ["get", "list", "watch"] {
+            assert!(allows(cluster_rules, group, resource, verb));
+        }
+        for verb in AGENT_VERBS {
+            assert!(allows(ns_rules, group, resource, verb), "namespaced: {verb} {group}/{resource}");
+        }
+        assert!(!allows(cluster_rules, group, resource, "patch"), "no cluster-wide writes");
+    }
+}
+
+fn container(objects: &[Value], kind: &str) -> Value {
+    find(objects, kind)["spec"]["template"]["spec"]["containers"][0].clone()
+}
+
+fn args_of(c: &Value) -> Vec<String> {
+    c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+}
+
+/// Replaces `--flag=value` by `--flag=new`.
+fn set_arg(args: &mut [String], flag: &str, value: &str) {
+    let prefix = format!("{flag}=");
+    let i = args.iter().position(|a| a.starts_with(&prefix)).unwrap_or_else(|| panic!("{flag} not in {args:?}"));
+    args[i] = format!("{prefix}{value}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+
+    // The control plane from the hub overlay's StatefulSet; only addresses and paths change
+    // (the pod's volumes become directories here).
+    let (_, hub) = render("overlays/kind/control-plane");
+    let cpc = container(&hub, "StatefulSet");
+    let mut args = args_of(&cpc);
+    let data = root.join("data");
+    let ports = [free_port(), free_port(), free_port(), free_port()];
+    for (flag, port) in ["--admin-addr", "--agent-addr", "--join-addr", "--http-addr"].iter().zip(ports) {
+        set_arg(&mut args, flag, &format!("127.0.0.1:{port}"));
+    }
+    set_arg(&mut args, "--data-dir", data.to_str().unwrap());
+    let key = root.join("secret-key");
+    std::fs::write(&key, "ab".repeat(32)).unwrap(); // as quickstart.sh creates it: 32 bytes, hex
+    set_arg(&mut args, "--secret-key-file", key.to_str().unwrap());
+    assert!(args.iter().any(|a| a == "--server-name=bosun-hub-control-plane"), "spokes dial the hub by node name");
+    let log = std::fs::File::create(root.join("cp.log")).unwrap();
+    let mut cp = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
+        .args(&args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http = ports[3];
+    let probe = cpc["readinessProbe"]["httpGet"]["path"].as_str().unwrap().to_string();
+    eventually("the readiness probe passes", WAIT, || async {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).ok()?;
+        use std::io::{Read, Write};
+        write!(s, "GET {probe} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        r.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+
+    // A join token as quickstart.sh asks for it (the CLI inside the control plane's pod).
+    let bosun = |a: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_e2e-bosun")).arg("--data-dir").arg(&data).args(a).output().unwrap();
+        assert!(out.status.success(), "bosun {a:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v: Value = serde_json::from_str(&bosun(&["cluster", "add", "bosun-spoke-1", "-o", "json"])).unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+
+    // The spoke: its manifests applied to kube-sim (minus the placeholder Secret, as the script
+    // does), then the agent run with the rendered Deployment's arguments and environment.
+    let spoke = Cluster::start(root, "bosun-spoke-1").await;
+    let (_, agent_objs) = render("overlays/kind/agent");
+    let without_secret: Vec<&Value> = agent_objs.iter().filter(|o| o["kind"] != "Secret").collect();
+    let yaml: String = without_secret
+        .iter()
+        .map(|o| format!("---\n{}", serde_json::to_string(o).unwrap()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = kubectl_apply(spoke.sim.url(), &yaml, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let ac = container(&agent_objs, "Deployment");
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in ac["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_string();
+        let value = match (&e["value"], &e["valueFrom"]["secretKeyRef"]["key"]) {
+            (Value::String(v), _) => v
+                .replace("bosun-hub-control-plane:30444", &format!("127.0.0.1:{}", ports[1]))
+                .replace("bosun-hub-control-plane:30445", &format!("127.0.0.1:{}", ports[2])),
+            (_, Value::String(k)) if k == "token" => token.clone(),
+            other => panic!("unexpected env source {other:?}"),
+        };
+        env.push((name, value));
+    }
+    // The hub's NodePorts are what the overlay's URLs point at.
+    let svc = find(&hub, "Service");
+    let node_port = |name: &str| {
+        svc["spec"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["nodePort"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!((node_port("agent"), node_port("join")), (30444, 30445));
+    let mut agent_args: Vec<String> = args_of(&ac)
+        .into_iter()
+        .map(|a| {
+            env.iter().fold(a, |a, (k, v)| a.replace(&format!("$({k})"), v)) // Kubernetes' $(VAR) expansion
+        })
+        .collect();
+    let ca = root.join("ca.pem");
+    std::fs::copy(data.join("ca-bundle.pem"), &ca).unwrap();
+    set_arg(&mut agent_args, "--ca-file", ca.to_str().unwrap());
+    set_arg(&mut agent_args, "--state-dir", root.join("agent-state").to_str().unwrap());
+    agent_args.push(format!("--kubeconfig={}", spoke.kubeconfig.display()));
+    let alog = std::fs::File::create(root.join("agent.log")).unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
+        .args(&agent_args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(alog.try_clone().unwrap())
+        .stderr(alog)
+        .spawn()
+        .unwrap();
+    let joined = eventually("the agent joined and connected", WAIT, || async {
+        let out = Command::new(env!("CARGO_BIN_EXE_e2e-bosun"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["cluster", "get", "bosun-spoke-1", "-o", "json"])
+            .output()
+            .ok()?;
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["joined"] == true && v["connected"] == true).then_some(v)
+    })
+    .await;
+    assert!(joined["facts"]["kubernetesVersion"].is_string(), "{joined}");
+
+    // Something to report on, so every metric has samples: an Application synced through the
+    // installed agent, and a webhook call (refused: no secret configured in this install).
+    let repo = GitRepo::new(root);
+    repo.write("k8s/cm.yaml", &configmap("hello", "1"));
+    repo.commit("initial");
+    repo.ready().await;
+    bosun(&[
+        "app",
+        "create",
+        "hello",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "bosun-spoke-1",
+        "--auto-sync",
+    ]);
+    eventually("hello synced on the spoke", WAIT, || async {
+        let v: Value = serde_json::from_str(&bosun(&["app", "get", "hello", "-o", "json"])).ok()?;
+        (v["status"]["sync"] == "Synced" && v["status"]["health"] == "Healthy").then_some(())
+    })
+    .await;
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        write!(s, "POST /api/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\nX-GitHub-Event: push\r\n\r\n{{}}").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        assert!(r.starts_with("HTTP/1.1 403"), "webhooks refused without a secret: {r}");
+    }
+
+    // The dashboard only asks for metrics this control plane exports.
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("k8s/monitoring/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut asked = 0;
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for name in
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("bosun_"))
+            {
+                let family = name.strip_suffix("_total").unwrap_or(name);
+                assert!(
+                    metrics.contains(&format!("# TYPE {family} ")),
+                    "{name} (panel {}) is not exported",
+                    p["title"]
+                );
+                asked += 1;
+            }
+        }
+    }
+    assert!(asked >= 8, "the dashboard has panels");
+    let _ = agent.kill();
+    let _ = cp.kill();
+    let _ = (agent.wait(), cp.wait());
+    let logs = std::fs::read_to_string(root.join("cp.log")).unwrap()
+        + &std::fs::read_to_string(root.join("agent.log")).unwrap();
+    assert_no_secrets(&logs, &[token, "ab".repeat(32)], "the install's logs");
+}
+
+#[test]
+fn dockerfiles_are_multi_stage_non_root_and_pinned() {
+    for (file, binaries) in [
+        ("docker/control-plane.Dockerfile", &["bosun-control-plane", "bosun"][..]),
+        ("docker/agent.Dockerfile", &["bosun-agent"][..]),
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        // Join continuation lines, drop comments: one instruction per line.
+        let joined = text.replace("\\\n", " ");
+        let instructions: Vec<(String, String)> = joined
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (i, rest) = l.split_once(' ').unwrap_or((l, ""));
+                (i.to_ascii_uppercase(), rest.trim().to_string())
+            })
+            .collect();
+        let stages: Vec<usize> =
+            instructions.iter().enumerate().filter(|(_, (i, _))| i == "FROM").map(|(n, _)| n).collect();
+        assert!(stages.len() >= 2, "{file}: multi-stage");
+        for &s in &stages {
+            let image = instructions[s].1.split_whitespace().next().unwrap();
+            assert!(image.contains(':') && !image.ends_with(":latest"), "{file}: {image} is pinned to a tag");
+        }
+        let last = &instructions[*stages.last().unwrap()..];
+        let user = last.iter().rev().find(|(i, _)| i == "USER").map(|(_, u)| u.as_str());
+        assert_eq!(user, Some("65532:65532"), "{file}: the final stage runs as a non-root user");
+        let entry = last.iter().find(|(i, _)| i == "ENTRYPOINT").map(|(_, e)| e.clone()).unwrap();
+        let entry: Vec<String> = serde_json::from_str(&entry).expect("ENTRYPOINT in exec (JSON) form");
+        assert!(binaries.iter().any(|b| entry[0].ends_with(b)), "{file}: {entry:?}");
+        assert!(!instructions.iter().any(|(i, a)| i == "ADD" && a.contains("://")), "{file}: no remote ADD");
+        let build = instructions.iter().find(|(i, a)| i == "RUN" && a.contains("cargo build")).unwrap();
+        assert!(build.1.contains("--locked") && build.1.contains("--release"), "{file}");
+        for b in binaries {
+            assert!(build.1.contains(b), "{file}: copies {b} from the build");
+        }
+    }
+    assert!(std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap().contains("target/"));
+}
