@@ -40,6 +40,10 @@ pub struct Config {
     /// Single-use join token from `bosun cluster add NAME` (only needed the first time).
     #[arg(long, env = "BOSUN_JOIN_TOKEN", default_value = "", hide_env_values = true)]
     pub join_token: String,
+    /// File holding the join token (a mounted Secret); preferred over --join-token, which
+    /// shows in the process list and environment.
+    #[arg(long, env = "BOSUN_JOIN_TOKEN_FILE", conflicts_with = "join_token")]
+    pub join_token_file: Option<PathBuf>,
     /// CA certificate of the control plane (PEM), to trust it when joining.
     #[arg(long, env = "BOSUN_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -106,7 +110,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None => {
             let ca_file = cfg.ca_file.as_ref().context("--ca-file is required to join (the control plane's ca.pem)")?;
             let ca = std::fs::read_to_string(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
-            identity::join(&dir, &cfg.join_url, &cfg.join_token, &ca).await?
+            let token = match &cfg.join_token_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading the join token {}", f.display()))?
+                    .trim()
+                    .to_string(),
+                None => cfg.join_token.clone(),
+            };
+            identity::join(&dir, &cfg.join_url, &token, &ca).await?
         }
     };
     let client = kube_client(cfg.kubeconfig.as_ref()).await?;

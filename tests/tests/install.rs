@@ -244,7 +244,6 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
             (Value::String(v), _) => v
                 .replace("bosun-hub-control-plane:30444", &format!("127.0.0.1:{}", ports[1]))
                 .replace("bosun-hub-control-plane:30445", &format!("127.0.0.1:{}", ports[2])),
-            (_, Value::String(k)) if k == "token" => token.clone(),
             other => panic!("unexpected env source {other:?}"),
         };
         env.push((name, value));
@@ -266,6 +265,10 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     let ca = root.join("ca.pem");
     std::fs::copy(data.join("ca-bundle.pem"), &ca).unwrap();
     set_arg(&mut agent_args, "--ca-file", ca.to_str().unwrap());
+    // The mounted Secret's `token` key, as a file.
+    let token_file = root.join("join-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    set_arg(&mut agent_args, "--join-token-file", token_file.to_str().unwrap());
     set_arg(&mut agent_args, "--state-dir", root.join("agent-state").to_str().unwrap());
     agent_args.push(format!("--kubeconfig={}", spoke.kubeconfig.display()));
     let alog = std::fs::File::create(root.join("agent.log")).unwrap();

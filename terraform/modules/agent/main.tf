@@ -1,0 +1,217 @@
+# A Bosun agent in one cluster: it dials out to the control plane, so nothing here opens a
+# port. Its RBAC is what applying and pruning arbitrary manifests needs (see k8s/base/agent),
+# optionally narrowed to some namespaces.
+
+locals {
+  labels = {
+    "app.kubernetes.io/name"    = "bosun-agent"
+    "app.kubernetes.io/part-of" = "bosun"
+  }
+  write_verbs = ["get", "list", "watch", "create", "patch", "update", "delete"]
+  read_verbs  = ["get", "list", "watch"]
+  namespaced  = length(var.write_namespaces) > 0
+}
+
+resource "kubernetes_namespace_v1" "this" {
+  metadata {
+    name   = var.namespace
+    labels = { "pod-security.kubernetes.io/enforce" = "restricted" }
+  }
+}
+
+resource "kubernetes_service_account_v1" "this" {
+  metadata {
+    name      = "bosun-agent"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+  }
+}
+
+resource "kubernetes_cluster_role_v1" "this" {
+  metadata {
+    name   = "bosun-agent"
+    labels = local.labels
+  }
+  # checkov:skip=CKV_K8S_49: a GitOps agent applies whatever kinds the repositories hold (as Argo CD's controller does); narrow it with write_namespaces
+  # checkov:skip=CKV_K8S_155: same reason — it must be able to apply RBAC objects that Git declares
+  # checkov:skip=CKV_K8S_156: same reason
+  # checkov:skip=CKV_K8S_157: same reason
+  # checkov:skip=CKV_K8S_158: same reason
+  rule {
+    api_groups = ["*"]
+    resources  = ["*"]
+    verbs      = local.namespaced ? local.read_verbs : local.write_verbs
+  }
+  rule {
+    non_resource_urls = ["/version", "/api", "/api/*", "/apis", "/apis/*"]
+    verbs             = ["get"]
+  }
+}
+
+resource "kubernetes_cluster_role_binding_v1" "this" {
+  metadata {
+    name   = "bosun-agent"
+    labels = local.labels
+  }
+  role_ref {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "ClusterRole"
+    name      = kubernetes_cluster_role_v1.this.metadata[0].name
+  }
+  subject {
+    kind      = "ServiceAccount"
+    name      = kubernetes_service_account_v1.this.metadata[0].name
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+}
+
+resource "kubernetes_role_v1" "write" {
+  for_each = toset(var.write_namespaces)
+  metadata {
+    name      = "bosun-agent-write"
+    namespace = each.value
+    labels    = local.labels
+  }
+  # checkov:skip=CKV_K8S_49: write access confined to this namespace is the narrow variant
+  rule {
+    api_groups = ["*"]
+    resources  = ["*"]
+    verbs      = local.write_verbs
+  }
+}
+
+resource "kubernetes_role_binding_v1" "write" {
+  for_each = toset(var.write_namespaces)
+  metadata {
+    name      = "bosun-agent-write"
+    namespace = each.value
+    labels    = local.labels
+  }
+  role_ref {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "Role"
+    name      = kubernetes_role_v1.write[each.key].metadata[0].name
+  }
+  subject {
+    kind      = "ServiceAccount"
+    name      = kubernetes_service_account_v1.this.metadata[0].name
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+}
+
+resource "kubernetes_secret_v1" "join" {
+  metadata {
+    name      = "bosun-agent-join"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+  }
+  data = {
+    token    = var.join_token
+    "ca.pem" = var.ca_pem
+  }
+  # The token is spent at the first join; a later apply must not rotate anything here.
+  lifecycle {
+    ignore_changes = [data]
+  }
+}
+
+resource "kubernetes_persistent_volume_claim_v1" "state" {
+  metadata {
+    name      = "bosun-agent-state"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+  }
+  spec {
+    access_modes       = ["ReadWriteOnce"]
+    storage_class_name = var.storage_class
+    resources {
+      requests = { storage = "1Gi" }
+    }
+  }
+  wait_until_bound = false
+}
+
+resource "kubernetes_deployment_v1" "this" {
+  metadata {
+    name      = "bosun-agent"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+  }
+  spec {
+    replicas = 1
+    strategy {
+      type = "Recreate"
+    }
+    selector {
+      match_labels = local.labels
+    }
+    template {
+      metadata {
+        labels = local.labels
+      }
+      spec {
+        service_account_name = kubernetes_service_account_v1.this.metadata[0].name
+        security_context {
+          run_as_non_root = true
+          run_as_user     = 65532
+          run_as_group    = 65532
+          fs_group        = 65532
+          seccomp_profile {
+            type = "RuntimeDefault"
+          }
+        }
+        container {
+          name              = "agent"
+          image             = var.image
+          image_pull_policy = "IfNotPresent"
+          # checkov:skip=CKV_K8S_8: the agent serves nothing (it only dials out), so there is no liveness endpoint
+          # checkov:skip=CKV_K8S_9: same reason, no readiness endpoint
+          # checkov:skip=CKV_K8S_11: no CPU limit on purpose (throttling delays self-heal); memory is limited
+          # checkov:skip=CKV_K8S_14: var.image is validated to be pinned (not :latest); checkov cannot resolve variables
+          # checkov:skip=CKV_K8S_43: a digest is accepted in var.image; tags are allowed for readability
+          # checkov:skip=CKV_K8S_15: IfNotPresent with pinned images avoids a registry dependency at every restart
+          args = [
+            "--control-plane=https://${var.control_plane_host}:7444",
+            "--join-url=https://${var.control_plane_host}:7445",
+            "--ca-file=/etc/bosun/join/ca.pem",
+            "--join-token-file=/etc/bosun/join/token",
+            "--state-dir=/var/lib/bosun-agent",
+            "--log-format=json",
+          ]
+          resources {
+            requests = { cpu = "50m", memory = "32Mi" }
+            limits   = { memory = "256Mi" }
+          }
+          security_context {
+            allow_privilege_escalation = false
+            read_only_root_filesystem  = true
+            capabilities {
+              drop = ["ALL"]
+            }
+          }
+          volume_mount {
+            name       = "state"
+            mount_path = "/var/lib/bosun-agent"
+          }
+          volume_mount {
+            name       = "join"
+            mount_path = "/etc/bosun/join"
+            read_only  = true
+          }
+        }
+        volume {
+          name = "state"
+          persistent_volume_claim {
+            claim_name = kubernetes_persistent_volume_claim_v1.state.metadata[0].name
+          }
+        }
+        volume {
+          name = "join"
+          secret {
+            secret_name = kubernetes_secret_v1.join.metadata[0].name
+          }
+        }
+      }
+    }
+  }
+}

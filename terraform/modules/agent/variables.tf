@@ -1,0 +1,60 @@
+variable "cluster_name" {
+  description = "The name this cluster was registered with (`bosun cluster add NAME`)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.cluster_name))
+    error_message = "cluster_name must be a DNS label."
+  }
+}
+
+variable "control_plane_host" {
+  description = "DNS name of the control plane (its agent and join ports are 7444 and 7445)."
+  type        = string
+}
+
+variable "ca_pem" {
+  description = "The control plane's CA bundle (not secret): output fetch_ca_command of the control-plane module."
+  type        = string
+  validation {
+    condition     = can(regex("-----BEGIN CERTIFICATE-----", var.ca_pem))
+    error_message = "ca_pem must hold a PEM certificate."
+  }
+}
+
+variable "join_token" {
+  description = "Single-use join token from `bosun cluster add NAME` (expires in 1 h; spent once the agent joins, so later applies ignore changes to it). Sensitive."
+  type        = string
+  sensitive   = true
+  validation {
+    condition     = can(regex("^bjt_[0-9a-f]+$", var.join_token))
+    error_message = "join_token looks like bjt_… (from `bosun cluster add NAME -o json`)."
+  }
+}
+
+variable "image" {
+  description = "Agent image (docker/agent.Dockerfile), pinned by tag or digest."
+  type        = string
+  default     = "ghcr.io/bosun-dev/bosun-agent:0.1.0"
+  validation {
+    condition     = !endswith(var.image, ":latest") && length(regexall(":", var.image)) > 0
+    error_message = "pin the image to a version or digest (not :latest)."
+  }
+}
+
+variable "namespace" {
+  description = "Namespace of the agent."
+  type        = string
+  default     = "bosun-agent"
+}
+
+variable "write_namespaces" {
+  description = "Empty: the agent may change any object in the cluster (ClusterRole). Otherwise only objects in these namespaces (Roles), with cluster-wide read."
+  type        = list(string)
+  default     = []
+}
+
+variable "storage_class" {
+  description = "Storage class of the agent's state volume (credentials and last desired state)."
+  type        = string
+  default     = "gp3"
+}

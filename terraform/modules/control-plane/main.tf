@@ -1,0 +1,305 @@
+# The Bosun control plane on EKS: one replica with an encrypted gp3 volume, behind a Network
+# Load Balancer with plain TCP listeners — TLS passes through, so agents' mutual TLS reaches
+# the control plane (an ACM certificate would terminate TLS at the load balancer and break
+# mTLS, so none is used). It needs no Kubernetes permissions.
+
+locals {
+  labels = {
+    "app.kubernetes.io/name"    = "bosun-control-plane"
+    "app.kubernetes.io/part-of" = "bosun"
+  }
+  ports = { admin = 7443, agent = 7444, join = 7445, http = 7446 }
+  args = concat([
+    "--data-dir=/var/lib/bosun",
+    "--admin-addr=0.0.0.0:7443",
+    "--agent-addr=0.0.0.0:7444",
+    "--join-addr=0.0.0.0:7445",
+    "--http-addr=0.0.0.0:7446",
+    "--server-name=${var.hostname}",
+    "--server-name=bosun-control-plane.${var.namespace}.svc",
+    "--secret-key-file=/etc/bosun/secret-key/key",
+    "--cert-validity=${var.cert_validity}",
+    "--log-format=json",
+  ], var.webhook_secret == "" ? [] : ["--webhook-secret-file=/etc/bosun/webhook/secret"])
+}
+
+resource "kubernetes_namespace_v1" "this" {
+  metadata {
+    name   = var.namespace
+    labels = { "pod-security.kubernetes.io/enforce" = "restricted" }
+  }
+}
+
+resource "kubernetes_service_account_v1" "this" {
+  metadata {
+    name      = "bosun-control-plane"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+  }
+  automount_service_account_token = false
+}
+
+# The key that seals Git credentials at rest. It is in the Terraform state (keep the state in
+# an encrypted, access-controlled backend); it is not on the data volume.
+resource "random_id" "secret_key" {
+  byte_length = 32
+}
+
+resource "kubernetes_secret_v1" "secret_key" {
+  metadata {
+    name      = "bosun-secret-key"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+  }
+  data = { key = random_id.secret_key.hex }
+}
+
+resource "kubernetes_secret_v1" "webhook" {
+  count = var.webhook_secret == "" ? 0 : 1
+  metadata {
+    name      = "bosun-webhook"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+  }
+  data = { secret = var.webhook_secret }
+}
+
+resource "kubernetes_storage_class_v1" "gp3" {
+  metadata {
+    name = "bosun-gp3-encrypted"
+  }
+  storage_provisioner    = "ebs.csi.aws.com"
+  reclaim_policy         = "Retain"
+  volume_binding_mode    = "WaitForFirstConsumer"
+  allow_volume_expansion = true
+  parameters = {
+    type      = "gp3"
+    encrypted = "true"
+    kmsKeyId  = var.kms_key_arn
+  }
+}
+
+resource "kubernetes_stateful_set_v1" "this" {
+  metadata {
+    name      = "bosun-control-plane"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+  }
+  spec {
+    service_name = "bosun-control-plane"
+    replicas     = 1
+    selector {
+      match_labels = local.labels
+    }
+    template {
+      metadata {
+        labels = local.labels
+        annotations = {
+          "prometheus.io/scrape" = "true"
+          "prometheus.io/port"   = "7446"
+          "prometheus.io/path"   = "/metrics"
+        }
+      }
+      spec {
+        service_account_name            = kubernetes_service_account_v1.this.metadata[0].name
+        automount_service_account_token = false
+        security_context {
+          run_as_non_root = true
+          run_as_user     = 65532
+          run_as_group    = 65532
+          fs_group        = 65532
+          seccomp_profile {
+            type = "RuntimeDefault"
+          }
+        }
+        container {
+          # checkov:skip=CKV_K8S_11: no CPU limit on purpose (throttling delays renders and syncs); memory is limited
+          # checkov:skip=CKV_K8S_14: var.image is validated to be pinned (not :latest); checkov cannot resolve variables
+          # checkov:skip=CKV_K8S_43: a digest is accepted in var.image; tags are allowed for readability
+          # checkov:skip=CKV_K8S_15: IfNotPresent with pinned images avoids a registry dependency at every restart
+          name              = "control-plane"
+          image             = var.image
+          image_pull_policy = "IfNotPresent"
+          args              = local.args
+          dynamic "port" {
+            for_each = local.ports
+            content {
+              name           = port.key
+              container_port = port.value
+            }
+          }
+          # gRPC listeners are TLS-only; Kubernetes' gRPC probes cannot do TLS.
+          readiness_probe {
+            http_get {
+              path = "/readyz"
+              port = "http"
+            }
+            period_seconds = 5
+          }
+          liveness_probe {
+            http_get {
+              path = "/healthz"
+              port = "http"
+            }
+            period_seconds    = 10
+            failure_threshold = 6
+          }
+          resources {
+            requests = { cpu = var.resources.cpu, memory = var.resources.memory }
+            limits   = { memory = var.resources.memory_limit }
+          }
+          security_context {
+            allow_privilege_escalation = false
+            read_only_root_filesystem  = true
+            capabilities {
+              drop = ["ALL"]
+            }
+          }
+          volume_mount {
+            name       = "data"
+            mount_path = "/var/lib/bosun"
+          }
+          volume_mount {
+            name       = "tmp"
+            mount_path = "/tmp"
+          }
+          volume_mount {
+            name       = "secret-key"
+            mount_path = "/etc/bosun/secret-key"
+            read_only  = true
+          }
+          dynamic "volume_mount" {
+            for_each = var.webhook_secret == "" ? [] : [1]
+            content {
+              name       = "webhook"
+              mount_path = "/etc/bosun/webhook"
+              read_only  = true
+            }
+          }
+        }
+        volume {
+          name = "tmp"
+          empty_dir {}
+        }
+        volume {
+          name = "secret-key"
+          secret {
+            secret_name = kubernetes_secret_v1.secret_key.metadata[0].name
+          }
+        }
+        dynamic "volume" {
+          for_each = var.webhook_secret == "" ? [] : [1]
+          content {
+            name = "webhook"
+            secret {
+              secret_name = kubernetes_secret_v1.webhook[0].metadata[0].name
+            }
+          }
+        }
+      }
+    }
+    volume_claim_template {
+      metadata {
+        name = "data"
+      }
+      spec {
+        access_modes       = ["ReadWriteOnce"]
+        storage_class_name = kubernetes_storage_class_v1.gp3.metadata[0].name
+        resources {
+          requests = { storage = var.storage_size }
+        }
+      }
+    }
+  }
+}
+
+resource "kubernetes_service_v1" "this" {
+  metadata {
+    name      = "bosun-control-plane"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+    labels    = local.labels
+    annotations = {
+      "service.beta.kubernetes.io/aws-load-balancer-type"                              = "external"
+      "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"                   = "ip"
+      "service.beta.kubernetes.io/aws-load-balancer-scheme"                            = "internet-facing"
+      "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled" = "true"
+    }
+  }
+  spec {
+    type                        = "LoadBalancer"
+    selector                    = local.labels
+    load_balancer_source_ranges = var.allowed_cidrs
+    dynamic "port" {
+      for_each = local.ports
+      content {
+        name        = port.key
+        port        = port.value
+        target_port = port.key
+      }
+    }
+  }
+  wait_for_load_balancer = true
+}
+
+resource "kubernetes_pod_disruption_budget_v1" "this" {
+  metadata {
+    name      = "bosun-control-plane"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+  spec {
+    max_unavailable = "1"
+    selector {
+      match_labels = local.labels
+    }
+  }
+}
+
+resource "kubernetes_network_policy_v1" "this" {
+  metadata {
+    name      = "bosun-control-plane"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+  spec {
+    pod_selector {
+      match_labels = local.labels
+    }
+    policy_types = ["Ingress", "Egress"]
+    ingress {
+      dynamic "ports" {
+        for_each = local.ports
+        content {
+          port     = ports.value
+          protocol = "TCP"
+        }
+      }
+    }
+    egress {
+      ports {
+        port     = 53
+        protocol = "UDP"
+      }
+      ports {
+        port     = 53
+        protocol = "TCP"
+      }
+    }
+    egress {
+      dynamic "ports" {
+        for_each = [443, 80, 9418, 22]
+        content {
+          port     = ports.value
+          protocol = "TCP"
+        }
+      }
+    }
+  }
+}
+
+resource "aws_route53_record" "this" {
+  count   = var.route53_zone_id == "" ? 0 : 1
+  zone_id = var.route53_zone_id
+  name    = var.hostname
+  type    = "CNAME"
+  ttl     = 300
+  records = [kubernetes_service_v1.this.status[0].load_balancer[0].ingress[0].hostname]
+}

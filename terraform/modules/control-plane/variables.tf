@@ -1,0 +1,73 @@
+variable "namespace" {
+  description = "Namespace of the control plane."
+  type        = string
+  default     = "bosun-system"
+}
+
+variable "image" {
+  description = "Control plane image (docker/control-plane.Dockerfile), pinned by tag or digest."
+  type        = string
+  default     = "ghcr.io/bosun-dev/bosun-control-plane:0.1.0"
+  validation {
+    condition     = !endswith(var.image, ":latest") && length(regexall(":", var.image)) > 0
+    error_message = "pin the image to a version or digest (not :latest)."
+  }
+}
+
+variable "hostname" {
+  description = "DNS name agents and people use (in the server certificate and Route53)."
+  type        = string
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", var.hostname))
+    error_message = "hostname must be a fully qualified DNS name such as bosun.example.com."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "Hosted zone for the hostname record; empty to manage DNS elsewhere."
+  type        = string
+  default     = ""
+}
+
+variable "allowed_cidrs" {
+  description = "Source CIDRs allowed to reach the load balancer (agents' NAT addresses, offices, CI)."
+  type        = list(string)
+  validation {
+    condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrnetmask(c))])
+    error_message = "give at least one IPv4 CIDR."
+  }
+}
+
+variable "storage_size" {
+  description = "Size of the data volume (embedded store, Git cache)."
+  type        = string
+  default     = "20Gi"
+  validation {
+    condition     = can(regex("^[0-9]+Gi$", var.storage_size))
+    error_message = "storage_size looks like 20Gi."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "KMS key that encrypts the EBS data volume."
+  type        = string
+}
+
+variable "cert_validity" {
+  description = "Lifetime of agent certificates (agents renew at two thirds)."
+  type        = string
+  default     = "24h"
+}
+
+variable "webhook_secret" {
+  description = "Shared secret for GitHub/GitLab webhooks; empty disables webhooks. Sensitive: it ends up in the state."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "resources" {
+  description = "CPU/memory requests and memory limit."
+  type        = object({ cpu = string, memory = string, memory_limit = string })
+  default     = { cpu = "500m", memory = "512Mi", memory_limit = "4Gi" }
+}

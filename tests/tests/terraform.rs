@@ -1,0 +1,148 @@
+//! The Terraform configuration, checked without providers (they cannot be downloaded here):
+//! every file parses as HCL, every variable is typed and described, inputs that can be wrong
+//! are validated, every output is described, nothing secret has a default, and modules are
+//! called with the variables they declare. `terraform fmt -check` and checkov run in CI too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use hcl::{Block, Body};
+
+fn terraform_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("terraform")
+}
+
+fn tf_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.ends_with(".terraform") {
+            tf_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "tf") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every configuration directory with its parsed files.
+fn configurations() -> BTreeMap<PathBuf, Vec<Body>> {
+    let mut files = Vec::new();
+    tf_files(&terraform_dir(), &mut files);
+    assert!(files.len() >= 20, "modules and examples exist");
+    let mut out: BTreeMap<PathBuf, Vec<Body>> = BTreeMap::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let body: Body = hcl::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        out.entry(f.parent().unwrap().to_path_buf()).or_default().push(body);
+    }
+    out
+}
+
+fn blocks<'a>(bodies: &'a [Body], ident: &'a str) -> impl Iterator<Item = &'a Block> + 'a {
+    bodies.iter().flat_map(move |b| b.blocks().filter(move |x| x.identifier() == ident))
+}
+
+fn label(b: &Block) -> String {
+    b.labels().first().map(|l| l.as_str().to_string()).unwrap_or_default()
+}
+
+fn attr<'a>(b: &'a Block, name: &str) -> Option<&'a hcl::Expression> {
+    b.body().attributes().find(|a| a.key() == name).map(|a| a.expr())
+}
+
+#[test]
+fn variables_are_typed_described_and_validated_and_outputs_described() {
+    let configs = configurations();
+    for (dir, bodies) in &configs {
+        let rel = dir.strip_prefix(terraform_dir()).unwrap().display().to_string();
+        for v in blocks(bodies, "variable") {
+            let name = label(v);
+            assert!(attr(v, "type").is_some(), "{rel}: variable {name} has a type");
+            let desc = attr(v, "description").map(|d| d.to_string()).unwrap_or_default();
+            assert!(desc.len() > 10, "{rel}: variable {name} is described");
+            let secret = ["token", "secret", "password"].iter().any(|w| name.contains(w));
+            if secret {
+                assert_eq!(
+                    attr(v, "sensitive").map(|s| s.to_string()).as_deref(),
+                    Some("true"),
+                    "{rel}: {name} is sensitive"
+                );
+                let default = attr(v, "default").map(|d| d.to_string()).unwrap_or_default();
+                assert!(
+                    default.is_empty() || default == "\"\"" || default == "{}",
+                    "{rel}: {name} has no secret default"
+                );
+            }
+        }
+        for o in blocks(bodies, "output") {
+            assert!(attr(o, "description").is_some(), "{rel}: output {} is described", label(o));
+        }
+    }
+    // Inputs that can be wrong are validated in the modules.
+    let must_validate = [
+        ("modules/network", ["name", "cidr", "azs"].as_slice()),
+        ("modules/eks", &["name", "subnet_ids", "node_count", "public_access_cidrs"]),
+        ("modules/control-plane", &["hostname", "allowed_cidrs", "image", "storage_size"]),
+        ("modules/agent", &["cluster_name", "ca_pem", "join_token", "image"]),
+    ];
+    for (dir, names) in must_validate {
+        let bodies = &configs[&terraform_dir().join(dir)];
+        for name in names {
+            let v = blocks(bodies, "variable").find(|v| label(v) == *name).unwrap_or_else(|| panic!("{dir}: {name}"));
+            assert!(v.body().blocks().any(|b| b.identifier() == "validation"), "{dir}: variable {name} is validated");
+        }
+    }
+}
+
+#[test]
+fn modules_are_called_with_the_variables_they_declare() {
+    let configs = configurations();
+    for (dir, bodies) in &configs {
+        for m in blocks(bodies, "module") {
+            let source = attr(m, "source").unwrap().to_string().trim_matches('"').to_string();
+            let target = dir.join(&source).canonicalize().unwrap_or_else(|_| panic!("{}: {source}", dir.display()));
+            let declared: BTreeSet<String> = blocks(&configs[&target], "variable").map(label).collect();
+            let required: BTreeSet<String> =
+                blocks(&configs[&target], "variable").filter(|v| attr(v, "default").is_none()).map(label).collect();
+            let meta = ["source", "count", "for_each", "providers", "depends_on", "version"];
+            let given: BTreeSet<String> =
+                m.body().attributes().map(|a| a.key().to_string()).filter(|k| !meta.contains(&k.as_str())).collect();
+            for g in &given {
+                assert!(
+                    declared.contains(g),
+                    "{}: module {} passes {g}, which {source} does not declare",
+                    dir.display(),
+                    label(m)
+                );
+            }
+            for r in &required {
+                assert!(given.contains(r), "{}: module {} misses required {r}", dir.display(), label(m));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_control_plane_load_balancer_passes_tls_through() {
+    let configs = configurations();
+    let text = std::fs::read_to_string(terraform_dir().join("modules/control-plane/main.tf")).unwrap();
+    assert!(text.contains("aws-load-balancer-type\"") && text.contains("\"external\""), "an NLB");
+    assert!(
+        !text.contains("aws-load-balancer-ssl-cert"),
+        "no TLS termination at the load balancer (mTLS must reach the control plane)"
+    );
+    let bodies = &configs[&terraform_dir().join("modules/control-plane")];
+    let names: BTreeSet<String> = blocks(bodies, "resource").map(label).collect();
+    for r in [
+        "kubernetes_stateful_set_v1",
+        "kubernetes_service_v1",
+        "kubernetes_pod_disruption_budget_v1",
+        "kubernetes_network_policy_v1",
+        "aws_route53_record",
+    ] {
+        assert!(names.contains(r), "control-plane module has {r}");
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("role_binding") || n.contains("cluster_role")),
+        "the control plane gets no RBAC"
+    );
+}
