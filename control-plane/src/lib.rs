@@ -311,7 +311,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (r3, r3a) = reflection()?;
     let join = keepalive(Server::builder().tls_config(ServerTlsConfig::new().identity(identity))?)
         .add_service(pb::join_service_server::JoinServiceServer::new(api::JoinApi(cp.clone())))
-        .add_service(health_svc)
+        .add_service(health_svc.clone())
         .add_service(r3)
         .add_service(r3a)
         .serve_with_incoming(TcpListenerStream::new(join_listener));
@@ -319,7 +319,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if webhook_secret.is_none() {
         info!("no --webhook-secret-file: webhooks are refused; Git is polled");
     }
-    let hooks = axum::serve(webhook_listener, webhook::router(cp.clone(), webhook_secret));
+    // The plain-HTTP listener also serves grpc.health.v1.Health over h2c, for Kubernetes'
+    // gRPC probes (which cannot speak TLS, as every gRPC listener here does).
+    let http_router = webhook::router(cp.clone(), webhook_secret)
+        .merge(tonic::service::Routes::new(health_svc.clone()).into_axum_router());
+    let hooks = axum::serve(webhook_listener, http_router);
 
     let poller = tokio::spawn(cp.clone().poll_forever());
     let result = tokio::select! {

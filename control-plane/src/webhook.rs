@@ -1,5 +1,6 @@
-//! The control plane's plain-HTTP listener: `/healthz` and `/readyz` for probes, `/metrics`
-//! for Prometheus, and the webhook endpoint (usually behind an ingress or load balancer that
+//! The control plane's plain-HTTP listener: `/healthz` and `/readyz` (and, added by the
+//! caller, `grpc.health.v1.Health` over h2c) for probes, `/metrics` for Prometheus, and the
+//! webhook endpoint (usually behind an ingress or load balancer that
 //! terminates TLS): GitHub and GitLab push events, verified before anything is parsed —
 //! GitHub's `X-Hub-Signature-256` HMAC-SHA256 and GitLab's `X-Gitlab-Token`, both compared
 //! in constant time — with the payload capped. A verified push refreshes only the

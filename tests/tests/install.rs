@@ -203,14 +203,21 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
         .spawn()
         .unwrap();
     let http = ports[3];
-    let probe = cpc["readinessProbe"]["httpGet"]["path"].as_str().unwrap().to_string();
+    // The readiness probe as the kubelet runs it: grpc.health.v1.Health/Check, plaintext, on
+    // the probe's port.
+    let probe_port = cpc["readinessProbe"]["grpc"]["port"].as_i64().unwrap();
+    assert_eq!(
+        cpc["ports"].as_array().unwrap().iter().find(|p| p["name"] == "http").unwrap()["containerPort"],
+        probe_port
+    );
     eventually("the readiness probe passes", WAIT, || async {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).ok()?;
-        use std::io::{Read, Write};
-        write!(s, "GET {probe} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-        let mut r = String::new();
-        s.read_to_string(&mut r).ok()?;
-        r.starts_with("HTTP/1.1 200").then_some(())
+        let ch =
+            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{http}")).ok()?.connect().await.ok()?;
+        let r = tonic_health::pb::health_client::HealthClient::new(ch)
+            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .await
+            .ok()?;
+        (r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
     })
     .await;
 

@@ -128,18 +128,17 @@ resource "kubernetes_stateful_set_v1" "this" {
               container_port = port.value
             }
           }
-          # gRPC listeners are TLS-only; Kubernetes' gRPC probes cannot do TLS.
+          # The gRPC health service, served over h2c on the HTTP listener: Kubernetes' gRPC
+          # probes cannot do TLS, and the gRPC listeners are TLS-only.
           readiness_probe {
-            http_get {
-              path = "/readyz"
-              port = "http"
+            grpc {
+              port = 7446
             }
             period_seconds = 5
           }
           liveness_probe {
-            http_get {
-              path = "/healthz"
-              port = "http"
+            grpc {
+              port = 7446
             }
             period_seconds    = 10
             failure_threshold = 6
