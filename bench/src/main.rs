@@ -205,9 +205,13 @@ async fn self_heal(json_out: bool, edits: usize) -> anyhow::Result<()> {
             path: "k8s".into(),
             ..Default::default()
         }),
-        destination: Some(pb::Destination { cluster: "bench".into(), namespace: "default".into() }),
+        destination: Some(pb::Destination {
+            cluster: "bench".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        }),
         sync_policy: Some(policy.into()),
-        ignore_differences: vec![],
+        ..Default::default()
     };
     admin.create_application(pb::CreateApplicationRequest { name: "web".into(), spec: Some(spec) }).await?;
     let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;

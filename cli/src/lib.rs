@@ -136,8 +136,15 @@ pub struct AppSpecArgs {
     #[arg(long, default_value = "")]
     pub revision: String,
     /// Destination cluster name.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "selector", conflicts_with = "selector", default_value = "")]
     pub cluster: String,
+    /// Or every cluster whose labels match this selector (`env=prod,region in (eu,us)`);
+    /// facts are labels too: `bosun.dev/kubernetesVersion`, `bosun.dev/nodes`, `bosun.dev/name`.
+    #[arg(long, default_value = "")]
+    pub selector: String,
+    /// Applications that must be Synced and Healthy on a cluster first (repeatable or comma-separated).
+    #[arg(long = "depends-on", value_delimiter = ',')]
+    pub depends_on: Vec<String>,
     /// Namespace for namespaced objects without one.
     #[arg(long, default_value = "default")]
     pub namespace: String,
@@ -210,6 +217,15 @@ pub enum ClusterCmd {
         /// Token lifetime.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// A label of the cluster, KEY=VALUE (repeatable).
+        #[arg(long = "label", short = 'l')]
+        labels: Vec<String>,
+    },
+    /// Set labels (KEY=VALUE) or remove them (KEY-), like `kubectl label`.
+    Label {
+        name: String,
+        #[arg(required = true)]
+        changes: Vec<String>,
     },
     List,
     Get {
@@ -392,7 +408,8 @@ pub fn app_json(a: &pb::Application) -> Value {
         "name": a.name,
         "spec": {
             "source": {"repoURL": src.repo_url, "targetRevision": src.target_revision, "path": src.path, "recurse": src.recurse},
-            "destination": {"cluster": dst.cluster, "namespace": dst.namespace},
+            "destination": {"cluster": dst.cluster, "selector": dst.selector, "namespace": dst.namespace},
+            "dependsOn": spec.depends_on,
             "syncPolicy": {"automated": p.automated, "prune": p.prune, "selfHeal": p.self_heal, "createNamespace": p.create_namespace, "allowEmpty": p.allow_empty},
             "ignoreDifferences": spec.ignore_differences.iter().map(|d| json!({"group": d.group, "kind": d.kind, "name": d.name,
                 "jsonPointers": d.json_pointers, "managedFieldsManagers": d.managed_fields_managers, "jqPathExpressions": d.jq_path_expressions})).collect::<Vec<_>>(),
@@ -420,7 +437,8 @@ pub fn app_json(a: &pb::Application) -> Value {
 
 pub fn cluster_json(c: &pb::Cluster) -> Value {
     json!({"name": c.name, "joined": c.joined, "connected": c.connected, "lastSeen": c.last_seen, "agentVersion": c.agent_version,
-           "certificateExpires": c.certificate_expires, "revokedAt": c.revoked_at, "facts": c.facts.iter().collect::<std::collections::BTreeMap<_, _>>()})
+           "certificateExpires": c.certificate_expires, "revokedAt": c.revoked_at,
+           "labels": c.labels.iter().collect::<std::collections::BTreeMap<_, _>>(), "facts": c.facts.iter().collect::<std::collections::BTreeMap<_, _>>()})
 }
 
 fn print_value(out: Output, v: &Value) -> anyhow::Result<()> {
@@ -600,10 +618,11 @@ fn print_clusters(out: Output, cs: &[pb::Cluster]) -> anyhow::Result<()> {
                 status.into(),
                 c.facts.get("kubernetesVersion").cloned().unwrap_or_default(),
                 c.agent_version.clone(),
+                c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             ]
         })
         .collect();
-    table(&["NAME", "STATUS", "KUBERNETES", "AGENT"], rows);
+    table(&["NAME", "STATUS", "KUBERNETES", "AGENT", "LABELS"], rows);
     Ok(())
 }
 
@@ -687,8 +706,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                             path: a.path,
                             recurse: a.recurse,
                         }),
-                        destination: Some(pb::Destination { cluster: a.cluster, namespace: a.namespace }),
+                        destination: Some(pb::Destination {
+                            cluster: a.cluster,
+                            namespace: a.namespace,
+                            selector: a.selector,
+                        }),
                         sync_policy: Some(policy.into()),
+                        depends_on: a.depends_on,
                     };
                     let app = c
                         .create_application(pb::CreateApplicationRequest { name: a.name, spec: Some(spec) })
@@ -754,8 +778,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster(cmd) => {
             let mut c = connect(&cli.conn).await?;
             match cmd {
-                ClusterCmd::Add { name, ttl } => {
-                    let r = join_token(&mut c, &name, ttl).await?;
+                ClusterCmd::Add { name, ttl, labels } => {
+                    let (labels, _) = parse_labels(&labels, false)?;
+                    let req = pb::CreateJoinTokenRequest {
+                        cluster: name.clone(),
+                        ttl_seconds: ttl.as_secs() as i64,
+                        labels: labels.into_iter().collect(),
+                    };
+                    let r = c.create_join_token(req).await.map_err(from_status)?.into_inner();
                     if out == Output::Table {
                         println!(
                             "cluster {:?} registered; single-use join token (expires in {}):",
@@ -787,6 +817,17 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     c.delete_cluster(pb::DeleteClusterRequest { name: name.clone() }).await.map_err(from_status)?;
                     if out == Output::Table {
                         println!("cluster {name:?} deleted");
+                    }
+                }
+                ClusterCmd::Label { name, changes } => {
+                    let (set, remove) = parse_labels(&changes, true)?;
+                    let req =
+                        pb::SetClusterLabelsRequest { name: name.clone(), set: set.into_iter().collect(), remove };
+                    let cl = c.set_cluster_labels(req).await.map_err(from_status)?.into_inner();
+                    if out == Output::Table {
+                        print_clusters(out, &[cl])?
+                    } else {
+                        print_value(out, &cluster_json(&cl))?
                     }
                 }
                 ClusterCmd::Revoke { name } => {
@@ -961,9 +1002,32 @@ async fn repo(c: &mut Admin, out: Output, cmd: RepoCmd) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `KEY=VALUE` to set, and (when `removals`) `KEY-` to remove.
+fn parse_labels(
+    args: &[String],
+    removals: bool,
+) -> Result<(std::collections::BTreeMap<String, String>, Vec<String>), Failure> {
+    let usage = |a: &str| Failure {
+        code: 2,
+        error: anyhow!("{a:?}: give labels as KEY=VALUE{}", if removals { " or KEY-" } else { "" }),
+    };
+    let (mut set, mut remove) = (std::collections::BTreeMap::new(), Vec::new());
+    for a in args {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                set.insert(k.to_string(), v.to_string());
+            }
+            None if removals && a.ends_with('-') && a.len() > 1 => remove.push(a.trim_end_matches('-').to_string()),
+            _ => return Err(usage(a)),
+        }
+    }
+    Ok((set, remove))
+}
+
 /// Registers `cluster` and returns its single-use join token.
 pub async fn join_token(c: &mut Admin, cluster: &str, ttl: Duration) -> Result<pb::CreateJoinTokenResponse, Failure> {
-    let req = pb::CreateJoinTokenRequest { cluster: cluster.into(), ttl_seconds: ttl.as_secs() as i64 };
+    let req =
+        pb::CreateJoinTokenRequest { cluster: cluster.into(), ttl_seconds: ttl.as_secs() as i64, ..Default::default() };
     Ok(c.create_join_token(req).await.map_err(from_status)?.into_inner())
 }
 

@@ -34,9 +34,10 @@ fn spec_from_pb(s: Option<pb::ApplicationSpec>) -> Result<AppSpec, Error> {
             path: src.path,
             recurse: src.recurse,
         },
-        destination: Destination { cluster: dst.cluster, namespace: dst.namespace },
+        destination: Destination { cluster: dst.cluster, selector: dst.selector, namespace: dst.namespace },
         sync_policy: s.sync_policy.unwrap_or_default().into(),
         ignore_differences: s.ignore_differences.into_iter().map(Into::into).collect(),
+        depends_on: s.depends_on,
     })
 }
 
@@ -68,9 +69,11 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
             destination: Some(pb::Destination {
                 cluster: s.destination.cluster.clone(),
                 namespace: s.destination.namespace.clone(),
+                selector: s.destination.selector.clone(),
             }),
             sync_policy: Some(s.sync_policy.into()),
             ignore_differences: s.ignore_differences.iter().map(Into::into).collect(),
+            depends_on: s.depends_on.clone(),
         }),
         status: Some(pb::ApplicationStatus {
             revision: r.status.revision.clone(),
@@ -112,6 +115,7 @@ fn cluster_to_pb(c: &ClusterView) -> pb::Cluster {
         agent_version: c.record.agent_version.clone(),
         certificate_expires: c.record.cert_expires,
         revoked_at: c.record.revoked_at,
+        labels: c.record.labels.clone().into_iter().collect(),
     }
 }
 
@@ -518,7 +522,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let ttl = if r.ttl_seconds > 0 { Duration::from_secs(r.ttl_seconds as u64) } else { Duration::from_secs(3600) };
         let result = self
             .0
-            .create_join_token(&r.cluster, ttl)
+            .create_join_token(&r.cluster, ttl, r.labels.into_iter().collect())
             .map(|(token, expires_at)| {
                 Response::new(pb::CreateJoinTokenResponse { cluster: r.cluster.clone(), token, expires_at })
             })
@@ -549,6 +553,22 @@ impl pb::admin_service_server::AdminService for AdminApi {
             .map(|c| Response::new(cluster_to_pb(&c)))
             .map_err(Into::into);
         audit(&self.0, &who, "RevokeCluster", &name, &outcome(&result));
+        result
+    }
+
+    async fn set_cluster_labels(
+        &self,
+        req: Request<pb::SetClusterLabelsRequest>,
+    ) -> Result<Response<pb::Cluster>, Status> {
+        let who = self.write(&req, "SetClusterLabels", &req.get_ref().name)?;
+        let r = req.into_inner();
+        let result = self
+            .0
+            .set_cluster_labels(&r.name, r.set.into_iter().collect(), &r.remove)
+            .and_then(|_| self.0.cluster(&r.name))
+            .map(|c| Response::new(cluster_to_pb(&c)))
+            .map_err(Into::into);
+        audit(&self.0, &who, "SetClusterLabels", &r.name, &outcome(&result));
         result
     }
 

@@ -62,6 +62,9 @@ pub struct ClusterRecord {
     pub generation: u64,
     /// Digest of the assignments announced at `generation`.
     pub assignment_digest: String,
+    /// Labels that Application selectors match (with the facts, see `cluster_labels`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// Unexpired certificates issued to the cluster's agent; any other is refused.
     #[serde(default)]
     pub certificates: Vec<IssuedCert>,
@@ -395,44 +398,51 @@ impl ControlPlane {
         if self.state.read().apps.contains_key(name) {
             return Err(Error::AppExists(name.into()));
         }
+        check_dependencies(&self.state.read().apps, name, &spec.depends_on)?;
         let rec =
             AppRecord { name: name.into(), spec, sync_request: 0, status: AppSourceStatus::default(), rollback: None };
         self.store.put(Kind::App, name, &rec)?;
         self.state.write().apps.insert(name.into(), rec.clone());
-        info!(app = name, cluster = %rec.spec.destination.cluster, repo = %redact_url(&rec.spec.source.repo_url), "application created");
+        info!(app = name, cluster = %rec.spec.destination.cluster, selector = %rec.spec.destination.selector, repo = %redact_url(&rec.spec.source.repo_url), "application created");
         Ok(rec)
     }
 
     pub fn update_app(&self, name: &str, spec: AppSpec) -> Result<AppRecord> {
         let spec = spec.validate(name)?;
-        let (rec, old_cluster) = {
+        let rec = {
             let st = self.state.read();
             let old = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?;
             let mut rec = old.clone();
             rec.spec = spec;
-            (rec, old.spec.destination.cluster.clone())
+            check_dependencies(&st.apps, name, &rec.spec.depends_on)?;
+            rec
         };
         self.store.put(Kind::App, name, &rec)?;
         self.state.write().apps.insert(name.into(), rec.clone());
-        self.reassign([old_cluster, rec.spec.destination.cluster.clone()])?;
+        self.reassign_all()?;
         info!(app = name, "application updated");
         Ok(rec)
     }
 
     pub fn delete_app(&self, name: &str) -> Result<()> {
-        let cluster = {
+        let clusters: Vec<String> = {
             let st = self.state.read();
-            st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?.spec.destination.cluster.clone()
+            if !st.apps.contains_key(name) {
+                return Err(Error::AppNotFound(name.into()));
+            }
+            st.statuses.keys().filter(|(a, _)| a == name).map(|(_, c)| c.clone()).collect()
         };
         self.store.delete(Kind::App, name)?;
-        self.store.delete(Kind::Status, &status_key(name, &cluster))?;
+        for cluster in &clusters {
+            self.store.delete(Kind::Status, &status_key(name, cluster))?;
+        }
         self.store.delete(Kind::History, name)?;
         {
             let mut st = self.state.write();
             st.apps.remove(name);
             st.statuses.retain(|(a, _), _| a != name);
         }
-        self.reassign([cluster])?;
+        self.reassign_all()?;
         info!(app = name, "application deleted");
         Ok(())
     }
@@ -449,7 +459,7 @@ impl ControlPlane {
         };
         self.store.put(Kind::App, name, &rec)?;
         self.state.write().apps.insert(name.into(), rec.clone());
-        self.reassign([rec.spec.destination.cluster.clone()])?;
+        self.reassign_all()?;
         info!(app = name, sync_request = rec.sync_request, "sync requested");
         Ok(rec)
     }
@@ -492,7 +502,7 @@ impl ControlPlane {
         };
         self.store.put(Kind::App, name, &rec)?;
         self.state.write().apps.insert(name.into(), rec.clone());
-        self.reassign([rec.spec.destination.cluster.clone()])?;
+        self.reassign_all()?;
         match outcome {
             Ok((revision, _)) => {
                 info!(app = name, revision = %revision, "application refreshed");
@@ -681,12 +691,18 @@ impl ControlPlane {
     // ---- clusters ----
 
     /// Creates a single-use join token bound to `cluster` (and the cluster record if new).
-    pub fn create_join_token(&self, cluster: &str, ttl: Duration) -> Result<(String, i64)> {
+    pub fn create_join_token(
+        &self,
+        cluster: &str,
+        ttl: Duration,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(String, i64)> {
         if !bosun_core::app::is_dns_label(cluster) {
             return Err(Error::InvalidRequest(format!(
                 "cluster name {cluster:?} must be a DNS label: lowercase letters, digits and '-'"
             )));
         }
+        check_labels(&labels)?;
         let token = new_token("bjt_");
         let expires_at = now() + ttl.as_secs() as i64;
         self.store.put(Kind::JoinToken, &hash_token(&token), &TokenRecord { cluster: cluster.into(), expires_at })?;
@@ -694,12 +710,15 @@ impl ControlPlane {
             let _w = self.cluster_writes.lock();
             let missing = !self.state.read().clusters.contains_key(cluster);
             if missing {
-                let rec = ClusterRecord { name: cluster.into(), ..Default::default() };
+                let rec = ClusterRecord { name: cluster.into(), labels: labels.clone(), ..Default::default() };
                 self.store.put(Kind::Cluster, cluster, &rec)?;
                 self.state.write().clusters.insert(cluster.into(), rec);
             }
             missing
         };
+        if !created && !labels.is_empty() {
+            self.set_cluster_labels(cluster, labels, &[])?;
+        }
         if created {
             self.reassign([cluster.to_string()])?;
         }
@@ -752,6 +771,30 @@ impl ControlPlane {
             self.state.write().clusters.insert(name.into(), rec.clone());
         }
         Ok(Some(rec))
+    }
+
+    /// Adds or changes `set` and removes `remove` from the cluster's labels; Applications that
+    /// target by selector follow (the cluster gains or loses them at once).
+    pub fn set_cluster_labels(
+        &self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<ClusterRecord> {
+        check_labels(&set)?;
+        let rec = self
+            .update_cluster(name, |c| {
+                let before = c.labels.clone();
+                for k in remove {
+                    c.labels.remove(k);
+                }
+                c.labels.extend(set);
+                c.labels != before
+            })?
+            .ok_or_else(|| Error::ClusterNotFound(name.into()))?;
+        self.reassign([name.to_string()])?;
+        info!(cluster = name, labels = ?rec.labels, "cluster labels set");
+        Ok(rec)
     }
 
     /// Refuses every certificate issued to the cluster so far and closes its open streams.
@@ -875,20 +918,21 @@ impl ControlPlane {
         self.metrics.status_reports.inc();
         let assigned = {
             let st = self.state.read();
-            st.apps.get(&status.app).is_some_and(|a| a.spec.destination.cluster == cluster)
+            let labels = st.clusters.get(cluster).map(cluster_labels).unwrap_or_default();
+            st.apps.get(&status.app).is_some_and(|a| a.spec.destination.targets(cluster, &labels))
         };
         if !assigned {
             warn!(cluster, app = %status.app, "ignoring status for an application not assigned to this cluster");
             return Ok(());
         }
         let status = ClusterAppStatus { cluster: cluster.into(), ..status };
-        let (previous_sync, previous_request) = self
-            .state
-            .read()
-            .statuses
-            .get(&(status.app.clone(), cluster.to_string()))
-            .map(|s| (s.synced_at, s.observed_sync_request))
-            .unwrap_or((0, 0));
+        let previous = self.state.read().statuses.get(&(status.app.clone(), cluster.to_string())).cloned();
+        let (previous_sync, previous_request) =
+            previous.as_ref().map(|s| (s.synced_at, s.observed_sync_request)).unwrap_or((0, 0));
+        // Another Application on this cluster may depend on this one's sync and health.
+        let gating_changed = previous.as_ref().is_none_or(|p| {
+            (p.sync_status, p.health, &p.bundle_digest) != (status.sync_status, status.health, &status.bundle_digest)
+        });
         if status.synced_at > previous_sync {
             self.record_sync(cluster, &status, previous_request)?;
         }
@@ -898,6 +942,10 @@ impl ControlPlane {
             c.last_seen = now();
         }
         st.statuses.insert((status.app.clone(), cluster.into()), status);
+        drop(st);
+        if gating_changed {
+            self.reassign([cluster.to_string()])?;
+        }
         Ok(())
     }
 
@@ -947,7 +995,7 @@ impl ControlPlane {
         };
         self.store.put(Kind::App, name, &rec)?;
         self.state.write().apps.insert(name.into(), rec.clone());
-        self.reassign([rec.spec.destination.cluster.clone()])?;
+        self.reassign_all()?;
         info!(app = name, history_id = id, revision = %rec.rollback.as_ref().map(|e| e.revision.as_str()).unwrap_or_default(), "rolled back; automated sync paused");
         Ok(rec)
     }
@@ -967,6 +1015,13 @@ impl ControlPlane {
             return Err(Error::PermissionDenied(format!("bundle {digest} is not assigned to cluster {cluster:?}")));
         }
         self.store.get_bundle(digest)?.ok_or_else(|| Error::InvalidRequest(format!("bundle {digest} is not stored")))
+    }
+
+    /// Recomputes the assignments of every cluster (after an Application changed: selectors
+    /// and dependencies may concern any of them).
+    fn reassign_all(&self) -> Result<()> {
+        let names: Vec<String> = self.state.read().clusters.keys().cloned().collect();
+        self.reassign(names)
     }
 
     /// Recomputes the assignments of `clusters`; bumps and announces the generation of
@@ -997,51 +1052,176 @@ impl ControlPlane {
     }
 }
 
+/// A cluster's labels as selectors see them: its own labels, plus `bosun.dev/name` and the
+/// facts its agent reports as `bosun.dev/<fact>` (e.g. `bosun.dev/kubernetesVersion`).
+pub fn cluster_labels(c: &ClusterRecord) -> BTreeMap<String, String> {
+    let mut l = c.labels.clone();
+    l.insert("bosun.dev/name".into(), c.name.clone());
+    for (k, v) in &c.facts {
+        l.insert(format!("bosun.dev/{k}"), v.clone());
+    }
+    l
+}
+
+/// Why `app` may not be applied on `cluster` yet: its dependencies that are not Synced and
+/// Healthy there at their current bundle.
+fn unmet_dependencies(st: &State, app: &AppRecord, cluster: &str) -> Vec<String> {
+    app.spec
+        .depends_on
+        .iter()
+        .filter(|d| {
+            let Some(dep) = st.apps.get(*d) else { return true };
+            let deployed = dep.rollback.as_ref().map(|r| &r.bundle_digest).unwrap_or(&dep.status.bundle_digest);
+            !st.statuses.get(&((*d).clone(), cluster.to_string())).is_some_and(|s| {
+                s.sync_status == SyncStatus::Synced && s.health == Health::Healthy && &s.bundle_digest == deployed
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    use bosun_core::selector::{valid_label_key, valid_label_value};
+    for (k, v) in labels {
+        if !valid_label_key(k) || k.starts_with("bosun.dev/") {
+            return Err(Error::InvalidRequest(format!(
+                "{k:?} is not a label key you can set (prefix/name, name ≤ 63 of [A-Za-z0-9._-]; bosun.dev/ is reserved)"
+            )));
+        }
+        if !valid_label_value(v) {
+            return Err(Error::InvalidRequest(format!("{v:?} is not a label value (≤ 63 of [A-Za-z0-9._-])")));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a dependency on a missing Application or one that would close a cycle.
+fn check_dependencies(apps: &BTreeMap<String, AppRecord>, name: &str, deps: &[String]) -> Result<()> {
+    for d in deps {
+        if !apps.contains_key(d) {
+            return Err(Error::InvalidRequest(format!("dependsOn: application {d:?} does not exist; create it first")));
+        }
+    }
+    // Depth-first from each dependency; reaching `name` again is a cycle.
+    fn walk(apps: &BTreeMap<String, AppRecord>, at: &str, target: &str, path: &mut Vec<String>) -> bool {
+        if at == target {
+            return true;
+        }
+        if path.iter().any(|p| p == at) {
+            return false;
+        }
+        path.push(at.to_string());
+        let next = apps.get(at).map(|a| a.spec.depends_on.clone()).unwrap_or_default();
+        for n in next {
+            if walk(apps, &n, target, path) {
+                return true;
+            }
+        }
+        path.pop();
+        false
+    }
+    for d in deps {
+        let mut path = Vec::new();
+        if walk(apps, d, name, &mut path) {
+            let cycle: Vec<&str> = std::iter::once(name).chain(path.iter().map(String::as_str)).chain([name]).collect();
+            return Err(Error::InvalidRequest(format!("dependsOn would form a cycle: {}", cycle.join(" → "))));
+        }
+    }
+    Ok(())
+}
+
 fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
+    let Some(record) = st.clusters.get(cluster) else { return Vec::new() };
+    let labels = cluster_labels(record);
     st.apps
         .values()
-        .filter(|a| a.spec.destination.cluster == cluster && !a.status.bundle_digest.is_empty())
-        .map(|a| match &a.rollback {
-            // Rolled back: the old bundle, and no automated sync until someone asks for one.
-            Some(r) => Assignment {
-                app: a.name.clone(),
-                bundle_digest: r.bundle_digest.clone(),
-                revision: r.revision.clone(),
-                namespace: a.spec.destination.namespace.clone(),
-                sync_policy: SyncPolicy { automated: false, self_heal: false, ..a.spec.sync_policy },
-                sync_request: a.sync_request,
-                ignore_differences: a.spec.ignore_differences.clone(),
-            },
-            None => Assignment {
-                app: a.name.clone(),
-                bundle_digest: a.status.bundle_digest.clone(),
-                revision: a.status.revision.clone(),
-                namespace: a.spec.destination.namespace.clone(),
-                sync_policy: a.spec.sync_policy,
-                sync_request: a.sync_request,
-                ignore_differences: a.spec.ignore_differences.clone(),
-            },
+        .filter(|a| a.spec.destination.targets(cluster, &labels) && !a.status.bundle_digest.is_empty())
+        .filter_map(|a| {
+            let assignment = assignment(a);
+            if unmet_dependencies(st, a, cluster).is_empty() {
+                return Some(assignment);
+            }
+            // Waiting for dependencies: hold what the cluster already runs, if anything.
+            let held =
+                st.statuses.get(&(a.name.clone(), cluster.to_string())).filter(|s| !s.bundle_digest.is_empty())?;
+            Some(Assignment {
+                bundle_digest: held.bundle_digest.clone(),
+                revision: held.revision.clone(),
+                ..assignment
+            })
         })
         .collect()
 }
 
+fn assignment(a: &AppRecord) -> Assignment {
+    match &a.rollback {
+        // Rolled back: the old bundle, and no automated sync until someone asks for one.
+        Some(r) => Assignment {
+            app: a.name.clone(),
+            bundle_digest: r.bundle_digest.clone(),
+            revision: r.revision.clone(),
+            namespace: a.spec.destination.namespace.clone(),
+            sync_policy: SyncPolicy { automated: false, self_heal: false, ..a.spec.sync_policy },
+            sync_request: a.sync_request,
+            ignore_differences: a.spec.ignore_differences.clone(),
+        },
+        None => Assignment {
+            app: a.name.clone(),
+            bundle_digest: a.status.bundle_digest.clone(),
+            revision: a.status.revision.clone(),
+            namespace: a.spec.destination.namespace.clone(),
+            sync_policy: a.spec.sync_policy,
+            sync_request: a.sync_request,
+            ignore_differences: a.spec.ignore_differences.clone(),
+        },
+    }
+}
+
 fn view(st: &State, rec: &AppRecord) -> AppView {
-    let cluster = &rec.spec.destination.cluster;
-    let connected = st.connections.get(cluster).copied().unwrap_or(0) > 0;
-    let status = st.statuses.get(&(rec.name.clone(), cluster.clone())).cloned();
     let deployed = rec.rollback.as_ref().map(|r| r.bundle_digest.as_str()).unwrap_or(rec.status.bundle_digest.as_str());
-    let (sync_status, health) = match &status {
-        Some(s) if s.bundle_digest == deployed && !deployed.is_empty() => (s.sync_status, s.health),
-        Some(s) => (SyncStatus::OutOfSync, s.health),
-        None => (SyncStatus::Unknown, Health::Unknown),
-    };
-    let clusters = vec![(
-        status.unwrap_or_else(|| ClusterAppStatus {
+    let mut clusters = Vec::new();
+    let (mut sync_status, mut health) = (SyncStatus::Synced, Health::Healthy);
+    for (name, c) in &st.clusters {
+        if !rec.spec.destination.targets(name, &cluster_labels(c)) {
+            continue;
+        }
+        let connected = st.connections.get(name).copied().unwrap_or(0) > 0;
+        let status = st.statuses.get(&(rec.name.clone(), name.clone())).cloned();
+        let (s, h) = match &status {
+            Some(s) if s.bundle_digest == deployed && !deployed.is_empty() => (s.sync_status, s.health),
+            Some(s) => (SyncStatus::OutOfSync, s.health),
+            None => (SyncStatus::Unknown, Health::Unknown),
+        };
+        sync_status = worst_sync(sync_status, s);
+        health = Health::worst([health, h]);
+        let mut status = status.unwrap_or_else(|| ClusterAppStatus {
             app: rec.name.clone(),
-            cluster: cluster.clone(),
+            cluster: name.clone(),
             ..Default::default()
-        }),
-        connected,
-    )];
+        });
+        let waiting = unmet_dependencies(st, rec, name);
+        if !waiting.is_empty() {
+            status.message = format!("waiting for {} to be Synced and Healthy on this cluster", waiting.join(", "));
+        }
+        clusters.push((status, connected));
+    }
+    if clusters.is_empty() {
+        // A name of a cluster not registered yet, or a selector matching none.
+        let cluster = rec.spec.destination.cluster.clone();
+        if !cluster.is_empty() {
+            clusters.push((ClusterAppStatus { app: rec.name.clone(), cluster, ..Default::default() }, false));
+        }
+        (sync_status, health) = (SyncStatus::Unknown, Health::Unknown);
+    }
     AppView { record: rec.clone(), clusters, sync_status, health }
+}
+
+/// The less synced of two sync states: OutOfSync over Unknown over Synced.
+fn worst_sync(a: SyncStatus, b: SyncStatus) -> SyncStatus {
+    let rank = |s: SyncStatus| match s {
+        SyncStatus::Synced => 0,
+        SyncStatus::Unknown => 1,
+        SyncStatus::OutOfSync => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }

@@ -13,11 +13,26 @@ pub struct Source {
     pub recurse: bool,
 }
 
-/// Where they go.
+/// Where they go: one cluster by name, or every cluster whose labels match a selector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Destination {
     pub cluster: String,
+    /// A Kubernetes label selector over cluster labels (`env=prod,region in (eu,us)`); set
+    /// instead of `cluster`.
+    #[serde(default)]
+    pub selector: String,
     pub namespace: String,
+}
+
+impl Destination {
+    /// Whether this destination takes the cluster `name` with `labels` (its labels plus facts).
+    pub fn targets(&self, name: &str, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        if !self.cluster.is_empty() {
+            return self.cluster == name;
+        }
+        // Validated at creation; an unparsable selector matches nothing.
+        crate::selector::Selector::parse(&self.selector).is_ok_and(|s| s.matches(labels))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -127,6 +142,10 @@ pub struct AppSpec {
     /// Differences not counted as drift (Argo CD's `ignoreDifferences`).
     #[serde(default)]
     pub ignore_differences: Vec<IgnoreDifference>,
+    /// Applications that must be Synced and Healthy on a cluster before this one is applied
+    /// there (Flux's `dependsOn`).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }
 
 /// Fields of matching objects that are not compared.
@@ -227,8 +246,35 @@ impl AppSpec {
                 format!("{:?} is not a branch, tag or commit", self.source.target_revision),
             ));
         }
-        if !is_dns_label(&self.destination.cluster) {
-            return Err(err("destination.cluster", format!("{:?} must name a cluster", self.destination.cluster)));
+        match (self.destination.cluster.is_empty(), self.destination.selector.trim().is_empty()) {
+            (false, false) => {
+                return Err(err("destination", "give a cluster name or a selector, not both"));
+            }
+            (true, true) => return Err(err("destination.cluster", "give a cluster name or a label selector")),
+            (false, true) if !is_dns_label(&self.destination.cluster) => {
+                return Err(err("destination.cluster", format!("{:?} must name a cluster", self.destination.cluster)));
+            }
+            (true, false) => {
+                let s = crate::selector::Selector::parse(&self.destination.selector)
+                    .map_err(|e| err("destination.selector", e.why))?;
+                if s.is_empty() {
+                    return Err(err(
+                        "destination.selector",
+                        "an empty selector would target every cluster; say so with a label every cluster has",
+                    ));
+                }
+                self.destination.selector = s.to_string();
+            }
+            _ => {}
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for d in &self.depends_on {
+            if !is_dns_label(d) || d == name {
+                return Err(err("dependsOn", format!("{d:?} must name another Application")));
+            }
+            if !seen.insert(d) {
+                return Err(err("dependsOn", format!("{d:?} is listed twice")));
+            }
         }
         for d in &self.ignore_differences {
             if d.kind.is_empty() {
@@ -261,7 +307,7 @@ mod tests {
     fn spec(url: &str, path: &str, cluster: &str) -> AppSpec {
         AppSpec {
             source: Source { repo_url: url.into(), path: path.into(), ..Default::default() },
-            destination: Destination { cluster: cluster.into(), namespace: "default".into() },
+            destination: Destination { cluster: cluster.into(), namespace: "default".into(), ..Default::default() },
             ..Default::default()
         }
     }
@@ -305,6 +351,28 @@ mod tests {
             (spec("file:///r", "../etc", "c1"), "a", "source.path"),
             (spec("file:///r", "/etc", "c1"), "a", "source.path"),
             (spec("file:///r", "", ""), "a", "destination.cluster"),
+            (
+                AppSpec {
+                    destination: Destination {
+                        cluster: "c1".into(),
+                        selector: "env=prod".into(),
+                        ..Default::default()
+                    },
+                    ..spec("file:///r", "", "c1")
+                },
+                "a",
+                "destination",
+            ),
+            (
+                AppSpec {
+                    destination: Destination { selector: "env in prod".into(), ..Default::default() },
+                    ..spec("file:///r", "", "")
+                },
+                "a",
+                "destination.selector",
+            ),
+            (AppSpec { depends_on: vec!["a".into()], ..spec("file:///r", "", "c1") }, "a", "dependsOn"),
+            (AppSpec { depends_on: vec!["b".into(), "b".into()], ..spec("file:///r", "", "c1") }, "a", "dependsOn"),
         ] {
             assert_eq!(s.validate(name).unwrap_err().field, field);
         }

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod object;
 pub mod options;
 pub mod plan;
+pub mod selector;
 pub mod status;
 pub mod tracking;
 pub mod webhook;
