@@ -89,6 +89,22 @@ pub enum Command {
 pub enum AppCmd {
     /// Create an Application.
     Create(Box<AppSpecArgs>),
+    /// Create Applications from Argo CD (argoproj.io/v1alpha1) or Bosun (bosun.dev/v1)
+    /// Application manifests; every field Bosun cannot honour is reported.
+    Import {
+        /// YAML or JSON file (several documents allowed); `-` for standard input.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Cluster for manifests that target the cluster Argo CD runs in (or override theirs).
+        #[arg(long, conflicts_with = "selector")]
+        cluster: Option<String>,
+        /// Or a label selector over clusters.
+        #[arg(long)]
+        selector: Option<String>,
+        /// Refuse to import when any field would not be honoured.
+        #[arg(long)]
+        strict: bool,
+    },
     /// List Applications.
     List,
     /// Show one Application with its per-cluster status.
@@ -415,6 +431,9 @@ pub fn app_json(a: &pb::Application) -> Value {
                 "jsonPointers": d.json_pointers, "managedFieldsManagers": d.managed_fields_managers, "jqPathExpressions": d.jq_path_expressions})).collect::<Vec<_>>(),
         },
         "status": {
+            "parent": st.parent,
+            "children": st.children,
+            "warnings": st.warnings,
             "sync": sync_name(st.sync_status),
             "health": health_name(st.health),
             "revision": st.revision,
@@ -769,6 +788,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         c.get_application(pb::GetApplicationRequest { name }).await.map_err(from_status)?.into_inner();
                     print_diff(out, &app, cluster.as_deref())?;
                 }
+                AppCmd::Import { file, cluster, selector, strict } => {
+                    import(&mut c, out, &file, cluster, selector, strict).await?
+                }
                 AppCmd::Wait { name, synced, healthy, timeout } => {
                     wait(&mut c, out, &name, synced, healthy, timeout).await?
                 }
@@ -998,6 +1020,78 @@ async fn repo(c: &mut Admin, out: Output, cmd: RepoCmd) -> Result<(), Failure> {
                 println!("credentials for {url} deleted");
             }
         }
+    }
+    Ok(())
+}
+
+async fn import(
+    c: &mut Admin,
+    out: Output,
+    file: &std::path::Path,
+    cluster: Option<String>,
+    selector: Option<String>,
+    strict: bool,
+) -> Result<(), Failure> {
+    let usage = |e: String| Failure { code: 2, error: anyhow!(e) };
+    let text = if file == std::path::Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+    let mut converted = Vec::new();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let mut c = bosun_core::argo::convert(&doc).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+        match (&cluster, &selector) {
+            (Some(name), _) => {
+                (c.spec.destination.cluster, c.spec.destination.selector) = (name.clone(), String::new())
+            }
+            (_, Some(sel)) => (c.spec.destination.cluster, c.spec.destination.selector) = (String::new(), sel.clone()),
+            (None, None) if c.inherits_destination => {
+                return Err(usage(format!(
+                    "{}: targets the cluster Argo CD runs in; say which cluster with --cluster NAME or --selector",
+                    c.name
+                )));
+            }
+            _ => {}
+        }
+        for w in &c.warnings {
+            eprintln!("warning: {}: not honoured: {w}", c.name);
+        }
+        converted.push(c);
+    }
+    if strict && converted.iter().any(|c| !c.warnings.is_empty()) {
+        return Err(Failure {
+            code: 1,
+            error: anyhow!("--strict: some fields would not be honoured (see the warnings)"),
+        });
+    }
+    for app in converted {
+        let s = app.spec;
+        let spec = pb::ApplicationSpec {
+            source: Some(pb::Source {
+                repo_url: s.source.repo_url,
+                target_revision: s.source.target_revision,
+                path: s.source.path,
+                recurse: s.source.recurse,
+            }),
+            destination: Some(pb::Destination {
+                cluster: s.destination.cluster,
+                namespace: s.destination.namespace,
+                selector: s.destination.selector,
+            }),
+            sync_policy: Some(s.sync_policy.into()),
+            ignore_differences: s.ignore_differences.iter().map(Into::into).collect(),
+            depends_on: s.depends_on,
+        };
+        let app = c
+            .create_application(pb::CreateApplicationRequest { name: app.name.clone(), spec: Some(spec) })
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        print_app(out, &app)?;
     }
     Ok(())
 }

@@ -85,6 +85,9 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
             sync_request: r.sync_request,
             rolled_back_to: r.rollback.as_ref().map(|e| e.id).unwrap_or_default(),
             rollback_revision: r.rollback.as_ref().map(|e| e.revision.clone()).unwrap_or_default(),
+            parent: r.parent.clone(),
+            children: v.children.clone(),
+            warnings: r.warnings.clone(),
             clusters: v
                 .clusters
                 .iter()

@@ -21,6 +21,7 @@ use crate::pki::{Issued, PeerCert, Pki, Subject};
 use crate::render::{RenderKey, render};
 use crate::secrets::{Secret, SecretBox};
 use crate::store::{Kind, Store, StoreExt};
+use bosun_core::argo::Converted;
 
 pub fn now() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
@@ -38,6 +39,12 @@ pub struct AppRecord {
     /// is paused until the next sync request.
     #[serde(default)]
     pub rollback: Option<HistoryEntry>,
+    /// The Application whose path defines this one (app of apps); empty for top-level ones.
+    #[serde(default)]
+    pub parent: String,
+    /// Fields of its manifest Bosun does not honour (Argo CD Applications from Git).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// What the control plane knows of an Application's source.
@@ -129,6 +136,7 @@ pub const HISTORY_LIMIT: usize = 10;
 #[derive(Debug, Clone)]
 pub struct AppView {
     pub record: AppRecord,
+    pub children: Vec<String>,
     pub clusters: Vec<(ClusterAppStatus, bool)>,
     pub sync_status: SyncStatus,
     pub health: Health,
@@ -178,7 +186,7 @@ pub struct ControlPlane {
     settings: Settings,
     state: RwLock<State>,
     notify: Mutex<HashMap<String, watch::Sender<u64>>>,
-    renders: Mutex<HashMap<RenderKey, String>>,
+    renders: Mutex<HashMap<RenderKey, (String, Vec<Converted>)>>,
     refresh_lock: tokio::sync::Mutex<()>,
     /// Serialises read-modify-write of cluster records (see `update_cluster`).
     cluster_writes: Mutex<()>,
@@ -399,8 +407,15 @@ impl ControlPlane {
             return Err(Error::AppExists(name.into()));
         }
         check_dependencies(&self.state.read().apps, name, &spec.depends_on)?;
-        let rec =
-            AppRecord { name: name.into(), spec, sync_request: 0, status: AppSourceStatus::default(), rollback: None };
+        let rec = AppRecord {
+            name: name.into(),
+            spec,
+            sync_request: 0,
+            status: AppSourceStatus::default(),
+            rollback: None,
+            parent: String::new(),
+            warnings: Vec::new(),
+        };
         self.store.put(Kind::App, name, &rec)?;
         self.state.write().apps.insert(name.into(), rec.clone());
         info!(app = name, cluster = %rec.spec.destination.cluster, selector = %rec.spec.destination.selector, repo = %redact_url(&rec.spec.source.repo_url), "application created");
@@ -441,6 +456,11 @@ impl ControlPlane {
             let mut st = self.state.write();
             st.apps.remove(name);
             st.statuses.retain(|(a, _), _| a != name);
+        }
+        let children: Vec<String> =
+            self.state.read().apps.values().filter(|a| a.parent == name).map(|a| a.name.clone()).collect();
+        for c in children {
+            self.delete_app(&c)?;
         }
         self.reassign_all()?;
         info!(app = name, "application deleted");
@@ -488,7 +508,7 @@ impl ControlPlane {
             let st = self.state.read();
             let mut rec = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?.clone();
             match &outcome {
-                Ok((revision, digest)) => {
+                Ok((revision, digest, _)) => {
                     rec.status = AppSourceStatus {
                         revision: revision.clone(),
                         bundle_digest: digest.clone(),
@@ -504,8 +524,12 @@ impl ControlPlane {
         self.state.write().apps.insert(name.into(), rec.clone());
         self.reassign_all()?;
         match outcome {
-            Ok((revision, _)) => {
+            Ok((revision, _, children)) => {
                 info!(app = name, revision = %revision, "application refreshed");
+                let changed = self.reconcile_children(&rec, children)?;
+                if !changed.is_empty() {
+                    tokio::spawn(self.clone().refresh_children(changed));
+                }
                 Ok(rec)
             }
             Err(e) => {
@@ -515,7 +539,9 @@ impl ControlPlane {
         }
     }
 
-    fn resolve_and_render(&self, spec: &AppSpec, fetch: bool) -> Result<(String, String)> {
+    /// Resolves the revision and renders the path: the bundle's digest and the Application
+    /// manifests found there (app of apps), which are not part of the bundle.
+    fn resolve_and_render(&self, spec: &AppSpec, fetch: bool) -> Result<(String, String, Vec<Converted>)> {
         let url = &spec.source.repo_url;
         if fetch {
             let fetched = self.repo_credentials(url).and_then(|c| self.git.fetch(url, c.as_ref()));
@@ -530,15 +556,26 @@ impl ControlPlane {
             path: spec.source.path.clone(),
             recurse: spec.source.recurse,
         };
-        if let Some(d) = self.renders.lock().get(&key) {
+        if let Some((d, children)) = self.renders.lock().get(&key) {
             self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("cached")).inc();
-            return Ok((commit, d.clone()));
+            return Ok((commit, d.clone(), children.clone()));
         }
         let bundle = render(&self.git, &key).inspect_err(|_| {
             self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("error")).inc();
         })?;
         self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("ok")).inc();
-        if bundle.objects.is_empty() && !spec.sync_policy.allow_empty {
+        let (apps, objects): (Vec<_>, Vec<_>) = bundle.objects.into_iter().partition(bosun_core::argo::is_application);
+        let mut children = Vec::new();
+        for a in &apps {
+            let name = a["metadata"]["name"].as_str().unwrap_or_default();
+            children.push(bosun_core::argo::convert(a).map_err(|message| Error::Render {
+                path: key.path.clone(),
+                revision: commit.chars().take(12).collect(),
+                message: format!("Application {name:?}: {message}"),
+            })?);
+        }
+        let bundle = bosun_core::Bundle::new(objects);
+        if bundle.objects.is_empty() && children.is_empty() && !spec.sync_policy.allow_empty {
             return Err(Error::Render {
                 path: key.path.clone(),
                 revision: commit.chars().take(12).collect(),
@@ -560,8 +597,8 @@ impl ControlPlane {
             });
         }
         self.store.put_bundle(&bundle.digest, &bytes)?;
-        self.renders.lock().insert(key, bundle.digest.clone());
-        Ok((commit, bundle.digest))
+        self.renders.lock().insert(key, (bundle.digest.clone(), children.clone()));
+        Ok((commit, bundle.digest, children))
     }
 
     /// Refreshes every Application, fetching each repository once.
@@ -585,6 +622,89 @@ impl ControlPlane {
             }
             let _ = self.refresh_app(&name, false).await;
         }
+    }
+
+    /// Makes the children of `parent` what its path declares: creates new ones, updates
+    /// changed ones, deletes those no longer declared (which prunes their objects when their
+    /// policy prunes). Returns the children to refresh.
+    fn reconcile_children(&self, parent: &AppRecord, declared: Vec<Converted>) -> Result<Vec<String>> {
+        let mut changed = Vec::new();
+        let mut keep = std::collections::BTreeSet::new();
+        let mut problems = Vec::new();
+        for c in declared {
+            let mut spec = c.spec;
+            if c.inherits_destination {
+                spec.destination.cluster = parent.spec.destination.cluster.clone();
+                spec.destination.selector = parent.spec.destination.selector.clone();
+            }
+            let spec = match spec.validate(&c.name) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(format!("child {:?}: {e}", c.name));
+                    continue;
+                }
+            };
+            keep.insert(c.name.clone());
+            let existing = self.state.read().apps.get(&c.name).cloned();
+            match existing {
+                Some(e) if e.parent != parent.name => {
+                    problems.push(format!(
+                        "child {:?} is declared here but an Application of that name already exists{}",
+                        c.name,
+                        if e.parent.is_empty() { String::new() } else { format!(" as a child of {:?}", e.parent) }
+                    ));
+                }
+                Some(e) if e.spec == spec && e.warnings == c.warnings => {}
+                Some(mut e) => {
+                    e.spec = spec;
+                    e.warnings = c.warnings;
+                    self.store.put(Kind::App, &e.name, &e)?;
+                    self.state.write().apps.insert(e.name.clone(), e);
+                    info!(app = %c.name, parent = %parent.name, "child application updated");
+                    changed.push(c.name);
+                }
+                None => {
+                    let rec = AppRecord {
+                        name: c.name.clone(),
+                        spec,
+                        sync_request: 0,
+                        status: AppSourceStatus::default(),
+                        rollback: None,
+                        parent: parent.name.clone(),
+                        warnings: c.warnings,
+                    };
+                    self.store.put(Kind::App, &rec.name, &rec)?;
+                    self.state.write().apps.insert(rec.name.clone(), rec);
+                    info!(app = %c.name, parent = %parent.name, "child application created");
+                    changed.push(c.name);
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .state
+            .read()
+            .apps
+            .values()
+            .filter(|a| a.parent == parent.name && !keep.contains(&a.name))
+            .map(|a| a.name.clone())
+            .collect();
+        for g in gone {
+            info!(app = %g, parent = %parent.name, "child application no longer declared; deleting it");
+            self.delete_app(&g)?;
+        }
+        if !problems.is_empty() {
+            let mut rec = self.state.read().apps.get(&parent.name).cloned().unwrap_or_else(|| parent.clone());
+            rec.status.error = problems.join("; ");
+            self.store.put(Kind::App, &rec.name, &rec)?;
+            self.state.write().apps.insert(rec.name.clone(), rec);
+        }
+        self.reassign_all()?;
+        Ok(changed)
+    }
+
+    /// Refreshes children after their parent (boxed: refreshing is recursive through it).
+    fn refresh_children(self: Arc<Self>, names: Vec<String>) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async move { self.refresh_apps(&names).await })
     }
 
     /// Refreshes the named Applications now, fetching each repository once (webhooks).
@@ -1213,7 +1333,8 @@ fn view(st: &State, rec: &AppRecord) -> AppView {
         }
         (sync_status, health) = (SyncStatus::Unknown, Health::Unknown);
     }
-    AppView { record: rec.clone(), clusters, sync_status, health }
+    let children = st.apps.values().filter(|a| a.parent == rec.name).map(|a| a.name.clone()).collect();
+    AppView { record: rec.clone(), children, clusters, sync_status, health }
 }
 
 /// The less synced of two sync states: OutOfSync over Unknown over Synced.

@@ -8,6 +8,7 @@
 //! network or filesystem dependency).
 
 pub mod app;
+pub mod argo;
 pub mod assignment;
 pub mod bundle;
 pub mod diff;

@@ -176,3 +176,76 @@ async fn depends_on_waits_for_health_and_cycles_are_refused() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("cycle: db → api → db"), "{}", err.message());
 }
+
+/// The seed chapter's layout, as users have it for Argo CD: a parent Application pointing at
+/// `k8s/`, which holds three child Applications for `k8s/backend`, `k8s/frontend` and
+/// `k8s/monitoring`, each automated with prune and self-heal.
+fn argo_child(name: &str, repo: &str, path: &str) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: argocd\nspec:\n  project: fake-news-detector\n  source:\n    repoURL: {repo}\n    targetRevision: HEAD\n    path: {path}\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: fake-news-app\n  syncPolicy:\n    automated:\n      prune: true\n      selfHeal: true\n    syncOptions:\n    - CreateNamespace=true\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_app_of_apps_creates_syncs_and_deletes_children() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    for (child, dir) in
+        [("fake-news-backend", "backend"), ("fake-news-frontend", "frontend"), ("fake-news-monitoring", "monitoring")]
+    {
+        repo.write(&format!("k8s/{dir}-app.yaml"), &argo_child(child, &repo.url, &format!("k8s/{dir}")));
+    }
+    repo.write("k8s/backend/deployment.yaml", &deployment("backend", 2, "myrepo/ai-detector-backend:v1.0"));
+    repo.write("k8s/frontend/deployment.yaml", &deployment("frontend", 1, "myrepo/frontend:v1.0"));
+    repo.write("k8s/monitoring/prometheus.yaml", &configmap("prometheus", "scrape"));
+    let parent =
+        argo_child("fake-news-detector", &repo.url, "k8s").replace("namespace: fake-news-app", "namespace: argocd");
+    std::fs::write(root.join("parent.yaml"), &parent).unwrap();
+    let rev = repo.commit("the seed layout");
+    let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
+
+    // Importing refuses silently dropping what it cannot honour: --strict fails on the project.
+    let o =
+        cp.bosun(&["app", "import", "-f", root.join("parent.yaml").to_str().unwrap(), "--cluster", "c1", "--strict"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("not honoured: spec.project"), "{}", o.stderr);
+    let o = cp.bosun(&["app", "import", "-f", root.join("parent.yaml").to_str().unwrap()]);
+    assert_eq!(o.code, 2, "the in-cluster destination needs --cluster: {}", o.stderr);
+    let o = cp.bosun(&["app", "import", "-f", root.join("parent.yaml").to_str().unwrap(), "--cluster", "c1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("warning: fake-news-detector: not honoured: spec.project"), "{}", o.stderr);
+
+    let children = ["fake-news-backend", "fake-news-frontend", "fake-news-monitoring"];
+    eventually("the parent declares three children", WAIT, || async {
+        let v = cp.app_json("fake-news-detector");
+        (v["status"]["children"] == serde_json::json!(children)).then_some(())
+    })
+    .await;
+    for child in children {
+        cp.wait_synced(child, &rev).await;
+        let v = cp.app_json(child);
+        assert_eq!(v["status"]["parent"], "fake-news-detector");
+        assert_eq!(v["spec"]["destination"]["cluster"], "c1", "in-cluster means the parent's cluster");
+        assert_eq!(v["spec"]["destination"]["namespace"], "fake-news-app");
+        assert!(v["status"]["warnings"][0].as_str().unwrap().starts_with("spec.project"), "{v}");
+    }
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(c1.client().await, "fake-news-app");
+    assert!(deployments.get_opt("backend").await.unwrap().is_some());
+    let cms: Api<ConfigMap> = Api::namespaced(c1.client().await, "fake-news-app");
+    assert!(cms.get_opt("prometheus").await.unwrap().is_some());
+
+    // Removing a child manifest from Git deletes the child and, with prune, its objects.
+    repo.remove("k8s/monitoring-app.yaml");
+    repo.commit("drop monitoring");
+    eventually("the monitoring child and its objects are gone", WAIT, || async {
+        let gone = cp.bosun(&["app", "get", "fake-news-monitoring"]).code == 3;
+        (gone && cms.get_opt("prometheus").await.ok()?.is_none()).then_some(())
+    })
+    .await;
+    assert!(deployments.get_opt("backend").await.unwrap().is_some(), "the other children stay");
+
+    // Deleting the parent deletes its children.
+    cp.bosun_ok(&["app", "delete", "fake-news-detector"]);
+    assert_eq!(cp.bosun(&["app", "get", "fake-news-backend"]).code, 3);
+}
