@@ -89,6 +89,12 @@ pub enum Command {
 pub enum AppCmd {
     /// Create an Application.
     Create(Box<AppSpecArgs>),
+    /// Resume a halted rollout (skipping the clusters that halted it) or abort it.
+    Rollout {
+        #[arg(value_parser = ["resume", "abort"])]
+        action: String,
+        name: String,
+    },
     /// Create Applications from Argo CD (argoproj.io/v1alpha1) or Bosun (bosun.dev/v1)
     /// Application manifests; every field Bosun cannot honour is reported.
     Import {
@@ -161,6 +167,21 @@ pub struct AppSpecArgs {
     /// Applications that must be Synced and Healthy on a cluster first (repeatable or comma-separated).
     #[arg(long = "depends-on", value_delimiter = ',')]
     pub depends_on: Vec<String>,
+    /// Roll a new revision out in steps: a count of clusters (2) or a percentage (25%).
+    #[arg(long)]
+    pub rollout_step: Option<String>,
+    /// Clusters of the current step that may still be in progress when the next starts.
+    #[arg(long, default_value_t = 0, requires = "rollout_step")]
+    pub rollout_max_unavailable: u32,
+    /// Pause between steps.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, requires = "rollout_step")]
+    pub rollout_pause: Duration,
+    /// Cluster label whose value orders the steps (then the name).
+    #[arg(long, default_value = "", requires = "rollout_step")]
+    pub rollout_order_by: String,
+    /// How long an offline cluster may hold a step before it is skipped.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, requires = "rollout_step")]
+    pub rollout_offline_timeout: Duration,
     /// Namespace for namespaced objects without one.
     #[arg(long, default_value = "default")]
     pub namespace: String,
@@ -434,6 +455,7 @@ pub fn app_json(a: &pb::Application) -> Value {
             "parent": st.parent,
             "children": st.children,
             "warnings": st.warnings,
+            "rollout": st.rollout,
             "sync": sync_name(st.sync_status),
             "health": health_name(st.health),
             "revision": st.revision,
@@ -732,6 +754,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         }),
                         sync_policy: Some(policy.into()),
                         depends_on: a.depends_on,
+                        rollout: a.rollout_step.clone().map(|step| pb::RolloutStrategy {
+                            step,
+                            max_unavailable: a.rollout_max_unavailable,
+                            pause_seconds: a.rollout_pause.as_secs(),
+                            order_by_label: a.rollout_order_by.clone(),
+                            offline_timeout_seconds: a.rollout_offline_timeout.as_secs(),
+                        }),
                     };
                     let app = c
                         .create_application(pb::CreateApplicationRequest { name: a.name, spec: Some(spec) })
@@ -787,6 +816,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     let app =
                         c.get_application(pb::GetApplicationRequest { name }).await.map_err(from_status)?.into_inner();
                     print_diff(out, &app, cluster.as_deref())?;
+                }
+                AppCmd::Rollout { action, name } => {
+                    let req = pb::RolloutApplicationRequest { name, action };
+                    print_app(out, &c.rollout_application(req).await.map_err(from_status)?.into_inner())?;
                 }
                 AppCmd::Import { file, cluster, selector, strict } => {
                     import(&mut c, out, &file, cluster, selector, strict).await?
@@ -1085,6 +1118,7 @@ async fn import(
             sync_policy: Some(s.sync_policy.into()),
             ignore_differences: s.ignore_differences.iter().map(Into::into).collect(),
             depends_on: s.depends_on,
+            rollout: None,
         };
         let app = c
             .create_application(pb::CreateApplicationRequest { name: app.name.clone(), spec: Some(spec) })

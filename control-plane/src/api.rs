@@ -38,6 +38,18 @@ fn spec_from_pb(s: Option<pb::ApplicationSpec>) -> Result<AppSpec, Error> {
         sync_policy: s.sync_policy.unwrap_or_default().into(),
         ignore_differences: s.ignore_differences.into_iter().map(Into::into).collect(),
         depends_on: s.depends_on,
+        rollout: match s.rollout {
+            None => None,
+            Some(r) => Some(bosun_core::rollout::Strategy {
+                step: bosun_core::rollout::StepSize::parse(&r.step).ok_or_else(|| {
+                    Error::InvalidRequest(format!("rollout.step {:?}: give a count (2) or a percentage (25%)", r.step))
+                })?,
+                max_unavailable: r.max_unavailable,
+                pause_secs: r.pause_seconds,
+                order_by: r.order_by_label,
+                offline_timeout_secs: if r.offline_timeout_seconds == 0 { 300 } else { r.offline_timeout_seconds },
+            }),
+        },
     })
 }
 
@@ -74,6 +86,16 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
             sync_policy: Some(s.sync_policy.into()),
             ignore_differences: s.ignore_differences.iter().map(Into::into).collect(),
             depends_on: s.depends_on.clone(),
+            rollout: s.rollout.as_ref().map(|r| pb::RolloutStrategy {
+                step: match r.step {
+                    bosun_core::rollout::StepSize::Count(n) => n.to_string(),
+                    bosun_core::rollout::StepSize::Percent(p) => format!("{p}%"),
+                },
+                max_unavailable: r.max_unavailable,
+                pause_seconds: r.pause_secs,
+                order_by_label: r.order_by.clone(),
+                offline_timeout_seconds: r.offline_timeout_secs,
+            }),
         }),
         status: Some(pb::ApplicationStatus {
             revision: r.status.revision.clone(),
@@ -88,6 +110,7 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
             parent: r.parent.clone(),
             children: v.children.clone(),
             warnings: r.warnings.clone(),
+            rollout: v.rollout.clone(),
             clusters: v
                 .clusters
                 .iter()
@@ -500,6 +523,23 @@ impl pb::admin_service_server::AdminService for AdminApi {
             .map(|a| Response::new(app_to_pb(&a)))
             .map_err(Into::into);
         audit(&self.0, &who, "RollbackApplication", &target, &outcome(&result));
+        result
+    }
+
+    async fn rollout_application(
+        &self,
+        req: Request<pb::RolloutApplicationRequest>,
+    ) -> Result<Response<pb::Application>, Status> {
+        let target = format!("{} {}", req.get_ref().name, req.get_ref().action);
+        let who = self.write(&req, "RolloutApplication", &target)?;
+        let r = req.into_inner();
+        let result = self
+            .0
+            .rollout_action(&r.name, &r.action)
+            .and_then(|_| self.0.app(&r.name))
+            .map(|a| Response::new(app_to_pb(&a)))
+            .map_err(Into::into);
+        audit(&self.0, &who, "RolloutApplication", &target, &outcome(&result));
         result
     }
 

@@ -326,6 +326,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let hooks = axum::serve(webhook_listener, http_router);
 
     let poller = tokio::spawn(cp.clone().poll_forever());
+    let ticker = tokio::spawn(cp.clone().tick_forever());
     let result = tokio::select! {
         r = hooks => r.context("webhook endpoint"),
         r = admin => r.context("admin API"),
@@ -334,5 +335,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => Ok(()),
     };
     poller.abort();
+    ticker.abort();
     result
 }

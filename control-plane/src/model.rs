@@ -45,6 +45,9 @@ pub struct AppRecord {
     /// Fields of its manifest Bosun does not honour (Argo CD Applications from Git).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Progress of the rollout of the current bundle (with a rollout strategy).
+    #[serde(default)]
+    pub rollout: bosun_core::rollout::State,
 }
 
 /// What the control plane knows of an Application's source.
@@ -137,6 +140,7 @@ pub const HISTORY_LIMIT: usize = 10;
 pub struct AppView {
     pub record: AppRecord,
     pub children: Vec<String>,
+    pub rollout: String,
     pub clusters: Vec<(ClusterAppStatus, bool)>,
     pub sync_status: SyncStatus,
     pub health: Health,
@@ -190,6 +194,8 @@ pub struct ControlPlane {
     refresh_lock: tokio::sync::Mutex<()>,
     /// Serialises read-modify-write of cluster records (see `update_cluster`).
     cluster_writes: Mutex<()>,
+    /// Serialises rollout state changes.
+    rollout_writes: Mutex<()>,
 }
 
 fn record_certificate(cluster: &mut ClusterRecord, issued: &Issued) {
@@ -271,6 +277,7 @@ impl ControlPlane {
             renders: Mutex::new(HashMap::new()),
             refresh_lock: tokio::sync::Mutex::new(()),
             cluster_writes: Mutex::new(()),
+            rollout_writes: Mutex::new(()),
         };
         Ok((cp, new_admin))
     }
@@ -415,6 +422,7 @@ impl ControlPlane {
             rollback: None,
             parent: String::new(),
             warnings: Vec::new(),
+            rollout: Default::default(),
         };
         self.store.put(Kind::App, name, &rec)?;
         self.state.write().apps.insert(name.into(), rec.clone());
@@ -526,6 +534,7 @@ impl ControlPlane {
         match outcome {
             Ok((revision, _, children)) => {
                 info!(app = name, revision = %revision, "application refreshed");
+                self.advance_rollouts()?;
                 let changed = self.reconcile_children(&rec, children)?;
                 if !changed.is_empty() {
                     tokio::spawn(self.clone().refresh_children(changed));
@@ -672,6 +681,7 @@ impl ControlPlane {
                         rollback: None,
                         parent: parent.name.clone(),
                         warnings: c.warnings,
+                        rollout: Default::default(),
                     };
                     self.store.put(Kind::App, &rec.name, &rec)?;
                     self.state.write().apps.insert(rec.name.clone(), rec);
@@ -796,6 +806,16 @@ impl ControlPlane {
             self.secrets.open(&rec.url, &rec.password_sealed)?
         };
         Ok(Some(crate::git::Account { username: rec.username, password }))
+    }
+
+    /// Advances rollouts every second (pauses and offline timeouts end without an event).
+    pub async fn tick_forever(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = self.advance_rollouts() {
+                warn!(error = %e, "advancing rollouts failed");
+            }
+        }
     }
 
     /// Polls Git every `poll_interval` (±10% jitter) until the process ends.
@@ -1064,9 +1084,81 @@ impl ControlPlane {
         st.statuses.insert((status.app.clone(), cluster.into()), status);
         drop(st);
         if gating_changed {
+            self.advance_rollouts()?;
             self.reassign([cluster.to_string()])?;
         }
         Ok(())
+    }
+
+    /// Moves every progressive rollout forward as far as its clusters allow (also called
+    /// every second, for pauses and offline timeouts). Persists and announces changes.
+    pub fn advance_rollouts(&self) -> Result<()> {
+        let _w = self.rollout_writes.lock();
+        let now = now();
+        let updates: Vec<AppRecord> = {
+            let st = self.state.read();
+            st.apps
+                .values()
+                .filter_map(|a| {
+                    let strategy = a.spec.rollout.as_ref()?;
+                    if a.rollback.is_some() || a.status.bundle_digest.is_empty() {
+                        return None;
+                    }
+                    let mut state = a.rollout.clone();
+                    if state.digest != a.status.bundle_digest {
+                        state =
+                            bosun_core::rollout::State { digest: a.status.bundle_digest.clone(), ..Default::default() };
+                    }
+                    let targets = rollout_targets(&st, a, strategy, now);
+                    let next = bosun_core::rollout::advance(strategy, &state, &targets, now);
+                    (next != a.rollout).then(|| AppRecord { rollout: next, ..a.clone() })
+                })
+                .collect()
+        };
+        if updates.is_empty() {
+            return Ok(());
+        }
+        for rec in updates {
+            if rec.rollout.halted
+                != self.state.read().apps.get(&rec.name).map(|a| a.rollout.halted.clone()).unwrap_or_default()
+                && !rec.rollout.halted.is_empty()
+            {
+                warn!(app = %rec.name, reason = %rec.rollout.halted, "rollout halted");
+            }
+            self.store.put(Kind::App, &rec.name, &rec)?;
+            self.state.write().apps.insert(rec.name.clone(), rec);
+        }
+        self.reassign_all()
+    }
+
+    /// `resume` (skipping the clusters that halted it) or `abort` a rollout.
+    pub fn rollout_action(&self, name: &str, action: &str) -> Result<AppRecord> {
+        let rec = {
+            let _w = self.rollout_writes.lock();
+            let st = self.state.read();
+            let a = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?;
+            let strategy = a
+                .spec
+                .rollout
+                .as_ref()
+                .ok_or_else(|| Error::InvalidRequest(format!("application {name:?} has no rollout strategy")))?;
+            let mut rec = a.clone();
+            match action {
+                "resume" => {
+                    rec.rollout = bosun_core::rollout::resume(&a.rollout, &rollout_targets(&st, a, strategy, now()))
+                }
+                "abort" => rec.rollout.aborted = true,
+                other => return Err(Error::InvalidRequest(format!("rollout action {other:?}: use resume or abort"))),
+            }
+            drop(st);
+            self.store.put(Kind::App, name, &rec)?;
+            self.state.write().apps.insert(name.into(), rec.clone());
+            rec
+        };
+        info!(app = name, action, "rollout action");
+        self.advance_rollouts()?;
+        self.reassign_all()?;
+        Ok(rec)
     }
 
     fn record_sync(&self, cluster: &str, status: &ClusterAppStatus, previous_request: u64) -> Result<()> {
@@ -1250,6 +1342,52 @@ fn check_dependencies(apps: &BTreeMap<String, AppRecord>, name: &str, deps: &[St
     Ok(())
 }
 
+/// The clusters `app` targets, in rollout order, with where each stands with its bundle.
+fn rollout_targets(
+    st: &State,
+    app: &AppRecord,
+    strategy: &bosun_core::rollout::Strategy,
+    _now: i64,
+) -> Vec<bosun_core::rollout::Target> {
+    use bosun_core::rollout::{Progress, Target};
+    let keyed: Vec<(String, String)> = st
+        .clusters
+        .values()
+        .filter(|c| app.spec.destination.targets(&c.name, &cluster_labels(c)))
+        .map(|c| (c.labels.get(&strategy.order_by).cloned().unwrap_or_default(), c.name.clone()))
+        .collect();
+    bosun_core::rollout::order(keyed)
+        .into_iter()
+        .map(|name| {
+            let status = st.statuses.get(&(app.name.clone(), name.clone()));
+            let at = status.filter(|s| s.bundle_digest == app.status.bundle_digest);
+            let connected = st.connections.get(&name).copied().unwrap_or(0) > 0;
+            let progress = match at {
+                Some(s) if s.sync_status == SyncStatus::Synced && s.health == Health::Healthy => Progress::Done,
+                Some(s) if s.health == Health::Degraded => Progress::Degraded,
+                _ if !connected => {
+                    Progress::Offline { since: st.clusters.get(&name).map(|c| c.last_seen).unwrap_or_default() }
+                }
+                _ => Progress::Pending,
+            };
+            Target { name, progress }
+        })
+        .collect()
+}
+
+/// Whether a progressive rollout lets `cluster` have `app`'s current bundle yet.
+fn rollout_admits(st: &State, app: &AppRecord, cluster: &str) -> bool {
+    let Some(strategy) = &app.spec.rollout else { return true };
+    if app.rollback.is_some() {
+        return true;
+    }
+    if app.rollout.digest != app.status.bundle_digest {
+        return false; // not started yet: the next advance admits the first step
+    }
+    let targets = rollout_targets(st, app, strategy, 0);
+    targets.iter().take(app.rollout.admitted).any(|t| t.name == cluster)
+}
+
 fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
     let Some(record) = st.clusters.get(cluster) else { return Vec::new() };
     let labels = cluster_labels(record);
@@ -1258,10 +1396,11 @@ fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
         .filter(|a| a.spec.destination.targets(cluster, &labels) && !a.status.bundle_digest.is_empty())
         .filter_map(|a| {
             let assignment = assignment(a);
-            if unmet_dependencies(st, a, cluster).is_empty() {
+            if unmet_dependencies(st, a, cluster).is_empty() && rollout_admits(st, a, cluster) {
                 return Some(assignment);
             }
-            // Waiting for dependencies: hold what the cluster already runs, if anything.
+            // Waiting for dependencies or for its rollout step: hold what the cluster already
+            // runs, if anything.
             let held =
                 st.statuses.get(&(a.name.clone(), cluster.to_string())).filter(|s| !s.bundle_digest.is_empty())?;
             Some(Assignment {
@@ -1334,7 +1473,13 @@ fn view(st: &State, rec: &AppRecord) -> AppView {
         (sync_status, health) = (SyncStatus::Unknown, Health::Unknown);
     }
     let children = st.apps.values().filter(|a| a.parent == rec.name).map(|a| a.name.clone()).collect();
-    AppView { record: rec.clone(), children, clusters, sync_status, health }
+    let rollout = rec
+        .spec
+        .rollout
+        .as_ref()
+        .map(|s| bosun_core::rollout::describe(s, &rec.rollout, clusters.len()))
+        .unwrap_or_default();
+    AppView { record: rec.clone(), children, rollout, clusters, sync_status, health }
 }
 
 /// The less synced of two sync states: OutOfSync over Unknown over Synced.

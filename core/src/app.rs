@@ -146,6 +146,9 @@ pub struct AppSpec {
     /// there (Flux's `dependsOn`).
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Progressive rollout across the targeted clusters (absent: all at once).
+    #[serde(default)]
+    pub rollout: Option<crate::rollout::Strategy>,
 }
 
 /// Fields of matching objects that are not compared.

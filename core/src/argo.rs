@@ -192,7 +192,7 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
     };
     Ok(Converted {
         name: name.to_string(),
-        spec: AppSpec { source, destination, sync_policy: policy, ignore_differences, depends_on },
+        spec: AppSpec { source, destination, sync_policy: policy, ignore_differences, depends_on, rollout: None },
         warnings,
         inherits_destination,
     })

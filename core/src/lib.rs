@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod object;
 pub mod options;
 pub mod plan;
+pub mod rollout;
 pub mod selector;
 pub mod status;
 pub mod tracking;

@@ -249,3 +249,103 @@ async fn argo_app_of_apps_creates_syncs_and_deletes_children() {
     cp.bosun_ok(&["app", "delete", "fake-news-detector"]);
     assert_eq!(cp.bosun(&["app", "get", "fake-news-backend"]).code, 3);
 }
+
+/// A rollout in steps of 25% over four clusters ordered by a label halts when the first
+/// cluster goes Degraded (the others keep the previous revision) and resumes, from the
+/// start, when a fix is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_in_steps_halts_on_degraded_and_resumes_after_a_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.27"));
+    let rev1 = repo.commit("v1");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let mut clusters = Vec::new();
+    let mut agents = Vec::new();
+    // Names sort the other way round from the rollout order, to show the label decides.
+    for (name, wave) in [("d1", "1"), ("c2", "2"), ("b3", "3"), ("a4", "4")] {
+        let cluster = Cluster::start(root, name).await;
+        let v: Value = serde_json::from_str(&cp.bosun_ok(&[
+            "cluster",
+            "add",
+            name,
+            "-o",
+            "json",
+            "--label",
+            "fleet=yes",
+            "--label",
+            &format!("wave={wave}"),
+        ]))
+        .unwrap();
+        let token = v["token"].as_str().unwrap().to_string();
+        cp.plant(&token);
+        agents.push(Agent::start(root, &cp, &cluster, &token));
+        clusters.push(cluster);
+    }
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "web",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--selector",
+        "fleet=yes",
+        "--auto-sync",
+        "--rollout-step",
+        "25%",
+        "--rollout-order-by",
+        "wave",
+    ]);
+    let revisions = |v: &Value| -> Vec<(String, String)> {
+        v["status"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (c["cluster"].as_str().unwrap().to_string(), c["revision"].as_str().unwrap_or_default().to_string())
+            })
+            .collect()
+    };
+    let all_at = |rev: String| {
+        let cp = &cp;
+        async move {
+            eventually(&format!("all four clusters Synced and Healthy at {rev}"), WAIT, || async {
+                let v = cp.app_json("web");
+                let done = v["status"]["sync"] == "Synced"
+                    && v["status"]["health"] == "Healthy"
+                    && revisions(&v).iter().all(|(_, r)| *r == rev)
+                    && revisions(&v).len() == 4;
+                done.then_some(v)
+            })
+            .await
+        }
+    };
+    let v = all_at(rev1.clone()).await;
+    assert!(v["status"]["rollout"].as_str().unwrap().starts_with("complete: 4 of 4"), "{v}");
+
+    // A broken image: the first step (d1, wave 1) goes Degraded and the rollout halts there.
+    repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:fail"));
+    let rev2 = repo.commit("v2 broken");
+    let halted = eventually("the rollout halts on d1", WAIT, || async {
+        let v = cp.app_json("web");
+        v["status"]["rollout"].as_str().unwrap().contains("halted: cluster d1 is Degraded").then_some(v)
+    })
+    .await;
+    let by_cluster: std::collections::BTreeMap<String, String> = revisions(&halted).into_iter().collect();
+    assert_eq!(by_cluster["d1"], rev2, "{halted}");
+    for other in ["a4", "b3", "c2"] {
+        assert_eq!(by_cluster[other], rev1, "{other} kept the previous revision: {halted}");
+    }
+    assert!(halted["status"]["rollout"].as_str().unwrap().contains("step 1/4"), "{halted}");
+
+    // A fix in Git starts the rollout again and it completes.
+    repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.28"));
+    let rev3 = repo.commit("v3 fixed");
+    let v = all_at(rev3).await;
+    assert!(v["status"]["rollout"].as_str().unwrap().starts_with("complete"), "{v}");
+    drop((agents, clusters));
+}
