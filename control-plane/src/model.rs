@@ -54,7 +54,14 @@ pub struct AppRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct AppSourceStatus {
     pub revision: String,
+    /// The bundle (or, with per-cluster values, a digest of all variants).
     pub bundle_digest: String,
+    /// Per-cluster bundles when the path or manifests use per-cluster values.
+    #[serde(default)]
+    pub variants: BTreeMap<String, String>,
+    /// Whether the path or manifests use per-cluster values (re-rendered when clusters change).
+    #[serde(default)]
+    pub templated: bool,
     pub error: String,
     pub refreshed_at: i64,
 }
@@ -196,12 +203,41 @@ pub struct ControlPlane {
     cluster_writes: Mutex<()>,
     /// Serialises rollout state changes.
     rollout_writes: Mutex<()>,
+    /// Applications to re-render because clusters they template over changed.
+    pending_refresh: Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn record_certificate(cluster: &mut ClusterRecord, issued: &Issued) {
     auth::prune_expired(&mut cluster.certificates, now());
     cluster.certificates.push(IssuedCert { serial: issued.serial.clone(), expires_at: issued.expires_at });
     cluster.cert_expires = issued.expires_at;
+}
+
+/// A targeted cluster and its template values (`cluster.name`, `cluster.labels.*`).
+type ClusterValues = (String, BTreeMap<String, String>);
+
+/// What a refresh rendered.
+#[derive(Debug, Default)]
+struct Rendered {
+    commit: String,
+    digest: String,
+    variants: BTreeMap<String, String>,
+    templated: bool,
+    children: Vec<Converted>,
+    /// Clusters whose variant could not be rendered (they keep their last bundle).
+    errors: Vec<String>,
+}
+
+fn combined_digest(variants: &BTreeMap<String, String>) -> String {
+    hex::encode(Sha256::digest(serde_json::to_vec(variants).unwrap_or_default()))
+}
+
+/// The bundle `app` puts on `cluster`: a rollback's, the cluster's variant, or the one bundle.
+fn deployed_for<'a>(app: &'a AppRecord, cluster: &str) -> &'a str {
+    match &app.rollback {
+        Some(r) => &r.bundle_digest,
+        None => app.status.variants.get(cluster).unwrap_or(&app.status.bundle_digest),
+    }
 }
 
 /// The secret half of a new credential, returned once.
@@ -278,6 +314,7 @@ impl ControlPlane {
             refresh_lock: tokio::sync::Mutex::new(()),
             cluster_writes: Mutex::new(()),
             rollout_writes: Mutex::new(()),
+            pending_refresh: Mutex::new(Default::default()),
         };
         Ok((cp, new_admin))
     }
@@ -507,21 +544,33 @@ impl ControlPlane {
     /// Application and also returned.
     pub async fn refresh_app(self: &Arc<Self>, name: &str, fetch: bool) -> Result<AppRecord> {
         let _serial = self.refresh_lock.lock().await;
-        let spec = self.state.read().apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?.spec.clone();
+        let (spec, clusters) = {
+            let st = self.state.read();
+            let spec = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?.spec.clone();
+            let clusters: Vec<ClusterValues> = st
+                .clusters
+                .values()
+                .filter(|c| spec.destination.targets(&c.name, &cluster_labels(c)))
+                .map(|c| (c.name.clone(), bosun_core::template::cluster_values(&c.name, &cluster_labels(c))))
+                .collect();
+            (spec, clusters)
+        };
         let this = self.clone();
-        let outcome = tokio::task::spawn_blocking(move || this.resolve_and_render(&spec, fetch))
+        let outcome = tokio::task::spawn_blocking(move || this.resolve_and_render(&spec, fetch, &clusters))
             .await
             .map_err(|e| Error::InvalidRequest(format!("refresh task failed: {e}")))?;
         let rec = {
             let st = self.state.read();
             let mut rec = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?.clone();
             match &outcome {
-                Ok((revision, digest, _)) => {
+                Ok(r) => {
                     rec.status = AppSourceStatus {
-                        revision: revision.clone(),
-                        bundle_digest: digest.clone(),
-                        error: String::new(),
+                        revision: r.commit.clone(),
+                        bundle_digest: r.digest.clone(),
+                        error: r.errors.join("; "),
                         refreshed_at: now(),
+                        variants: r.variants.clone(),
+                        templated: r.templated,
                     };
                 }
                 Err(e) => rec.status.error = e.to_string(),
@@ -532,7 +581,7 @@ impl ControlPlane {
         self.state.write().apps.insert(name.into(), rec.clone());
         self.reassign_all()?;
         match outcome {
-            Ok((revision, _, children)) => {
+            Ok(Rendered { commit: revision, children, .. }) => {
                 info!(app = name, revision = %revision, "application refreshed");
                 self.advance_rollouts()?;
                 let changed = self.reconcile_children(&rec, children)?;
@@ -548,9 +597,16 @@ impl ControlPlane {
         }
     }
 
-    /// Resolves the revision and renders the path: the bundle's digest and the Application
-    /// manifests found there (app of apps), which are not part of the bundle.
-    fn resolve_and_render(&self, spec: &AppSpec, fetch: bool) -> Result<(String, String, Vec<Converted>)> {
+    /// Resolves the revision and renders: one bundle, or one per distinct variant when the
+    /// path or the manifests use per-cluster values (`{{cluster.name}}`,
+    /// `{{cluster.labels.KEY}}`) — the path is rendered once per distinct rendered path and
+    /// the values substituted once per distinct combination the manifests use.
+    fn resolve_and_render(
+        &self,
+        spec: &AppSpec,
+        fetch: bool,
+        clusters: &[(String, BTreeMap<String, String>)],
+    ) -> Result<Rendered> {
         let url = &spec.source.repo_url;
         if fetch {
             let fetched = self.repo_credentials(url).and_then(|c| self.git.fetch(url, c.as_ref()));
@@ -559,15 +615,110 @@ impl ControlPlane {
             fetched?;
         }
         let commit = self.git.resolve(url, &spec.source.target_revision)?;
+        let render_err = |path: &str, message: String| Error::Render {
+            path: path.to_string(),
+            revision: commit.chars().take(12).collect(),
+            message,
+        };
+        if !spec.source.path.contains("{{") {
+            let (digest, children) = self.render_path(spec, &commit, &spec.source.path)?;
+            let mut out = Rendered { commit: commit.clone(), digest: digest.clone(), children, ..Default::default() };
+            self.variants(&spec.source.path, &digest, clusters.iter().collect(), &mut out, &render_err)?;
+            return Ok(out);
+        }
+        // A templated path: group clusters by the path they render.
+        let mut by_path: BTreeMap<String, Vec<&ClusterValues>> = BTreeMap::new();
+        let mut out = Rendered { commit: commit.clone(), templated: true, ..Default::default() };
+        for c in clusters {
+            match bosun_core::template::substitute(&spec.source.path, &c.1)
+                .and_then(|p| bosun_core::app::normalize_path(&p).map_err(|e| e.to_string()))
+            {
+                Ok(p) => by_path.entry(p).or_default().push(c),
+                Err(e) => out.errors.push(format!("cluster {}: path: {e}", c.0)),
+            }
+        }
+        for (path, group) in by_path {
+            match self.render_path(spec, &commit, &path) {
+                Ok((digest, _)) => self.variants(&path, &digest, group, &mut out, &render_err)?,
+                Err(e) => {
+                    for c in group {
+                        out.errors.push(format!("cluster {}: {e}", c.0));
+                    }
+                }
+            }
+        }
+        if out.variants.is_empty() && !out.errors.is_empty() {
+            return Err(render_err(&spec.source.path, out.errors.join("; ")));
+        }
+        out.digest = combined_digest(&out.variants);
+        Ok(out)
+    }
+
+    /// Substitutes per-cluster values into the bundle `digest` when it uses any, storing one
+    /// bundle per distinct combination; records each cluster's digest in `out.variants`.
+    fn variants(
+        &self,
+        path: &str,
+        digest: &str,
+        clusters: Vec<&ClusterValues>,
+        out: &mut Rendered,
+        render_err: &dyn Fn(&str, String) -> Error,
+    ) -> Result<()> {
+        let bytes = self.store.get_bundle(digest)?.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let used = bosun_core::template::variables(&text);
+        let templated_path = out.digest.is_empty();
+        if used.is_empty() {
+            if templated_path {
+                for c in clusters {
+                    out.variants.insert(c.0.clone(), digest.to_string());
+                }
+            }
+            return Ok(());
+        }
+        out.templated = true;
+        let mut by_values: BTreeMap<Vec<Option<String>>, String> = BTreeMap::new();
+        for (name, values) in clusters {
+            let key: Vec<Option<String>> = used.iter().map(|v| values.get(v).cloned()).collect();
+            if let Some(d) = by_values.get(&key) {
+                out.variants.insert(name.clone(), d.clone());
+                continue;
+            }
+            let variant = bosun_core::template::substitute(&text, values)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).map_err(|e| e.to_string()));
+            match variant {
+                Ok(objects) => {
+                    let b = bosun_core::Bundle::new(objects);
+                    self.store.put_bundle(&b.digest, &b.to_bytes())?;
+                    by_values.insert(key, b.digest.clone());
+                    out.variants.insert(name.clone(), b.digest);
+                }
+                Err(e) => out.errors.push(format!("cluster {name}: {e}")),
+            }
+        }
+        if !templated_path {
+            // The manifests use values: the app's identity is the set of its variants.
+            if out.variants.is_empty() && !out.errors.is_empty() {
+                return Err(render_err(path, out.errors.join("; ")));
+            }
+            out.digest = combined_digest(&out.variants);
+        }
+        Ok(())
+    }
+
+    /// Renders one path at a commit (cached): the bundle's digest and the Application
+    /// manifests found there (app of apps), which are not part of the bundle.
+    fn render_path(&self, spec: &AppSpec, commit: &str, path: &str) -> Result<(String, Vec<Converted>)> {
         let key = RenderKey {
-            repo_url: url.clone(),
-            commit: commit.clone(),
-            path: spec.source.path.clone(),
+            repo_url: spec.source.repo_url.clone(),
+            commit: commit.to_string(),
+            path: path.to_string(),
             recurse: spec.source.recurse,
         };
         if let Some((d, children)) = self.renders.lock().get(&key) {
             self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("cached")).inc();
-            return Ok((commit, d.clone(), children.clone()));
+            return Ok((d.clone(), children.clone()));
         }
         let bundle = render(&self.git, &key).inspect_err(|_| {
             self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("error")).inc();
@@ -607,7 +758,7 @@ impl ControlPlane {
         }
         self.store.put_bundle(&bundle.digest, &bytes)?;
         self.renders.lock().insert(key, (bundle.digest.clone(), children.clone()));
-        Ok((commit, bundle.digest, children))
+        Ok((bundle.digest, children))
     }
 
     /// Refreshes every Application, fetching each repository once.
@@ -808,14 +959,32 @@ impl ControlPlane {
         Ok(Some(crate::git::Account { username: rec.username, password }))
     }
 
-    /// Advances rollouts every second (pauses and offline timeouts end without an event).
+    /// Advances rollouts every second (pauses and offline timeouts end without an event), and
+    /// re-renders Applications with per-cluster values whose clusters changed.
     pub async fn tick_forever(self: Arc<Self>) {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if let Err(e) = self.advance_rollouts() {
                 warn!(error = %e, "advancing rollouts failed");
             }
+            let pending = std::mem::take(&mut *self.pending_refresh.lock());
+            for app in pending {
+                let _ = self.refresh_app(&app, false).await;
+            }
         }
+    }
+
+    /// Clusters or their labels changed: Applications with per-cluster values re-render.
+    fn clusters_changed(&self) {
+        let templated: Vec<String> = self
+            .state
+            .read()
+            .apps
+            .values()
+            .filter(|a| a.status.templated || a.spec.source.path.contains("{{"))
+            .map(|a| a.name.clone())
+            .collect();
+        self.pending_refresh.lock().extend(templated);
     }
 
     /// Polls Git every `poll_interval` (±10% jitter) until the process ends.
@@ -861,6 +1030,7 @@ impl ControlPlane {
         }
         if created {
             self.reassign([cluster.to_string()])?;
+            self.clusters_changed();
         }
         info!(cluster, "join token created");
         Ok((token, expires_at))
@@ -933,6 +1103,7 @@ impl ControlPlane {
             })?
             .ok_or_else(|| Error::ClusterNotFound(name.into()))?;
         self.reassign([name.to_string()])?;
+        self.clusters_changed();
         info!(cluster = name, labels = ?rec.labels, "cluster labels set");
         Ok(rec)
     }
@@ -1040,9 +1211,11 @@ impl ControlPlane {
                 *n = n.saturating_sub(1);
             }
         }
+        let mut facts_changed = false;
         let updated = self.update_cluster(cluster, |c| {
             c.last_seen = now();
             if let Some((facts, version)) = facts {
+                facts_changed = c.facts != facts;
                 c.facts = facts;
                 c.agent_version = version;
             }
@@ -1050,6 +1223,13 @@ impl ControlPlane {
         });
         if let Err(e) = updated {
             warn!(cluster, error = %e, "could not persist cluster facts");
+        }
+        if facts_changed {
+            // Facts are labels to selectors and per-cluster values.
+            if let Err(e) = self.reassign([cluster.to_string()]) {
+                warn!(cluster, error = %e, "could not reassign after new facts");
+            }
+            self.clusters_changed();
         }
     }
 
@@ -1190,6 +1370,11 @@ impl ControlPlane {
 
     /// Deploys the revision of history entry `id` again and pauses automated sync.
     pub fn rollback_app(&self, name: &str, id: u64) -> Result<AppRecord> {
+        if self.state.read().apps.get(name).is_some_and(|a| a.status.templated) {
+            return Err(Error::InvalidRequest(format!(
+                "application {name:?} renders per-cluster variants; rolling them back is not supported yet — revert the commit in Git instead"
+            )));
+        }
         let entry = self.history(name)?.into_iter().find(|e| e.id == id).ok_or_else(|| {
             Error::InvalidRequest(format!(
                 "application {name:?} has no history entry {id}; see `bosun app history {name}`"
@@ -1283,9 +1468,9 @@ fn unmet_dependencies(st: &State, app: &AppRecord, cluster: &str) -> Vec<String>
         .iter()
         .filter(|d| {
             let Some(dep) = st.apps.get(*d) else { return true };
-            let deployed = dep.rollback.as_ref().map(|r| &r.bundle_digest).unwrap_or(&dep.status.bundle_digest);
+            let deployed = deployed_for(dep, cluster);
             !st.statuses.get(&((*d).clone(), cluster.to_string())).is_some_and(|s| {
-                s.sync_status == SyncStatus::Synced && s.health == Health::Healthy && &s.bundle_digest == deployed
+                s.sync_status == SyncStatus::Synced && s.health == Health::Healthy && s.bundle_digest == deployed
             })
         })
         .cloned()
@@ -1360,7 +1545,7 @@ fn rollout_targets(
         .into_iter()
         .map(|name| {
             let status = st.statuses.get(&(app.name.clone(), name.clone()));
-            let at = status.filter(|s| s.bundle_digest == app.status.bundle_digest);
+            let at = status.filter(|s| s.bundle_digest == deployed_for(app, &name));
             let connected = st.connections.get(&name).copied().unwrap_or(0) > 0;
             let progress = match at {
                 Some(s) if s.sync_status == SyncStatus::Synced && s.health == Health::Healthy => Progress::Done,
@@ -1395,7 +1580,17 @@ fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
         .values()
         .filter(|a| a.spec.destination.targets(cluster, &labels) && !a.status.bundle_digest.is_empty())
         .filter_map(|a| {
-            let assignment = assignment(a);
+            if a.status.templated && !a.status.variants.contains_key(cluster) && a.rollback.is_none() {
+                // Its variant for this cluster could not be rendered: hold what it runs.
+                let held =
+                    st.statuses.get(&(a.name.clone(), cluster.to_string())).filter(|s| !s.bundle_digest.is_empty())?;
+                return Some(Assignment {
+                    bundle_digest: held.bundle_digest.clone(),
+                    revision: held.revision.clone(),
+                    ..assignment(a, cluster)
+                });
+            }
+            let assignment = assignment(a, cluster);
             if unmet_dependencies(st, a, cluster).is_empty() && rollout_admits(st, a, cluster) {
                 return Some(assignment);
             }
@@ -1412,7 +1607,7 @@ fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
         .collect()
 }
 
-fn assignment(a: &AppRecord) -> Assignment {
+fn assignment(a: &AppRecord, cluster: &str) -> Assignment {
     match &a.rollback {
         // Rolled back: the old bundle, and no automated sync until someone asks for one.
         Some(r) => Assignment {
@@ -1426,7 +1621,7 @@ fn assignment(a: &AppRecord) -> Assignment {
         },
         None => Assignment {
             app: a.name.clone(),
-            bundle_digest: a.status.bundle_digest.clone(),
+            bundle_digest: deployed_for(a, cluster).to_string(),
             revision: a.status.revision.clone(),
             namespace: a.spec.destination.namespace.clone(),
             sync_policy: a.spec.sync_policy,
@@ -1437,7 +1632,6 @@ fn assignment(a: &AppRecord) -> Assignment {
 }
 
 fn view(st: &State, rec: &AppRecord) -> AppView {
-    let deployed = rec.rollback.as_ref().map(|r| r.bundle_digest.as_str()).unwrap_or(rec.status.bundle_digest.as_str());
     let mut clusters = Vec::new();
     let (mut sync_status, mut health) = (SyncStatus::Synced, Health::Healthy);
     for (name, c) in &st.clusters {
@@ -1446,6 +1640,7 @@ fn view(st: &State, rec: &AppRecord) -> AppView {
         }
         let connected = st.connections.get(name).copied().unwrap_or(0) > 0;
         let status = st.statuses.get(&(rec.name.clone(), name.clone())).cloned();
+        let deployed = deployed_for(rec, name);
         let (s, h) = match &status {
             Some(s) if s.bundle_digest == deployed && !deployed.is_empty() => (s.sync_status, s.health),
             Some(s) => (SyncStatus::OutOfSync, s.health),

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod rollout;
 pub mod selector;
 pub mod status;
+pub mod template;
 pub mod tracking;
 pub mod webhook;
 

@@ -349,3 +349,133 @@ async fn a_rollout_in_steps_halts_on_degraded_and_resumes_after_a_fix() {
     assert!(v["status"]["rollout"].as_str().unwrap().starts_with("complete"), "{v}");
     drop((agents, clusters));
 }
+
+/// Per-cluster values: `{{cluster.labels.env}}` picks an overlay path per cluster, and
+/// `{{cluster.name}}` in a manifest gives each cluster its own object; each distinct path is
+/// rendered once however many clusters use it, and relabelling re-renders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_cluster_values_in_paths_and_manifests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("overlays/prod/cm.yaml", &configmap("settings", "prod-settings"));
+    repo.write("overlays/staging/cm.yaml", &configmap("settings", "staging-settings"));
+    repo.write(
+        "hello/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\ndata:\n  cluster: \"{{ cluster.name }}\"\n  region: \"{{cluster.labels.region}}\"\n",
+    );
+    repo.commit("overlays");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let mut clusters = std::collections::BTreeMap::new();
+    let mut agents = Vec::new();
+    for (name, env) in [("c1", "prod"), ("c2", "staging"), ("c3", "prod")] {
+        let c = Cluster::start(root, name).await;
+        let v: Value = serde_json::from_str(&cp.bosun_ok(&[
+            "cluster",
+            "add",
+            name,
+            "-o",
+            "json",
+            "-l",
+            "fleet=yes",
+            "-l",
+            &format!("env={env}"),
+            "-l",
+            "region=eu",
+        ]))
+        .unwrap();
+        let token = v["token"].as_str().unwrap().to_string();
+        cp.plant(&token);
+        agents.push(Agent::start(root, &cp, &c, &token));
+        clusters.insert(name, c);
+    }
+    let data = |cluster: &Cluster, name: &'static str| {
+        let api: Api<ConfigMap> = Api::namespaced(futures_lite_client(cluster), "default");
+        async move { api.get_opt(name).await.ok().flatten().and_then(|c| c.data) }
+    };
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "settings",
+        "--repo",
+        &repo.url,
+        "--path",
+        "overlays/{{cluster.labels.env}}",
+        "--selector",
+        "fleet=yes",
+        "--auto-sync",
+        "--prune",
+    ]);
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "hello",
+        "--repo",
+        &repo.url,
+        "--path",
+        "hello",
+        "--selector",
+        "fleet=yes",
+        "--auto-sync",
+    ]);
+    for (name, env) in [("c1", "prod"), ("c2", "staging"), ("c3", "prod")] {
+        let c = &clusters[name];
+        eventually(&format!("{name} has the {env} settings and its own hello"), WAIT, || async {
+            let s = data(c, "settings").await?;
+            let h = data(c, "hello").await?;
+            (s["value"] == format!("{env}-settings") && h["cluster"] == name && h["region"] == "eu").then_some(())
+        })
+        .await;
+    }
+    let digests = |app: &str| -> std::collections::BTreeSet<String> {
+        cp.app_json(app)["status"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["bundleDigest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(digests("settings").len(), 2, "two distinct overlays");
+    assert_eq!(digests("hello").len(), 3, "one variant per cluster name");
+    let renders = || {
+        let metrics = http_get(cp.ports.webhook, "/metrics");
+        metrics
+            .lines()
+            .find(|l| l.starts_with("bosun_renders_total{outcome=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(renders(), 3, "overlays/prod, overlays/staging and hello, each rendered once");
+
+    // Relabelling re-renders: c2 becomes prod (from the render cache: no new render).
+    cp.bosun_ok(&["cluster", "label", "c2", "env=prod"]);
+    let c2 = &clusters["c2"];
+    eventually("c2 switched to the prod overlay", WAIT, || async {
+        (data(c2, "settings").await?["value"] == "prod-settings").then_some(())
+    })
+    .await;
+    assert_eq!(renders(), 3, "the prod overlay was already rendered");
+    // A cluster lacking a label the manifests use is reported on the Application.
+    cp.bosun_ok(&["cluster", "label", "c3", "region-"]);
+    eventually("the missing label is reported", WAIT, || async {
+        let e = cp.app_json("hello")["status"]["error"].as_str().unwrap_or_default().to_string();
+        (e.contains("cluster c3") && e.contains("no label \"region\"")).then_some(())
+    })
+    .await;
+    drop(agents);
+}
+
+fn futures_lite_client(cluster: &Cluster) -> kube::Client {
+    kube::Client::try_from(kube::Config::new(cluster.sim.url().parse().unwrap())).unwrap()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    r
+}
