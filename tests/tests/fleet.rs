@@ -32,16 +32,7 @@ async fn selectors_follow_labels_and_new_clusters() {
     repo.commit("initial");
     repo.ready().await;
     let cp = ControlPlane::start(root).await;
-    let join = |name: &str, labels: &[&str]| {
-        let mut args = vec!["cluster", "add", name, "-o", "json"];
-        for l in labels {
-            args.extend(["--label", l]);
-        }
-        let v: Value = serde_json::from_str(&cp.bosun_ok(&args)).unwrap();
-        let token = v["token"].as_str().unwrap().to_string();
-        cp.plant(&token);
-        token
-    };
+    let join = |name: &str, labels: &[&str]| cp.add_cluster_labelled(name, labels);
     let (c1, c2) = (Cluster::start(root, "c1").await, Cluster::start(root, "c2").await);
     let _a1 = Agent::start(root, &cp, &c1, &join("c1", &["env=prod", "region=eu"]));
     let _a2 = Agent::start(root, &cp, &c2, &join("c2", &["env=staging", "region=eu"]));
@@ -267,20 +258,7 @@ async fn a_rollout_in_steps_halts_on_degraded_and_resumes_after_a_fix() {
     // Names sort the other way round from the rollout order, to show the label decides.
     for (name, wave) in [("d1", "1"), ("c2", "2"), ("b3", "3"), ("a4", "4")] {
         let cluster = Cluster::start(root, name).await;
-        let v: Value = serde_json::from_str(&cp.bosun_ok(&[
-            "cluster",
-            "add",
-            name,
-            "-o",
-            "json",
-            "--label",
-            "fleet=yes",
-            "--label",
-            &format!("wave={wave}"),
-        ]))
-        .unwrap();
-        let token = v["token"].as_str().unwrap().to_string();
-        cp.plant(&token);
+        let token = cp.add_cluster_labelled(name, &["fleet=yes", &format!("wave={wave}")]);
         agents.push(Agent::start(root, &cp, &cluster, &token));
         clusters.push(cluster);
     }
@@ -371,22 +349,7 @@ async fn per_cluster_values_in_paths_and_manifests() {
     let mut agents = Vec::new();
     for (name, env) in [("c1", "prod"), ("c2", "staging"), ("c3", "prod")] {
         let c = Cluster::start(root, name).await;
-        let v: Value = serde_json::from_str(&cp.bosun_ok(&[
-            "cluster",
-            "add",
-            name,
-            "-o",
-            "json",
-            "-l",
-            "fleet=yes",
-            "-l",
-            &format!("env={env}"),
-            "-l",
-            "region=eu",
-        ]))
-        .unwrap();
-        let token = v["token"].as_str().unwrap().to_string();
-        cp.plant(&token);
+        let token = cp.add_cluster_labelled(name, &["fleet=yes", &format!("env={env}"), "region=eu"]);
         agents.push(Agent::start(root, &cp, &c, &token));
         clusters.insert(name, c);
     }

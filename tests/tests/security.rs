@@ -127,18 +127,7 @@ async fn agent_api_refuses_foreign_expired_and_revoked_certificates_and_stale_to
     cp.plant(&token);
     let expires = v["expiresAt"].as_i64().unwrap();
     eventually("the join token's expiry passes", WAIT, || async { (unix_now() > expires).then_some(()) }).await;
-    let (_k, csr) = bosun_agent::identity::new_csr().unwrap();
-    let join = Channel::from_shared(format!("https://127.0.0.1:{}", cp.ports.join))
-        .unwrap()
-        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&cp.ca()))))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let err = pb::join_service_client::JoinServiceClient::new(join)
-        .join(pb::JoinRequest { token, csr_pem: csr, agent_version: "test".into() })
-        .await
-        .unwrap_err();
+    let err = cp.join_with(&token).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
     assert!(err.message().contains("expired"), "{}", err.message());
 
@@ -261,21 +250,9 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
 
     // An agent's certificate is not an admin credential.
     let token = cp.add_cluster("edge");
-    let (agent_key, csr) = bosun_agent::identity::new_csr().unwrap();
-    let join = Channel::from_shared(format!("https://127.0.0.1:{}", cp.ports.join))
-        .unwrap()
-        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&cp.ca()))))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let joined = pb::join_service_client::JoinServiceClient::new(join)
-        .join(pb::JoinRequest { token, csr_pem: csr, agent_version: "test".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    std::fs::write(root.join("edge.pem"), &joined.certificate_pem).unwrap();
-    std::fs::write(root.join("edge.key"), agent_key.serialize_pem()).unwrap();
+    let (edge_cert, edge_key) = cp.join_with(&token).await.unwrap();
+    std::fs::write(root.join("edge.pem"), edge_cert).unwrap();
+    std::fs::write(root.join("edge.key"), edge_key).unwrap();
     let o = cp.bosun(&[
         "--cert",
         root.join("edge.pem").to_str().unwrap(),

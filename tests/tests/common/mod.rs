@@ -241,6 +241,39 @@ impl ControlPlane {
         token
     }
 
+    /// Registers a cluster with labels (`KEY=VALUE`) and returns its join token.
+    pub fn add_cluster_labelled(&self, name: &str, labels: &[&str]) -> String {
+        let mut args = vec!["cluster", "add", name, "-o", "json"];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        let v: Value = serde_json::from_str(&self.bosun_ok(&args)).unwrap();
+        let token = v["token"].as_str().unwrap().to_string();
+        self.plant(&token);
+        token
+    }
+
+    /// Exchanges a join token for a certificate as an agent would: (certificate PEM, key PEM),
+    /// or the refusal.
+    pub async fn join_with(&self, token: &str) -> Result<(String, String), tonic::Status> {
+        let (key, csr) = bosun_agent::identity::new_csr().unwrap();
+        let ca = std::fs::read_to_string(self.ca()).unwrap();
+        let channel = tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{}", self.ports.join))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let resp = bosun_proto::v1::join_service_client::JoinServiceClient::new(channel)
+            .join(bosun_proto::v1::JoinRequest { token: token.into(), csr_pem: csr, agent_version: "test".into() })
+            .await?
+            .into_inner();
+        Ok((resp.certificate_pem, key.serialize_pem()))
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
