@@ -320,6 +320,21 @@ async fn a_rollout_in_steps_halts_on_degraded_and_resumes_after_a_fix() {
     }
     assert!(halted["status"]["rollout"].as_str().unwrap().contains("step 1/4"), "{halted}");
 
+    // Resuming skips d1; the next step (c2) goes Degraded too and halts again; abort stops there.
+    cp.bosun_ok(&["app", "rollout", "resume", "web"]);
+    eventually("resumed past d1, halted on c2", WAIT, || async {
+        let r = cp.app_json("web")["status"]["rollout"].as_str().unwrap().to_string();
+        (r.contains("halted: cluster c2 is Degraded") && r.contains("skipped (offline or resumed past): d1"))
+            .then_some(())
+    })
+    .await;
+    let aborted = cp.app_json("web");
+    let out = cp.bosun_ok(&["app", "rollout", "abort", "web", "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["status"]["rollout"].as_str().unwrap().starts_with("aborted at 2 of 4"), "{v}");
+    let by_cluster: std::collections::BTreeMap<String, String> = revisions(&aborted).into_iter().collect();
+    assert_eq!((by_cluster["b3"].as_str(), by_cluster["a4"].as_str()), (rev1.as_str(), rev1.as_str()));
+
     // A fix in Git starts the rollout again and it completes.
     repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.28"));
     let rev3 = repo.commit("v3 fixed");
