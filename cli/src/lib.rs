@@ -543,6 +543,27 @@ fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
     println!("Repository:  {}", src["repoURL"].as_str().unwrap_or_default());
     println!("Path:        {}", src["path"].as_str().unwrap_or_default());
     println!("Target:      {}", src["targetRevision"].as_str().filter(|s| !s.is_empty()).unwrap_or("HEAD"));
+    if let Some(sel) = v["spec"]["destination"]["selector"].as_str().filter(|s| !s.is_empty()) {
+        println!("Selector:    {sel}");
+    }
+    let list = |x: &Value| -> String {
+        x.as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+    };
+    if !list(&v["spec"]["dependsOn"]).is_empty() {
+        println!("Depends on:  {}", list(&v["spec"]["dependsOn"]));
+    }
+    if let Some(p) = v["status"]["parent"].as_str().filter(|s| !s.is_empty()) {
+        println!("Parent:      {p}");
+    }
+    if !list(&v["status"]["children"]).is_empty() {
+        println!("Children:    {}", list(&v["status"]["children"]));
+    }
+    if let Some(r) = v["status"]["rollout"].as_str().filter(|s| !s.is_empty()) {
+        println!("Rollout:     {r}");
+    }
+    for w in v["status"]["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        println!("Not honoured: {w}");
+    }
     println!("Revision:    {}", v["status"]["revision"].as_str().unwrap_or_default());
     println!("Sync:        {}", v["status"]["sync"].as_str().unwrap_or_default());
     println!("Health:      {}", v["status"]["health"].as_str().unwrap_or_default());
