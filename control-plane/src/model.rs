@@ -1198,7 +1198,7 @@ impl ControlPlane {
     pub fn snapshot(&self, cluster: &str) -> Option<(u64, Vec<Assignment>)> {
         let st = self.state.read();
         let c = st.clusters.get(cluster)?;
-        Some((c.generation, assignments(&st, cluster)))
+        Some((c.generation, assignments(&st, &rollout_admissions(&st), cluster)))
     }
 
     pub fn connected(&self, cluster: &str, up: bool, facts: Option<(BTreeMap<String, String>, String)>) {
@@ -1407,7 +1407,10 @@ impl ControlPlane {
 
     /// A bundle, if it is assigned to `cluster`.
     pub fn bundle_for(&self, cluster: &str, digest: &str) -> Result<Vec<u8>> {
-        let assigned = assignments(&self.state.read(), cluster).iter().any(|a| a.bundle_digest == digest);
+        let assigned = {
+            let st = self.state.read();
+            assignments(&st, &rollout_admissions(&st), cluster).iter().any(|a| a.bundle_digest == digest)
+        };
         if !assigned {
             return Err(Error::PermissionDenied(format!("bundle {digest} is not assigned to cluster {cluster:?}")));
         }
@@ -1424,10 +1427,13 @@ impl ControlPlane {
     /// Recomputes the assignments of `clusters`; bumps and announces the generation of
     /// each whose assignments changed.
     fn reassign(&self, clusters: impl IntoIterator<Item = String>) -> Result<()> {
+        let admissions = rollout_admissions(&self.state.read());
         for name in clusters {
             let digest = {
                 let st = self.state.read();
-                hex::encode(Sha256::digest(serde_json::to_vec(&assignments(&st, &name)).unwrap_or_default()))
+                hex::encode(Sha256::digest(
+                    serde_json::to_vec(&assignments(&st, &admissions, &name)).unwrap_or_default(),
+                ))
             };
             let mut changed = false;
             let Some(updated) = self.update_cluster(&name, |c| {
@@ -1560,20 +1566,34 @@ fn rollout_targets(
         .collect()
 }
 
-/// Whether a progressive rollout lets `cluster` have `app`'s current bundle yet.
-fn rollout_admits(st: &State, app: &AppRecord, cluster: &str) -> bool {
-    let Some(strategy) = &app.spec.rollout else { return true };
-    if app.rollback.is_some() {
-        return true;
-    }
-    if app.rollout.digest != app.status.bundle_digest {
-        return false; // not started yet: the next advance admits the first step
-    }
-    let targets = rollout_targets(st, app, strategy, 0);
-    targets.iter().take(app.rollout.admitted).any(|t| t.name == cluster)
+/// The clusters each progressive rollout admits to its current bundle, computed once for a
+/// batch of assignment computations (ordering targets is linear in the fleet).
+type Admissions = HashMap<String, std::collections::HashSet<String>>;
+
+fn rollout_admissions(st: &State) -> Admissions {
+    st.apps
+        .values()
+        .filter_map(|a| {
+            let strategy = a.spec.rollout.as_ref()?;
+            if a.rollback.is_some() {
+                return None; // a rollback goes everywhere at once
+            }
+            let admitted = if a.rollout.digest == a.status.bundle_digest {
+                rollout_targets(st, a, strategy, 0).into_iter().take(a.rollout.admitted).map(|t| t.name).collect()
+            } else {
+                Default::default() // not started yet: the next advance admits the first step
+            };
+            Some((a.name.clone(), admitted))
+        })
+        .collect()
 }
 
-fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
+/// Whether a progressive rollout lets `cluster` have `app`'s current bundle yet.
+fn rollout_admits(admissions: &Admissions, app: &AppRecord, cluster: &str) -> bool {
+    admissions.get(&app.name).is_none_or(|set| set.contains(cluster))
+}
+
+fn assignments(st: &State, admissions: &Admissions, cluster: &str) -> Vec<Assignment> {
     let Some(record) = st.clusters.get(cluster) else { return Vec::new() };
     let labels = cluster_labels(record);
     st.apps
@@ -1591,7 +1611,7 @@ fn assignments(st: &State, cluster: &str) -> Vec<Assignment> {
                 });
             }
             let assignment = assignment(a, cluster);
-            if unmet_dependencies(st, a, cluster).is_empty() && rollout_admits(st, a, cluster) {
+            if unmet_dependencies(st, a, cluster).is_empty() && rollout_admits(admissions, a, cluster) {
                 return Some(assignment);
             }
             // Waiting for dependencies or for its rollout step: hold what the cluster already
