@@ -85,7 +85,9 @@ async fn session(
         .into_inner();
     info!(cluster = %creds.cluster, known_generation = known, "connected to the control plane");
     *connected = true;
-    let reporter = tokio::spawn(report(shared.clone(), channel));
+    // Aborted when this session ends or is dropped (a certificate handover cancels it): two
+    // sessions must never report side by side.
+    let reporter = AbortOnDrop(tokio::spawn(report(shared.clone(), channel)));
     let result = async {
         while let Some(snap) = stream.message().await? {
             apply_snapshot(shared, &mut client, snap).await?;
@@ -93,8 +95,17 @@ async fn session(
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    reporter.abort();
+    drop(reporter);
     result
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn apply_snapshot(

@@ -203,6 +203,8 @@ pub struct ControlPlane {
     cluster_writes: Mutex<()>,
     /// Serialises rollout state changes.
     rollout_writes: Mutex<()>,
+    /// Serialises status reports (see `report`).
+    report_writes: Mutex<()>,
     /// Applications to re-render because clusters they template over changed.
     pending_refresh: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -314,6 +316,7 @@ impl ControlPlane {
             refresh_lock: tokio::sync::Mutex::new(()),
             cluster_writes: Mutex::new(()),
             rollout_writes: Mutex::new(()),
+            report_writes: Mutex::new(()),
             pending_refresh: Mutex::new(Default::default()),
         };
         Ok((cp, new_admin))
@@ -1246,6 +1249,10 @@ impl ControlPlane {
             return Ok(());
         }
         let status = ClusterAppStatus { cluster: cluster.into(), ..status };
+        // One report at a time: reading the previous status, recording a completed sync and
+        // storing the new one must not interleave (a duplicate report would record the same
+        // sync twice).
+        let guard = self.report_writes.lock();
         let previous = self.state.read().statuses.get(&(status.app.clone(), cluster.to_string())).cloned();
         let (previous_sync, previous_request) =
             previous.as_ref().map(|s| (s.synced_at, s.observed_sync_request)).unwrap_or((0, 0));
@@ -1263,6 +1270,7 @@ impl ControlPlane {
         }
         st.statuses.insert((status.app.clone(), cluster.into()), status);
         drop(st);
+        drop(guard);
         if gating_changed {
             self.advance_rollouts()?;
             self.reassign([cluster.to_string()])?;
@@ -1343,6 +1351,14 @@ impl ControlPlane {
 
     fn record_sync(&self, cluster: &str, status: &ClusterAppStatus, previous_request: u64) -> Result<()> {
         let mut entries: Vec<HistoryEntry> = self.store.get(Kind::History, &status.app)?.unwrap_or_default();
+        // The same completed sync reported again (a reconnect, a restart between the history
+        // write and the status write) is recorded once.
+        if entries
+            .iter()
+            .any(|e| e.cluster == cluster && e.synced_at == status.synced_at && e.bundle_digest == status.bundle_digest)
+        {
+            return Ok(());
+        }
         // A sync that consumed a new sync request was asked for by someone; others are automated.
         let initiated_by = if status.observed_sync_request > previous_request {
             format!("sync request {}", status.observed_sync_request)
