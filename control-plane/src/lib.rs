@@ -156,19 +156,24 @@ pub struct Endpoints {
     pub webhook: String,
 }
 
-fn reflection() -> anyhow::Result<(
+/// Reflection (v1 and v1alpha) advertising `service` — the one a listener serves — with the
+/// health service; the descriptor set is shared, but a listener lists only what it serves.
+fn reflection(
+    service: &str,
+) -> anyhow::Result<(
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
     tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
 )> {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(bosun_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(bosun_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    Ok((v1, v1alpha))
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(bosun_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(service)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
 /// Runs a control plane inside this process on free local ports (the demo and benchmarks do)
@@ -283,7 +288,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         b.http2_keepalive_interval(Some(Duration::from_secs(15))).http2_keepalive_timeout(Some(Duration::from_secs(10)))
     };
 
-    let (r1, r1a) = reflection()?;
+    let (r1, r1a) = reflection("bosun.v1.AdminService")?;
     // Client certificates are optional here (people may use tokens), but one presented must
     // chain to our CA bundle.
     let admin = keepalive(Server::builder().tls_config(
@@ -295,7 +300,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .add_service(r1a)
     .serve_with_incoming(TcpListenerStream::new(admin_listener));
 
-    let (r2, r2a) = reflection()?;
+    let (r2, r2a) = reflection("bosun.v1.AgentService")?;
     let agent = keepalive(Server::builder().tls_config(
         ServerTlsConfig::new().identity(identity.clone()).client_ca_root(ca).client_auth_optional(false),
     )?)
@@ -308,7 +313,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .add_service(r2a)
     .serve_with_incoming(TcpListenerStream::new(agent_listener));
 
-    let (r3, r3a) = reflection()?;
+    let (r3, r3a) = reflection("bosun.v1.JoinService")?;
     let join = keepalive(Server::builder().tls_config(ServerTlsConfig::new().identity(identity))?)
         .add_service(pb::join_service_server::JoinServiceServer::new(api::JoinApi(cp.clone())))
         .add_service(health_svc.clone())

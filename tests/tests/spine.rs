@@ -319,6 +319,7 @@ async fn grpcurl_lists_services_and_calls_the_admin_api() {
     for svc in ["bosun.v1.AdminService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"] {
         assert!(list.contains(svc), "{svc} missing from: {list}");
     }
+    assert!(!list.contains("AgentService") && !list.contains("JoinService"), "a listener lists what it serves: {list}");
     let (ok, health) = grpcurl(&["-cacert", &ca, &addr, "grpc.health.v1.Health/Check"]);
     assert!(ok && health.contains("SERVING"), "{health}");
     let auth = format!("authorization: Bearer {}", cp.admin_token());
@@ -328,7 +329,7 @@ async fn grpcurl_lists_services_and_calls_the_admin_api() {
     assert!(!ok && denied.contains("Unauthenticated"), "the admin API requires the token: {denied}");
     // The agent and join listeners serve reflection and health too.
     let (ok, join) = grpcurl(&["-cacert", &ca, &format!("127.0.0.1:{}", cp.ports.join), "list"]);
-    assert!(ok && join.contains("bosun.v1.JoinService"), "{join}");
+    assert!(ok && join.contains("bosun.v1.JoinService") && !join.contains("AdminService"), "{join}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
