@@ -143,3 +143,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_consistent() {
+        <super::Config as clap::CommandFactory>::command().debug_assert();
+    }
+}

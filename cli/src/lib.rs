@@ -1230,3 +1230,27 @@ async fn wait(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        // clap checks flags, conflicts and requirements of every subcommand here, not only
+        // of the ones a test happens to run.
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn labels_parse_like_kubectl() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (set, remove) = parse_labels(&args(&["env=prod", "tier=", "canary-"]), true).unwrap();
+        assert_eq!(set.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(set.get("tier").map(String::as_str), Some(""));
+        assert_eq!(remove, ["canary"]);
+        assert!(parse_labels(&args(&["canary-"]), false).is_err(), "no removals at registration");
+        assert!(parse_labels(&args(&["=x"]), true).is_err());
+        assert!(parse_labels(&args(&["-"]), true).is_err());
+    }
+}

@@ -343,3 +343,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     ticker.abort();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_consistent() {
+        <super::Config as clap::CommandFactory>::command().debug_assert();
+    }
+}
