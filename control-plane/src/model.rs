@@ -1297,7 +1297,7 @@ impl ControlPlane {
                         state =
                             bosun_core::rollout::State { digest: a.status.bundle_digest.clone(), ..Default::default() };
                     }
-                    let targets = rollout_targets(&st, a, strategy, now);
+                    let targets = rollout_targets(&st, a, strategy);
                     let next = bosun_core::rollout::advance(strategy, &state, &targets, now);
                     (next != a.rollout).then(|| AppRecord { rollout: next, ..a.clone() })
                 })
@@ -1332,9 +1332,7 @@ impl ControlPlane {
                 .ok_or_else(|| Error::InvalidRequest(format!("application {name:?} has no rollout strategy")))?;
             let mut rec = a.clone();
             match action {
-                "resume" => {
-                    rec.rollout = bosun_core::rollout::resume(&a.rollout, &rollout_targets(&st, a, strategy, now()))
-                }
+                "resume" => rec.rollout = bosun_core::rollout::resume(&a.rollout, &rollout_targets(&st, a, strategy)),
                 "abort" => rec.rollout.aborted = true,
                 other => return Err(Error::InvalidRequest(format!("rollout action {other:?}: use resume or abort"))),
             }
@@ -1554,7 +1552,6 @@ fn rollout_targets(
     st: &State,
     app: &AppRecord,
     strategy: &bosun_core::rollout::Strategy,
-    _now: i64,
 ) -> Vec<bosun_core::rollout::Target> {
     use bosun_core::rollout::{Progress, Target};
     let keyed: Vec<(String, String)> = st
@@ -1595,7 +1592,7 @@ fn rollout_admissions(st: &State) -> Admissions {
                 return None; // a rollback goes everywhere at once
             }
             let admitted = if a.rollout.digest == a.status.bundle_digest {
-                rollout_targets(st, a, strategy, 0).into_iter().take(a.rollout.admitted).map(|t| t.name).collect()
+                rollout_targets(st, a, strategy).into_iter().take(a.rollout.admitted).map(|t| t.name).collect()
             } else {
                 Default::default() // not started yet: the next advance admits the first step
             };
@@ -1616,22 +1613,17 @@ fn assignments(st: &State, admissions: &Admissions, cluster: &str) -> Vec<Assign
         .values()
         .filter(|a| a.spec.destination.targets(cluster, &labels) && !a.status.bundle_digest.is_empty())
         .filter_map(|a| {
-            if a.status.templated && !a.status.variants.contains_key(cluster) && a.rollback.is_none() {
-                // Its variant for this cluster could not be rendered: hold what it runs.
-                let held =
-                    st.statuses.get(&(a.name.clone(), cluster.to_string())).filter(|s| !s.bundle_digest.is_empty())?;
-                return Some(Assignment {
-                    bundle_digest: held.bundle_digest.clone(),
-                    revision: held.revision.clone(),
-                    ..assignment(a, cluster)
-                });
-            }
             let assignment = assignment(a, cluster);
-            if unmet_dependencies(st, a, cluster).is_empty() && rollout_admits(admissions, a, cluster) {
+            let variant_missing =
+                a.status.templated && !a.status.variants.contains_key(cluster) && a.rollback.is_none();
+            if !variant_missing
+                && unmet_dependencies(st, a, cluster).is_empty()
+                && rollout_admits(admissions, a, cluster)
+            {
                 return Some(assignment);
             }
-            // Waiting for dependencies or for its rollout step: hold what the cluster already
-            // runs, if anything.
+            // Its variant for this cluster could not be rendered, or it waits for dependencies
+            // or for its rollout step: hold what the cluster already runs, if anything.
             let held =
                 st.statuses.get(&(a.name.clone(), cluster.to_string())).filter(|s| !s.bundle_digest.is_empty())?;
             Some(Assignment {
