@@ -1123,24 +1123,7 @@ async fn import(
         });
     }
     for app in converted {
-        let s = app.spec;
-        let spec = pb::ApplicationSpec {
-            source: Some(pb::Source {
-                repo_url: s.source.repo_url,
-                target_revision: s.source.target_revision,
-                path: s.source.path,
-                recurse: s.source.recurse,
-            }),
-            destination: Some(pb::Destination {
-                cluster: s.destination.cluster,
-                namespace: s.destination.namespace,
-                selector: s.destination.selector,
-            }),
-            sync_policy: Some(s.sync_policy.into()),
-            ignore_differences: s.ignore_differences.iter().map(Into::into).collect(),
-            depends_on: s.depends_on,
-            rollout: None,
-        };
+        let spec = pb::ApplicationSpec::from(&app.spec);
         let app = c
             .create_application(pb::CreateApplicationRequest { name: app.name.clone(), spec: Some(spec) })
             .await

@@ -60,6 +60,37 @@ pub fn health_from_pb(v: i32) -> Health {
     }
 }
 
+impl From<&bosun_core::AppSpec> for pb::ApplicationSpec {
+    fn from(s: &bosun_core::AppSpec) -> Self {
+        pb::ApplicationSpec {
+            source: Some(pb::Source {
+                repo_url: s.source.repo_url.clone(),
+                target_revision: s.source.target_revision.clone(),
+                path: s.source.path.clone(),
+                recurse: s.source.recurse,
+            }),
+            destination: Some(pb::Destination {
+                cluster: s.destination.cluster.clone(),
+                namespace: s.destination.namespace.clone(),
+                selector: s.destination.selector.clone(),
+            }),
+            sync_policy: Some(s.sync_policy.into()),
+            ignore_differences: s.ignore_differences.iter().map(Into::into).collect(),
+            depends_on: s.depends_on.clone(),
+            rollout: s.rollout.as_ref().map(|r| pb::RolloutStrategy {
+                step: match r.step {
+                    bosun_core::rollout::StepSize::Count(n) => n.to_string(),
+                    bosun_core::rollout::StepSize::Percent(p) => format!("{p}%"),
+                },
+                max_unavailable: r.max_unavailable,
+                pause_seconds: r.pause_secs,
+                order_by_label: r.order_by.clone(),
+                offline_timeout_seconds: r.offline_timeout_secs,
+            }),
+        }
+    }
+}
+
 impl From<SyncPolicy> for pb::SyncPolicy {
     fn from(p: SyncPolicy) -> Self {
         let r = p.retry;
