@@ -18,6 +18,11 @@ async fn has_configmap(cluster: &Cluster, name: &str) -> bool {
     api.get_opt(name).await.ok().flatten().is_some()
 }
 
+async fn configmap_data(cluster: &Cluster, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().await, "default");
+    api.get_opt(name).await.ok().flatten().and_then(|c| c.data)
+}
+
 fn app_clusters(cp: &ControlPlane, app: &str) -> Vec<String> {
     let v = cp.app_json(app);
     v["status"]["clusters"].as_array().unwrap().iter().map(|c| c["cluster"].as_str().unwrap().to_string()).collect()
@@ -368,10 +373,6 @@ async fn per_cluster_values_in_paths_and_manifests() {
         agents.push(Agent::start(root, &cp, &c, &token));
         clusters.insert(name, c);
     }
-    let data = |cluster: &Cluster, name: &'static str| {
-        let api: Api<ConfigMap> = Api::namespaced(futures_lite_client(cluster), "default");
-        async move { api.get_opt(name).await.ok().flatten().and_then(|c| c.data) }
-    };
     cp.bosun_ok(&[
         "app",
         "create",
@@ -400,8 +401,8 @@ async fn per_cluster_values_in_paths_and_manifests() {
     for (name, env) in [("c1", "prod"), ("c2", "staging"), ("c3", "prod")] {
         let c = &clusters[name];
         eventually(&format!("{name} has the {env} settings and its own hello"), WAIT, || async {
-            let s = data(c, "settings").await?;
-            let h = data(c, "hello").await?;
+            let s = configmap_data(c, "settings").await?;
+            let h = configmap_data(c, "hello").await?;
             (s["value"] == format!("{env}-settings") && h["cluster"] == name && h["region"] == "eu").then_some(())
         })
         .await;
@@ -417,7 +418,7 @@ async fn per_cluster_values_in_paths_and_manifests() {
     assert_eq!(digests("settings").len(), 2, "two distinct overlays");
     assert_eq!(digests("hello").len(), 3, "one variant per cluster name");
     let renders = || {
-        let metrics = http_get(cp.ports.webhook, "/metrics");
+        let (_, metrics) = http("GET", cp.ports.webhook, "/metrics", &[], b"");
         metrics
             .lines()
             .find(|l| l.starts_with("bosun_renders_total{outcome=\"ok\"}"))
@@ -431,7 +432,7 @@ async fn per_cluster_values_in_paths_and_manifests() {
     cp.bosun_ok(&["cluster", "label", "c2", "env=prod"]);
     let c2 = &clusters["c2"];
     eventually("c2 switched to the prod overlay", WAIT, || async {
-        (data(c2, "settings").await?["value"] == "prod-settings").then_some(())
+        (configmap_data(c2, "settings").await?["value"] == "prod-settings").then_some(())
     })
     .await;
     assert_eq!(renders(), 3, "the prod overlay was already rendered");
@@ -443,17 +444,4 @@ async fn per_cluster_values_in_paths_and_manifests() {
     })
     .await;
     drop(agents);
-}
-
-fn futures_lite_client(cluster: &Cluster) -> kube::Client {
-    kube::Client::try_from(kube::Config::new(cluster.sim.url().parse().unwrap())).unwrap()
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
-    r
 }

@@ -322,24 +322,11 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
         (v["status"]["sync"] == "Synced" && v["status"]["health"] == "Healthy").then_some(())
     })
     .await;
-    {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
-        write!(s, "POST /api/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\nX-GitHub-Event: push\r\n\r\n{{}}").unwrap();
-        let mut r = String::new();
-        s.read_to_string(&mut r).unwrap();
-        assert!(r.starts_with("HTTP/1.1 403"), "webhooks refused without a secret: {r}");
-    }
+    let (code, r) = common::http("POST", http, "/api/webhook", &[("X-GitHub-Event", "push".into())], b"{}");
+    assert_eq!(code, 403, "webhooks refused without a secret: {r}");
 
     // The dashboard only asks for metrics this control plane exports.
-    let metrics = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut r = String::new();
-        s.read_to_string(&mut r).unwrap();
-        r
-    };
+    let (_, metrics) = common::http("GET", http, "/metrics", &[], b"");
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("k8s/monitoring/grafana-dashboard.json")).unwrap(),
     )

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::{Duration, SystemTime};
 
 use bosun_proto::v1 as pb;
@@ -295,26 +294,6 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
 
 fn http_post(port: u16, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
     http("POST", port, "/api/webhook", headers, body)
-}
-
-fn http(method: &str, port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = s.write_all(head.as_bytes());
-    let _ = s.write_all(body); // the server may answer 413 and close before reading it all
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let resp = String::from_utf8_lossy(&resp).into_owned();
-    let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, resp)
 }
 
 fn github_push(url: &str, files: &[&str]) -> Vec<u8> {

@@ -444,3 +444,25 @@ pub fn deployment(name: &str, replicas: u32, image: &str) -> String {
 pub fn configmap(name: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n")
 }
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: (status code, whole response).
+pub fn http(method: &str, port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    use std::io::{Read, Write};
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body); // the server may answer 413 and close before reading it all
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, resp)
+}
