@@ -86,24 +86,28 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
             children: v.children.clone(),
             warnings: r.warnings.clone(),
             rollout: v.rollout.clone(),
-            clusters: v
-                .clusters
-                .iter()
-                .map(|(c, connected)| pb::ClusterAppStatus {
-                    cluster: c.cluster.clone(),
-                    sync_status: sync_to_pb(c.sync_status),
-                    health: health_to_pb(c.health),
-                    revision: c.revision.clone(),
-                    bundle_digest: c.bundle_digest.clone(),
-                    message: c.message.clone(),
-                    resources: c.resources.iter().map(resource_to_pb).collect(),
-                    observed_sync_request: c.observed_sync_request,
-                    synced_at: c.synced_at,
-                    connected: *connected,
-                })
-                .collect(),
+            clusters: v.clusters.iter().map(|(c, connected)| cluster_status_to_pb(c, *connected)).collect(),
         }),
     }
+}
+
+fn cluster_status_to_pb(c: &ClusterAppStatus, connected: bool) -> pb::ClusterAppStatus {
+    pb::ClusterAppStatus {
+        cluster: c.cluster.clone(),
+        sync_status: sync_to_pb(c.sync_status),
+        health: health_to_pb(c.health),
+        revision: c.revision.clone(),
+        bundle_digest: c.bundle_digest.clone(),
+        message: c.message.clone(),
+        resources: c.resources.iter().map(resource_to_pb).collect(),
+        observed_sync_request: c.observed_sync_request,
+        synced_at: c.synced_at,
+        connected,
+    }
+}
+
+fn status_event(s: &ClusterAppStatus) -> pb::StatusEvent {
+    pb::StatusEvent { application: s.app.clone(), status: Some(cluster_status_to_pb(s, false)) }
 }
 
 fn cluster_to_pb(c: &ClusterView) -> pb::Cluster {
@@ -366,8 +370,44 @@ fn repo_to_pb(r: &RepoRecord) -> pb::Repository {
     pb::Repository { url: r.url.clone(), username: r.username.clone(), has_password: !r.password_sealed.is_empty() }
 }
 
+type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::StatusEvent, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for AdminApi {
+    type WatchStatusStream = StatusStream;
+
+    async fn watch_status(
+        &self,
+        req: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        self.read(&req)?;
+        let app = req.into_inner().application;
+        let (current, mut events) = self.0.watch_status(&app)?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            for s in &current {
+                if tx.send(Ok(status_event(s))).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let item = match events.recv().await {
+                    Ok(s) if app.is_empty() || s.app == app => Ok(status_event(&s)),
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Err(Status::resource_exhausted(
+                        format!("the status watch fell {n} reports behind; watch again (current statuses come first)"),
+                    )),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let end = item.is_err();
+                if tx.send(item).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn create_application(
         &self,
         req: Request<pb::CreateApplicationRequest>,

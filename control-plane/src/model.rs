@@ -178,6 +178,9 @@ pub struct RepoRecord {
     pub password_sealed: String,
 }
 
+/// Status reports an admin watcher may fall behind by before its stream is ended.
+const STATUS_EVENT_BUFFER: usize = 16_384;
+
 /// Settings of the model.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -207,6 +210,8 @@ pub struct ControlPlane {
     report_writes: Mutex<()>,
     /// Applications to re-render because clusters they template over changed.
     pending_refresh: Mutex<std::collections::BTreeSet<String>>,
+    /// Every status report, as recorded, for admin watchers (`WatchStatus`).
+    status_events: tokio::sync::broadcast::Sender<Arc<ClusterAppStatus>>,
 }
 
 fn record_certificate(cluster: &mut ClusterRecord, issued: &Issued) {
@@ -318,6 +323,7 @@ impl ControlPlane {
             rollout_writes: Mutex::new(()),
             report_writes: Mutex::new(()),
             pending_refresh: Mutex::new(Default::default()),
+            status_events: tokio::sync::broadcast::channel(STATUS_EVENT_BUFFER).0,
         };
         Ok((cp, new_admin))
     }
@@ -530,6 +536,23 @@ impl ControlPlane {
         self.reassign_all()?;
         info!(app = name, sync_request = rec.sync_request, "sync requested");
         Ok(rec)
+    }
+
+    /// The recorded statuses of `app` (every Application when empty) and a receiver of every
+    /// report recorded after them: subscribing and reading happen under the report lock, so
+    /// nothing falls between the two.
+    pub fn watch_status(
+        &self,
+        app: &str,
+    ) -> Result<(Vec<ClusterAppStatus>, tokio::sync::broadcast::Receiver<Arc<ClusterAppStatus>>)> {
+        let _guard = self.report_writes.lock();
+        let st = self.state.read();
+        if !app.is_empty() && !st.apps.contains_key(app) {
+            return Err(Error::AppNotFound(app.into()));
+        }
+        let current =
+            st.statuses.iter().filter(|((a, _), _)| app.is_empty() || a == app).map(|(_, s)| s.clone()).collect();
+        Ok((current, self.status_events.subscribe()))
     }
 
     pub fn app(&self, name: &str) -> Result<AppView> {
@@ -1268,8 +1291,10 @@ impl ControlPlane {
         if let Some(c) = st.clusters.get_mut(cluster) {
             c.last_seen = now();
         }
-        st.statuses.insert((status.app.clone(), cluster.into()), status);
+        st.statuses.insert((status.app.clone(), cluster.into()), status.clone());
         drop(st);
+        // No receiver is fine: nobody is watching.
+        let _ = self.status_events.send(Arc::new(status));
         drop(guard);
         if gating_changed {
             self.advance_rollouts()?;

@@ -618,3 +618,58 @@ async fn per_object_sync_options() {
     assert!(has_cm(&c1, "default", "stay").await, "Delete=false");
     assert!(deployments.get_opt("forced").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_streams_the_current_state_then_every_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/cm.yaml", &configmap("settings", "one"));
+    let rev1 = repo.commit("one");
+    let (cp, _c1, _agent) = one_cluster(root, &repo, "30s").await;
+    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.wait_synced("web", &rev1).await;
+
+    // An outside client: grpcurl gets the recorded status first (the stream stays open).
+    let addr = format!("127.0.0.1:{}", cp.ports.admin);
+    let auth = format!("authorization: Bearer {}", cp.admin_token());
+    let out = std::process::Command::new("grpcurl")
+        .args(["-cacert", &cp.ca().display().to_string(), "-H", &auth, "-max-time", "3"])
+        .args(["-d", r#"{"application": "web"}"#, &addr, "bosun.v1.AdminService/WatchStatus"])
+        .output()
+        .expect("grpcurl on PATH (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&rev1) && text.contains("SYNC_STATUS_SYNCED") && text.contains("\"c1\""), "{text}");
+
+    // A watch opened before a commit sees the agent's reports of it, in order.
+    let conn = bosun_cli::Connection {
+        server: None,
+        token: None,
+        cert: None,
+        key: None,
+        ca_file: None,
+        data_dir: cp.data_dir.clone(),
+    };
+    let mut admin = bosun_cli::connect(&conn).await.map_err(|f| f.error).unwrap();
+    let mut watch =
+        admin.watch_status(bosun_cli::pb::WatchStatusRequest { application: "web".into() }).await.unwrap().into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!((first.application.as_str(), first.status.unwrap().revision), ("web", rev1.clone()));
+    repo.write("k8s/cm.yaml", &configmap("settings", "two"));
+    let rev2 = repo.commit("two");
+    cp.bosun_ok(&["app", "refresh", "web"]);
+    let synced = tokio::time::timeout(WAIT, async {
+        while let Some(ev) = watch.message().await.unwrap() {
+            let s = ev.status.unwrap();
+            if s.revision == rev2 && s.sync_status == bosun_cli::pb::SyncStatus::Synced as i32 {
+                return s;
+            }
+        }
+        panic!("the watch ended")
+    })
+    .await
+    .expect("the new commit's Synced report arrives on the watch");
+    assert_eq!(synced.cluster, "c1");
+    let unknown = admin.watch_status(bosun_cli::pb::WatchStatusRequest { application: "nope".into() }).await;
+    assert_eq!(unknown.err().map(|s| s.code()), Some(tonic::Code::NotFound));
+}
