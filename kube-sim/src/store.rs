@@ -156,28 +156,48 @@ fn strip_server_fields(obj: &mut Value) {
     }
 }
 
-fn without_times(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(mf) = o.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
-        for e in mf {
-            if let Some(m) = e.as_object_mut() {
-                m.remove("time");
+/// Whether two versions of an object are equal but for what every write changes on its own
+/// (`resourceVersion`, the times of `managedFields` entries): such a write is a no-op.
+/// Compares in place; objects are not cloned.
+fn same_but_times(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+    a.len() == b.len()
+        && a.iter().all(|(k, av)| {
+            let Some(bv) = b.get(k) else { return false };
+            if k != "metadata" {
+                return av == bv;
             }
-        }
-    }
-    if let Some(m) = o["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-    }
-    o
+            let (Some(am), Some(bm)) = (av.as_object(), bv.as_object()) else { return av == bv };
+            let keys = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "resourceVersion").count();
+            keys(am) == keys(bm)
+                && am.iter().filter(|(k, _)| *k != "resourceVersion").all(|(k, v)| match (k.as_str(), bm.get(k)) {
+                    ("managedFields", Some(w)) => same_managed_fields(v, w),
+                    (_, Some(w)) => v == w,
+                    (_, None) => false,
+                })
+        })
 }
 
-fn spec_part(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
+fn same_managed_fields(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else { return a == b };
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x.as_object(), y.as_object()) {
+            (Some(x), Some(y)) => {
+                let n = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "time").count();
+                n(x) == n(y) && x.iter().filter(|(k, _)| *k != "time").all(|(k, v)| y.get(k) == Some(v))
+            }
+            _ => x == y,
+        })
+}
+
+/// Whether two versions differ outside `metadata` and `status` (a new generation).
+fn spec_changed(a: &Value, b: &Value) -> bool {
+    let (Some(ao), Some(bo)) = (a.as_object(), b.as_object()) else { return a != b };
+    let count = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "metadata" && *k != "status").count();
+    if count(ao) != count(bo) {
+        return true;
     }
-    o
+    ao.iter().filter(|(k, _)| *k != "metadata" && *k != "status").any(|(k, v)| bo.get(k) != Some(v))
 }
 
 /// Kind-specific checks a real API server makes (a small subset, documented in README).
@@ -587,6 +607,10 @@ impl Store {
     pub fn set_status(&self, rt: &ResourceType, ns: Option<&str>, name: &str, status: Value) -> ApiResult<Arc<Value>> {
         let mut inner = self.inner.lock();
         let old = inner.get(rt, ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        if old.get("status") == Some(&status) {
+            // A controller writing what is already there: no write, no event.
+            return Ok(old);
+        }
         let mut new = (*old).clone();
         new["status"] = status;
         let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
@@ -867,10 +891,10 @@ impl Inner {
             managed.0.retain(|e| !e.fields.is_empty());
         }
         managed.write_into(&mut new);
-        if without_times(&new) == without_times(old) {
+        if same_but_times(&new, old) {
             return Ok(old.clone());
         }
-        if rt.has_status && spec_part(&new) != spec_part(old) {
+        if rt.has_status && sub != Some("status") && spec_changed(&new, old) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(g));
         }
@@ -1107,5 +1131,44 @@ impl Inner {
             }
         }
         let _ = tx.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_op_writes_are_recognised_without_cloning() {
+        let a = json!({"kind": "ConfigMap", "metadata": {"name": "x", "resourceVersion": "1",
+            "managedFields": [{"manager": "m", "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:data": {}}}]},
+            "data": {"k": "v"}});
+        let mut b = a.clone();
+        b["metadata"]["resourceVersion"] = json!("2");
+        b["metadata"]["managedFields"][0]["time"] = json!("2026-01-02T00:00:00Z");
+        assert!(same_but_times(&a, &b));
+        let mut c = b.clone();
+        c["data"]["k"] = json!("w");
+        assert!(!same_but_times(&a, &c));
+        let mut d = b.clone();
+        d["metadata"]["labels"] = json!({"l": "1"});
+        assert!(!same_but_times(&a, &d));
+        let mut e = b.clone();
+        e["metadata"]["managedFields"][0]["manager"] = json!("other");
+        assert!(!same_but_times(&a, &e));
+    }
+
+    #[test]
+    fn generation_follows_spec_changes_only() {
+        let a = json!({"metadata": {"name": "x"}, "spec": {"replicas": 1}, "status": {"ready": 0}});
+        let mut b = a.clone();
+        b["status"]["ready"] = json!(1);
+        b["metadata"]["labels"] = json!({"l": "1"});
+        assert!(!spec_changed(&a, &b));
+        b["spec"]["replicas"] = json!(2);
+        assert!(spec_changed(&a, &b));
+        let mut c = a.clone();
+        c["data"] = json!({});
+        assert!(spec_changed(&a, &c));
     }
 }
