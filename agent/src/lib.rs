@@ -100,8 +100,17 @@ async fn facts(client: &::kube::Client) -> BTreeMap<String, String> {
     f
 }
 
-/// Runs the agent until the process is stopped.
+/// Runs the agent until the process is stopped (Ctrl-C / SIGINT).
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    tokio::select! {
+        r = serve(cfg) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Runs the agent until one of its loops fails or the future is dropped; dropping it stops
+/// every task it started. For embedding (many agents in one process, as the benchmarks do).
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = state::StateDir::new(&cfg.state_dir)
         .with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
@@ -128,20 +137,31 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         state: parking_lot::Mutex::new(state),
         wake: Notify::new(),
         reports: watch::channel(BTreeMap::new()).0,
+        progressing: Default::default(),
+        dirty: parking_lot::Mutex::new(reconcile::Dirty::all()),
     });
     let cluster = Arc::new(kube::ClusterApi::new(client.clone(), &cfg.field_manager));
-    let reconciler = tokio::spawn(reconcile::run(shared.clone(), cluster, cfg.resync_interval));
+    let mut reconciler = AbortOnDrop(tokio::spawn(reconcile::run(shared.clone(), cluster, cfg.resync_interval)));
     let facts = facts(&client).await;
     let (creds_tx, creds_rx) = watch::channel(creds);
-    let renewer = tokio::spawn(identity::renew_forever(shared.clone(), cfg.control_plane.clone(), creds_tx));
-    let link = tokio::spawn(link::run(shared, creds_rx, cfg.control_plane.clone(), facts));
+    let mut renewer =
+        AbortOnDrop(tokio::spawn(identity::renew_forever(shared.clone(), cfg.control_plane.clone(), creds_tx)));
+    let mut link = AbortOnDrop(tokio::spawn(link::run(shared, creds_rx, cfg.control_plane.clone(), facts)));
     tokio::select! {
-        r = renewer => r.context("certificate renewal")?,
-        r = reconciler => r.context("reconcile loop")?,
-        r = link => r.context("control plane link")?,
-        _ = tokio::signal::ctrl_c() => {}
+        r = &mut renewer.0 => r.context("certificate renewal")?,
+        r = &mut reconciler.0 => r.context("reconcile loop")?,
+        r = &mut link.0 => r.context("control plane link")?,
     }
     Ok(())
+}
+
+/// Aborts a spawned task when dropped, so no task outlives what started it.
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use crate::AbortOnDrop;
 use crate::identity::Credentials;
 use crate::reconcile::Shared;
 use crate::state::Assigned;
@@ -99,15 +100,6 @@ async fn session(
     result
 }
 
-/// Aborts a spawned task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn apply_snapshot(
     shared: &Shared,
     client: &mut pb::agent_service_client::AgentServiceClient<Channel>,
@@ -120,7 +112,7 @@ async fn apply_snapshot(
                 .await
                 .map_err(|s| anyhow::anyhow!("fetching bundle {}: {}", a.bundle_digest, s.message()))?
                 .into_inner();
-            shared.dir.save_bundle(&a.bundle_digest, &b.objects_json)?;
+            shared.dir.save_bundle(&a.bundle_digest, b.objects_json).await?;
         }
     }
     let assignments: Vec<Assigned> = snap.assignments.iter().cloned().map(Assigned::from).collect();
@@ -130,11 +122,11 @@ async fn apply_snapshot(
         st.cluster = snap.cluster.clone();
         st.generation = snap.generation;
         st.assignments = assignments;
-        shared.dir.save(&st)?;
     }
+    shared.dir.persist(|| shared.state.lock().clone()).await?;
     shared.dir.gc_bundles(&keep);
     info!(generation = snap.generation, applications = keep.len(), "assignments received");
-    shared.wake.notify_one();
+    shared.touch_all();
     Ok(())
 }
 

@@ -24,6 +24,74 @@ pub struct Shared {
     pub state: parking_lot::Mutex<DesiredState>,
     pub wake: Notify,
     pub reports: watch::Sender<BTreeMap<String, pb::AppStatusReport>>,
+    /// Set while some Application is progressing: then a status change of a managed object
+    /// (a Deployment becoming available) wakes the loop too, not only a spec change.
+    pub progressing: std::sync::atomic::AtomicBool,
+    /// The Applications the next pass must look at.
+    pub dirty: parking_lot::Mutex<Dirty>,
+}
+
+impl Shared {
+    /// Asks for a pass over every Application (new assignments, a resync).
+    pub fn touch_all(&self) {
+        self.dirty.lock().all = true;
+        self.wake.notify_one();
+    }
+
+    /// Asks for a pass over one Application (one of its objects changed).
+    pub fn touch(&self, app: &str) {
+        self.dirty.lock().apps.insert(app.to_string());
+        self.wake.notify_one();
+    }
+}
+
+/// Which Applications a pass looks at: like a controller's work queue, an object change
+/// costs a pass over its own Application, not over every Application of the cluster.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    pub all: bool,
+    pub apps: std::collections::BTreeSet<String>,
+}
+
+impl Dirty {
+    pub fn all() -> Self {
+        Self { all: true, apps: Default::default() }
+    }
+
+    pub fn includes(&self, app: &str) -> bool {
+        self.all || self.apps.contains(app)
+    }
+}
+
+/// What a pass leaves to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Some Application is Progressing or Missing: look again when its objects change.
+    pub progressing: bool,
+    /// Some sync failed and waits for its retry time.
+    pub retry_pending: bool,
+}
+
+/// First wait after a pass that left something progressing; it doubles up to
+/// [`PROGRESS_POLL_MAX`]. Status changes of managed objects wake the loop before that, so
+/// these polls are only a safety net and do not load the API server.
+const PROGRESS_POLL_MIN: Duration = Duration::from_millis(500);
+const PROGRESS_POLL_MAX: Duration = Duration::from_secs(8);
+/// How often a pending retry's time is checked.
+const RETRY_POLL: Duration = Duration::from_millis(500);
+
+/// How long to wait after a pass (`poll` is the progress backoff, advanced here).
+pub fn next_wait(pass: Pass, poll: &mut Duration, resync: Duration) -> Duration {
+    let wait = if pass.progressing {
+        let w = *poll;
+        *poll = (*poll * 2).min(PROGRESS_POLL_MAX);
+        w
+    } else {
+        *poll = PROGRESS_POLL_MIN;
+        resync
+    };
+    let wait = if pass.retry_pending { wait.min(RETRY_POLL) } else { wait };
+    wait.min(resync)
 }
 
 fn now_ms() -> i64 {
@@ -38,31 +106,45 @@ fn now() -> i64 {
 /// something is progressing).
 pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, resync: Duration) {
     let watches = crate::selfheal::Watches::new(cluster.client().clone());
+    let mut poll = PROGRESS_POLL_MIN;
     loop {
-        let progressing = reconcile_all(&shared, &cluster).await;
+        let dirty = std::mem::take(&mut *shared.dirty.lock());
+        let pass = reconcile_all(&shared, &cluster, &dirty).await;
+        shared.progressing.store(pass.progressing, std::sync::atomic::Ordering::Relaxed);
         watches.ensure(&cluster.resources(), &shared);
-        let wait = if progressing { Duration::from_millis(500).min(resync) } else { resync };
+        let wait = next_wait(pass, &mut poll, resync);
         tokio::select! {
             _ = shared.wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait) => shared.dirty.lock().all = true,
         }
     }
 }
 
-/// One pass over every Application. Returns whether any is still progressing.
-pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi) -> bool {
+/// One pass over the `dirty` Applications (the others keep their last report). Returns
+/// what is left to look at soon.
+pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi, dirty: &Dirty) -> Pass {
     let snapshot = shared.state.lock().clone();
+    let previous = shared.reports.borrow().clone();
     let mut reports = BTreeMap::new();
     let mut applied = snapshot.applied.clone();
-    let mut progressing = false;
+    let mut pass = Pass::default();
     for a in &snapshot.assignments {
+        if !dirty.includes(&a.app)
+            && let (Some(report), Some(was)) = (previous.get(&a.app), applied.get(&a.app))
+        {
+            pass.progressing |= report.health == pb::HealthStatus::Progressing as i32
+                || report.health == pb::HealthStatus::Missing as i32;
+            pass.retry_pending |= was.failed.as_ref().is_some_and(|f| f.retry_at.is_some());
+            reports.insert(a.app.clone(), report.clone());
+            continue;
+        }
         let span = info_span!("sync", app = %a.app, cluster = %snapshot.cluster, revision = %short(&a.revision));
         let prev = applied.get(&a.app).cloned().unwrap_or_default();
         let (next, report) = reconcile_app(shared, cluster, a, prev).instrument(span).await;
         // Progressing objects and pending retries are looked at again soon.
-        progressing |= report.health == pb::HealthStatus::Progressing as i32
-            || report.health == pb::HealthStatus::Missing as i32
-            || next.failed.as_ref().is_some_and(|f| f.retry_at.is_some());
+        pass.progressing |=
+            report.health == pb::HealthStatus::Progressing as i32 || report.health == pb::HealthStatus::Missing as i32;
+        pass.retry_pending |= next.failed.as_ref().is_some_and(|f| f.retry_at.is_some());
         applied.insert(a.app.clone(), next);
         reports.insert(a.app.clone(), report);
     }
@@ -80,16 +162,15 @@ pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi) -> bool {
         }
         applied.remove(app);
     }
-    {
+    // Persist (write + fsync) only when the bookkeeping changed, not on every pass.
+    let changed = {
         let mut st = shared.state.lock();
-        // Assignments may have changed meanwhile; keep only bookkeeping of current ones.
-        // Persist (write + fsync) only when the bookkeeping changed, not on every pass.
-        if st.applied != applied {
-            st.applied = applied;
-            if let Err(e) = shared.dir.save(&st) {
-                warn!(error = %e, "could not persist agent state");
-            }
-        }
+        let changed = st.applied != applied;
+        st.applied = applied;
+        changed
+    };
+    if changed && let Err(e) = shared.dir.persist(|| shared.state.lock().clone()).await {
+        warn!(error = %format!("{e:#}"), "could not persist agent state");
     }
     shared.reports.send_if_modified(|current| {
         if *current == reports {
@@ -99,7 +180,7 @@ pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi) -> bool {
             true
         }
     });
-    progressing
+    pass
 }
 
 fn short(rev: &str) -> &str {
@@ -549,5 +630,29 @@ async fn cleanup_hooks(cluster: &ClusterApi, hooks: &[&Value], op: &mut Operatio
             }
         }
         op.finished_hooks.push(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_after_a_pass() {
+        let resync = Duration::from_secs(30);
+        let ms = Duration::from_millis;
+        let idle = Pass::default();
+        let progressing = Pass { progressing: true, retry_pending: false };
+        let retry = Pass { progressing: false, retry_pending: true };
+        // Progressing: 0.5 s, then doubling up to 8 s; settling resets the backoff.
+        let mut poll = PROGRESS_POLL_MIN;
+        let waits: Vec<Duration> = (0..6).map(|_| next_wait(progressing, &mut poll, resync)).collect();
+        assert_eq!(waits, [ms(500), ms(1000), ms(2000), ms(4000), ms(8000), ms(8000)]);
+        assert_eq!(next_wait(idle, &mut poll, resync), resync);
+        assert_eq!(next_wait(progressing, &mut poll, resync), ms(500));
+        // A pending retry is checked every half second; nothing waits beyond the resync.
+        assert_eq!(next_wait(retry, &mut poll, resync), ms(500));
+        let mut poll = PROGRESS_POLL_MAX;
+        assert_eq!(next_wait(progressing, &mut poll, Duration::from_secs(2)), Duration::from_secs(2));
     }
 }

@@ -1,8 +1,8 @@
 //! Watch-driven self-heal: one metadata watch per kind the agent manages, filtered to objects
 //! carrying Bosun's tracking label. A change to what we manage (spec, labels, annotations, or a
 //! deletion) wakes the reconcile loop at once instead of waiting for the next resync.
-//! Status-only updates (same generation) do not wake it, so controllers writing status cause
-//! no churn.
+//! Status-only updates (same generation) wake it only while something is progressing (so a
+//! rollout's end is seen at once); at steady state controllers writing status cause no churn.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,27 +68,35 @@ async fn watch(api: Api<PartialObjectMeta<DynamicObject>>, shared: Arc<Shared>) 
     let mut initialising = true;
     while let Some(event) = stream.next().await {
         let Ok(event) = event else { continue };
-        let wake = match event {
+        let woken = match event {
             Event::Init => {
                 initialising = true;
-                false
+                None
             }
             Event::InitApply(o) => {
                 record(&mut seen, &o);
-                false
+                None
             }
             Event::InitDone => {
                 initialising = false;
-                false
+                None
             }
-            Event::Apply(o) => record(&mut seen, &o) && !initialising,
+            Event::Apply(o) => {
+                let changed = record(&mut seen, &o);
+                let progressing = shared.progressing.load(std::sync::atomic::Ordering::Relaxed);
+                (!initialising && (changed || progressing)).then_some(o)
+            }
             Event::Delete(o) => {
                 seen.remove(o.metadata.uid.as_deref().unwrap_or_default());
-                true
+                Some(o)
             }
         };
-        if wake {
-            shared.wake.notify_one();
+        if let Some(o) = woken {
+            // The label names the Application the object belongs to; only it is looked at.
+            match o.metadata.labels.as_ref().and_then(|l| l.get(APP_LABEL)) {
+                Some(app) => shared.touch(app),
+                None => shared.touch_all(),
+            }
         }
     }
 }

@@ -74,12 +74,26 @@ pub struct DesiredState {
 
 pub struct StateDir {
     root: PathBuf,
+    /// Serialises writes of `state.json`: whoever holds it serialises the current state and
+    /// writes it, so a newer state is never overwritten by an older one.
+    writes: tokio::sync::Mutex<()>,
+    /// Bundles already read and verified, by digest (they never change).
+    bundles: parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<Bundle>>>,
 }
 
 impl StateDir {
     pub fn new(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("bundles"))?;
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self { root: root.to_path_buf(), writes: Default::default(), bundles: Default::default() })
+    }
+
+    /// Persists what `current` returns (read under the write lock), off the async threads:
+    /// the fsync must not stall every task of the runtime.
+    pub async fn persist(&self, current: impl FnOnce() -> DesiredState) -> anyhow::Result<()> {
+        let _w = self.writes.lock().await;
+        let bytes = serde_json::to_vec_pretty(&current())?;
+        let path = self.path("state.json");
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await?
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -94,27 +108,33 @@ impl StateDir {
         }
     }
 
-    pub fn save(&self, s: &DesiredState) -> anyhow::Result<()> {
-        write_atomic(&self.path("state.json"), &serde_json::to_vec_pretty(s)?)
-    }
-
     pub fn has_bundle(&self, digest: &str) -> bool {
         self.bundle_path(digest).exists()
     }
 
-    pub fn save_bundle(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Bundle> {
-        let b = Bundle::from_bytes(digest, bytes)?;
-        write_atomic(&self.bundle_path(digest), bytes)?;
-        Ok(b)
+    /// Verifies and stores a bundle (written off the async threads).
+    pub async fn save_bundle(&self, digest: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let b = Bundle::from_bytes(digest, &bytes)?;
+        let path = self.bundle_path(digest);
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await??;
+        self.bundles.lock().insert(digest.to_string(), std::sync::Arc::new(b));
+        Ok(())
     }
 
-    pub fn load_bundle(&self, digest: &str) -> anyhow::Result<Bundle> {
+    /// A bundle by digest: from memory, else read from disk and verified once.
+    pub fn load_bundle(&self, digest: &str) -> anyhow::Result<std::sync::Arc<Bundle>> {
+        if let Some(b) = self.bundles.lock().get(digest) {
+            return Ok(b.clone());
+        }
         let bytes = std::fs::read(self.bundle_path(digest))?;
-        Ok(Bundle::from_bytes(digest, &bytes)?)
+        let b = std::sync::Arc::new(Bundle::from_bytes(digest, &bytes)?);
+        self.bundles.lock().insert(digest.to_string(), b.clone());
+        Ok(b)
     }
 
     /// Removes bundles no assignment refers to.
     pub fn gc_bundles(&self, keep: &[String]) {
+        self.bundles.lock().retain(|d, _| keep.contains(d));
         if let Ok(dir) = std::fs::read_dir(self.root.join("bundles")) {
             for e in dir.flatten() {
                 let name = e.file_name().to_string_lossy().trim_end_matches(".json").to_string();
