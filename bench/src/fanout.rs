@@ -1,0 +1,142 @@
+//! Fan-out and scale, over the fleet harness.
+//!
+//! - **fan-out**: one Application (5 objects) on every one of N clusters; the time from the
+//!   refresh of a new commit to each cluster reporting Synced + Healthy at it, as the control
+//!   plane records the reports (`WatchStatus`, opened before the refresh). Floors in the same
+//!   run: delivery and apply (see `floors`).
+//! - **scale**: N clusters with connected agents and no Applications; the time from creating
+//!   10 Applications to all N × 10 pairs Synced + Healthy.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bosun_cli::pb;
+
+use crate::fleet::{
+    AgentOptions, ControlPlane, Fleet, Repo, StatusWatch, app_manifests, app_spec, pairs, wait_connected,
+};
+use crate::proc::Process;
+use crate::report::{Report, ms};
+
+/// How long any one phase may take before the run is declared failed.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn objects(name: &str, version: u32) -> anyhow::Result<Vec<serde_json::Value>> {
+    Ok(bosun_core::manifest::parse_file("app.yaml", app_manifests(name, version).as_bytes())?)
+}
+
+pub async fn fanout(json_out: bool, n: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let repo = Repo::init(root.join("repo"))?;
+    repo.write("apps/web/app.yaml", &app_manifests("web", 1))?;
+    let rev1 = repo.commit("web v1")?;
+    let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
+    let mut fleet = Fleet::new(root.to_path_buf());
+    fleet.start_clusters(n).await?;
+
+    // Floors first, while nothing else runs: the same payload size, the same clusters.
+    let payload = serde_json::to_vec(&objects("web", 2)?)?.len();
+    let delivery = crate::floors::delivery(n, payload).await.context("delivery floor")?;
+    let urls: Vec<String> = fleet.sims.iter().map(|s| s.url().to_string()).collect();
+    let apply =
+        crate::floors::apply(&urls, &objects("floor", 1)?, &objects("floor", 2)?).await.context("apply floor")?;
+
+    fleet.start_agents(&cp, &AgentOptions::default()).await?;
+    let mut admin = cp.admin().await?;
+    let joined = wait_connected(&mut admin, n, PHASE_TIMEOUT).await?;
+    let apps = vec!["web".to_string()];
+    let all = pairs(&apps, n);
+    let mut watch = StatusWatch::open(&mut admin, "").await?;
+    let t0 = Instant::now();
+    admin
+        .create_application(pb::CreateApplicationRequest {
+            name: "web".into(),
+            spec: Some(app_spec(&repo, "apps/web")),
+        })
+        .await?;
+    let first = watch.until_synced(&all, &rev1, t0, PHASE_TIMEOUT).await.context("first sync")?;
+
+    repo.write("apps/web/app.yaml", &app_manifests("web", 2))?;
+    let rev2 = repo.commit("web v2")?;
+    let me = Process::new(std::process::id());
+    let (cpu_cp, cpu_me) = (cp.process.cpu()?, me.cpu()?);
+    let profiler = crate::proc::Profiler::start(&[me, cp.process])?;
+    let t0 = Instant::now();
+    admin.refresh_application(pb::RefreshApplicationRequest { name: "web".into() }).await?;
+    let samples = watch.until_synced(&all, &rev2, t0, PHASE_TIMEOUT).await.context("new commit")?;
+    drop(profiler);
+    let (cpu_cp, cpu_me) = (cp.process.cpu()? - cpu_cp, me.cpu()? - cpu_me);
+
+    let mut report = Report::new(
+        "fan-out: commit → every cluster Synced+Healthy (one Application, 5 objects)",
+        "p99 ≤ 2 s and ≤ 3× (delivery + apply floor)",
+    )
+    .param("clusters", n)
+    .param("payload_bytes", payload);
+    let bosun = report.row("bosun", &samples);
+    let d = report.row("delivery floor", &delivery);
+    let a = report.row("apply floor", &apply);
+    report.row("first sync", &first);
+    report.figure("ratio p99 to floors", ms(bosun.p99) / (ms(d.p99) + ms(a.p99)).max(1e-3), "x");
+    report.figure("ratio p50 to floors", ms(bosun.p50) / (ms(d.p50) + ms(a.p50)).max(1e-3), "x");
+    report.figure("total", ms(bosun.max), "ms");
+    report.figure("agents joined and connected in", joined.as_secs_f64(), "s");
+    report.figure("control plane CPU during the fan-out", cpu_cp.as_secs_f64(), "s");
+    report.figure("agents + simulated clusters CPU during the fan-out", cpu_me.as_secs_f64(), "s");
+    report.print(json_out);
+    fleet.shutdown().await;
+    Ok(())
+}
+
+pub async fn scale(json_out: bool, n: usize, apps: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let repo = Repo::init(root.join("repo"))?;
+    let names: Vec<String> = (0..apps).map(|i| format!("app{i}")).collect();
+    for name in &names {
+        repo.write(&format!("apps/{name}/app.yaml"), &app_manifests(name, 1))?;
+    }
+    let rev = repo.commit("apps")?;
+    let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
+    let mut fleet = Fleet::new(root.to_path_buf());
+    let t = Instant::now();
+    fleet.start_clusters(n).await?;
+    let clusters_up = t.elapsed();
+    fleet.start_agents(&cp, &AgentOptions::default()).await?;
+    let mut admin = cp.admin().await?;
+    let joined = wait_connected(&mut admin, n, PHASE_TIMEOUT).await?;
+
+    let all = pairs(&names, n);
+    let mut watch = StatusWatch::open(&mut admin, "").await?;
+    let me = Process::new(std::process::id());
+    let (cpu_cp, cpu_me) = (cp.process.cpu()?, me.cpu()?);
+    let profiler = crate::proc::Profiler::start(&[me, cp.process])?;
+    let t0 = Instant::now();
+    for name in &names {
+        let spec = app_spec(&repo, &format!("apps/{name}"));
+        admin.create_application(pb::CreateApplicationRequest { name: name.clone(), spec: Some(spec) }).await?;
+    }
+    let created = t0.elapsed();
+    let samples = watch.until_synced(&all, &rev, t0, PHASE_TIMEOUT).await?;
+    drop(profiler);
+    let (cpu_cp, cpu_me) = (cp.process.cpu()? - cpu_cp, me.cpu()? - cpu_me);
+
+    let mut report = Report::new(
+        &format!("scale: {n} clusters × {apps} Applications, created → all Synced+Healthy"),
+        "all Synced ≤ 60 s (1,000 × 10)",
+    )
+    .param("clusters", n)
+    .param("applications", apps)
+    .param("objects_per_application", 5);
+    let s = report.row("pairs", &samples);
+    report.figure("all Synced+Healthy after", s.max.as_secs_f64(), "s");
+    report.figure("Applications created in", created.as_secs_f64(), "s");
+    report.figure("simulated clusters started in", clusters_up.as_secs_f64(), "s");
+    report.figure("agents joined and connected in", joined.as_secs_f64(), "s");
+    report.figure("control plane CPU", cpu_cp.as_secs_f64(), "s");
+    report.figure("agents + simulated clusters CPU", cpu_me.as_secs_f64(), "s");
+    report.print(json_out);
+    fleet.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! The fleet harness: a control plane in its own process (so its memory and CPU can be read
+//! from `/proc`), N simulated clusters and N agents in this process (each agent with its own
+//! join token, key, certificate, mTLS connection, state directory and kube client), and a Git
+//! repository served over `file://`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bosun_cli::{Admin, pb};
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::proc::Process;
+
+/// Label every benchmark cluster carries; Applications select it.
+pub const FLEET_SELECTOR: &str = "fleet=bench";
+
+/// Kills the child process when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Aborts a task when dropped.
+pub struct Task(pub tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A Git repository the control plane reads over `file://`.
+pub struct Repo {
+    pub dir: PathBuf,
+}
+
+impl Repo {
+    pub fn init(dir: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        crate::git(&dir, &["init", "-q"])?;
+        Ok(Self { dir })
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    pub fn write(&self, path: &str, content: &str) -> anyhow::Result<()> {
+        let p = self.dir.join(path);
+        std::fs::create_dir_all(p.parent().context("file in a folder")?)?;
+        std::fs::write(p, content)?;
+        Ok(())
+    }
+
+    /// Commits everything; returns the commit id.
+    pub fn commit(&self, message: &str) -> anyhow::Result<String> {
+        crate::git(&self.dir, &["add", "-A"])?;
+        crate::git(&self.dir, &["commit", "-qm", message])?;
+        let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&self.dir).output()?;
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+}
+
+/// The five objects of a benchmark Application (`name`), at `version`.
+pub fn app_manifests(name: &str, version: u32) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}-config}}\ndata: {{version: \"{version}\", greeting: hello}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-secret}}\ntype: Opaque\ndata: {{token: YmVuY2g=}}\n---\n\
+         apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{port: 80, targetPort: 8080}}]\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}, annotations: {{version: \"{version}\"}}}}\n    spec:\n      serviceAccountName: {name}\n      containers: [{{name: app, image: 'nginx:1.27', ports: [{{containerPort: 8080}}]}}]\n"
+    )
+}
+
+/// The Application spec the benchmarks create: automated, prune, self-heal, every fleet cluster.
+pub fn app_spec(repo: &Repo, path: &str) -> pb::ApplicationSpec {
+    let policy = bosun_core::SyncPolicy { automated: true, prune: true, self_heal: true, ..Default::default() };
+    pb::ApplicationSpec {
+        source: Some(pb::Source { repo_url: repo.url(), path: path.into(), ..Default::default() }),
+        destination: Some(pb::Destination {
+            selector: FLEET_SELECTOR.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        }),
+        sync_policy: Some(policy.into()),
+        ..Default::default()
+    }
+}
+
+/// Runs the control plane in a child process: this binary re-executed with `control-plane`.
+pub struct ControlPlane {
+    pub data: PathBuf,
+    pub endpoints: bosun_control_plane::Endpoints,
+    pub process: Process,
+    _child: ChildGuard,
+}
+
+impl ControlPlane {
+    pub async fn start(data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let log = std::fs::File::create(data.with_extension("log"))?;
+        let local = "127.0.0.1:0";
+        let child = Command::new(exe)
+            .arg("control-plane")
+            .args(["--data-dir", data.to_str().context("utf-8 path")?])
+            .args(["--admin-addr", local, "--agent-addr", local, "--join-addr", local, "--http-addr", local])
+            .args(["--poll-interval", "1h"])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("BENCH_CP_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting the control plane")?;
+        let pid = child.id();
+        let child = ChildGuard(child);
+        let file = data.join("endpoints.json");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let endpoints = loop {
+            if let Ok(b) = std::fs::read(&file)
+                && let Ok(e) = serde_json::from_slice(&b)
+            {
+                break e;
+            }
+            if Instant::now() > deadline {
+                bail!("the control plane did not start in 60 s (see {})", data.with_extension("log").display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Ok(Self { data: data.to_path_buf(), endpoints, process: Process::new(pid), _child: child })
+    }
+
+    pub async fn admin(&self) -> anyhow::Result<Admin> {
+        let conn = bosun_cli::Connection {
+            server: None,
+            token: None,
+            cert: None,
+            key: None,
+            ca_file: None,
+            data_dir: self.data.clone(),
+        };
+        bosun_cli::connect(&conn).await.map_err(|f| f.error)
+    }
+
+    /// `bosun_status_reports_total` from `/metrics`.
+    pub async fn status_reports(&self) -> anyhow::Result<u64> {
+        let body = http_get(&self.endpoints.webhook, "/metrics").await?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("bosun_status_reports_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("bosun_status_reports_total missing from /metrics")
+    }
+}
+
+/// A plain HTTP/1.1 GET (the control plane's metrics listener).
+async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// Options of an in-process agent.
+#[derive(Clone)]
+pub struct AgentOptions {
+    pub resync: Duration,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self { resync: Duration::from_secs(30) }
+    }
+}
+
+/// Simulated clusters and their agents.
+pub struct Fleet {
+    pub root: PathBuf,
+    // Agents stop before their clusters do (fields drop in order).
+    agents: Vec<Task>,
+    pub sims: Vec<kube_sim::SimCluster>,
+}
+
+impl Fleet {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root, agents: Vec::new(), sims: Vec::new() }
+    }
+
+    /// Starts `n` simulated clusters (`c0000`…), without agents.
+    pub async fn start_clusters(&mut self, n: usize) -> anyhow::Result<()> {
+        let start = self.sims.len();
+        let sims: Vec<_> = futures::stream::iter(start..start + n)
+            .map(|i| async move {
+                kube_sim::SimCluster::start(kube_sim::SimConfig { name: cluster_name(i), ..Default::default() }).await
+            })
+            .buffered(64)
+            .try_collect()
+            .await?;
+        self.sims.extend(sims);
+        Ok(())
+    }
+
+    /// Registers every cluster without an agent and starts its agent (64 joins at a time).
+    pub async fn start_agents(&mut self, cp: &ControlPlane, opts: &AgentOptions) -> anyhow::Result<()> {
+        let mut admin = cp.admin().await?;
+        let first = self.agents.len();
+        let mut tokens = Vec::new();
+        for sim in &self.sims[first..] {
+            let req = pb::CreateJoinTokenRequest {
+                cluster: sim.name().into(),
+                ttl_seconds: 3600,
+                labels: HashMap::from([("fleet".to_string(), "bench".to_string())]),
+            };
+            tokens.push(admin.create_join_token(req).await?.into_inner().token);
+        }
+        for (sim, token) in self.sims[first..].iter().zip(tokens) {
+            let dir = self.root.join("agents").join(sim.name());
+            std::fs::create_dir_all(&dir)?;
+            let kubeconfig = dir.join("kubeconfig");
+            std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
+            let cfg = agent_config(cp, &dir, &kubeconfig, &token, opts)?;
+            self.agents.push(Task(tokio::spawn(async move {
+                if let Err(e) = bosun_agent::serve(cfg).await {
+                    tracing::error!(error = %format!("{e:#}"), "agent stopped");
+                }
+            })));
+        }
+        Ok(())
+    }
+}
+
+impl Fleet {
+    /// Stops the agents, then their clusters, quietly: an agent whose cluster vanished under
+    /// it would log connection errors.
+    pub async fn shutdown(mut self) {
+        let agents = std::mem::take(&mut self.agents);
+        for a in &agents {
+            a.0.abort();
+        }
+        for mut a in agents {
+            let _ = (&mut a.0).await;
+        }
+        // The agents' own tasks are cancelled as their owners drop; let that happen.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+pub fn cluster_name(i: usize) -> String {
+    format!("c{i:04}")
+}
+
+/// The arguments of `bosun-agent` for a cluster of the fleet.
+pub fn agent_args(
+    cp: &ControlPlane,
+    state: &Path,
+    kubeconfig: &Path,
+    token: &str,
+    opts: &AgentOptions,
+) -> anyhow::Result<Vec<String>> {
+    let s = |p: &Path| p.to_str().map(str::to_string).context("utf-8 path");
+    Ok(vec![
+        "--control-plane".into(),
+        format!("https://{}", cp.endpoints.agent),
+        "--join-url".into(),
+        format!("https://{}", cp.endpoints.join),
+        "--join-token".into(),
+        token.into(),
+        "--ca-file".into(),
+        s(&cp.data.join("ca.pem"))?,
+        "--state-dir".into(),
+        s(state)?,
+        "--kubeconfig".into(),
+        s(kubeconfig)?,
+        "--resync-interval".into(),
+        humantime::format_duration(opts.resync).to_string(),
+    ])
+}
+
+fn agent_config(
+    cp: &ControlPlane,
+    state: &Path,
+    kubeconfig: &Path,
+    token: &str,
+    opts: &AgentOptions,
+) -> anyhow::Result<bosun_agent::Config> {
+    let args = agent_args(cp, state, kubeconfig, token, opts)?;
+    Ok(bosun_agent::Config::try_parse_from(std::iter::once("bosun-agent".to_string()).chain(args))?)
+}
+
+/// Waits until `n` clusters show as connected.
+pub async fn wait_connected(admin: &mut Admin, n: usize, timeout: Duration) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    loop {
+        let clusters = admin.list_clusters(pb::ListClustersRequest {}).await?.into_inner().clusters;
+        let connected = clusters.iter().filter(|c| c.connected).count();
+        if connected >= n {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > timeout {
+            bail!("only {connected} of {n} agents connected after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A status watch opened before a change, so no report is missed.
+pub struct StatusWatch {
+    stream: tonic::Streaming<pb::StatusEvent>,
+}
+
+impl StatusWatch {
+    pub async fn open(admin: &mut Admin, app: &str) -> anyhow::Result<Self> {
+        let stream = admin.watch_status(pb::WatchStatusRequest { application: app.into() }).await?.into_inner();
+        Ok(Self { stream })
+    }
+
+    /// Waits until every (Application, cluster) pair of `pairs` reported Synced + Healthy at
+    /// `revision`; returns the time each took from `t0`.
+    pub async fn until_synced(
+        &mut self,
+        pairs: &HashSet<(String, String)>,
+        revision: &str,
+        t0: Instant,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let mut done: BTreeMap<(String, String), Duration> = BTreeMap::new();
+        let deadline = tokio::time::Instant::from_std(t0 + timeout);
+        while done.len() < pairs.len() {
+            let ev = match tokio::time::timeout_at(deadline, self.stream.message()).await {
+                Ok(r) => r?.context("the status watch ended")?,
+                Err(_) => {
+                    bail!("{} of {} (application, cluster) pairs Synced after {timeout:?}", done.len(), pairs.len())
+                }
+            };
+            let Some(s) = ev.status else { continue };
+            let key = (ev.application, s.cluster.clone());
+            if s.revision == revision
+                && s.sync_status == pb::SyncStatus::Synced as i32
+                && s.health == pb::HealthStatus::Healthy as i32
+                && pairs.contains(&key)
+            {
+                done.entry(key).or_insert_with(|| t0.elapsed());
+            }
+        }
+        Ok(done.into_values().collect())
+    }
+}
+
+/// Every (app, cluster) pair of `apps` × the fleet's clusters.
+pub fn pairs(apps: &[String], clusters: usize) -> HashSet<(String, String)> {
+    apps.iter().flat_map(|a| (0..clusters).map(move |i| (a.clone(), cluster_name(i)))).collect()
+}

@@ -1,0 +1,215 @@
+//! The two floors of the fan-out benchmark (BRIEF.md §4), measured in the same run:
+//!
+//! - **delivery**: the smallest tonic server there is, streaming one message of the bundle's
+//!   size to N clients, each over its own mTLS connection with its own certificate;
+//! - **apply**: the same server-side applies sent straight to the same simulated clusters by a
+//!   plain `kube::Client` per cluster, then waiting for the Deployment to be healthy (the same
+//!   health check Bosun uses), so the floor includes kube-sim's rollout time as Bosun does.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bosun_cli::pb;
+use futures::{Stream, StreamExt};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+struct FloorServer {
+    tx: broadcast::Sender<Arc<pb::AssignmentSnapshot>>,
+}
+
+type Snapshots = Pin<Box<dyn Stream<Item = Result<pb::AssignmentSnapshot, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::agent_service_server::AgentService for FloorServer {
+    type WatchAssignmentsStream = Snapshots;
+
+    async fn watch_assignments(
+        &self,
+        _req: Request<pb::WatchAssignmentsRequest>,
+    ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        let rx = self.tx.subscribe();
+        // First an empty message, so the client knows it is subscribed; then what is sent.
+        let first = futures::stream::once(async { Ok(pb::AssignmentSnapshot::default()) });
+        let rest = tokio_stream::wrappers::BroadcastStream::new(rx)
+            .filter_map(|m| async move { m.ok().map(|s| Ok((*s).clone())) });
+        Ok(Response::new(Box::pin(first.chain(rest))))
+    }
+
+    async fn get_bundle(&self, _: Request<pb::GetBundleRequest>) -> Result<Response<pb::Bundle>, Status> {
+        Err(Status::unimplemented("floor server"))
+    }
+
+    async fn report_status(
+        &self,
+        _: Request<tonic::Streaming<pb::AppStatusReport>>,
+    ) -> Result<Response<pb::ReportStatusResponse>, Status> {
+        Err(Status::unimplemented("floor server"))
+    }
+
+    async fn renew_certificate(
+        &self,
+        _: Request<pb::RenewCertificateRequest>,
+    ) -> Result<Response<pb::RenewCertificateResponse>, Status> {
+        Err(Status::unimplemented("floor server"))
+    }
+}
+
+/// Time from sending one `payload`-byte message to each of `n` mTLS clients receiving it.
+pub async fn delivery(n: usize, payload: usize) -> anyhow::Result<Vec<Duration>> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>| -> anyhow::Result<Identity> {
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
+        Ok(Identity::from_pem(cert.pem(), key.serialize_pem()))
+    };
+    let server_id = leaf(vec!["localhost".into()])?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, _) = broadcast::channel(4);
+    let svc = pb::agent_service_server::AgentServiceServer::new(FloorServer { tx: tx.clone() })
+        .max_encoding_message_size(64 << 20);
+    let tls = ServerTlsConfig::new().identity(server_id).client_ca_root(Certificate::from_pem(ca.pem()));
+    let server = crate::fleet::Task(tokio::spawn(async move {
+        let _ = Server::builder()
+            .tls_config(tls)
+            .expect("valid TLS config")
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    }));
+
+    // Connect every client (its own key and certificate) and wait for its first message.
+    let ca_pem = ca.pem();
+    let mut receivers = Vec::with_capacity(n);
+    for i in 0..n {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&ca_pem))
+            .identity(leaf(vec![format!("client-{i}")])?)
+            .domain_name("localhost");
+        receivers.push(async move {
+            let channel = Channel::from_shared(format!("https://{addr}"))?.tls_config(tls)?.connect().await?;
+            let mut client =
+                pb::agent_service_client::AgentServiceClient::new(channel).max_decoding_message_size(64 << 20);
+            let mut stream = client.watch_assignments(pb::WatchAssignmentsRequest::default()).await?.into_inner();
+            stream.message().await?.context("no first message")?;
+            anyhow::Ok(stream)
+        });
+    }
+    let streams: Vec<_> = futures::stream::iter(receivers).buffer_unordered(64).collect::<Vec<_>>().await;
+    let streams = streams.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = Arc::new(tokio::sync::OnceCell::<Instant>::new());
+    let mut tasks = Vec::new();
+    for mut s in streams {
+        let (done_tx, start) = (done_tx.clone(), start.clone());
+        tasks.push(crate::fleet::Task(tokio::spawn(async move {
+            if let Ok(Some(m)) = s.message().await {
+                let t0 = *start.get().expect("set before sending");
+                let _ = done_tx.send((t0.elapsed(), m.assignments.first().map(|a| a.revision.len())));
+            }
+        })));
+    }
+    drop(done_tx);
+    let message = pb::AssignmentSnapshot {
+        cluster: "floor".into(),
+        generation: 1,
+        assignments: vec![pb::Assignment { app: "floor".into(), revision: "x".repeat(payload), ..Default::default() }],
+    };
+    start.set(Instant::now())?;
+    tx.send(Arc::new(message)).map_err(|_| anyhow::anyhow!("no client subscribed"))?;
+    let mut samples = Vec::with_capacity(n);
+    while let Some((d, len)) = done_rx.recv().await {
+        anyhow::ensure!(len == Some(payload), "a floor client got a truncated message");
+        samples.push(d);
+    }
+    anyhow::ensure!(samples.len() == n, "{} of {n} floor clients got the message", samples.len());
+    drop(server);
+    Ok(samples)
+}
+
+fn api_resource(obj: &Value) -> anyhow::Result<ApiResource> {
+    let (group, version) = match obj["apiVersion"].as_str().unwrap_or_default().split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), obj["apiVersion"].as_str().unwrap_or_default().to_string()),
+    };
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let plural = match kind {
+        "Service" => "services".to_string(),
+        k => format!("{}s", k.to_lowercase()),
+    };
+    Ok(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, &version, kind), &plural))
+}
+
+/// Applies `objects` to one cluster (in their order) as `manager`.
+async fn apply_all(client: &kube::Client, objects: &[Value], manager: &str) -> anyhow::Result<()> {
+    for o in objects {
+        let ar = api_resource(o)?;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+        let name = o["metadata"]["name"].as_str().context("named object")?;
+        api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(o)).await?;
+    }
+    Ok(())
+}
+
+/// Waits (by watching) until the Deployment `name` is Healthy by Bosun's health check at a
+/// generation of at least `generation`.
+async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64) -> anyhow::Result<()> {
+    let stream = kube::runtime::watcher::watcher(
+        api.clone(),
+        kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}")),
+    );
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        if let Ok(kube::runtime::watcher::Event::Apply(d) | kube::runtime::watcher::Event::InitApply(d)) = ev {
+            let v = serde_json::to_value(&d)?;
+            let healthy = bosun_core::health::assess(&v).is_some_and(|a| a.health == bosun_core::Health::Healthy);
+            if healthy && d.metadata.generation.unwrap_or(0) >= generation {
+                return Ok(());
+            }
+        }
+    }
+    anyhow::bail!("watch of {name} ended")
+}
+
+/// The apply floor over `clusters` (kube-sim URLs): `v1` is applied first (untimed), then
+/// the time from starting to apply `v2` to its Deployment being healthy, per cluster.
+pub async fn apply(urls: &[String], v1: &[Value], v2: &[Value]) -> anyhow::Result<Vec<Duration>> {
+    let deployment = v2.iter().find(|o| o["kind"] == "Deployment").context("a Deployment among the objects")?;
+    let name = deployment["metadata"]["name"].as_str().context("named Deployment")?.to_string();
+    let ar = api_resource(deployment)?;
+    let mut clients = Vec::with_capacity(urls.len());
+    for url in urls {
+        clients.push(kube::Client::try_from(kube::Config::new(url.parse()?))?);
+    }
+    futures::stream::iter(clients.iter().map(|c| apply_all(c, v1, "floor")))
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let t0 = Instant::now();
+    let runs = clients.iter().map(|c| {
+        let (ar, name) = (ar.clone(), name.clone());
+        async move {
+            apply_all(c, v2, "floor").await?;
+            let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
+            let generation = api.get(&name).await?.metadata.generation.unwrap_or(0);
+            until_healthy(&api, &name, generation).await?;
+            anyhow::Ok(t0.elapsed())
+        }
+    });
+    let samples: Vec<_> = futures::future::join_all(runs).await.into_iter().collect::<anyhow::Result<_>>()?;
+    Ok(samples)
+}

@@ -1,0 +1,165 @@
+//! Footprint and steady state, over the fleet harness: what Bosun costs when nothing changes.
+//!
+//! - **footprint**: the control plane's resident memory per connected agent (RSS with N agents
+//!   connected and one Application synced on each, minus RSS with the Application and no
+//!   agent, over N); one agent's resident memory with 10 Applications / 100 objects, the agent
+//!   in its own process; idle CPU of both over a window.
+//! - **steady-state**: status messages the control plane receives per agent per minute once
+//!   everything is Synced and nothing changes (read from `bosun_status_reports_total`).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bosun_cli::pb;
+
+use crate::fleet::{
+    AgentOptions, ChildGuard, ControlPlane, Fleet, Repo, StatusWatch, agent_args, app_manifests, app_spec, pairs,
+    wait_connected,
+};
+use crate::proc::Process;
+use crate::report::Report;
+
+const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Waits until the control plane has received no status report for `quiet`.
+async fn until_quiet(cp: &ControlPlane, quiet: Duration, timeout: Duration) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let (mut last, mut since) = (cp.status_reports().await?, Instant::now());
+    while since.elapsed() < quiet {
+        anyhow::ensure!(t.elapsed() < timeout, "status reports kept arriving for {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = cp.status_reports().await?;
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    Ok(())
+}
+
+pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let repo = Repo::init(root.join("repo"))?;
+    repo.write("apps/web/app.yaml", &app_manifests("web", 1))?;
+    let solo_apps: Vec<String> = (0..10).map(|i| format!("solo{i}")).collect();
+    for name in &solo_apps {
+        // Ten objects per Application: two sets of five.
+        let text = format!("{}---\n{}", app_manifests(&format!("{name}-a"), 1), app_manifests(&format!("{name}-b"), 1));
+        repo.write(&format!("solo/{name}/app.yaml"), &text)?;
+    }
+    let rev = repo.commit("apps")?;
+    let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
+    let mut admin = cp.admin().await?;
+    admin
+        .create_application(pb::CreateApplicationRequest {
+            name: "web".into(),
+            spec: Some(app_spec(&repo, "apps/web")),
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cp_rss_empty = cp.process.rss()?;
+
+    // The control plane with N agents connected, "web" synced everywhere.
+    let mut fleet = Fleet::new(root.to_path_buf());
+    fleet.start_clusters(n).await?;
+    let mut watch = StatusWatch::open(&mut admin, "web").await?;
+    fleet.start_agents(&cp, &AgentOptions::default()).await?;
+    wait_connected(&mut admin, n, PHASE_TIMEOUT).await?;
+    watch.until_synced(&pairs(&["web".into()], n), &rev, Instant::now(), PHASE_TIMEOUT).await?;
+    until_quiet(&cp, Duration::from_secs(3), PHASE_TIMEOUT).await?;
+    let cp_rss = cp.process.rss()?;
+    let cp_cpu = cp.process.cpu_share(window).await?;
+    let per_agent = cp_rss.saturating_sub(cp_rss_empty) as f64 / n.max(1) as f64;
+
+    // One agent in its own process, 10 Applications / 100 objects.
+    let sim = kube_sim::SimCluster::start(kube_sim::SimConfig { name: "solo".into(), ..Default::default() }).await?;
+    let dir = root.join("solo");
+    std::fs::create_dir_all(&dir)?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
+    let token = bosun_cli::join_token(&mut admin, "solo", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
+    let args = agent_args(&cp, &dir.join("state"), &kubeconfig, &token, &AgentOptions::default())?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("agent")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("agent.log"))?)
+        .stderr(std::fs::File::create(dir.join("agent.err"))?)
+        .spawn()
+        .context("starting the agent")?;
+    let agent = Process::new(child.id());
+    let _child = ChildGuard(child);
+    let mut watch = StatusWatch::open(&mut admin, "").await?;
+    for name in &solo_apps {
+        let mut spec = app_spec(&repo, &format!("solo/{name}"));
+        spec.destination =
+            Some(pb::Destination { cluster: "solo".into(), namespace: "default".into(), ..Default::default() });
+        admin.create_application(pb::CreateApplicationRequest { name: name.clone(), spec: Some(spec) }).await?;
+    }
+    let solo_pairs = solo_apps.iter().map(|a| (a.clone(), "solo".to_string())).collect();
+    watch.until_synced(&solo_pairs, &rev, Instant::now(), PHASE_TIMEOUT).await.context("solo agent sync")?;
+    until_quiet(&cp, Duration::from_secs(3), PHASE_TIMEOUT).await?;
+    let agent_cpu = agent.cpu_share(window).await?;
+    let agent_rss = agent.rss()?;
+
+    let mut report = Report::new(
+        "footprint",
+        "control plane ≤ 64 KiB per connected agent; agent ≤ 25 MiB with 10 Applications / 100 objects",
+    )
+    .param("clusters", n)
+    .param("idle_window_s", window.as_secs());
+    report.figure("control plane memory per connected agent", per_agent / 1024.0, "KiB");
+    report.figure("control plane RSS, no agent", cp_rss_empty as f64 / MIB, "MiB");
+    report.figure("control plane RSS, all agents connected", cp_rss as f64 / MIB, "MiB");
+    report.figure("control plane idle CPU", cp_cpu * 100.0, "% of a core");
+    report.figure("agent RSS (10 Applications, 100 objects)", agent_rss as f64 / MIB, "MiB");
+    report.figure("agent idle CPU", agent_cpu * 100.0, "% of a core");
+    report.print(json_out);
+    fleet.shutdown().await;
+    Ok(())
+}
+
+pub async fn steady_state(json_out: bool, n: usize, apps: usize, window: Duration) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let repo = Repo::init(root.join("repo"))?;
+    let names: Vec<String> = (0..apps).map(|i| format!("app{i}")).collect();
+    for name in &names {
+        repo.write(&format!("apps/{name}/app.yaml"), &app_manifests(name, 1))?;
+    }
+    let rev = repo.commit("apps")?;
+    let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
+    let mut admin = cp.admin().await?;
+    let mut fleet = Fleet::new(root.to_path_buf());
+    fleet.start_clusters(n).await?;
+    let opts = AgentOptions::default();
+    fleet.start_agents(&cp, &opts).await?;
+    wait_connected(&mut admin, n, PHASE_TIMEOUT).await?;
+    let mut watch = StatusWatch::open(&mut admin, "").await?;
+    for name in &names {
+        let spec = app_spec(&repo, &format!("apps/{name}"));
+        admin.create_application(pb::CreateApplicationRequest { name: name.clone(), spec: Some(spec) }).await?;
+    }
+    watch.until_synced(&pairs(&names, n), &rev, Instant::now(), PHASE_TIMEOUT).await?;
+    until_quiet(&cp, Duration::from_secs(3), PHASE_TIMEOUT).await?;
+    let before = cp.status_reports().await?;
+    let t = Instant::now();
+    tokio::time::sleep(window).await;
+    let messages = cp.status_reports().await? - before;
+    let minutes = t.elapsed().as_secs_f64() / 60.0;
+
+    let mut report = Report::new("steady state: status messages when nothing changes", "0 per agent per minute")
+        .param("clusters", n)
+        .param("applications", apps)
+        .param("window_s", window.as_secs())
+        .param("agent_resync_s", opts.resync.as_secs());
+    report.figure("status messages in the window", messages as f64, "messages");
+    report.figure("per agent per minute", messages as f64 / n.max(1) as f64 / minutes, "messages");
+    report.figure("agent resync passes in the window", window.as_secs_f64() / opts.resync.as_secs_f64(), "passes");
+    report.print(json_out);
+    fleet.shutdown().await;
+    Ok(())
+}
