@@ -164,7 +164,8 @@ async fn apply_all(client: &kube::Client, objects: &[Value], manager: &str) -> a
 }
 
 /// Waits (by watching) until the Deployment `name` is Healthy by Bosun's health check at a
-/// generation of at least `generation`.
+/// generation of at least `generation` (the health check also wants `observedGeneration` to
+/// have caught up).
 async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64) -> anyhow::Result<()> {
     let stream = kube::runtime::watcher::watcher(
         api.clone(),
@@ -183,8 +184,9 @@ async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64) ->
     anyhow::bail!("watch of {name} ended")
 }
 
-/// The apply floor over `clusters` (kube-sim URLs): `v1` is applied first (untimed), then
-/// the time from starting to apply `v2` to its Deployment being healthy, per cluster.
+/// The apply floor over `clusters` (kube-sim URLs): `v1` is applied and rolled out first
+/// (untimed), then the time from starting to apply `v2` to its Deployment being healthy, per
+/// cluster.
 pub async fn apply(urls: &[String], v1: &[Value], v2: &[Value]) -> anyhow::Result<Vec<Duration>> {
     let deployment = v2.iter().find(|o| o["kind"] == "Deployment").context("a Deployment among the objects")?;
     let name = deployment["metadata"]["name"].as_str().context("named Deployment")?.to_string();
@@ -193,7 +195,17 @@ pub async fn apply(urls: &[String], v1: &[Value], v2: &[Value]) -> anyhow::Resul
     for url in urls {
         clients.push(kube::Client::try_from(kube::Config::new(url.parse()?))?);
     }
-    futures::stream::iter(clients.iter().map(|c| apply_all(c, v1, "floor")))
+    // v1 applied and rolled out everywhere first, as Bosun's previous commit is.
+    let settle = clients.iter().map(|c| {
+        let (ar, name) = (ar.clone(), name.clone());
+        async move {
+            apply_all(c, v1, "floor").await?;
+            let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
+            let generation = api.get(&name).await?.metadata.generation.unwrap_or(0);
+            until_healthy(&api, &name, generation).await
+        }
+    });
+    futures::stream::iter(settle)
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await

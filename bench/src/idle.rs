@@ -1,8 +1,8 @@
 //! Footprint and steady state, over the fleet harness: what Bosun costs when nothing changes.
 //!
 //! - **footprint**: the control plane's resident memory per connected agent (RSS with N agents
-//!   connected and one Application synced on each, minus RSS with the Application and no
-//!   agent, over N); one agent's resident memory with 10 Applications / 100 objects, the agent
+//!   connected — with nothing assigned, then with one Application synced on each — minus RSS
+//!   with no agent, over N); one agent's resident memory with 10 Applications / 100 objects, the agent
 //!   in its own process; idle CPU of both over a window.
 //! - **steady-state**: status messages the control plane receives per agent per minute once
 //!   everything is Synced and nothing changes (read from `bosun_status_reports_total`).
@@ -52,26 +52,29 @@ pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Re
     let rev = repo.commit("apps")?;
     let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
     let mut admin = cp.admin().await?;
+    until_quiet(&cp, Duration::from_secs(2), PHASE_TIMEOUT).await?;
+    let cp_rss_empty = cp.process.rss()?;
+
+    // The control plane with N agents connected (nothing assigned), then with "web" synced
+    // on every cluster.
+    let mut fleet = Fleet::new(root.to_path_buf());
+    fleet.start_clusters(n).await?;
+    fleet.start_agents(&cp, &AgentOptions::default()).await?;
+    wait_connected(&mut admin, n, PHASE_TIMEOUT).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cp_rss_connected = cp.process.rss()?;
+    let mut watch = StatusWatch::open(&mut admin, "").await?;
     admin
         .create_application(pb::CreateApplicationRequest {
             name: "web".into(),
             spec: Some(app_spec(&repo, "apps/web")),
         })
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let cp_rss_empty = cp.process.rss()?;
-
-    // The control plane with N agents connected, "web" synced everywhere.
-    let mut fleet = Fleet::new(root.to_path_buf());
-    fleet.start_clusters(n).await?;
-    let mut watch = StatusWatch::open(&mut admin, "web").await?;
-    fleet.start_agents(&cp, &AgentOptions::default()).await?;
-    wait_connected(&mut admin, n, PHASE_TIMEOUT).await?;
     watch.until_synced(&pairs(&["web".into()], n), &rev, Instant::now(), PHASE_TIMEOUT).await?;
     until_quiet(&cp, Duration::from_secs(3), PHASE_TIMEOUT).await?;
     let cp_rss = cp.process.rss()?;
     let cp_cpu = cp.process.cpu_share(window).await?;
-    let per_agent = cp_rss.saturating_sub(cp_rss_empty) as f64 / n.max(1) as f64;
+    let per_agent = |rss: u64| rss.saturating_sub(cp_rss_empty) as f64 / n.max(1) as f64 / 1024.0;
 
     // One agent in its own process, 10 Applications / 100 objects.
     let sim = kube_sim::SimCluster::start(kube_sim::SimConfig { name: "solo".into(), ..Default::default() }).await?;
@@ -111,7 +114,8 @@ pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Re
     )
     .param("clusters", n)
     .param("idle_window_s", window.as_secs());
-    report.figure("control plane memory per connected agent", per_agent / 1024.0, "KiB");
+    report.figure("control plane memory per connected agent, one Application synced", per_agent(cp_rss), "KiB");
+    report.figure("control plane memory per connected agent, nothing assigned", per_agent(cp_rss_connected), "KiB");
     report.figure("control plane RSS, no agent", cp_rss_empty as f64 / MIB, "MiB");
     report.figure("control plane RSS, all agents connected", cp_rss as f64 / MIB, "MiB");
     report.figure("control plane idle CPU", cp_cpu * 100.0, "% of a core");

@@ -130,7 +130,10 @@ async fn main() -> anyhow::Result<()> {
         _ => {}
     }
     bosun_control_plane::install_crypto();
-    bosun_control_plane::init_logging_with_default("text", "warn");
+    // Logs of the in-process agents and clusters go to stderr: stdout is the report (JSON
+    // with --json).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).try_init();
     match cli.bench {
         Bench::FanOut { clusters } => fanout::fanout(cli.json, clusters).await,
         Bench::Scale { clusters, apps } => fanout::scale(cli.json, clusters, apps).await,
