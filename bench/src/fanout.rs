@@ -92,12 +92,7 @@ pub async fn fanout(json_out: bool, n: usize) -> anyhow::Result<()> {
 pub async fn scale(json_out: bool, n: usize, apps: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
-    let repo = Repo::init(root.join("repo"))?;
-    let names: Vec<String> = (0..apps).map(|i| format!("app{i}")).collect();
-    for name in &names {
-        repo.write(&format!("apps/{name}/app.yaml"), &app_manifests(name, 1))?;
-    }
-    let rev = repo.commit("apps")?;
+    let (repo, names, rev) = Repo::with_apps(root.join("repo"), apps)?;
     let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
     let mut fleet = Fleet::new(root.to_path_buf());
     let t = Instant::now();

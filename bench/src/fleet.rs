@@ -49,6 +49,18 @@ impl Repo {
         Ok(Self { dir })
     }
 
+    /// A repository with `n` Applications (`apps/app0`…, 5 objects each) in one commit:
+    /// (repository, Application names, commit).
+    pub fn with_apps(dir: PathBuf, n: usize) -> anyhow::Result<(Self, Vec<String>, String)> {
+        let repo = Self::init(dir)?;
+        let names: Vec<String> = (0..n).map(|i| format!("app{i}")).collect();
+        for name in &names {
+            repo.write(&format!("apps/{name}/app.yaml"), &app_manifests(name, 1))?;
+        }
+        let rev = repo.commit("apps")?;
+        Ok((repo, names, rev))
+    }
+
     pub fn url(&self) -> String {
         format!("file://{}", self.dir.display())
     }
@@ -139,14 +151,7 @@ impl ControlPlane {
     }
 
     pub async fn admin(&self) -> anyhow::Result<Admin> {
-        let conn = bosun_cli::Connection {
-            server: None,
-            token: None,
-            cert: None,
-            key: None,
-            ca_file: None,
-            data_dir: self.data.clone(),
-        };
+        let conn = bosun_cli::Connection::local(self.data.clone());
         bosun_cli::connect(&conn).await.map_err(|f| f.error)
     }
 

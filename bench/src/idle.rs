@@ -129,12 +129,7 @@ pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Re
 pub async fn steady_state(json_out: bool, n: usize, apps: usize, window: Duration) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
-    let repo = Repo::init(root.join("repo"))?;
-    let names: Vec<String> = (0..apps).map(|i| format!("app{i}")).collect();
-    for name in &names {
-        repo.write(&format!("apps/{name}/app.yaml"), &app_manifests(name, 1))?;
-    }
-    let rev = repo.commit("apps")?;
+    let (repo, names, rev) = Repo::with_apps(root.join("repo"), apps)?;
     let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
     let mut admin = cp.admin().await?;
     let mut fleet = Fleet::new(root.to_path_buf());

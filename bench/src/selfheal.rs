@@ -89,14 +89,7 @@ pub async fn run(json_out: bool, edits: usize) -> anyhow::Result<()> {
     crate::git(&repo, &["commit", "-qm", "web"])?;
     let data = root.join("cp");
     let endpoints = bosun_control_plane::spawn_local(&data, Duration::from_secs(180)).await?;
-    let conn = bosun_cli::Connection {
-        server: None,
-        token: None,
-        cert: None,
-        key: None,
-        ca_file: None,
-        data_dir: data.clone(),
-    };
+    let conn = bosun_cli::Connection::local(data.clone());
     let mut admin = bosun_cli::connect(&conn).await.map_err(|f| f.error)?;
     let token = bosun_cli::join_token(&mut admin, "bench", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
     let agent = bosun_agent::Config::try_parse_from([

@@ -52,6 +52,13 @@ pub struct Connection {
     pub data_dir: PathBuf,
 }
 
+impl Connection {
+    /// A control plane on this machine: address, admin token and CA from its data directory.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        Self { server: None, token: None, cert: None, key: None, ca_file: None, data_dir: data_dir.into() }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Applications.

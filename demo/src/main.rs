@@ -133,14 +133,7 @@ async fn main() -> anyhow::Result<()> {
         endpoints.join,
         data_dir.display()
     );
-    let conn = bosun_cli::Connection {
-        server: None,
-        token: None,
-        cert: None,
-        key: None,
-        ca_file: None,
-        data_dir: data_dir.clone(),
-    };
+    let conn = bosun_cli::Connection::local(data_dir.clone());
     let mut admin = bosun_cli::connect(&conn).await.map_err(|f| f.error)?;
     println!("$ bosun cluster add kind-demo");
     let token =
@@ -256,14 +249,7 @@ where
 
 /// Waits until the control plane has picked up `rev` (it polls Git every 2 s in the demo).
 async fn wait_for_revision(data_dir: &Path, rev: &str) -> anyhow::Result<()> {
-    let conn = bosun_cli::Connection {
-        server: None,
-        token: None,
-        cert: None,
-        key: None,
-        ca_file: None,
-        data_dir: data_dir.to_path_buf(),
-    };
+    let conn = bosun_cli::Connection::local(data_dir.to_path_buf());
     let admin = bosun_cli::connect(&conn).await.map_err(|f| f.error)?;
     let seen = poll(Duration::from_secs(30), || {
         let mut admin = admin.clone();

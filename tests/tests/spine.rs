@@ -642,14 +642,7 @@ async fn status_watch_streams_the_current_state_then_every_report() {
     assert!(text.contains(&rev1) && text.contains("SYNC_STATUS_SYNCED") && text.contains("\"c1\""), "{text}");
 
     // A watch opened before a commit sees the agent's reports of it, in order.
-    let conn = bosun_cli::Connection {
-        server: None,
-        token: None,
-        cert: None,
-        key: None,
-        ca_file: None,
-        data_dir: cp.data_dir.clone(),
-    };
+    let conn = bosun_cli::Connection::local(cp.data_dir.clone());
     let mut admin = bosun_cli::connect(&conn).await.map_err(|f| f.error).unwrap();
     let mut watch =
         admin.watch_status(bosun_cli::pb::WatchStatusRequest { application: "web".into() }).await.unwrap().into_inner();
