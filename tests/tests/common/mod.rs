@@ -17,6 +17,12 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `n` distinct free ports (each held until all are chosen).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 /// Polls `f` until it returns `Some`, failing after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
@@ -148,7 +154,8 @@ impl ControlPlane {
 
     /// Starts with extra arguments.
     pub async fn start_with(root: &Path, args: &[&str]) -> Self {
-        let ports = Ports { admin: free_port(), agent: free_port(), join: free_port(), webhook: free_port() };
+        let [admin, agent, join, webhook] = free_ports();
+        let ports = Ports { admin, agent, join, webhook };
         let mut cp = Self {
             data_dir: root.join("control-plane"),
             ports,
@@ -158,7 +165,7 @@ impl ControlPlane {
             child: None,
             starts: 0,
         };
-        cp.restart().await;
+        cp.spawn(true).await;
         let token = cp.admin_token();
         cp.plant(&token);
         cp
@@ -171,6 +178,12 @@ impl ControlPlane {
 
     /// Starts (again) on the same data directory and ports.
     pub async fn restart(&mut self) {
+        self.spawn(false).await;
+    }
+
+    /// Starts the process; on a first start (`new_ports_allowed`) a process that exits before
+    /// listening is started again on other ports.
+    async fn spawn(&mut self, new_ports_allowed: bool) {
         self.starts += 1;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let _ = std::fs::remove_file(self.data_dir.join("endpoints.json"));
@@ -190,7 +203,32 @@ impl ControlPlane {
             .expect("control plane starts");
         self.child = Some(child);
         let endpoints = self.data_dir.join("endpoints.json");
-        eventually("control plane endpoints", WAIT, || async { endpoints.exists().then_some(()) }).await;
+        let deadline = std::time::Instant::now() + WAIT;
+        let started = loop {
+            if endpoints.exists() {
+                break true;
+            }
+            // Exited before listening: on a first start, most likely a port taken between
+            // choosing it and binding it (another test's listener); choose again.
+            if self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).is_some() {
+                break false;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for control plane endpoints"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if !started {
+            assert!(
+                new_ports_allowed && self.starts < 4,
+                "the control plane exited at start; see {}",
+                self.log.display()
+            );
+            let [admin, agent, join, webhook] = free_ports();
+            self.ports = Ports { admin, agent, join, webhook };
+            Box::pin(self.spawn(true)).await;
+        }
     }
 
     /// SIGKILL: no chance to flush anything that was not already durable.
