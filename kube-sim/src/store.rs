@@ -156,48 +156,46 @@ fn strip_server_fields(obj: &mut Value) {
     }
 }
 
-/// Whether two versions of an object are equal but for what every write changes on its own
-/// (`resourceVersion`, the times of `managedFields` entries): such a write is a no-op.
-/// Compares in place; objects are not cloned.
-fn same_but_times(a: &Value, b: &Value) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
-    a.len() == b.len()
-        && a.iter().all(|(k, av)| {
-            let Some(bv) = b.get(k) else { return false };
-            if k != "metadata" {
-                return av == bv;
-            }
-            let (Some(am), Some(bm)) = (av.as_object(), bv.as_object()) else { return av == bv };
-            let keys = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "resourceVersion").count();
-            keys(am) == keys(bm)
-                && am.iter().filter(|(k, _)| *k != "resourceVersion").all(|(k, v)| match (k.as_str(), bm.get(k)) {
-                    ("managedFields", Some(w)) => same_managed_fields(v, w),
-                    (_, Some(w)) => v == w,
-                    (_, None) => false,
-                })
-        })
+/// Whether two JSON objects have the same keys and values, the `ignored` keys aside.
+/// Compares in place; nothing is cloned.
+fn eq_except(a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>, ignored: &[&str]) -> bool {
+    let kept = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !ignored.contains(&k.as_str())).count();
+    kept(a) == kept(b) && a.iter().filter(|(k, _)| !ignored.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
 }
 
-fn same_managed_fields(a: &Value, b: &Value) -> bool {
-    let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else { return a == b };
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| match (x.as_object(), y.as_object()) {
-            (Some(x), Some(y)) => {
-                let n = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "time").count();
-                n(x) == n(y) && x.iter().filter(|(k, _)| *k != "time").all(|(k, v)| y.get(k) == Some(v))
+/// Whether two versions of an object are equal but for what every write changes on its own
+/// (`resourceVersion`, the times of `managedFields` entries): such a write is a no-op.
+fn same_but_times(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+    eq_except(a, b, &["metadata"])
+        && match (a.get("metadata").and_then(Value::as_object), b.get("metadata").and_then(Value::as_object)) {
+            (Some(am), Some(bm)) => {
+                eq_except(am, bm, &["resourceVersion", "managedFields"])
+                    && same_managed_fields(am.get("managedFields"), bm.get("managedFields"))
             }
-            _ => x == y,
-        })
+            _ => a.get("metadata") == b.get("metadata"),
+        }
+}
+
+fn same_managed_fields(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a.and_then(Value::as_array), b.and_then(Value::as_array)) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| match (x.as_object(), y.as_object()) {
+                    (Some(x), Some(y)) => eq_except(x, y, &["time"]),
+                    _ => x == y,
+                })
+        }
+        _ => a == b,
+    }
 }
 
 /// Whether two versions differ outside `metadata` and `status` (a new generation).
 fn spec_changed(a: &Value, b: &Value) -> bool {
-    let (Some(ao), Some(bo)) = (a.as_object(), b.as_object()) else { return a != b };
-    let count = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "metadata" && *k != "status").count();
-    if count(ao) != count(bo) {
-        return true;
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => !eq_except(a, b, &["metadata", "status"]),
+        _ => a != b,
     }
-    ao.iter().filter(|(k, _)| *k != "metadata" && *k != "status").any(|(k, v)| bo.get(k) != Some(v))
 }
 
 /// Kind-specific checks a real API server makes (a small subset, documented in README).
