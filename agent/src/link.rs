@@ -123,7 +123,7 @@ async fn apply_snapshot(
         st.generation = snap.generation;
         st.assignments = assignments;
     }
-    shared.dir.persist(|| shared.state.lock().clone()).await?;
+    shared.persist().await?;
     shared.dir.gc_bundles(&keep);
     info!(generation = snap.generation, applications = keep.len(), "assignments received");
     shared.touch_all();

@@ -43,6 +43,11 @@ impl Shared {
         self.dirty.lock().apps.insert(app.to_string());
         self.wake.notify_one();
     }
+
+    /// Writes the desired state to the state directory.
+    pub async fn persist(&self) -> anyhow::Result<()> {
+        self.dir.persist(&self.state).await
+    }
 }
 
 /// Which Applications a pass looks at: like a controller's work queue, an object change
@@ -70,6 +75,15 @@ pub struct Pass {
     pub progressing: bool,
     /// Some sync failed and waits for its retry time.
     pub retry_pending: bool,
+}
+
+impl Pass {
+    /// Counts in one Application's report and bookkeeping.
+    fn note(&mut self, report: &pb::AppStatusReport, applied: &Applied) {
+        self.progressing |=
+            report.health == pb::HealthStatus::Progressing as i32 || report.health == pb::HealthStatus::Missing as i32;
+        self.retry_pending |= applied.failed.as_ref().is_some_and(|f| f.retry_at.is_some());
+    }
 }
 
 /// First wait after a pass that left something progressing; it doubles up to
@@ -124,27 +138,24 @@ pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, resync: Duration
 /// what is left to look at soon.
 pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi, dirty: &Dirty) -> Pass {
     let snapshot = shared.state.lock().clone();
-    let previous = shared.reports.borrow().clone();
     let mut reports = BTreeMap::new();
     let mut applied = snapshot.applied.clone();
     let mut pass = Pass::default();
     for a in &snapshot.assignments {
+        // Not dirty: its last report stands.
         if !dirty.includes(&a.app)
-            && let (Some(report), Some(was)) = (previous.get(&a.app), applied.get(&a.app))
+            && let Some(was) = applied.get(&a.app)
+            && let Some(report) = shared.reports.borrow().get(&a.app).cloned()
         {
-            pass.progressing |= report.health == pb::HealthStatus::Progressing as i32
-                || report.health == pb::HealthStatus::Missing as i32;
-            pass.retry_pending |= was.failed.as_ref().is_some_and(|f| f.retry_at.is_some());
-            reports.insert(a.app.clone(), report.clone());
+            pass.note(&report, was);
+            reports.insert(a.app.clone(), report);
             continue;
         }
         let span = info_span!("sync", app = %a.app, cluster = %snapshot.cluster, revision = %short(&a.revision));
         let prev = applied.get(&a.app).cloned().unwrap_or_default();
         let (next, report) = reconcile_app(shared, cluster, a, prev).instrument(span).await;
         // Progressing objects and pending retries are looked at again soon.
-        pass.progressing |=
-            report.health == pb::HealthStatus::Progressing as i32 || report.health == pb::HealthStatus::Missing as i32;
-        pass.retry_pending |= next.failed.as_ref().is_some_and(|f| f.retry_at.is_some());
+        pass.note(&report, &next);
         applied.insert(a.app.clone(), next);
         reports.insert(a.app.clone(), report);
     }
@@ -169,7 +180,7 @@ pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi, dirty: &Dirty)
         st.applied = applied;
         changed
     };
-    if changed && let Err(e) = shared.dir.persist(|| shared.state.lock().clone()).await {
+    if changed && let Err(e) = shared.persist().await {
         warn!(error = %format!("{e:#}"), "could not persist agent state");
     }
     shared.reports.send_if_modified(|current| {

@@ -87,11 +87,12 @@ impl StateDir {
         Ok(Self { root: root.to_path_buf(), writes: Default::default(), bundles: Default::default() })
     }
 
-    /// Persists what `current` returns (read under the write lock), off the async threads:
-    /// the fsync must not stall every task of the runtime.
-    pub async fn persist(&self, current: impl FnOnce() -> DesiredState) -> anyhow::Result<()> {
+    /// Persists the current `state` (serialised under the write lock, so the last writer
+    /// writes the newest), off the async threads: the fsync must not stall every task of the
+    /// runtime.
+    pub async fn persist(&self, state: &parking_lot::Mutex<DesiredState>) -> anyhow::Result<()> {
         let _w = self.writes.lock().await;
-        let bytes = serde_json::to_vec_pretty(&current())?;
+        let bytes = serde_json::to_vec_pretty(&*state.lock())?;
         let path = self.path("state.json");
         tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await?
     }
