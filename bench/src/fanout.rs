@@ -31,7 +31,7 @@ pub async fn fanout(json_out: bool, n: usize) -> anyhow::Result<()> {
     let repo = Repo::init(root.join("repo"))?;
     repo.write("apps/web/app.yaml", &app_manifests("web", 1))?;
     let rev1 = repo.commit("web v1")?;
-    let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
+    let cp = ControlPlane::start(&root.join("cp")).await?;
     let mut fleet = Fleet::new(root.to_path_buf());
     fleet.start_clusters(n).await?;
 
@@ -93,7 +93,7 @@ pub async fn scale(json_out: bool, n: usize, apps: usize) -> anyhow::Result<()> 
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let (repo, names, rev) = Repo::with_apps(root.join("repo"), apps)?;
-    let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
+    let cp = ControlPlane::start(&root.join("cp")).await?;
     let mut fleet = Fleet::new(root.to_path_buf());
     let t = Instant::now();
     fleet.start_clusters(n).await?;

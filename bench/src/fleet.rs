@@ -116,7 +116,7 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    pub async fn start(data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+    pub async fn start(data: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let log = std::fs::File::create(data.with_extension("log"))?;
         let local = "127.0.0.1:0";
@@ -125,7 +125,6 @@ impl ControlPlane {
             .args(["--data-dir", data.to_str().context("utf-8 path")?])
             .args(["--admin-addr", local, "--agent-addr", local, "--join-addr", local, "--http-addr", local])
             .args(["--poll-interval", "1h"])
-            .args(extra)
             .env("RUST_LOG", std::env::var("BENCH_CP_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -232,18 +231,12 @@ impl Fleet {
             std::fs::create_dir_all(&dir)?;
             let kubeconfig = dir.join("kubeconfig");
             std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
-            let cfg = agent_config(cp, &dir, &kubeconfig, &token, opts)?;
-            self.agents.push(Task(tokio::spawn(async move {
-                if let Err(e) = bosun_agent::serve(cfg).await {
-                    tracing::error!(error = %format!("{e:#}"), "agent stopped");
-                }
-            })));
+            let cfg = agent_config(&cp.endpoints, &cp.data, &dir, &kubeconfig, &token, opts)?;
+            self.agents.push(spawn_agent(cfg));
         }
         Ok(())
     }
-}
 
-impl Fleet {
     /// Stops the agents, then their clusters, quietly: an agent whose cluster vanished under
     /// it would log connection errors.
     pub async fn shutdown(mut self) {
@@ -259,13 +252,24 @@ impl Fleet {
     }
 }
 
+/// Runs an agent in this process until the returned task is dropped.
+pub fn spawn_agent(cfg: bosun_agent::Config) -> Task {
+    Task(tokio::spawn(async move {
+        if let Err(e) = bosun_agent::serve(cfg).await {
+            tracing::error!(error = %format!("{e:#}"), "agent stopped");
+        }
+    }))
+}
+
 pub fn cluster_name(i: usize) -> String {
     format!("c{i:04}")
 }
 
-/// The arguments of `bosun-agent` for a cluster of the fleet.
+/// The arguments of `bosun-agent` for a cluster, joining the control plane listening at
+/// `endpoints` whose data directory is `cp_data` (for its CA).
 pub fn agent_args(
-    cp: &ControlPlane,
+    endpoints: &bosun_control_plane::Endpoints,
+    cp_data: &Path,
     state: &Path,
     kubeconfig: &Path,
     token: &str,
@@ -274,13 +278,13 @@ pub fn agent_args(
     let s = |p: &Path| p.to_str().map(str::to_string).context("utf-8 path");
     Ok(vec![
         "--control-plane".into(),
-        format!("https://{}", cp.endpoints.agent),
+        format!("https://{}", endpoints.agent),
         "--join-url".into(),
-        format!("https://{}", cp.endpoints.join),
+        format!("https://{}", endpoints.join),
         "--join-token".into(),
         token.into(),
         "--ca-file".into(),
-        s(&cp.data.join("ca.pem"))?,
+        s(&cp_data.join("ca.pem"))?,
         "--state-dir".into(),
         s(state)?,
         "--kubeconfig".into(),
@@ -290,14 +294,16 @@ pub fn agent_args(
     ])
 }
 
-fn agent_config(
-    cp: &ControlPlane,
+/// [`agent_args`], parsed.
+pub fn agent_config(
+    endpoints: &bosun_control_plane::Endpoints,
+    cp_data: &Path,
     state: &Path,
     kubeconfig: &Path,
     token: &str,
     opts: &AgentOptions,
 ) -> anyhow::Result<bosun_agent::Config> {
-    let args = agent_args(cp, state, kubeconfig, token, opts)?;
+    let args = agent_args(endpoints, cp_data, state, kubeconfig, token, opts)?;
     Ok(bosun_agent::Config::try_parse_from(std::iter::once("bosun-agent".to_string()).chain(args))?)
 }
 

@@ -14,7 +14,7 @@ use anyhow::Context;
 use bosun_cli::pb;
 use futures::{Stream, StreamExt};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::{ApiResource, GroupVersion};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -140,16 +140,8 @@ pub async fn delivery(n: usize, payload: usize) -> anyhow::Result<Vec<Duration>>
 }
 
 fn api_resource(obj: &Value) -> anyhow::Result<ApiResource> {
-    let (group, version) = match obj["apiVersion"].as_str().unwrap_or_default().split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), obj["apiVersion"].as_str().unwrap_or_default().to_string()),
-    };
-    let kind = obj["kind"].as_str().unwrap_or_default();
-    let plural = match kind {
-        "Service" => "services".to_string(),
-        k => format!("{}s", k.to_lowercase()),
-    };
-    Ok(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, &version, kind), &plural))
+    let gv: GroupVersion = obj["apiVersion"].as_str().unwrap_or_default().parse()?;
+    Ok(ApiResource::from_gvk(&gv.with_kind(obj["kind"].as_str().unwrap_or_default())))
 }
 
 /// Applies `objects` to one cluster (in their order) as `manager`.

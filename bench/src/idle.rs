@@ -50,7 +50,7 @@ pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Re
         repo.write(&format!("solo/{name}/app.yaml"), &text)?;
     }
     let rev = repo.commit("apps")?;
-    let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
+    let cp = ControlPlane::start(&root.join("cp")).await?;
     let mut admin = cp.admin().await?;
     until_quiet(&cp, Duration::from_secs(2), PHASE_TIMEOUT).await?;
     let cp_rss_empty = cp.process.rss()?;
@@ -83,7 +83,7 @@ pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Re
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
     let token = bosun_cli::join_token(&mut admin, "solo", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
-    let args = agent_args(&cp, &dir.join("state"), &kubeconfig, &token, &AgentOptions::default())?;
+    let args = agent_args(&cp.endpoints, &cp.data, &dir.join("state"), &kubeconfig, &token, &AgentOptions::default())?;
     let child = Command::new(std::env::current_exe()?)
         .arg("agent")
         .args(args)
@@ -130,7 +130,7 @@ pub async fn steady_state(json_out: bool, n: usize, apps: usize, window: Duratio
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let (repo, names, rev) = Repo::with_apps(root.join("repo"), apps)?;
-    let cp = ControlPlane::start(&root.join("cp"), &[]).await?;
+    let cp = ControlPlane::start(&root.join("cp")).await?;
     let mut admin = cp.admin().await?;
     let mut fleet = Fleet::new(root.to_path_buf());
     fleet.start_clusters(n).await?;

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
@@ -81,43 +80,21 @@ pub async fn run(json_out: bool, edits: usize) -> anyhow::Result<()> {
     let sim = kube_sim::SimCluster::start(kube_sim::SimConfig::default()).await?;
     let kubeconfig = root.join("sim.kubeconfig");
     std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
-    let repo = root.join("repo");
-    std::fs::create_dir_all(repo.join("k8s"))?;
-    crate::git(&repo, &["init", "-q"])?;
-    std::fs::write(repo.join("k8s/web.yaml"), DEPLOYMENT)?;
-    crate::git(&repo, &["add", "-A"])?;
-    crate::git(&repo, &["commit", "-qm", "web"])?;
+    let repo = crate::fleet::Repo::init(root.join("repo"))?;
+    repo.write("k8s/web.yaml", DEPLOYMENT)?;
+    repo.commit("web")?;
     let data = root.join("cp");
     let endpoints = bosun_control_plane::spawn_local(&data, Duration::from_secs(180)).await?;
     let conn = bosun_cli::Connection::local(data.clone());
     let mut admin = bosun_cli::connect(&conn).await.map_err(|f| f.error)?;
     let token = bosun_cli::join_token(&mut admin, "bench", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
-    let agent = bosun_agent::Config::try_parse_from([
-        "agent",
-        "--control-plane",
-        &format!("https://{}", endpoints.agent),
-        "--join-url",
-        &format!("https://{}", endpoints.join),
-        "--join-token",
-        &token,
-        "--ca-file",
-        data.join("ca.pem").to_str().unwrap(),
-        "--state-dir",
-        root.join("agent").to_str().unwrap(),
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--resync-interval",
-        "10m",
-    ])?;
-    tokio::spawn(bosun_agent::run(agent));
+    let opts = crate::fleet::AgentOptions { resync: Duration::from_secs(600) };
+    let agent = crate::fleet::agent_config(&endpoints, &data, &root.join("agent"), &kubeconfig, &token, &opts)?;
+    let _agent = crate::fleet::spawn_agent(agent);
     use bosun_cli::pb;
     let policy = bosun_core::SyncPolicy { automated: true, self_heal: true, ..Default::default() };
     let spec = pb::ApplicationSpec {
-        source: Some(pb::Source {
-            repo_url: format!("file://{}", repo.display()),
-            path: "k8s".into(),
-            ..Default::default()
-        }),
+        source: Some(pb::Source { repo_url: repo.url(), path: "k8s".into(), ..Default::default() }),
         destination: Some(pb::Destination {
             cluster: "bench".into(),
             namespace: "default".into(),
