@@ -70,19 +70,8 @@ fn forge(
 async fn agent_api_refuses_foreign_expired_and_revoked_certificates_and_stale_tokens() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("a/cm.yaml", &configmap("a", "1"));
-    repo.write("b/cm.yaml", &configmap("b", "1"));
-    let rev = repo.commit("initial");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let (c1, c2) = (Cluster::start(root, "c1").await, Cluster::start(root, "c2").await);
-    let a1 = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
-    let a2 = Agent::start(root, &cp, &c2, &cp.add_cluster("c2"));
-    cp.bosun_ok(&["app", "create", "app-a", "--repo", &repo.url, "--path", "a", "--cluster", "c1", "--auto-sync"]);
-    cp.bosun_ok(&["app", "create", "app-b", "--repo", &repo.url, "--path", "b", "--cluster", "c2", "--auto-sync"]);
-    cp.wait_synced("app-a", &rev).await;
-    cp.wait_synced("app-b", &rev).await;
+    let TwoClusters { repo, rev: _rev, cp, clusters: [_c1, _c2], agents: [a1, a2] } =
+        two_clusters_two_apps(root, ["c1", "c2"]).await;
     let (cert1, key1) = (read(&a1.state_dir.join("client.pem")), read(&a1.state_dir.join("client.key")));
     let (cert2, key2) = (read(&a2.state_dir.join("client.pem")), read(&a2.state_dir.join("client.key")));
 

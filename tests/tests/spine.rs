@@ -223,19 +223,8 @@ async fn agent_api_refuses_unauthenticated_and_foreign_requests() {
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("a/cm.yaml", &configmap("a", "1"));
-    repo.write("b/cm.yaml", &configmap("b", "1"));
-    let rev = repo.commit("initial");
-    repo.ready().await;
-    let cp = ControlPlane::start(root).await;
-    let (ca, cb) = (Cluster::start(root, "ca").await, Cluster::start(root, "cb").await);
-    let agent_a = Agent::start(root, &cp, &ca, &cp.add_cluster("ca"));
-    let _agent_b = Agent::start(root, &cp, &cb, &cp.add_cluster("cb"));
-    cp.bosun_ok(&["app", "create", "app-a", "--repo", &repo.url, "--path", "a", "--cluster", "ca", "--auto-sync"]);
-    cp.bosun_ok(&["app", "create", "app-b", "--repo", &repo.url, "--path", "b", "--cluster", "cb", "--auto-sync"]);
-    cp.wait_synced("app-a", &rev).await;
-    cp.wait_synced("app-b", &rev).await;
+    let TwoClusters { repo: _repo, rev: _rev, cp, clusters: [_ca, _cb], agents: [agent_a, _agent_b] } =
+        two_clusters_two_apps(root, ["ca", "cb"]).await;
     let digest_b = cp.app_json("app-b")["status"]["bundleDigest"].as_str().unwrap().to_string();
     let ca_pem = std::fs::read_to_string(cp.ca()).unwrap();
     let url = format!("https://127.0.0.1:{}", cp.ports.agent);

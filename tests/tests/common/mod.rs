@@ -473,6 +473,33 @@ pub async fn one_cluster(root: &Path, repo: &GitRepo, resync: &str) -> (ControlP
     (cp, c1, agent)
 }
 
+/// Two clusters (`names`), each with its agent, and an Application on each, both synced:
+/// `app-a` (path `a`, a ConfigMap) on the first, `app-b` (path `b`) on the second.
+pub struct TwoClusters {
+    pub repo: GitRepo,
+    pub rev: String,
+    pub cp: ControlPlane,
+    pub clusters: [Cluster; 2],
+    pub agents: [Agent; 2],
+}
+
+pub async fn two_clusters_two_apps(root: &Path, names: [&str; 2]) -> TwoClusters {
+    let repo = GitRepo::new(root);
+    repo.write("a/cm.yaml", &configmap("a", "1"));
+    repo.write("b/cm.yaml", &configmap("b", "1"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let clusters = [Cluster::start(root, names[0]).await, Cluster::start(root, names[1]).await];
+    let agents = [0, 1].map(|i| Agent::start(root, &cp, &clusters[i], &cp.add_cluster(names[i])));
+    for (app, path, cluster) in [("app-a", "a", names[0]), ("app-b", "b", names[1])] {
+        cp.bosun_ok(&["app", "create", app, "--repo", &repo.url, "--path", path, "--cluster", cluster, "--auto-sync"]);
+    }
+    cp.wait_synced("app-a", &rev).await;
+    cp.wait_synced("app-b", &rev).await;
+    TwoClusters { repo, rev, cp, clusters, agents }
+}
+
 pub fn deployment(name: &str, replicas: u32, image: &str) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n        ports:\n        - containerPort: 8000\n"
