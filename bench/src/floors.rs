@@ -176,6 +176,15 @@ async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64) ->
     anyhow::bail!("watch of {name} ended")
 }
 
+/// Applies `objects` to one cluster, then waits until its Deployment `name` is healthy at
+/// the generation the apply produced.
+async fn roll_out(client: &kube::Client, objects: &[Value], ar: &ApiResource, name: &str) -> anyhow::Result<()> {
+    apply_all(client, objects, "floor").await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", ar);
+    let generation = api.get(name).await?.metadata.generation.unwrap_or(0);
+    until_healthy(&api, name, generation).await
+}
+
 /// The apply floor over `clusters` (kube-sim URLs): `v1` is applied and rolled out first
 /// (untimed), then the time from starting to apply `v2` to its Deployment being healthy, per
 /// cluster.
@@ -188,15 +197,7 @@ pub async fn apply(urls: &[String], v1: &[Value], v2: &[Value]) -> anyhow::Resul
         clients.push(kube::Client::try_from(kube::Config::new(url.parse()?))?);
     }
     // v1 applied and rolled out everywhere first, as Bosun's previous commit is.
-    let settle = clients.iter().map(|c| {
-        let (ar, name) = (ar.clone(), name.clone());
-        async move {
-            apply_all(c, v1, "floor").await?;
-            let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
-            let generation = api.get(&name).await?.metadata.generation.unwrap_or(0);
-            until_healthy(&api, &name, generation).await
-        }
-    });
+    let settle = clients.iter().map(|c| roll_out(c, v1, &ar, &name));
     futures::stream::iter(settle)
         .buffer_unordered(64)
         .collect::<Vec<_>>()
@@ -204,15 +205,9 @@ pub async fn apply(urls: &[String], v1: &[Value], v2: &[Value]) -> anyhow::Resul
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
     let t0 = Instant::now();
-    let runs = clients.iter().map(|c| {
-        let (ar, name) = (ar.clone(), name.clone());
-        async move {
-            apply_all(c, v2, "floor").await?;
-            let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
-            let generation = api.get(&name).await?.metadata.generation.unwrap_or(0);
-            until_healthy(&api, &name, generation).await?;
-            anyhow::Ok(t0.elapsed())
-        }
+    let runs = clients.iter().map(|c| async {
+        roll_out(c, v2, &ar, &name).await?;
+        anyhow::Ok(t0.elapsed())
     });
     let samples: Vec<_> = futures::future::join_all(runs).await.into_iter().collect::<anyhow::Result<_>>()?;
     Ok(samples)
