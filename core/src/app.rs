@@ -65,6 +65,35 @@ pub enum Propagation {
     Orphan,
 }
 
+/// Whether a repository URL is fetched over ssh: `ssh://…` (or `git+ssh://…`), or the scp-like
+/// `user@host:path`.
+pub fn is_ssh_url(url: &str) -> bool {
+    if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
+        return true;
+    }
+    if url.contains("://") {
+        return false;
+    }
+    // scp-like: `user@host:path`, the colon before any slash.
+    match (url.find('@'), url.find(':')) {
+        (Some(at), Some(colon)) => at < colon && url[..colon].find('/').is_none() && colon + 1 < url.len(),
+        _ => false,
+    }
+}
+
+impl Propagation {
+    /// Parses Kubernetes' propagation policy names (case-insensitive); empty means the
+    /// default, foreground.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "" | "foreground" => Ok(Propagation::Foreground),
+            "background" => Ok(Propagation::Background),
+            "orphan" => Ok(Propagation::Orphan),
+            other => Err(format!("propagation policy {other:?}: use foreground, background or orphan")),
+        }
+    }
+}
+
 impl SyncPolicy {
     /// Applies one Argo CD application-level sync option (`Key=value`).
     pub fn set_option(&mut self, option: &str) -> Result<(), SpecError> {
@@ -80,16 +109,11 @@ impl SyncPolicy {
             "ApplyOutOfSyncOnly" => self.apply_out_of_sync_only = flag()?,
             "PruneLast" => self.prune_last = flag()?,
             "PrunePropagationPolicy" => {
-                self.prune_propagation = match v {
-                    "foreground" => Propagation::Foreground,
-                    "background" => Propagation::Background,
-                    "orphan" => Propagation::Orphan,
-                    other => {
-                        return Err(bad(format!(
-                            "PrunePropagationPolicy={other}: use foreground, background or orphan"
-                        )));
-                    }
+                if v.is_empty() {
+                    return Err(bad("PrunePropagationPolicy=: use foreground, background or orphan".into()));
                 }
+                self.prune_propagation =
+                    Propagation::parse(v).map_err(|why| bad(format!("PrunePropagationPolicy: {why}")))?;
             }
             // Accepted as in Argo CD; Bosun always applies server-side.
             "ServerSideApply" | "Validate" | "RespectIgnoreDifferences" | "SkipDryRunOnMissingResource" => {
@@ -233,8 +257,7 @@ impl AppSpec {
         if url.is_empty() {
             return Err(err("source.repoURL", "required"));
         }
-        let known = ["file://", "git://", "http://", "https://", "ssh://"].iter().any(|s| url.starts_with(s))
-            || (url.contains('@') && url.contains(':'));
+        let known = ["file://", "git://", "http://", "https://"].iter().any(|s| url.starts_with(s)) || is_ssh_url(url);
         if !known {
             return Err(err(
                 "source.repoURL",

@@ -8,6 +8,10 @@ use crate::app::SyncPolicy;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     pub app: String,
+    /// The Application's identity (a re-created Application gets a new one); operations are
+    /// identified by (uid, sync request).
+    #[serde(default)]
+    pub app_uid: String,
     /// Content digest of the rendered bundle.
     pub bundle_digest: String,
     /// Commit the bundle was rendered from.

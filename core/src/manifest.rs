@@ -42,10 +42,49 @@ fn yaml_options() -> serde_saphyr::Options {
     o
 }
 
+/// The parser's message as a sentence for people: its first line (the rest repeats the
+/// input), with the budget limits named in words rather than the parser's own forms.
+fn yaml_message(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or_default().trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "line L column C: <what>"
+    let (at, what) = match first.split_once(": ") {
+        Some((at, what)) if at.starts_with("line ") => (Some(at), what),
+        _ => (None, first),
+    };
+    let what = if what.contains("budget breached: Depth") || what.contains("recursion limit") {
+        format!("nesting deeper than {MAX_DEPTH} levels")
+    } else if what.contains("budget breached: Nodes") {
+        format!("more than {MAX_NODES} YAML nodes (aliases counted as expanded)")
+    } else if what.contains("budget breached") {
+        "the document is larger than a manifest may be".to_string()
+    } else if what.contains("alias replay limit") {
+        format!("aliases expand to more than {MAX_ALIAS_EVENTS} nodes (an alias bomb)")
+    } else {
+        what.to_string()
+    };
+    match at {
+        Some(at) => format!("{what} at {at}"),
+        None => what,
+    }
+}
+
 /// Whether a file name is a manifest this parser reads.
 pub fn is_manifest(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
+}
+
+/// Parses a file holding one YAML (or JSON) document that is not a Kubernetes object, such as
+/// a kustomization, with the same size and nesting budgets as manifests.
+pub fn parse_document(file: &str, bytes: &[u8]) -> Result<Value, ManifestError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ManifestError::TooLarge { file: file.into(), size: bytes.len(), max: MAX_FILE_BYTES });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8 { file: file.into() })?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options())
+        .map_err(|e| ManifestError::Yaml { file: file.into(), message: yaml_message(&e.to_string()) })?;
+    Ok(docs.into_iter().find(|d| !d.is_null()).unwrap_or(Value::Null))
 }
 
 /// Parses one file. YAML files may hold several documents; empty documents are skipped;
@@ -61,10 +100,8 @@ pub fn parse_file(file: &str, bytes: &[u8]) -> Result<Vec<Value>, ManifestError>
                 .map_err(|e| ManifestError::Json { file: file.into(), message: e.to_string() })?,
         ]
     } else {
-        serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options()).map_err(|e| ManifestError::Yaml {
-            file: file.into(),
-            message: e.to_string().lines().next().unwrap_or_default().to_string(),
-        })?
+        serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options())
+            .map_err(|e| ManifestError::Yaml { file: file.into(), message: yaml_message(&e.to_string()) })?
     };
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
@@ -199,6 +236,7 @@ spec:
         let started = std::time::Instant::now();
         let err = parse_file("bomb.yaml", bomb.as_bytes()).unwrap_err();
         assert!(matches!(err, ManifestError::Yaml { .. }), "{err}");
+        assert!(err.to_string().contains("aliases expand to more than 100000 nodes"), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "refused without expanding it");
 
         let deep = format!(
@@ -206,7 +244,13 @@ spec:
             "[".repeat(5000),
             "]".repeat(5000)
         );
-        assert!(matches!(parse_file("deep.yaml", deep.as_bytes()), Err(ManifestError::Yaml { .. })));
+        let err = parse_file("deep.yaml", deep.as_bytes()).unwrap_err();
+        // A sentence with the file and line, not the parser's debug form.
+        assert!(
+            err.to_string().starts_with("deep.yaml: invalid YAML: nesting deeper than 64 levels at line 4"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains('{'), "{err}");
         let deep_json = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
         assert!(matches!(parse_file("deep.json", deep_json.as_bytes()), Err(ManifestError::Json { .. })));
         let big = vec![b'a'; MAX_FILE_BYTES + 1];
