@@ -168,7 +168,8 @@ pub struct AppSpecArgs {
     #[arg(long, required_unless_present = "selector", conflicts_with = "selector", default_value = "")]
     pub cluster: String,
     /// Or every cluster whose labels match this selector (`env=prod,region in (eu,us)`);
-    /// facts are labels too: `bosun.dev/kubernetesVersion`, `bosun.dev/nodes`, `bosun.dev/name`.
+    /// facts are labels too: `bosun.dev/name` (from the certificate), `fact.bosun.dev/kubernetesVersion`,
+    /// `fact.bosun.dev/nodes` (reported by the agent).
     #[arg(long, default_value = "")]
     pub selector: String,
     /// Applications that must be Synced and Healthy on a cluster first (repeatable or comma-separated).
@@ -311,12 +312,21 @@ pub enum CredentialCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum RepoCmd {
-    /// Store https credentials for a repository URL or URL prefix. The password or token is
-    /// read from stdin (or BOSUN_REPO_PASSWORD), never from the command line.
+    /// Store credentials for a repository URL or URL prefix. https: a username, and a password
+    /// or token read from stdin (or BOSUN_REPO_PASSWORD), never from the command line. ssh
+    /// (`ssh://…` or `git@host:org/`): a deploy key file and the host keys to accept.
     Add {
         url: String,
-        #[arg(long)]
+        /// https: the username (for tokens, often `x-access-token` or `oauth2`).
+        #[arg(long, default_value = "")]
         username: String,
+        /// ssh: the private deploy key (OpenSSH format).
+        #[arg(long, requires = "known_hosts")]
+        ssh_key_file: Option<PathBuf>,
+        /// ssh: known_hosts lines for the server (`ssh-keyscan HOST > FILE`, then check the
+        /// fingerprints); hosts not listed are refused.
+        #[arg(long)]
+        known_hosts: Option<PathBuf>,
     },
     List,
     Delete {
@@ -1035,44 +1045,53 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
 
 async fn repo(c: &mut Admin, out: Output, cmd: RepoCmd) -> Result<(), Failure> {
     match cmd {
-        RepoCmd::Add { url, username } => {
-            let password = match std::env::var("BOSUN_REPO_PASSWORD") {
-                Ok(p) => p,
-                Err(_) => {
-                    let mut p = String::new();
-                    std::io::stdin().read_line(&mut p).context("reading the password from stdin")?;
-                    p.trim_end_matches(['\n', '\r']).to_string()
+        RepoCmd::Add { url, username, ssh_key_file, known_hosts } => {
+            let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+            let (password, ssh_private_key) = match &ssh_key_file {
+                Some(f) => (String::new(), read(f)?),
+                None => {
+                    let password = match std::env::var("BOSUN_REPO_PASSWORD") {
+                        Ok(p) => p,
+                        Err(_) => {
+                            let mut p = String::new();
+                            std::io::stdin().read_line(&mut p).context("reading the password from stdin")?;
+                            p.trim_end_matches(['\n', '\r']).to_string()
+                        }
+                    };
+                    (password, String::new())
                 }
             };
+            let known_hosts = known_hosts.as_ref().map(read).transpose()?.unwrap_or_default();
             let r = c
-                .add_repository(pb::AddRepositoryRequest { url, username, password })
+                .add_repository(pb::AddRepositoryRequest { url, username, password, ssh_private_key, known_hosts })
                 .await
                 .map_err(from_status)?
                 .into_inner();
             if out == Output::Table {
-                println!("credentials stored for {} (user {:?})", r.url, r.username);
+                if r.has_ssh_key {
+                    println!("ssh key stored for {} (known hosts: {})", r.url, r.known_hosts.join(", "));
+                } else {
+                    println!("credentials stored for {} (user {:?})", r.url, r.username);
+                }
             } else {
-                print_value(out, &json!({"url": r.url, "username": r.username, "hasPassword": r.has_password}))?;
+                print_value(out, &repo_json(&r))?;
             }
         }
         RepoCmd::List => {
             let list = c.list_repositories(pb::ListRepositoriesRequest {}).await.map_err(from_status)?.into_inner();
             match out {
                 Output::Table => {
-                    println!("{:<60} {:<20} PASSWORD", "URL", "USERNAME");
+                    println!("{:<60} {:<20} SECRET", "URL", "USERNAME");
                     for r in &list.repositories {
-                        println!("{:<60} {:<20} {}", r.url, r.username, if r.has_password { "stored" } else { "-" });
+                        let secret = match (r.has_password, r.has_ssh_key) {
+                            (_, true) => format!("ssh key (hosts: {})", r.known_hosts.join(",")),
+                            (true, false) => "password".to_string(),
+                            (false, false) => "-".to_string(),
+                        };
+                        println!("{:<60} {:<20} {}", r.url, r.username, secret);
                     }
                 }
-                _ => print_value(
-                    out,
-                    &Value::Array(
-                        list.repositories
-                            .iter()
-                            .map(|r| json!({"url": r.url, "username": r.username, "hasPassword": r.has_password}))
-                            .collect(),
-                    ),
-                )?,
+                _ => print_value(out, &Value::Array(list.repositories.iter().map(repo_json).collect()))?,
             }
         }
         RepoCmd::Delete { url } => {
@@ -1083,6 +1102,10 @@ async fn repo(c: &mut Admin, out: Output, cmd: RepoCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+fn repo_json(r: &pb::Repository) -> Value {
+    json!({"url": r.url, "username": r.username, "hasPassword": r.has_password, "hasSshKey": r.has_ssh_key, "knownHosts": r.known_hosts})
 }
 
 async fn import(

@@ -35,7 +35,11 @@ fn spec_from_pb(s: Option<pb::ApplicationSpec>) -> Result<AppSpec, Error> {
             recurse: src.recurse,
         },
         destination: Destination { cluster: dst.cluster, selector: dst.selector, namespace: dst.namespace },
-        sync_policy: s.sync_policy.unwrap_or_default().into(),
+        sync_policy: s
+            .sync_policy
+            .unwrap_or_default()
+            .try_into()
+            .map_err(|e: bosun_proto::convert::ConvertError| Error::InvalidRequest(e.to_string()))?,
         ignore_differences: s.ignore_differences.into_iter().map(Into::into).collect(),
         depends_on: s.depends_on,
         rollout: match s.rollout {
@@ -193,6 +197,11 @@ fn caller<T>(cp: &ControlPlane, req: &Request<T>) -> Result<String, Status> {
     Ok(cp.authorize_agent(&peer).inspect_err(|e| warn!(error = %e, "agent call refused"))?)
 }
 
+/// Resolves once the control plane is stopping.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::AssignmentSnapshot, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -203,6 +212,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         &self,
         req: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        let peer = peer_of(&self.0, &req)?;
         let cluster = caller(&self.0, &req)?;
         let r = req.into_inner();
         let facts: BTreeMap<String, String> = r.facts.into_iter().collect();
@@ -210,10 +220,24 @@ impl pb::agent_service_server::AgentService for AgentApi {
         cp.connected(&cluster, true, Some((facts, r.agent_version.clone())));
         info!(cluster = %cluster, known_generation = r.known_generation, "agent connected");
         let mut changes = cp.subscribe(&cluster);
+        let mut stopping = cp.stopping();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut known = r.known_generation;
-            while let Some((generation, assignments)) = cp.snapshot(&cluster) {
+            // The certificate's end closes the stream even when nothing is sent.
+            let expiry = std::time::UNIX_EPOCH + Duration::from_secs(peer.not_after.max(0) as u64);
+            let until_expiry =
+                expiry.duration_since(std::time::SystemTime::now()).unwrap_or_default() + Duration::from_millis(500);
+            let expires = tokio::time::sleep(until_expiry);
+            tokio::pin!(expires);
+            let end = loop {
+                // Identity is checked again before every message: expiry, revocation, serial.
+                if let Err(e) = cp.authorize_agent(&peer) {
+                    break Some(Status::from(e));
+                }
+                let Some((generation, assignments)) = cp.snapshot(&cluster) else {
+                    break Some(Status::not_found(format!("cluster {cluster:?} was deleted")));
+                };
                 if generation != known {
                     let snap = pb::AssignmentSnapshot {
                         cluster: cluster.clone(),
@@ -221,14 +245,32 @@ impl pb::agent_service_server::AgentService for AgentApi {
                         assignments: assignments.iter().map(pb::Assignment::from).collect(),
                     };
                     if tx.send(Ok(snap)).await.is_err() {
-                        break;
+                        break None;
                     }
                     known = generation;
                 }
                 tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { break },
-                    _ = tx.closed() => break,
+                    changed = changes.changed() => if changed.is_err() {
+                        // The cluster was revoked or deleted: the next check says which.
+                        changes = cp.subscribe(&cluster);
+                        if let Err(e) = cp.authorize_agent(&peer) {
+                            break Some(Status::from(e));
+                        }
+                    },
+                    _ = &mut expires => {
+                        // Checked at the top of the loop; look again in a second if the clock
+                        // has not quite reached it.
+                        expires.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                    _ = stopped(&mut stopping) => {
+                        break Some(Status::unavailable("the control plane is shutting down; reconnect (to another replica)"));
+                    }
+                    _ = tx.closed() => break None,
                 }
+            };
+            if let Some(status) = end {
+                info!(cluster = %cluster, reason = %status.message(), "closing the agent's assignment stream");
+                let _ = tx.send(Err(status)).await;
             }
             cp.connected(&cluster, false, None);
             info!(cluster = %cluster, "agent stream closed");
@@ -367,7 +409,13 @@ fn credential_to_pb(c: &Credential) -> pb::Credential {
 }
 
 fn repo_to_pb(r: &RepoRecord) -> pb::Repository {
-    pb::Repository { url: r.url.clone(), username: r.username.clone(), has_password: !r.password_sealed.is_empty() }
+    pb::Repository {
+        url: r.url.clone(),
+        username: r.username.clone(),
+        has_password: !r.password_sealed.is_empty(),
+        has_ssh_key: !r.ssh_key_sealed.is_empty(),
+        known_hosts: r.known_host_names(),
+    }
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::StatusEvent, Status>> + Send>>;
@@ -383,6 +431,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         self.read(&req)?;
         let app = req.into_inner().application;
         let (current, mut events) = self.0.watch_status(&app)?;
+        let mut stopping = self.0.stopping();
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             for s in &current {
@@ -391,7 +440,14 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 }
             }
             loop {
-                let item = match events.recv().await {
+                let received = tokio::select! {
+                    r = events.recv() => r,
+                    _ = stopped(&mut stopping) => {
+                        let _ = tx.send(Err(Status::unavailable("the control plane is shutting down; watch again"))).await;
+                        return;
+                    }
+                };
+                let item = match received {
                     Ok(s) if app.is_empty() || s.app == app => Ok(status_event(&s)),
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Err(Status::resource_exhausted(
@@ -680,6 +736,27 @@ impl pb::admin_service_server::AdminService for AdminApi {
         result
     }
 
+    type CreateBackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
+
+    async fn create_backup(
+        &self,
+        req: Request<pb::CreateBackupRequest>,
+    ) -> Result<Response<Self::CreateBackupStream>, Status> {
+        let without = req.get_ref().without_secrets;
+        let object = if without { "without secrets" } else { "with secrets" };
+        let who = self.write(&req, "CreateBackup", object)?;
+        let cp = self.0.clone();
+        let result = tokio::task::spawn_blocking(move || cp.backup(without))
+            .await
+            .map_err(|e| Status::internal(format!("backup task: {e}")))
+            .and_then(|r| r.map_err(Status::from));
+        audit(&self.0, &who, "CreateBackup", object, &outcome(&result));
+        let bytes = result?;
+        let chunks: Vec<Result<pb::BackupChunk, Status>> =
+            bytes.chunks(1 << 20).map(|c| Ok(pb::BackupChunk { data: c.to_vec() })).collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+
     async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let who = self.read(&req)?;
         Ok(Response::new(pb::WhoAmIResponse {
@@ -698,7 +775,13 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let r = req.into_inner();
         let result = self
             .0
-            .add_repository(&r.url, &r.username, &Secret::new(r.password))
+            .add_repository(
+                &r.url,
+                &r.username,
+                &Secret::new(r.password),
+                &Secret::new(r.ssh_private_key),
+                &r.known_hosts,
+            )
             .map(|rec| Response::new(repo_to_pb(&rec)))
             .map_err(Into::into);
         audit(&self.0, &who, "AddRepository", &object, &outcome(&result));

@@ -10,6 +10,10 @@ pub enum Error {
     AppExists(String),
     #[error("cluster {0:?} not found")]
     ClusterNotFound(String),
+    /// Anything else looked up by name that does not exist (a credential, repository
+    /// credentials, a history entry, a bundle): the message says what and what to do.
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     InvalidSpec(#[from] SpecError),
     #[error("invalid request: {0}")]
@@ -22,6 +26,8 @@ pub enum Error {
     PermissionDenied(String),
     #[error("storage failed: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("certificate authority: {0}")]
     Pki(String),
     #[error("secrets: {0}")]
@@ -30,6 +36,9 @@ pub enum Error {
     Git { repo: String, message: String },
     #[error("rendering {path:?} at {revision}: {message}")]
     Render { path: String, revision: String, message: String },
+    /// A source error recorded earlier (a failed render not tried again yet), as it read then.
+    #[error("{0}")]
+    Source(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -38,13 +47,13 @@ impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         use tonic::Code;
         let code = match &e {
-            Error::AppNotFound(_) | Error::ClusterNotFound(_) => Code::NotFound,
+            Error::AppNotFound(_) | Error::ClusterNotFound(_) | Error::NotFound(_) => Code::NotFound,
             Error::AppExists(_) => Code::AlreadyExists,
             Error::InvalidSpec(_) | Error::InvalidRequest(_) => Code::InvalidArgument,
             Error::BadJoinToken | Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
-            Error::Git { .. } | Error::Render { .. } => Code::FailedPrecondition,
-            Error::Store(_) | Error::Pki(_) | Error::Secrets(_) => Code::Internal,
+            Error::Git { .. } | Error::Render { .. } | Error::Source(_) => Code::FailedPrecondition,
+            Error::Store(_) | Error::Pki(_) | Error::Secrets(_) | Error::Internal(_) => Code::Internal,
         };
         tonic::Status::new(code, e.to_string())
     }

@@ -5,7 +5,7 @@
 //! `file://` runs `git upload-pack`, so git must be on PATH for local repositories.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -18,13 +18,71 @@ use crate::error::{Error, Result};
 /// One file read from a tree: its path relative to the requested directory, and content.
 pub type File = (String, Vec<u8>);
 
+/// The directory (in the cache) that holds ssh keys and known hosts during a fetch.
+const SCRATCH: &str = ".scratch";
+
 /// Largest tree (files under the Application path) read for rendering.
 pub const MAX_TREE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Credentials for one fetch (https basic auth or token).
+/// Credentials for one fetch: https basic auth (or a token), or an ssh deploy key with the
+/// host keys to accept.
 pub struct Account {
     pub username: String,
     pub password: crate::secrets::Secret,
+    pub ssh: Option<SshAccount>,
+}
+
+/// An ssh deploy key and the pinned host keys (known_hosts lines).
+pub struct SshAccount {
+    pub private_key: crate::secrets::Secret,
+    pub known_hosts: String,
+}
+
+/// Files ssh reads for one fetch, in a private directory removed afterwards.
+struct SshFiles {
+    _dir: tempfile::TempDir,
+    command: String,
+    /// Where ssh writes its messages (read back for errors; never copied to the log as is).
+    stderr: std::path::PathBuf,
+}
+
+impl SshFiles {
+    fn new(account: &SshAccount, dir: tempfile::TempDir) -> std::io::Result<Self> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let write = |name: &str, content: &str| -> std::io::Result<std::path::PathBuf> {
+            let p = dir.path().join(name);
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&p)?;
+            f.write_all(content.as_bytes())?;
+            if !content.ends_with('\n') {
+                f.write_all(b"\n")?;
+            }
+            Ok(p)
+        };
+        let key = write("key", account.private_key.expose())?;
+        let known = write("known_hosts", &account.known_hosts)?;
+        let stderr = dir.path().join("stderr");
+        // Only this key, only these host keys, no prompts, no user or system configuration.
+        let command = format!(
+            "ssh -F /dev/null -i '{}' -o IdentitiesOnly=yes -o UserKnownHostsFile='{}' -o GlobalKnownHostsFile=/dev/null \
+-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=30 -o LogLevel=ERROR 2>>'{}'",
+            key.display(),
+            known.display(),
+            stderr.display()
+        );
+        Ok(Self { _dir: dir, command, stderr })
+    }
+
+    /// What ssh said, as one line without private paths.
+    fn said(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("@@@") && !l.starts_with("Please contact"))
+            .collect();
+        ssh_hint(&lines.join("; "))
+    }
 }
 
 pub struct GitCache {
@@ -51,6 +109,32 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// ssh's own words turned into what to do; private file paths left out.
+fn ssh_hint(message: &str) -> String {
+    let mut m = message.to_string();
+    // The key and known_hosts live in a private temporary directory: never show its path.
+    let delimiter = ['\'', ' ', '"', ':'];
+    while let Some(at) = m.find(SCRATCH) {
+        let start = m[..at].rfind(delimiter).map(|i| i + 1).unwrap_or(0);
+        let end = m[at..].find(delimiter).map(|e| at + e).unwrap_or(m.len());
+        m.replace_range(start..end, "<private>");
+    }
+    if m.contains("Host key verification failed")
+        || m.contains("No ED25519 host key is known")
+        || m.contains("host key for")
+    {
+        return format!(
+            "{m} (the server's host key is not among the known hosts stored for this URL: add it with `bosun repo add URL --known-hosts FILE` after checking its fingerprint)"
+        );
+    }
+    if m.contains("Permission denied (publickey") {
+        return format!(
+            "{m} (the server refused the deploy key: check that its public half is a deploy key of the repository)"
+        );
+    }
+    m
+}
+
 /// A repository URL without credentials, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -60,8 +144,19 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl GitCache {
+    /// A cache under `root`. Scratch files of an earlier process (ssh keys written for a
+    /// fetch that a kill -9 interrupted) are removed.
     pub fn new(root: PathBuf) -> Self {
+        let _ = std::fs::remove_dir_all(root.join(SCRATCH));
         Self { root, locks: Mutex::new(HashMap::new()) }
+    }
+
+    /// A private directory for one fetch's ssh files, removed when dropped.
+    fn scratch(&self) -> std::io::Result<tempfile::TempDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = self.root.join(SCRATCH);
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        tempfile::Builder::new().prefix("ssh-").tempdir_in(dir)
     }
 
     fn dir(&self, url: &str) -> PathBuf {
@@ -88,7 +183,25 @@ impl GitCache {
     pub fn fetch(&self, url: &str, account: Option<&Account>) -> Result<()> {
         let lock = self.lock(url);
         let _guard = lock.lock();
-        let repo = self.open(url)?;
+        let mut repo = self.open(url)?;
+        let mut _ssh_files = None;
+        if bosun_core::app::is_ssh_url(url) {
+            let ssh = account.and_then(|a| a.ssh.as_ref()).ok_or_else(|| {
+                git_err(
+                    url,
+                    "no ssh key is stored for this repository; add one with `bosun repo add URL --ssh-key-file KEY --known-hosts FILE`",
+                )
+            })?;
+            let files = self
+                .scratch()
+                .and_then(|dir| SshFiles::new(ssh, dir))
+                .map_err(|e| git_err(url, format!("preparing ssh: {e}")))?;
+            let mut cfg = repo.config_snapshot_mut();
+            cfg.set_value(&gix::config::tree::Core::SSH_COMMAND, files.command.as_str())
+                .map_err(|e| git_err(url, format!("configuring ssh: {e}")))?;
+            cfg.commit().map_err(|e| git_err(url, format!("configuring ssh: {e}")))?;
+            _ssh_files = Some(files);
+        }
         let remote = repo
             .remote_at(url)
             .map_err(|e| git_err(url, e))?
@@ -97,8 +210,10 @@ impl GitCache {
                 Direction::Fetch,
             )
             .map_err(|e| git_err(url, e))?;
-        let mut connection = remote.connect(Direction::Fetch).map_err(|e| git_err(url, format!("connecting: {e}")))?;
-        if let Some(account) = account {
+        let mut connection = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| git_err(url, format!("connecting: {}", ssh_hint(&chain(&e)))))?;
+        if let Some(account) = account.filter(|a| a.ssh.is_none()) {
             let (username, password) = (account.username.clone(), account.password.expose().to_string());
             connection = connection.with_credentials(move |action| match action {
                 gix::credentials::helper::Action::Get(ctx) => Ok(Some(gix::credentials::protocol::Outcome {
@@ -112,11 +227,15 @@ impl GitCache {
                 _ => Ok(None),
             });
         }
+        let with_ssh = |what: &str, e: String| match &_ssh_files {
+            Some(f) if !f.said().is_empty() => git_err(url, format!("{what}: ssh: {}", f.said())),
+            _ => git_err(url, format!("{what}: {}", ssh_hint(&e))),
+        };
         connection
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| git_err(url, format!("listing references: {}", chain(&e))))?
+            .map_err(|e| with_ssh("listing references", chain(&e)))?
             .receive(gix::progress::Discard, &AtomicBool::new(false))
-            .map_err(|e| git_err(url, format!("fetching: {}", chain(&e))))?;
+            .map_err(|e| with_ssh("fetching", chain(&e)))?;
         Ok(())
     }
 
@@ -141,8 +260,9 @@ impl GitCache {
         Err(git_err(url, format!("revision {rev:?} is not a branch, tag or commit of this repository")))
     }
 
-    /// Reads the files under `path` at `commit` (recursively when `recurse`). Symlinks and
-    /// submodules are refused: manifests must be regular files inside the repository.
+    /// Reads the manifest files under `path` at `commit` (recursively when `recurse`).
+    /// Symlinked manifests and submodules are refused: manifests must be regular files inside
+    /// the repository. Other files are neither read nor counted.
     pub fn read_dir(&self, url: &str, commit: &str, path: &str, recurse: bool) -> Result<Vec<File>> {
         let repo = self.open(url)?;
         let tree = self.tree_at(&repo, url, commit, path)?;
@@ -156,24 +276,21 @@ impl GitCache {
     pub fn has_kustomization(&self, url: &str, commit: &str, path: &str) -> Result<bool> {
         let repo = self.open(url)?;
         let tree = self.tree_at(&repo, url, commit, path)?;
-        Ok(["kustomization.yaml", "kustomization.yml", "Kustomization"].iter().any(|n| tree.find_entry(*n).is_some()))
+        Ok(bosun_core::kustomize::KUSTOMIZATION_FILES.iter().any(|n| tree.find_entry(*n).is_some()))
     }
 
-    /// Writes the whole tree at `commit` into `dest` (for kustomize, which reads a directory).
-    pub fn export(&self, url: &str, commit: &str, dest: &Path) -> Result<()> {
+    /// The names of the entries directly under `path` at `commit`.
+    pub fn list_names(&self, url: &str, commit: &str, path: &str) -> Result<Vec<String>> {
         let repo = self.open(url)?;
-        let tree = self.tree_at(&repo, url, commit, "")?;
-        let mut files = Vec::new();
-        let mut total = 0usize;
-        walk(&repo, url, &tree, "", true, &mut files, &mut total)?;
-        for (rel, bytes) in files {
-            let p = dest.join(&rel);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| git_err(url, e))?;
-            }
-            std::fs::write(&p, bytes).map_err(|e| git_err(url, e))?;
-        }
-        Ok(())
+        let tree = self.tree_at(&repo, url, commit, path)?;
+        tree.iter().map(|e| e.map(|e| e.inner.filename.to_string()).map_err(|e| git_err(url, e))).collect()
+    }
+
+    /// The repository at `commit`, for reading single entries by path.
+    pub fn snapshot(&self, url: &str, commit: &str) -> Result<Snapshot> {
+        let repo = self.open(url)?;
+        let root = self.tree_at(&repo, url, commit, "")?.id;
+        Ok(Snapshot { repo, root, url: url.to_string() })
     }
 
     fn tree_at<'r>(&self, repo: &'r gix::Repository, url: &str, commit: &str, path: &str) -> Result<gix::Tree<'r>> {
@@ -212,18 +329,18 @@ fn walk(
                 let sub = repo.find_tree(entry.inner.oid.to_owned()).map_err(|e| git_err(url, e))?;
                 walk(repo, url, &sub, &rel, recurse, out, total)?;
             }
+        } else if !bosun_core::manifest::is_manifest(&rel) {
+            // Not read, not counted: only manifests are rendered.
         } else if mode.is_link() {
-            if bosun_core::manifest::is_manifest(&rel) {
-                return Err(git_err(
-                    url,
-                    format!("{rel} is a symbolic link; manifests must be regular files in the repository"),
-                ));
-            }
+            return Err(git_err(
+                url,
+                format!("{rel} is a symbolic link; manifests must be regular files in the repository"),
+            ));
         } else if mode.is_blob() {
             let blob = repo.find_blob(entry.inner.oid.to_owned()).map_err(|e| git_err(url, e))?;
             *total += blob.data.len();
             if *total > MAX_TREE_BYTES {
-                return Err(git_err(url, format!("the files under the path exceed {MAX_TREE_BYTES} bytes")));
+                return Err(git_err(url, format!("the manifests under the path exceed {MAX_TREE_BYTES} bytes")));
             }
             out.push((rel, blob.data.clone()));
         }
@@ -231,9 +348,92 @@ fn walk(
     Ok(())
 }
 
+/// What a path is in a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Missing,
+    /// A regular (or executable) file of this many bytes.
+    File(u64),
+    Dir,
+    /// A symbolic link, at the path or at one of its parent directories.
+    Symlink,
+    /// A submodule (its content is not in this repository).
+    Submodule,
+}
+
+/// One repository at one commit, read by path (no worktree).
+pub struct Snapshot {
+    repo: gix::Repository,
+    root: gix::ObjectId,
+    url: String,
+}
+
+impl Snapshot {
+    /// What `path` (repository-relative, normalised; empty is the root) is. A symbolic link
+    /// anywhere on the way counts as one: nothing is read through links.
+    pub fn entry(&self, path: &str) -> Result<Entry> {
+        let mut tree = self.repo.find_tree(self.root).map_err(|e| git_err(&self.url, e))?;
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.is_empty() {
+            return Ok(Entry::Dir);
+        }
+        for (i, part) in parts.iter().enumerate() {
+            let Some(e) = tree.find_entry(*part) else { return Ok(Entry::Missing) };
+            let mode = e.mode();
+            let last = i + 1 == parts.len();
+            if mode.is_link() {
+                return Ok(Entry::Symlink);
+            }
+            if mode.is_commit() {
+                return Ok(Entry::Submodule);
+            }
+            if mode.is_tree() {
+                let id = e.object_id();
+                tree = self.repo.find_tree(id).map_err(|e| git_err(&self.url, e))?;
+                if last {
+                    return Ok(Entry::Dir);
+                }
+                continue;
+            }
+            if !last {
+                return Ok(Entry::Missing); // a file where a directory is expected
+            }
+            let header = self.repo.find_header(e.object_id()).map_err(|e| git_err(&self.url, e))?;
+            return Ok(Entry::File(header.size()));
+        }
+        Ok(Entry::Missing)
+    }
+
+    /// The content of the regular file at `path`.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>> {
+        let tree = self.repo.find_tree(self.root).map_err(|e| git_err(&self.url, e))?;
+        let e = tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| git_err(&self.url, e))?
+            .ok_or_else(|| git_err(&self.url, format!("{path} does not exist")))?;
+        let blob = self.repo.find_blob(e.object_id()).map_err(|e| git_err(&self.url, e))?;
+        Ok(blob.data.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_files_of_a_killed_process_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let left = tmp.path().join(SCRATCH).join("ssh-x");
+        std::fs::create_dir_all(&left).unwrap();
+        std::fs::write(left.join("key"), "-----BEGIN OPENSSH PRIVATE KEY-----").unwrap();
+        let cache = GitCache::new(tmp.path().into());
+        assert!(!tmp.path().join(SCRATCH).exists());
+        let d = cache.scratch().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(d.path().parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        let msg = ssh_hint(&format!("Load key \"{}/key\": bad permissions", d.path().display()));
+        assert!(!msg.contains(SCRATCH) && msg.contains("<private>"), "{msg}");
+    }
 
     #[test]
     fn urls_are_redacted() {

@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
+pub mod datadir;
 pub mod error;
 pub mod git;
 pub mod metrics;
@@ -90,12 +92,29 @@ pub struct Config {
     /// The CA's private key (PEM).
     #[arg(long, requires = "ca_cert")]
     pub ca_key: Option<PathBuf>,
+    /// Hosts kustomizations may fetch remote bases from (repeatable). None by default: a
+    /// render reads only the Application's repository and opens no connection.
+    #[arg(long = "allow-remote-bases", value_name = "HOST", value_delimiter = ',')]
+    pub allow_remote_bases: Vec<String>,
+    /// The kustomize tool (`kustomize`, or `kubectl` for `kubectl kustomize`); default: the
+    /// first of them on PATH.
+    #[arg(long, env = "BOSUN_KUSTOMIZE")]
+    pub kustomize: Option<PathBuf>,
+    /// How long one render may run.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub render_timeout: Duration,
+    /// Most memory one render process may allocate, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub render_memory_mib: u64,
+    /// How many renders run at once.
+    #[arg(long, default_value_t = 2)]
+    pub render_concurrency: usize,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     pub log_format: String,
 }
 
-/// Offline tasks of the control plane binary.
+/// Tasks of the control plane binary besides serving.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Write a new CA (ca.pem, ca.key) into a directory, for --ca-cert/--ca-key or --trusted-ca.
@@ -105,10 +124,39 @@ pub enum Command {
         #[arg(long, default_value = "Bosun CA")]
         common_name: String,
     },
+    /// Write a consistent backup of the data directory's control plane to a file (0600): the
+    /// store, the CA and, unless --without-secrets, the CA key and the secret key. Works on a
+    /// stopped control plane (reads --data-dir) and on a running one (asks it over the admin
+    /// API, with the admin token and endpoints from --data-dir or --server/--token).
+    Backup {
+        /// Where to write the backup.
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave out the CA key and the secret key (a restore then needs them from elsewhere).
+        #[arg(long)]
+        without_secrets: bool,
+        /// Admin API of a running control plane (default: from --data-dir's endpoints.json).
+        #[arg(long, env = "BOSUN_SERVER")]
+        server: Option<String>,
+        /// Admin token (default: --data-dir's admin-token).
+        #[arg(long, env = "BOSUN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// CA bundle to trust the admin API (default: --data-dir's ca-bundle.pem).
+        #[arg(long, env = "BOSUN_CA_FILE")]
+        ca_file: Option<PathBuf>,
+    },
+    /// Restore a backup into --data-dir, which must not hold a store yet; then start the
+    /// control plane on it.
+    Restore {
+        /// The backup file.
+        #[arg(long = "from")]
+        from: PathBuf,
+    },
 }
 
-/// Runs an offline task.
-pub fn run_command(cmd: &Command) -> anyhow::Result<()> {
+/// Runs a task other than serving.
+pub async fn run_command(cfg: &Config, cmd: &Command) -> anyhow::Result<()> {
+    install_crypto();
     match cmd {
         Command::GenerateCa { out, common_name } => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -121,7 +169,143 @@ pub fn run_command(cmd: &Command) -> anyhow::Result<()> {
             println!("wrote {0}/ca.pem and {0}/ca.key", out.display());
             Ok(())
         }
+        Command::Backup { out, without_secrets, server, token, ca_file } => {
+            let bytes = match server {
+                None => match backup_offline(cfg, *without_secrets)? {
+                    Some(b) => b,
+                    None => backup_online(cfg, None, token.clone(), ca_file.clone(), *without_secrets).await?,
+                },
+                Some(s) => {
+                    backup_online(cfg, Some(s.clone()), token.clone(), ca_file.clone(), *without_secrets).await?
+                }
+            };
+            let parsed = backup::Backup::parse(&bytes)?;
+            datadir::write_file(out, &bytes, 0o600)?;
+            println!(
+                "wrote {} ({} records{}): keep it as safe as the CA key",
+                out.display(),
+                parsed.records.len(),
+                if *without_secrets {
+                    ", without the CA key and secret key"
+                } else {
+                    ", with the CA key and secret key"
+                }
+            );
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+            let summary = backup::Backup::parse(&bytes)?.restore(&cfg.data_dir)?;
+            println!(
+                "restored {} Applications, {} clusters and {} credentials into {}",
+                summary.applications,
+                summary.clusters,
+                summary.credentials,
+                cfg.data_dir.display()
+            );
+            if !summary.missing_secrets.is_empty() {
+                println!(
+                    "the backup carried no {}: put them back (or pass --ca-cert/--ca-key, --secret-key-file) before starting",
+                    summary.missing_secrets.join(", ")
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+/// The data directory as this configuration uses it.
+fn data_dir(cfg: &Config) -> datadir::DataDir {
+    let d = &cfg.data_dir;
+    let mut required = vec![d.join(datadir::STORE_FILE)];
+    if cfg.ca_cert.is_none() {
+        required.extend([d.join("ca.pem"), d.join("ca.key")]);
+    }
+    if cfg.secret_key_file.is_none() {
+        required.push(d.join("secret.key"));
+    }
+    datadir::DataDir { root: d.clone(), required }
+}
+
+/// The files a backup carries, where this configuration keeps them.
+fn backup_sources(cfg: &Config) -> std::collections::BTreeMap<String, PathBuf> {
+    let d = &cfg.data_dir;
+    let (ca_pem, ca_key) = cfg.ca_cert.clone().zip(cfg.ca_key.clone()).unwrap_or((d.join("ca.pem"), d.join("ca.key")));
+    [
+        ("ca.pem", ca_pem),
+        ("ca.key", ca_key),
+        ("secret.key", cfg.secret_key_file.clone().unwrap_or(d.join("secret.key"))),
+    ]
+    .into_iter()
+    .map(|(n, p)| (n.to_string(), p))
+    .collect()
+}
+
+/// A backup read straight from a stopped control plane's data directory; `None` when a
+/// running control plane holds the store.
+fn backup_offline(cfg: &Config, without_secrets: bool) -> anyhow::Result<Option<Vec<u8>>> {
+    let dd = data_dir(cfg);
+    let marker = dd.check()?.with_context(|| {
+        format!("{} is not an initialised data directory (no {})", cfg.data_dir.display(), datadir::MARKER_FILE)
+    })?;
+    let store = match store::RedbStore::open(&dd.store_path()) {
+        Ok(s) => s,
+        Err(e) if e.to_string().contains("in use by another process") => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let b = backup::Backup::take(&store, &backup_sources(cfg), &marker.installation_id, without_secrets)?;
+    Ok(Some(serde_json::to_vec(&b)?))
+}
+
+/// A backup taken by a running control plane over its admin API.
+async fn backup_online(
+    cfg: &Config,
+    server: Option<String>,
+    token: Option<String>,
+    ca_file: Option<PathBuf>,
+    without_secrets: bool,
+) -> anyhow::Result<Vec<u8>> {
+    use tonic::transport::{Channel, ClientTlsConfig};
+    let server = match server {
+        Some(s) => s,
+        None => {
+            let p = cfg.data_dir.join("endpoints.json");
+            let e: Endpoints =
+                serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)?;
+            e.admin
+        }
+    };
+    let token = match token {
+        Some(t) => t,
+        None => std::fs::read_to_string(cfg.data_dir.join("admin-token"))
+            .context("reading the admin token (or pass --token)")?
+            .trim()
+            .to_string(),
+    };
+    let ca_path = ca_file.unwrap_or_else(|| cfg.data_dir.join("ca-bundle.pem"));
+    let ca = std::fs::read_to_string(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+    let url = if server.contains("://") { server } else { format!("https://{server}") };
+    let channel = Channel::from_shared(url.clone())?
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).domain_name("localhost"))?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the admin API at {url}"))?;
+    let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().context("the admin token")?;
+    let mut client =
+        pb::admin_service_client::AdminServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", auth.clone());
+            Ok(r)
+        });
+    let mut stream = client
+        .create_backup(pb::CreateBackupRequest { without_secrets })
+        .await
+        .map_err(|s| anyhow::anyhow!("backup refused: {}", s.message()))?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await.map_err(|s| anyhow::anyhow!("backup failed: {}", s.message()))? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
 }
 
 /// Installs the process-wide rustls provider (ring) before any TLS is used.
@@ -197,6 +381,11 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
         trusted_cas: Vec::new(),
         ca_cert: None,
         ca_key: None,
+        allow_remote_bases: Vec::new(),
+        kustomize: None,
+        render_timeout: Duration::from_secs(120),
+        render_memory_mib: 2048,
+        render_concurrency: 2,
         log_format: "text".into(),
     };
     let endpoints_file = data_dir.join("endpoints.json");
@@ -218,7 +407,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     install_crypto();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    let store = Arc::new(store::RedbStore::open(&cfg.data_dir.join("bosun.redb"))?);
+    // A data directory that was initialised must still hold its store, CA and keys: starting
+    // afresh over a lost store would lock every agent out without a word.
+    let dd = data_dir(&cfg);
+    dd.check()?;
+    let store = Arc::new(store::RedbStore::open(&dd.store_path())?);
     let git = Arc::new(git::GitCache::new(cfg.data_dir.join("git")));
     let pki = pki::Pki::load_or_create(
         &cfg.data_dir,
@@ -242,12 +435,30 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The marker is written once everything it vouches for exists.
     let settings = Settings {
         cert_validity: cfg.cert_validity,
         admin_cert_validity: cfg.admin_cert_validity,
         poll_interval: cfg.poll_interval,
+        installation_id: String::new(),
+        backup_sources: backup_sources(&cfg),
+        renderer: render::Renderer {
+            allowed_hosts: cfg
+                .allow_remote_bases
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            tool: cfg.kustomize.clone(),
+            timeout: cfg.render_timeout,
+            max_memory: cfg.render_memory_mib.saturating_mul(1 << 20),
+        },
+        render_concurrency: cfg.render_concurrency,
     };
-    let (cp, new_admin_token) = ControlPlane::load(store, git, pki, secrets, settings)?;
+    info!(sandbox = %render::sandbox::confinement(), remote_bases = ?cfg.allow_remote_bases, "kustomize renders are confined");
+    let (mut cp, new_admin_token) = ControlPlane::load(store, git, pki, secrets, settings)?;
+    let marker = dd.ensure_marker(None)?;
+    cp.set_installation_id(&marker.installation_id);
     let cp = Arc::new(cp);
     let token_file = cfg.data_dir.join("admin-token");
     if let Some(token) = new_admin_token {
@@ -280,12 +491,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, webhook = %endpoints.webhook, trust_domain = %cp.pki.trust_domain, data_dir = %cfg.data_dir.display(), "control plane listening");
 
     let (health, health_svc) = tonic_health::server::health_reporter();
-    health.set_serving::<pb::admin_service_server::AdminServiceServer<api::AdminApi>>().await;
-    health.set_serving::<pb::agent_service_server::AgentServiceServer<api::AgentApi>>().await;
-    health.set_serving::<pb::join_service_server::JoinServiceServer<api::JoinApi>>().await;
+    set_health(&health, cp.readiness().is_ok()).await;
 
     let keepalive = |b: Server| {
         b.http2_keepalive_interval(Some(Duration::from_secs(15))).http2_keepalive_timeout(Some(Duration::from_secs(10)))
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
 
     let (r1, r1a) = reflection("bosun.v1.AdminService")?;
@@ -298,7 +512,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .add_service(health_svc.clone())
     .add_service(r1)
     .add_service(r1a)
-    .serve_with_incoming(TcpListenerStream::new(admin_listener));
+    .serve_with_incoming_shutdown(TcpListenerStream::new(admin_listener), stopped(stop_rx.clone()));
 
     let (r2, r2a) = reflection("bosun.v1.AgentService")?;
     let agent = keepalive(Server::builder().tls_config(
@@ -311,7 +525,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .add_service(health_svc.clone())
     .add_service(r2)
     .add_service(r2a)
-    .serve_with_incoming(TcpListenerStream::new(agent_listener));
+    .serve_with_incoming_shutdown(TcpListenerStream::new(agent_listener), stopped(stop_rx.clone()));
 
     let (r3, r3a) = reflection("bosun.v1.JoinService")?;
     let join = keepalive(Server::builder().tls_config(ServerTlsConfig::new().identity(identity))?)
@@ -319,7 +533,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .add_service(health_svc.clone())
         .add_service(r3)
         .add_service(r3a)
-        .serve_with_incoming(TcpListenerStream::new(join_listener));
+        .serve_with_incoming_shutdown(TcpListenerStream::new(join_listener), stopped(stop_rx.clone()));
 
     if webhook_secret.is_none() {
         info!("no --webhook-secret-file: webhooks are refused; Git is polled");
@@ -328,20 +542,93 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // gRPC probes (which cannot speak TLS, as every gRPC listener here does).
     let http_router = webhook::router(cp.clone(), webhook_secret)
         .merge(tonic::service::Routes::new(health_svc.clone()).into_axum_router());
-    let hooks = axum::serve(webhook_listener, http_router);
+    let hooks = axum::serve(webhook_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
 
-    let poller = tokio::spawn(cp.clone().poll_forever());
-    let ticker = tokio::spawn(cp.clone().tick_forever());
-    let result = tokio::select! {
-        r = hooks => r.context("webhook endpoint"),
-        r = admin => r.context("admin API"),
-        r = agent => r.context("agent API"),
-        r = join => r.context("join endpoint"),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+    // gRPC health follows readiness (the store answers, the CA is valid).
+    let monitor = {
+        let (cp, health) = (cp.clone(), health.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            let mut last: Option<bool> = None;
+            loop {
+                let ready = cp.readiness();
+                if last != Some(ready.is_ok()) {
+                    match &ready {
+                        Ok(()) => info!("ready"),
+                        Err(why) => tracing::warn!(reason = %why, "not ready"),
+                    }
+                    set_health(&health, ready.is_ok()).await;
+                    last = Some(ready.is_ok());
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }))
     };
-    poller.abort();
-    ticker.abort();
-    result
+    let poller = AbortOnDrop(tokio::spawn(cp.clone().poll_forever()));
+    let ticker = AbortOnDrop(tokio::spawn(cp.clone().tick_forever()));
+    let servers = async {
+        tokio::try_join!(
+            async { hooks.await.context("webhook endpoint") },
+            async { admin.await.context("admin API") },
+            async { agent.await.context("agent API") },
+            async { join.await.context("join endpoint") },
+        )
+        .map(|_| ())
+    };
+    tokio::pin!(servers);
+    tokio::select! {
+        r = &mut servers => return r.and_then(|_| anyhow::bail!("the listeners stopped unexpectedly")),
+        _ = shutdown_signal() => {}
+    }
+    // Graceful stop: no new work, open streams end (agents reconnect, to another replica
+    // when there is one), in-flight calls finish; every acknowledged write is already durable.
+    info!("stopping: draining connections");
+    drop((poller, ticker, monitor));
+    set_health(&health, false).await;
+    cp.stop();
+    stop_tx.send_replace(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, servers).await {
+        Ok(r) => r?,
+        Err(_) => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Sets every service's gRPC health (and the server's overall one).
+async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool) {
+    use tonic_health::ServingStatus;
+    let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+    for service in ["", "bosun.v1.AdminService", "bosun.v1.AgentService", "bosun.v1.JoinService"] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// How long a graceful stop waits for connections to close (Kubernetes gives 30 s by default).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Resolves on SIGTERM (what Kubernetes sends) or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

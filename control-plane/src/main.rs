@@ -6,7 +6,7 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let cfg = bosun_control_plane::Config::parse();
     if let Some(cmd) = &cfg.command {
-        return bosun_control_plane::run_command(cmd);
+        return bosun_control_plane::run_command(&cfg, cmd).await;
     }
     bosun_control_plane::init_logging(&cfg.log_format);
     bosun_control_plane::run(cfg).await

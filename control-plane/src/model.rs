@@ -18,7 +18,7 @@ use crate::auth::{self, Access, Credential, CredentialKind, IssuedCert, Principa
 use crate::error::{Error, Result};
 use crate::git::{GitCache, redact_url};
 use crate::pki::{Issued, PeerCert, Pki, Subject};
-use crate::render::{RenderKey, render};
+use crate::render::RenderKey;
 use crate::secrets::{Secret, SecretBox};
 use crate::store::{Kind, Store, StoreExt};
 use bosun_core::argo::Converted;
@@ -31,6 +31,10 @@ pub fn now() -> i64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppRecord {
     pub name: String,
+    /// Identity of this Application (a new one when a deleted Application is created again
+    /// under the same name); agents count sync requests per uid.
+    #[serde(default)]
+    pub uid: String,
     pub spec: AppSpec,
     /// Bumped by each sync request; agents act on a value they have not seen.
     pub sync_request: u64,
@@ -139,6 +143,11 @@ pub struct HistoryEntry {
     pub initiated_by: String,
 }
 
+/// Longest lifetime of an admin credential (token or certificate).
+pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(3650 * 86400);
+/// Longest lifetime of a join token.
+pub const MAX_JOIN_TOKEN_TTL: Duration = Duration::from_secs(30 * 86400);
+
 /// Syncs kept per Application (Argo CD's default `revisionHistoryLimit`).
 pub const HISTORY_LIMIT: usize = 10;
 
@@ -176,6 +185,54 @@ pub struct RepoRecord {
     pub url: String,
     pub username: String,
     pub password_sealed: String,
+    /// ssh: the deploy key, sealed (the URL with an `ssh-key:` prefix as associated data).
+    #[serde(default)]
+    pub ssh_key_sealed: String,
+    /// ssh: the accepted host keys (known_hosts lines; public).
+    #[serde(default)]
+    pub known_hosts: String,
+}
+
+impl RepoRecord {
+    /// The hosts whose keys are pinned (hashed entries shown as such).
+    pub fn known_host_names(&self) -> Vec<String> {
+        self.known_hosts
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next())
+            .flat_map(|hosts| hosts.split(','))
+            .map(|h| if h.starts_with("|1|") { "(hashed)".to_string() } else { h.to_string() })
+            .collect()
+    }
+}
+
+/// Checks known_hosts lines: `hosts keytype base64-key [comment]`, optionally preceded by a
+/// marker (`@cert-authority`, `@revoked`).
+fn check_known_hosts(text: &str) -> Result<()> {
+    let mut any = false;
+    for (i, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let fields = if fields.first().is_some_and(|f| f.starts_with('@')) { &fields[1..] } else { &fields[..] };
+        let ok = fields.len() >= 3
+            && (fields[1].starts_with("ssh-") || fields[1].starts_with("ecdsa-") || fields[1].starts_with("sk-"))
+            && fields[2].bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        if !ok {
+            return Err(Error::InvalidRequest(format!(
+                "known_hosts line {i} is not `HOST KEYTYPE BASE64KEY` (as `ssh-keyscan HOST` prints it)"
+            )));
+        }
+        any = true;
+    }
+    if !any {
+        return Err(Error::InvalidRequest(
+            "an ssh repository needs the host keys to accept (--known-hosts FILE; `ssh-keyscan HOST` prints them — check their fingerprints)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Status reports an admin watcher may fall behind by before its stream is ended.
@@ -189,6 +246,14 @@ pub struct Settings {
     /// Lifetime of admin client certificates.
     pub admin_cert_validity: Duration,
     pub poll_interval: Duration,
+    /// This installation's id (from the data directory's marker; carried by backups).
+    pub installation_id: String,
+    /// Files a backup carries, by name (`ca.pem`, `ca.key`, `secret.key`).
+    pub backup_sources: BTreeMap<String, std::path::PathBuf>,
+    /// How renders run (sandbox, tool, allowed remote hosts).
+    pub renderer: crate::render::Renderer,
+    /// How many renders may run at once.
+    pub render_concurrency: usize,
 }
 
 pub struct ControlPlane {
@@ -200,7 +265,9 @@ pub struct ControlPlane {
     settings: Settings,
     state: RwLock<State>,
     notify: Mutex<HashMap<String, watch::Sender<u64>>>,
-    renders: Mutex<HashMap<RenderKey, (String, Vec<Converted>)>>,
+    renders: Mutex<RenderCache>,
+    /// Bounds how many renders run at once (`--render-concurrency`).
+    render_slots: tokio::sync::Semaphore,
     refresh_lock: tokio::sync::Mutex<()>,
     /// Serialises read-modify-write of cluster records (see `update_cluster`).
     cluster_writes: Mutex<()>,
@@ -212,12 +279,85 @@ pub struct ControlPlane {
     pending_refresh: Mutex<std::collections::BTreeSet<String>>,
     /// Every status report, as recorded, for admin watchers (`WatchStatus`).
     status_events: tokio::sync::broadcast::Sender<Arc<ClusterAppStatus>>,
+    /// Set when the process is stopping: open streams end so that the servers can drain.
+    stopping: watch::Sender<bool>,
 }
 
 fn record_certificate(cluster: &mut ClusterRecord, issued: &Issued) {
     auth::prune_expired(&mut cluster.certificates, now());
     cluster.certificates.push(IssuedCert { serial: issued.serial.clone(), expires_at: issued.expires_at });
     cluster.cert_expires = issued.expires_at;
+}
+
+/// One path rendered at one commit.
+#[derive(Debug, Clone)]
+struct RenderedPath {
+    digest: String,
+    children: Vec<Converted>,
+    /// No objects and no children (refused unless the Application allows empty renders).
+    empty: bool,
+}
+
+/// Renders by (repository, commit, path), successes and failures. A path that failed at a
+/// commit is not rendered again at that commit until its backoff has passed (1 min,
+/// doubling to 30 min) or someone asks (create, update, refresh, webhook): the same commit
+/// fails the same way, and re-running it on every poll costs CPU for nothing. A new commit
+/// is a new key. The oldest entries go beyond [`RenderCache::CAPACITY`].
+#[derive(Default)]
+struct RenderCache {
+    entries: HashMap<RenderKey, (u64, CachedRender)>,
+    tick: u64,
+}
+
+enum CachedRender {
+    Ok(RenderedPath),
+    Failed { message: String, at: std::time::Instant, attempts: u32 },
+}
+
+impl RenderCache {
+    const CAPACITY: usize = 4096;
+
+    fn backoff(attempts: u32) -> Duration {
+        Duration::from_secs(60u64.saturating_mul(1 << attempts.saturating_sub(1).min(5))).min(Duration::from_secs(1800))
+    }
+
+    /// A cached render: `Ok`, or a failure still within its backoff (`retry` ignores that).
+    fn get(&mut self, key: &RenderKey, retry: bool) -> Option<std::result::Result<RenderedPath, String>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (used, entry) = self.entries.get_mut(key)?;
+        *used = tick;
+        match entry {
+            CachedRender::Ok(r) => Some(Ok(r.clone())),
+            CachedRender::Failed { message, at, attempts } => {
+                (!retry && at.elapsed() < Self::backoff(*attempts)).then(|| Err(message.clone()))
+            }
+        }
+    }
+
+    fn insert_ok(&mut self, key: RenderKey, r: RenderedPath) {
+        self.insert(key, CachedRender::Ok(r));
+    }
+
+    fn insert_err(&mut self, key: RenderKey, message: String) {
+        let attempts = match self.entries.get(&key) {
+            Some((_, CachedRender::Failed { attempts, .. })) => attempts + 1,
+            _ => 1,
+        };
+        self.insert(key, CachedRender::Failed { message, at: std::time::Instant::now(), attempts });
+    }
+
+    fn insert(&mut self, key: RenderKey, entry: CachedRender) {
+        self.tick += 1;
+        self.entries.insert(key, (self.tick, entry));
+        if self.entries.len() > Self::CAPACITY {
+            // Drop the least recently used eighth.
+            let mut ticks: Vec<u64> = self.entries.values().map(|(t, _)| *t).collect();
+            ticks.sort_unstable();
+            let cut = ticks[ticks.len() / 8];
+            self.entries.retain(|_, (t, _)| *t > cut);
+        }
+    }
 }
 
 /// A targeted cluster and its template values (`cluster.name`, `cluster.labels.*`).
@@ -259,6 +399,10 @@ fn status_key(app: &str, cluster: &str) -> String {
 
 pub use auth::hash_token;
 
+fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 fn new_token(prefix: &str) -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 24];
@@ -277,7 +421,12 @@ impl ControlPlane {
         settings: Settings,
     ) -> Result<(Self, Option<String>)> {
         let mut state = State::default();
-        for a in store.list::<AppRecord>(Kind::App)? {
+        for mut a in store.list::<AppRecord>(Kind::App)? {
+            if a.uid.is_empty() {
+                // Recorded before Applications had a uid.
+                a.uid = new_uid();
+                store.put(Kind::App, &a.name, &a)?;
+            }
             state.apps.insert(a.name.clone(), a);
         }
         for c in store.list::<ClusterRecord>(Kind::Cluster)? {
@@ -308,6 +457,7 @@ impl ControlPlane {
             state.credentials.insert(cred.name.clone(), cred);
             new_admin = Some(token);
         }
+        let render_slots = tokio::sync::Semaphore::new(settings.render_concurrency.max(1));
         let cp = Self {
             store,
             git,
@@ -317,19 +467,60 @@ impl ControlPlane {
             settings,
             state: RwLock::new(state),
             notify: Mutex::new(HashMap::new()),
-            renders: Mutex::new(HashMap::new()),
+            renders: Mutex::new(RenderCache::default()),
+            render_slots,
             refresh_lock: tokio::sync::Mutex::new(()),
             cluster_writes: Mutex::new(()),
             rollout_writes: Mutex::new(()),
             report_writes: Mutex::new(()),
             pending_refresh: Mutex::new(Default::default()),
             status_events: tokio::sync::broadcast::channel(STATUS_EVENT_BUFFER).0,
+            stopping: watch::channel(false).0,
         };
         Ok((cp, new_admin))
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    pub fn set_installation_id(&mut self, id: &str) {
+        self.settings.installation_id = id.to_string();
+    }
+
+    /// A consistent backup (see [`crate::backup`]), serialised.
+    pub fn backup(&self, without_secrets: bool) -> Result<Vec<u8>> {
+        let b = crate::backup::Backup::take(
+            self.store.as_ref(),
+            &self.settings.backup_sources,
+            &self.settings.installation_id,
+            without_secrets,
+        )
+        .map_err(|e| Error::Internal(format!("taking a backup: {e:#}")))?;
+        serde_json::to_vec(&b).map_err(|e| Error::Internal(format!("encoding a backup: {e}")))
+    }
+
+    /// Whether the control plane can serve: the store answers, the CA has not expired, and
+    /// it is not stopping. The reason when it cannot.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        if *self.stopping.borrow() {
+            return Err("shutting down".into());
+        }
+        self.store.probe().map_err(|e| format!("the store does not answer: {e}"))?;
+        if self.pki.ca_not_after <= now() {
+            return Err("the CA certificate has expired; rotate it (README: Rotating the CA)".into());
+        }
+        Ok(())
+    }
+
+    /// Tells open streams to end (graceful shutdown).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Becomes true when the process is stopping.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     // ---- admin credentials ----
@@ -396,6 +587,15 @@ impl ControlPlane {
                 "credential name {name:?} must be a DNS label: lowercase letters, digits and '-'"
             )));
         }
+        if let Some(t) = ttl
+            && t > MAX_CREDENTIAL_TTL
+        {
+            return Err(Error::InvalidRequest(format!(
+                "ttl {}s is longer than the {} days a credential may live; give a shorter ttl",
+                t.as_secs(),
+                MAX_CREDENTIAL_TTL.as_secs() / 86400
+            )));
+        }
         let created_at = now();
         let (cred, secret) = match csr_pem {
             None => {
@@ -435,7 +635,7 @@ impl ControlPlane {
 
     pub fn delete_credential(&self, name: &str) -> Result<()> {
         if !self.state.read().credentials.contains_key(name) {
-            return Err(Error::InvalidRequest(format!("no credential named {name:?}")));
+            return Err(Error::NotFound(format!("no credential named {name:?}; see `bosun credential list`")));
         }
         let admins = self.state.read().credentials.values().filter(|c| c.role == Role::Admin).count();
         if admins == 1 && self.state.read().credentials.get(name).is_some_and(|c| c.role == Role::Admin) {
@@ -462,6 +662,7 @@ impl ControlPlane {
         check_dependencies(&self.state.read().apps, name, &spec.depends_on)?;
         let rec = AppRecord {
             name: name.into(),
+            uid: new_uid(),
             spec,
             sync_request: 0,
             status: AppSourceStatus::default(),
@@ -567,7 +768,9 @@ impl ControlPlane {
     }
 
     /// Fetches (when `fetch`) and re-renders one Application; errors are recorded on the
-    /// Application and also returned.
+    /// Application and also returned. A fetch means someone asked (a create, an update, a
+    /// refresh, a webhook): then a render that failed at this commit is tried again at once;
+    /// a poll leaves it to its backoff. The record is written only when what it says changed.
     pub async fn refresh_app(self: &Arc<Self>, name: &str, fetch: bool) -> Result<AppRecord> {
         let _serial = self.refresh_lock.lock().await;
         let (spec, clusters) = {
@@ -582,12 +785,15 @@ impl ControlPlane {
             (spec, clusters)
         };
         let this = self.clone();
+        let slot = self.render_slots.acquire().await.map_err(|_| Error::Internal("render slots closed".into()))?;
         let outcome = tokio::task::spawn_blocking(move || this.resolve_and_render(&spec, fetch, &clusters))
             .await
-            .map_err(|e| Error::InvalidRequest(format!("refresh task failed: {e}")))?;
-        let rec = {
+            .map_err(|e| Error::Internal(format!("refresh task failed: {e}")))?;
+        drop(slot);
+        let (rec, changed, error_changed) = {
             let st = self.state.read();
-            let mut rec = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?.clone();
+            let old = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?;
+            let mut rec = old.clone();
             match &outcome {
                 Ok(r) => {
                     rec.status = AppSourceStatus {
@@ -599,16 +805,30 @@ impl ControlPlane {
                         templated: r.templated,
                     };
                 }
-                Err(e) => rec.status.error = e.to_string(),
+                Err(e) => {
+                    rec.status.error = e.to_string();
+                    rec.status.refreshed_at = now();
+                }
             }
-            rec
+            let same = |a: &AppSourceStatus, b: &AppSourceStatus| {
+                AppSourceStatus { refreshed_at: 0, ..a.clone() } == AppSourceStatus { refreshed_at: 0, ..b.clone() }
+            };
+            let changed = !same(&rec.status, &old.status);
+            let error_changed = rec.status.error != old.status.error;
+            (rec, changed, error_changed)
         };
-        self.store.put(Kind::App, name, &rec)?;
+        if changed {
+            self.store.put(Kind::App, name, &rec)?;
+        }
         self.state.write().apps.insert(name.into(), rec.clone());
-        self.reassign_all()?;
+        if changed {
+            self.reassign_all()?;
+        }
         match outcome {
             Ok(Rendered { commit: revision, children, .. }) => {
-                info!(app = name, revision = %revision, "application refreshed");
+                if changed {
+                    info!(app = name, revision = %revision, "application refreshed");
+                }
                 self.advance_rollouts()?;
                 let changed = self.reconcile_children(&rec, children)?;
                 if !changed.is_empty() {
@@ -617,7 +837,9 @@ impl ControlPlane {
                 Ok(rec)
             }
             Err(e) => {
-                warn!(app = name, error = %e, "application refresh failed");
+                if error_changed {
+                    warn!(app = name, error = %e, "application refresh failed");
+                }
                 Err(e)
             }
         }
@@ -647,7 +869,7 @@ impl ControlPlane {
             message,
         };
         if !spec.source.path.contains("{{") {
-            let (digest, children) = self.render_path(spec, &commit, &spec.source.path)?;
+            let (digest, children) = self.render_path(spec, &commit, &spec.source.path, fetch)?;
             let mut out = Rendered { commit: commit.clone(), digest: digest.clone(), children, ..Default::default() };
             self.variants(&spec.source.path, &digest, clusters.iter().collect(), &mut out, &render_err)?;
             return Ok(out);
@@ -664,7 +886,7 @@ impl ControlPlane {
             }
         }
         for (path, group) in by_path {
-            match self.render_path(spec, &commit, &path) {
+            match self.render_path(spec, &commit, &path, fetch) {
                 Ok((digest, _)) => self.variants(&path, &digest, group, &mut out, &render_err)?,
                 Err(e) => {
                     for c in group {
@@ -733,23 +955,53 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Renders one path at a commit (cached): the bundle's digest and the Application
-    /// manifests found there (app of apps), which are not part of the bundle.
-    fn render_path(&self, spec: &AppSpec, commit: &str, path: &str) -> Result<(String, Vec<Converted>)> {
+    /// Renders one path at a commit (cached, failures too, see [`RenderCache`]): the bundle's
+    /// digest and the Application manifests found there (app of apps), which are not part of
+    /// the bundle. `retry` skips a cached failure's backoff.
+    fn render_path(&self, spec: &AppSpec, commit: &str, path: &str, retry: bool) -> Result<(String, Vec<Converted>)> {
         let key = RenderKey {
             repo_url: spec.source.repo_url.clone(),
             commit: commit.to_string(),
             path: path.to_string(),
             recurse: spec.source.recurse,
         };
-        if let Some((d, children)) = self.renders.lock().get(&key) {
-            self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("cached")).inc();
-            return Ok((d.clone(), children.clone()));
+        let empty_err = || Error::Render {
+            path: key.path.clone(),
+            revision: commit.chars().take(12).collect(),
+            message: "the path renders no objects; refusing to assign an empty bundle (set allowEmpty to permit it)"
+                .into(),
+        };
+        let cached = self.renders.lock().get(&key, retry);
+        let rendered = match cached {
+            Some(Ok(r)) => {
+                self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("cached")).inc();
+                r
+            }
+            Some(Err(message)) => {
+                self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("cached_error")).inc();
+                return Err(Error::Source(message));
+            }
+            None => match self.render_uncached(&key, commit) {
+                Ok(r) => {
+                    self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("ok")).inc();
+                    self.renders.lock().insert_ok(key.clone(), r.clone());
+                    r
+                }
+                Err(e) => {
+                    self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("error")).inc();
+                    self.renders.lock().insert_err(key.clone(), e.to_string());
+                    return Err(e);
+                }
+            },
+        };
+        if rendered.empty && !spec.sync_policy.allow_empty {
+            return Err(empty_err());
         }
-        let bundle = render(&self.git, &key).inspect_err(|_| {
-            self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("error")).inc();
-        })?;
-        self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("ok")).inc();
+        Ok((rendered.digest, rendered.children))
+    }
+
+    fn render_uncached(&self, key: &RenderKey, commit: &str) -> Result<RenderedPath> {
+        let bundle = self.settings.renderer.render(&self.git, key)?;
         let (apps, objects): (Vec<_>, Vec<_>) = bundle.objects.into_iter().partition(bosun_core::argo::is_application);
         let mut children = Vec::new();
         for a in &apps {
@@ -761,15 +1013,6 @@ impl ControlPlane {
             })?);
         }
         let bundle = bosun_core::Bundle::new(objects);
-        if bundle.objects.is_empty() && children.is_empty() && !spec.sync_policy.allow_empty {
-            return Err(Error::Render {
-                path: key.path.clone(),
-                revision: commit.chars().take(12).collect(),
-                message:
-                    "the path renders no objects; refusing to assign an empty bundle (set allowEmpty to permit it)"
-                        .into(),
-            });
-        }
         let bytes = bundle.to_bytes();
         if bytes.len() > bosun_core::bundle::MAX_BUNDLE_BYTES {
             return Err(Error::Render {
@@ -783,8 +1026,7 @@ impl ControlPlane {
             });
         }
         self.store.put_bundle(&bundle.digest, &bytes)?;
-        self.renders.lock().insert(key, (bundle.digest.clone(), children.clone()));
-        Ok((bundle.digest, children))
+        Ok(RenderedPath { empty: bundle.objects.is_empty() && children.is_empty(), digest: bundle.digest, children })
     }
 
     /// Refreshes every Application, fetching each repository once.
@@ -801,6 +1043,8 @@ impl ControlPlane {
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()));
+                let outcome = if r.is_ok() { "ok" } else { "error" };
+                self.metrics.git_fetches.get_or_create(&crate::metrics::Metrics::outcome(outcome)).inc();
                 if let Err(e) = &r {
                     warn!(repo = %redact_url(&url), error = %e, "fetch failed");
                 }
@@ -852,6 +1096,7 @@ impl ControlPlane {
                 None => {
                     let rec = AppRecord {
                         name: c.name.clone(),
+                        uid: new_uid(),
                         spec,
                         sync_request: 0,
                         status: AppSourceStatus::default(),
@@ -935,23 +1180,57 @@ impl ControlPlane {
 
     // ---- repository credentials ----
 
-    /// Stores credentials for a repository URL or URL prefix; the password is sealed with
-    /// the secret key before it reaches the store.
-    pub fn add_repository(&self, url: &str, username: &str, password: &Secret) -> Result<RepoRecord> {
+    /// Stores credentials for a repository URL or URL prefix: a username and password or token
+    /// (https), or a deploy key with the host keys to accept (ssh). Secrets are sealed with the
+    /// secret key before they reach the store.
+    pub fn add_repository(
+        &self,
+        url: &str,
+        username: &str,
+        password: &Secret,
+        ssh_key: &Secret,
+        known_hosts: &str,
+    ) -> Result<RepoRecord> {
         let url = url.trim();
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(Error::InvalidRequest(format!(
-                "repository credentials are for http(s) URLs; {:?} is not one (ssh is not supported yet)",
-                redact_url(url)
-            )));
-        }
-        if url.contains('@') {
-            return Err(Error::InvalidRequest("put the username and password in their fields, not in the URL".into()));
-        }
-        let rec = RepoRecord {
-            url: url.to_string(),
-            username: username.to_string(),
-            password_sealed: if password.is_empty() { String::new() } else { self.secrets.seal(url, password)? },
+        let rec = if bosun_core::app::is_ssh_url(url) {
+            if !password.is_empty() {
+                return Err(Error::InvalidRequest("an ssh repository takes a deploy key, not a password".into()));
+            }
+            if ssh_key.is_empty() || !ssh_key.expose().contains("PRIVATE KEY-----") {
+                return Err(Error::InvalidRequest(
+                    "an ssh repository needs a private deploy key (--ssh-key-file, OpenSSH PEM)".into(),
+                ));
+            }
+            check_known_hosts(known_hosts)?;
+            RepoRecord {
+                url: url.to_string(),
+                username: username.to_string(),
+                password_sealed: String::new(),
+                ssh_key_sealed: self.secrets.seal(&format!("ssh-key:{url}"), ssh_key)?,
+                known_hosts: known_hosts.trim().to_string(),
+            }
+        } else {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(Error::InvalidRequest(format!(
+                    "repository credentials are for https:// or ssh URLs (ssh://… or user@host:path); {:?} is neither",
+                    redact_url(url)
+                )));
+            }
+            if url.contains('@') {
+                return Err(Error::InvalidRequest(
+                    "put the username and password in their fields, not in the URL".into(),
+                ));
+            }
+            if !ssh_key.is_empty() {
+                return Err(Error::InvalidRequest("an ssh key is for ssh URLs (ssh://… or user@host:path)".into()));
+            }
+            RepoRecord {
+                url: url.to_string(),
+                username: username.to_string(),
+                password_sealed: if password.is_empty() { String::new() } else { self.secrets.seal(url, password)? },
+                ssh_key_sealed: String::new(),
+                known_hosts: String::new(),
+            }
         };
         self.store.put(Kind::Repository, url, &rec)?;
         self.state.write().repos.insert(url.to_string(), rec.clone());
@@ -964,7 +1243,10 @@ impl ControlPlane {
 
     pub fn delete_repository(&self, url: &str) -> Result<()> {
         if self.state.write().repos.remove(url).is_none() {
-            return Err(Error::InvalidRequest(format!("no credentials stored for {:?}", redact_url(url))));
+            return Err(Error::NotFound(format!(
+                "no credentials stored for {:?}; see `bosun repo list`",
+                redact_url(url)
+            )));
         }
         self.store.delete(Kind::Repository, url)?;
         Ok(())
@@ -982,7 +1264,15 @@ impl ControlPlane {
         } else {
             self.secrets.open(&rec.url, &rec.password_sealed)?
         };
-        Ok(Some(crate::git::Account { username: rec.username, password }))
+        let ssh = if rec.ssh_key_sealed.is_empty() {
+            None
+        } else {
+            Some(crate::git::SshAccount {
+                private_key: self.secrets.open(&format!("ssh-key:{}", rec.url), &rec.ssh_key_sealed)?,
+                known_hosts: rec.known_hosts.clone(),
+            })
+        };
+        Ok(Some(crate::git::Account { username: rec.username, password, ssh }))
     }
 
     /// Advances rollouts every second (pauses and offline timeouts end without an event), and
@@ -1038,6 +1328,13 @@ impl ControlPlane {
             )));
         }
         check_labels(&labels)?;
+        if ttl > MAX_JOIN_TOKEN_TTL || ttl.is_zero() {
+            return Err(Error::InvalidRequest(format!(
+                "join token ttl {}s: give between 1 s and {} days",
+                ttl.as_secs(),
+                MAX_JOIN_TOKEN_TTL.as_secs() / 86400
+            )));
+        }
         let token = new_token("bjt_");
         let expires_at = now() + ttl.as_secs() as i64;
         self.store.put(Kind::JoinToken, &hash_token(&token), &TokenRecord { cluster: cluster.into(), expires_at })?;
@@ -1237,6 +1534,14 @@ impl ControlPlane {
                 *n = n.saturating_sub(1);
             }
         }
+        let facts = facts.map(|(reported, version)| {
+            let (kept, refused) = bosun_core::cluster::accept_facts(reported);
+            for r in refused {
+                // An agent speaking outside its own facts: visible to whoever reads the audit log.
+                warn!(target: "bosun::audit", who = %format!("cluster/{cluster}"), action = "ReportFacts", object = %r.name, outcome = "refused", reason = %r.why, "audit: fact refused");
+            }
+            (kept, version)
+        });
         let mut facts_changed = false;
         let updated = self.update_cluster(cluster, |c| {
             c.last_seen = now();
@@ -1415,12 +1720,10 @@ impl ControlPlane {
             )));
         }
         let entry = self.history(name)?.into_iter().find(|e| e.id == id).ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "application {name:?} has no history entry {id}; see `bosun app history {name}`"
-            ))
+            Error::NotFound(format!("application {name:?} has no history entry {id}; see `bosun app history {name}`"))
         })?;
         if self.store.get_bundle(&entry.bundle_digest)?.is_none() {
-            return Err(Error::InvalidRequest(format!("the bundle of history entry {id} is no longer stored")));
+            return Err(Error::NotFound(format!("the bundle of history entry {id} is no longer stored")));
         }
         let rec = {
             let st = self.state.read();
@@ -1453,7 +1756,7 @@ impl ControlPlane {
         if !assigned {
             return Err(Error::PermissionDenied(format!("bundle {digest} is not assigned to cluster {cluster:?}")));
         }
-        self.store.get_bundle(digest)?.ok_or_else(|| Error::InvalidRequest(format!("bundle {digest} is not stored")))
+        self.store.get_bundle(digest)?.ok_or_else(|| Error::NotFound(format!("bundle {digest} is not stored")))
     }
 
     /// Recomputes the assignments of every cluster (after an Application changed: selectors
@@ -1494,15 +1797,10 @@ impl ControlPlane {
     }
 }
 
-/// A cluster's labels as selectors see them: its own labels, plus `bosun.dev/name` and the
-/// facts its agent reports as `bosun.dev/<fact>` (e.g. `bosun.dev/kubernetesVersion`).
+/// A cluster's labels as selectors see them (see [`bosun_core::cluster::labels`]): admin
+/// labels, agent facts under `fact.bosun.dev/`, and `bosun.dev/name` from its certificate.
 pub fn cluster_labels(c: &ClusterRecord) -> BTreeMap<String, String> {
-    let mut l = c.labels.clone();
-    l.insert("bosun.dev/name".into(), c.name.clone());
-    for (k, v) in &c.facts {
-        l.insert(format!("bosun.dev/{k}"), v.clone());
-    }
-    l
+    bosun_core::cluster::labels(&c.name, &c.labels, &c.facts)
 }
 
 /// Why `app` may not be applied on `cluster` yet: its dependencies that are not Synced and
@@ -1523,16 +1821,8 @@ fn unmet_dependencies(st: &State, app: &AppRecord, cluster: &str) -> Vec<String>
 }
 
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
-    use bosun_core::selector::{valid_label_key, valid_label_value};
     for (k, v) in labels {
-        if !valid_label_key(k) || k.starts_with("bosun.dev/") {
-            return Err(Error::InvalidRequest(format!(
-                "{k:?} is not a label key you can set (prefix/name, name ≤ 63 of [A-Za-z0-9._-]; bosun.dev/ is reserved)"
-            )));
-        }
-        if !valid_label_value(v) {
-            return Err(Error::InvalidRequest(format!("{v:?} is not a label value (≤ 63 of [A-Za-z0-9._-])")));
-        }
+        bosun_core::cluster::check_admin_label(k, v).map_err(Error::InvalidRequest)?;
     }
     Ok(())
 }
@@ -1665,6 +1955,7 @@ fn assignment(a: &AppRecord, cluster: &str) -> Assignment {
         // Rolled back: the old bundle, and no automated sync until someone asks for one.
         Some(r) => Assignment {
             app: a.name.clone(),
+            app_uid: a.uid.clone(),
             bundle_digest: r.bundle_digest.clone(),
             revision: r.revision.clone(),
             namespace: a.spec.destination.namespace.clone(),
@@ -1674,6 +1965,7 @@ fn assignment(a: &AppRecord, cluster: &str) -> Assignment {
         },
         None => Assignment {
             app: a.name.clone(),
+            app_uid: a.uid.clone(),
             bundle_digest: deployed_for(a, cluster).to_string(),
             revision: a.status.revision.clone(),
             namespace: a.spec.destination.namespace.clone(),

@@ -52,6 +52,8 @@ pub struct Issued {
 pub struct Pki {
     /// The trust bundle: the signing CA first, then the extra trusted CAs.
     pub ca_pem: String,
+    /// When the signing CA's certificate expires (Unix seconds).
+    pub ca_not_after: i64,
     pub trust_domain: String,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -141,7 +143,11 @@ impl Pki {
             bundle.push_str(pem.trim_end());
             bundle.push('\n');
         }
-        Ok(Self { ca_pem: bundle, trust_domain: trust_domain.to_string(), issuer })
+        let ca_not_after = x509_parser::pem::parse_x509_pem(signing_pem.as_bytes())
+            .ok()
+            .and_then(|(_, pem)| pem.parse_x509().ok().map(|c| c.validity().not_after.timestamp()))
+            .ok_or_else(|| Error::Pki("the CA certificate is not a PEM X.509 certificate".into()))?;
+        Ok(Self { ca_pem: bundle, ca_not_after, trust_domain: trust_domain.to_string(), issuer })
     }
 
     pub fn cluster_uri(&self, cluster: &str) -> String {

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Serialize, de::DeserializeOwned};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,29 @@ impl Kind {
 
 const BUNDLES: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("bundles");
 
+/// One record in a backup: its table, key and raw value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Record {
+    pub table: String,
+    pub key: String,
+    #[serde(with = "b64")]
+    pub value: Vec<u8>,
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The storage interface. Implementations must make each write durable before returning.
 pub trait Store: Send + Sync + 'static {
     fn put_raw(&self, kind: Kind, key: &str, value: &[u8]) -> Result<(), StoreError>;
@@ -59,6 +82,14 @@ pub trait Store: Send + Sync + 'static {
     fn list_raw(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     fn put_bundle(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError>;
     fn get_bundle(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every record, read in one consistent snapshot (for backups).
+    fn export(&self) -> Result<Vec<Record>, StoreError>;
+    /// Writes `records` in one transaction (restoring a backup into an empty store).
+    fn import(&self, records: &[Record]) -> Result<(), StoreError>;
+    /// A cheap read that fails when the store cannot serve (readiness).
+    fn probe(&self) -> Result<(), StoreError> {
+        self.get_raw(Kind::Meta, "probe").map(|_| ())
+    }
 }
 
 /// Typed helpers over any [`Store`].
@@ -84,23 +115,63 @@ pub struct RedbStore {
     db: Database,
 }
 
+const ALL_KINDS: [Kind; 8] = [
+    Kind::App,
+    Kind::Cluster,
+    Kind::JoinToken,
+    Kind::Status,
+    Kind::History,
+    Kind::Meta,
+    Kind::Credential,
+    Kind::Repository,
+];
+
+fn tables() -> impl Iterator<Item = TableDefinition<'static, &'static str, &'static [u8]>> {
+    ALL_KINDS.into_iter().map(Kind::table).chain([BUNDLES])
+}
+
 impl RedbStore {
+    /// Opens (or creates) the store file. A file the storage engine cannot read — truncated,
+    /// partly overwritten — is an error naming the file (the engine may panic on such input;
+    /// that is caught here), never a crash loop without a hint.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
+        let damaged = |why: String| {
+            StoreError(format!(
+                "the store {} cannot be read ({why}); it is damaged. Stop the control plane and restore the data \
+directory from a backup (`bosun-control-plane restore --from BACKUP`)",
+                path.display()
+            ))
+        };
+        let opened = std::panic::catch_unwind(|| -> Result<Database, String> {
+            let mut db = Database::create(path).map_err(|e| e.to_string())?;
+            match db.check_integrity() {
+                Ok(true) => Ok(db),
+                Ok(false) => Err("its integrity check failed and it was repaired; check what it holds".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(why)) if why.contains("already open") || why.contains("Database already open") => {
+                return Err(StoreError(format!(
+                    "the store {} is in use by another process (is a control plane running on this data directory?)",
+                    path.display()
+                )));
+            }
+            Ok(Err(why)) => return Err(damaged(why)),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the storage engine panicked".into());
+                return Err(damaged(why));
+            }
+        };
         let tx = db.begin_write().map_err(se)?;
-        for kind in [
-            Kind::App,
-            Kind::Cluster,
-            Kind::JoinToken,
-            Kind::Status,
-            Kind::History,
-            Kind::Meta,
-            Kind::Credential,
-            Kind::Repository,
-        ] {
-            tx.open_table(kind.table()).map_err(se)?;
+        for t in tables() {
+            tx.open_table(t).map_err(se)?;
         }
-        tx.open_table(BUNDLES).map_err(se)?;
         tx.commit().map_err(se)?;
         Ok(Self { db })
     }
@@ -162,6 +233,35 @@ impl Store for RedbStore {
     }
     fn get_bundle(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(BUNDLES, digest)
+    }
+    fn export(&self) -> Result<Vec<Record>, StoreError> {
+        let tx = self.db.begin_read().map_err(se)?;
+        let mut out = Vec::new();
+        for def in tables() {
+            let t = tx.open_table(def).map_err(se)?;
+            for row in t.iter().map_err(se)? {
+                let (k, v) = row.map_err(se)?;
+                out.push(Record {
+                    table: def.name().to_string(),
+                    key: k.value().to_string(),
+                    value: v.value().to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+    fn import(&self, records: &[Record]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(se)?;
+        for def in tables() {
+            let mut t = tx.open_table(def).map_err(se)?;
+            for r in records.iter().filter(|r| r.table == def.name()) {
+                t.insert(r.key.as_str(), r.value.as_slice()).map_err(se)?;
+            }
+        }
+        if let Some(r) = records.iter().find(|r| !tables().any(|d| d.name() == r.table)) {
+            return Err(StoreError(format!("the backup holds a table this version does not know: {:?}", r.table)));
+        }
+        tx.commit().map_err(se)
     }
 }
 

@@ -37,7 +37,7 @@ pub fn router(cp: Arc<ControlPlane>, secret: Option<Secret>) -> Router {
     Router::new()
         .route("/api/webhook", post(receive))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(Hook { cp, secret: secret.map(Arc::new) })
@@ -65,6 +65,15 @@ pub fn gitlab_token_ok(secret: &Secret, token: Option<&str>) -> bool {
         let (a, b) = (t.as_bytes(), secret.expose().as_bytes());
         a.len() == b.len() && bool::from(a.ct_eq(b))
     })
+}
+
+/// 200 when the control plane can serve (store answering, CA valid, not stopping), else 503
+/// with the reason.
+async fn ready(State(hook): State<Hook>) -> Response {
+    match hook.cp.readiness() {
+        Ok(()) => reply(StatusCode::OK, "ok"),
+        Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
 }
 
 async fn metrics(State(hook): State<Hook>) -> Response {

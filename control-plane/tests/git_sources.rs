@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bosun_control_plane::git::GitCache;
-use bosun_control_plane::render::{RenderKey, render};
+use bosun_control_plane::render::{RenderKey, Renderer};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -135,12 +135,13 @@ fn resolves_and_reads_over_file_git_and_http() {
         assert!(cache.resolve(url, "no-such-branch").unwrap_err().to_string().contains("not a branch, tag or commit"));
         let flat = cache.read_dir(url, &second, "k8s", false).unwrap();
         let names: Vec<&str> = flat.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(names, ["README.md", "a.yaml"], "{url}");
-        let deep = render(
-            &cache,
-            &RenderKey { repo_url: url.clone(), commit: second.clone(), path: "k8s".into(), recurse: true },
-        )
-        .unwrap();
+        assert_eq!(names, ["a.yaml"], "{url}: only manifests are read");
+        let deep = Renderer::default()
+            .render(
+                &cache,
+                &RenderKey { repo_url: url.clone(), commit: second.clone(), path: "k8s".into(), recurse: true },
+            )
+            .unwrap();
         assert_eq!(deep.objects.len(), 2, "{url}: recursion reads k8s/sub");
         let err = cache.read_dir(url, &second, "nope", false).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
@@ -188,10 +189,10 @@ fn http_basic_auth_uses_the_credentials_given() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cache = GitCache::new(root.join("cache"));
     assert!(cache.fetch(&url, None).is_err(), "no credentials");
-    let wrong = Account { username: "bosun".into(), password: Secret::new("wrong-pw") };
+    let wrong = Account { username: "bosun".into(), password: Secret::new("wrong-pw"), ssh: None };
     let err = cache.fetch(&url, Some(&wrong)).unwrap_err().to_string();
     assert!(!err.contains("wrong-pw"), "{err}");
-    let right = Account { username: "bosun".into(), password: Secret::new("pw-8c1f-do-not-log") };
+    let right = Account { username: "bosun".into(), password: Secret::new("pw-8c1f-do-not-log"), ssh: None };
     cache.fetch(&url, Some(&right)).unwrap();
     assert_eq!(cache.resolve(&url, "main").unwrap(), git(&work, &["rev-parse", "HEAD"]));
 }
@@ -213,7 +214,8 @@ fn symlinked_manifests_are_refused() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cache = GitCache::new(tmp.path().join("cache"));
     cache.fetch(&url, None).unwrap();
-    let err = render(&cache, &RenderKey { repo_url: url, commit, path: "k8s".into(), recurse: false })
+    let err = Renderer::default()
+        .render(&cache, &RenderKey { repo_url: url, commit, path: "k8s".into(), recurse: false })
         .unwrap_err()
         .to_string();
     assert!(err.contains("passwd.yaml is a symbolic link"), "{err}");
@@ -240,7 +242,8 @@ fn kustomize_directories_render_through_kubectl_or_kustomize() {
     let url = format!("file://{}", work.display());
     let cache = GitCache::new(tmp.path().join("cache"));
     cache.fetch(&url, None).unwrap();
-    let b = render(&cache, &RenderKey { repo_url: url, commit: rev, path: "overlays/prod".into(), recurse: false })
+    let b = Renderer::default()
+        .render(&cache, &RenderKey { repo_url: url, commit: rev, path: "overlays/prod".into(), recurse: false })
         .unwrap();
     assert_eq!(b.objects.len(), 1);
     assert_eq!(b.objects[0]["metadata"]["name"], "prod-settings");

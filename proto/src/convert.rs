@@ -6,6 +6,14 @@ use bosun_core::{Assignment, Health, SyncPolicy, SyncStatus};
 
 use crate::v1 as pb;
 
+/// A protobuf message that does not make a valid domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {why}")]
+pub struct ConvertError {
+    pub field: &'static str,
+    pub why: String,
+}
+
 impl From<SyncStatus> for pb::SyncStatus {
     fn from(s: SyncStatus) -> Self {
         match s {
@@ -118,8 +126,10 @@ impl From<SyncPolicy> for pb::SyncPolicy {
     }
 }
 
-impl From<pb::SyncPolicy> for SyncPolicy {
-    fn from(p: pb::SyncPolicy) -> Self {
+impl TryFrom<pb::SyncPolicy> for SyncPolicy {
+    type Error = ConvertError;
+
+    fn try_from(p: pb::SyncPolicy) -> Result<Self, ConvertError> {
         let retry = p
             .retry
             .map(|r| Retry {
@@ -129,7 +139,7 @@ impl From<pb::SyncPolicy> for SyncPolicy {
                 max_duration_secs: r.backoff_max_seconds,
             })
             .unwrap_or_default();
-        SyncPolicy {
+        Ok(SyncPolicy {
             automated: p.automated,
             prune: p.prune,
             self_heal: p.self_heal,
@@ -138,12 +148,9 @@ impl From<pb::SyncPolicy> for SyncPolicy {
             retry,
             apply_out_of_sync_only: p.apply_out_of_sync_only,
             prune_last: p.prune_last,
-            prune_propagation: match p.prune_propagation.as_str() {
-                "background" => Propagation::Background,
-                "orphan" => Propagation::Orphan,
-                _ => Propagation::Foreground,
-            },
-        }
+            prune_propagation: Propagation::parse(&p.prune_propagation)
+                .map_err(|why| ConvertError { field: "syncPolicy.prunePropagation", why })?,
+        })
     }
 }
 
@@ -179,6 +186,7 @@ impl From<&Assignment> for pb::Assignment {
     fn from(a: &Assignment) -> Self {
         pb::Assignment {
             app: a.app.clone(),
+            app_uid: a.app_uid.clone(),
             bundle_digest: a.bundle_digest.clone(),
             revision: a.revision.clone(),
             namespace: a.namespace.clone(),
@@ -189,17 +197,20 @@ impl From<&Assignment> for pb::Assignment {
     }
 }
 
-impl From<pb::Assignment> for Assignment {
-    fn from(a: pb::Assignment) -> Self {
-        Assignment {
+impl TryFrom<pb::Assignment> for Assignment {
+    type Error = ConvertError;
+
+    fn try_from(a: pb::Assignment) -> Result<Self, ConvertError> {
+        Ok(Assignment {
             app: a.app,
+            app_uid: a.app_uid,
             bundle_digest: a.bundle_digest,
             revision: a.revision,
             namespace: a.namespace,
-            sync_policy: a.sync_policy.unwrap_or_default().into(),
+            sync_policy: a.sync_policy.unwrap_or_default().try_into()?,
             sync_request: a.sync_request,
             ignore_differences: a.ignore_differences.into_iter().map(Into::into).collect(),
-        }
+        })
     }
 }
 
@@ -225,6 +236,7 @@ mod tests {
         assert_eq!(sync_from_pb(99), SyncStatus::Unknown);
         let a = Assignment {
             app: "a".into(),
+            app_uid: "u".into(),
             bundle_digest: "d".into(),
             revision: "r".into(),
             namespace: "n".into(),
@@ -236,6 +248,10 @@ mod tests {
                 ..Default::default()
             }],
         };
-        assert_eq!(Assignment::from(pb::Assignment::from(&a)), a);
+        assert_eq!(Assignment::try_from(pb::Assignment::from(&a)), Ok(a));
+        let bad = pb::SyncPolicy { prune_propagation: "sideways".into(), ..Default::default() };
+        let err = SyncPolicy::try_from(bad).unwrap_err();
+        assert!(err.to_string().contains("sideways"), "{err}");
+        assert_eq!(SyncPolicy::try_from(pb::SyncPolicy::default()).unwrap().prune_propagation, Propagation::Foreground);
     }
 }
