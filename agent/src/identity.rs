@@ -1,22 +1,43 @@
 //! The agent's identity: a key generated locally, a CSR sent with the join token, and the
 //! short-lived client certificate the control plane signs — renewed over mTLS, with a fresh
 //! key, at two thirds of its lifetime. The private key never leaves the agent.
+//!
+//! Key, certificate, CA and cluster name live in one file (`identity.json`, 0600) replaced
+//! atomically, so a crash never leaves a key beside a certificate it does not match. A join
+//! token (flag or file) is used when the agent has no identity, when the token is not the one
+//! it last joined with (an admin issued a new one), and whenever the control plane refuses the
+//! stored certificate (revoked, expired while the control plane was down).
 
-use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 use bosun_proto::v1 as pb;
 use rcgen::{CertificateParams, DnType, KeyPair};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use tracing::info;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity as TlsIdentity};
+use tracing::{error, info, warn};
 
-use crate::state::{StateDir, write_secret};
+use crate::state::{StateDir, unix_now};
+
+/// The file holding the agent's identity.
+pub const IDENTITY_FILE: &str = "identity.json";
+/// Files of the identity before it was one file (read once, then replaced).
+const LEGACY_FILES: [&str; 4] = ["cluster", "client.pem", "client.key", "ca.pem"];
 
 /// PEM material for mTLS with the control plane.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Credentials {
     pub cluster: String,
     pub cert_pem: String,
     pub key_pem: String,
     pub ca_pem: String,
+    /// SHA-256 of the join token this identity came from (empty: unknown).
+    #[serde(default)]
+    pub joined_with: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -25,44 +46,82 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
 impl Credentials {
+    /// The stored identity: `None` when there is none, or when the file cannot be used (then
+    /// it is moved aside, with a log line naming it, and the agent joins again).
     pub fn load(dir: &StateDir) -> Option<Self> {
+        let path = dir.path(IDENTITY_FILE);
+        let parsed = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Self>(&bytes)
+                .map_err(|e| format!("not an identity file: {e}"))
+                .and_then(|c| c.validity().map(|_| c).map_err(|e| format!("{e:#}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Self::load_legacy(dir),
+            Err(e) => Err(e.to_string()),
+        };
+        match parsed {
+            Ok(c) => Some(c),
+            Err(why) => {
+                let aside = dir.set_aside(IDENTITY_FILE);
+                error!(file = %path.display(), moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_default(), reason = %why,
+                    "the agent's identity file is unusable; it was moved aside and the agent joins again (it needs a join token)");
+                None
+            }
+        }
+    }
+
+    /// Reads the four files of older versions, replacing them with one identity file.
+    fn load_legacy(dir: &StateDir) -> Option<Self> {
         let read = |n: &str| std::fs::read_to_string(dir.path(n)).ok();
-        Some(Self {
+        let c = Self {
             cluster: read("cluster")?.trim().to_string(),
             cert_pem: read("client.pem")?,
             key_pem: read("client.key")?,
             ca_pem: read("ca.pem")?,
-        })
-    }
-
-    /// Writes the credentials; each file is replaced atomically, key first, so a crash
-    /// leaves either the old or the new pair readable (the old stays valid until it expires).
-    fn save(&self, dir: &StateDir) -> anyhow::Result<()> {
-        let replace = |name: &str, contents: &str, secret: bool| -> anyhow::Result<()> {
-            let tmp = dir.path(&format!("{name}.tmp"));
-            if secret {
-                write_secret(&tmp, contents)?;
-            } else {
-                std::fs::write(&tmp, contents)?;
-            }
-            std::fs::rename(&tmp, dir.path(name))?;
-            Ok(())
+            joined_with: String::new(),
         };
-        replace("client.key", &self.key_pem, true)?;
-        replace("client.pem", &self.cert_pem, false)?;
-        replace("ca.pem", &self.ca_pem, false)?;
-        replace("cluster", &self.cluster, false)?;
-        Ok(())
+        if let Err(e) = c.validity() {
+            error!(error = %format!("{e:#}"), "the stored client certificate is unusable; the agent joins again");
+            for f in LEGACY_FILES {
+                dir.set_aside(f);
+            }
+            return None;
+        }
+        match c.save(dir) {
+            Ok(()) => {
+                for f in LEGACY_FILES {
+                    let _ = std::fs::remove_file(dir.path(f));
+                }
+            }
+            Err(e) => warn!(error = %format!("{e:#}"), "could not rewrite the identity as one file"),
+        }
+        Some(c)
     }
 
-    /// (not before, not after) of the client certificate, Unix seconds.
+    /// Replaces the stored identity atomically (one file: key and certificate change together).
+    pub fn save(&self, dir: &StateDir) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)?;
+        crate::state::write_atomic(&dir.path(IDENTITY_FILE), &bytes, 0o600)
+            .with_context(|| format!("writing {}", dir.path(IDENTITY_FILE).display()))
+    }
+
+    /// (not before, not after) of the client certificate, Unix seconds; checks that the key
+    /// and certificate are PEM.
     pub fn validity(&self) -> anyhow::Result<(i64, i64)> {
         let der = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
-            .map_err(|e| anyhow::anyhow!("the stored client certificate is not PEM: {e}"))?
+            .map_err(|e| anyhow::anyhow!("the client certificate is not PEM: {e}"))?
             .1;
-        let cert = der.parse_x509().map_err(|e| anyhow::anyhow!("the stored client certificate is invalid: {e}"))?;
+        let cert = der.parse_x509().map_err(|e| anyhow::anyhow!("the client certificate is invalid: {e}"))?;
+        KeyPair::from_pem(&self.key_pem).map_err(|e| anyhow::anyhow!("the private key is invalid: {e}"))?;
         Ok((cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp()))
+    }
+
+    /// Whether the certificate's lifetime has ended.
+    pub fn expired(&self) -> bool {
+        self.validity().map(|(_, not_after)| not_after <= unix_now()).unwrap_or(true)
     }
 
     /// When to renew: two thirds into the certificate's lifetime (Unix seconds).
@@ -74,7 +133,7 @@ impl Credentials {
     pub fn tls(&self) -> ClientTlsConfig {
         ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .identity(TlsIdentity::from_pem(&self.cert_pem, &self.key_pem))
     }
 }
 
@@ -87,99 +146,228 @@ pub fn new_csr() -> anyhow::Result<(KeyPair, String)> {
     Ok((key, csr))
 }
 
-/// Joins with a single-use token: generates a key, sends a CSR, stores the certificate.
-pub async fn join(dir: &StateDir, join_url: &str, token: &str, ca_pem: &str) -> anyhow::Result<Credentials> {
-    if token.is_empty() {
-        bail!(
-            "no credentials in the state directory and no join token: run `bosun cluster add NAME` and pass --join-token"
-        );
+/// Where a join token comes from. A file is read each time, so a Secret updated in place (a
+/// new token after a revocation) is picked up without a restart.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    None,
+    Value(String),
+    File(PathBuf),
+}
+
+impl TokenSource {
+    /// The token, if one is given (an empty file counts as none).
+    pub fn read(&self) -> anyhow::Result<Option<String>> {
+        let t = match self {
+            TokenSource::None => return Ok(None),
+            TokenSource::Value(v) => v.trim().to_string(),
+            TokenSource::File(f) => std::fs::read_to_string(f)
+                .with_context(|| format!("reading the join token {}", f.display()))?
+                .trim()
+                .to_string(),
+        };
+        Ok((!t.is_empty()).then_some(t))
     }
-    let (key, csr) = new_csr()?;
-    let channel = Channel::from_shared(join_url.to_string())?
-        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)))?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the join endpoint {join_url}"))?;
-    let resp = pb::join_service_client::JoinServiceClient::new(channel)
-        .join(pb::JoinRequest {
-            token: token.to_string(),
-            csr_pem: csr,
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("join refused: {}", s.message()))?
-        .into_inner();
-    let creds = Credentials {
-        cluster: resp.cluster,
-        cert_pem: resp.certificate_pem,
-        key_pem: key.serialize_pem(),
-        ca_pem: resp.ca_pem,
-    };
-    creds.save(dir)?;
-    info!(cluster = %creds.cluster, "joined the control plane");
-    Ok(creds)
 }
 
-/// Asks the control plane for a new certificate over mTLS with the current one, for a fresh
-/// key, and stores it. The old certificate stays valid until its own expiry.
-pub async fn renew(dir: &StateDir, url: &str, current: &Credentials) -> anyhow::Result<Credentials> {
-    let (key, csr) = new_csr()?;
-    let channel = Channel::from_shared(url.to_string())?
-        .tls_config(current.tls())?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {url} to renew the certificate"))?;
-    let resp = pb::agent_service_client::AgentServiceClient::new(channel)
-        .renew_certificate(pb::RenewCertificateRequest { csr_pem: csr })
-        .await
-        .map_err(|s| anyhow::anyhow!("certificate renewal refused: {}", s.message()))?
-        .into_inner();
-    let creds = Credentials {
-        cluster: current.cluster.clone(),
-        cert_pem: resp.certificate_pem,
-        key_pem: key.serialize_pem(),
-        ca_pem: resp.ca_pem,
-    };
-    creds.save(dir)?;
-    info!(cluster = %creds.cluster, expires_at = resp.expires_at, "certificate renewed");
-    Ok(creds)
+/// Why joining did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(
+        "no usable identity in the state directory and no join token: run `bosun cluster add NAME` and pass --join-token-file (or --join-token)"
+    )]
+    NoToken,
+    #[error("--ca-file is required to join (the control plane's ca.pem)")]
+    NoCa,
+    #[error("join refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
-/// Renews the certificate at two thirds of its lifetime, forever, publishing each new one.
-/// Failures are retried with backoff; an expired certificate is reported, not fatal (the
-/// agent keeps enforcing its last desired state and needs a new join token).
-pub async fn renew_forever(
-    shared: std::sync::Arc<crate::reconcile::Shared>,
-    url: String,
-    creds: tokio::sync::watch::Sender<Credentials>,
-) {
-    use backon::BackoffBuilder;
-    let builder = backon::ExponentialBuilder::default()
-        .with_jitter()
-        .with_min_delay(std::time::Duration::from_secs(1))
-        .with_max_delay(std::time::Duration::from_secs(300))
-        .without_max_times();
-    let mut backoff = builder.build();
-    loop {
-        let current = creds.borrow().clone();
-        let at = match current.renew_at() {
-            Ok(at) => at,
+/// Everything needed to join (again).
+#[derive(Debug, Clone)]
+pub struct Joiner {
+    pub url: String,
+    pub token: TokenSource,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Joiner {
+    /// The token, when it is one this agent has not joined with yet.
+    fn fresh_token(&self, current: Option<&Credentials>) -> anyhow::Result<Option<String>> {
+        let Some(token) = self.token.read()? else { return Ok(None) };
+        let used = current.is_some_and(|c| c.joined_with == token_digest(&token));
+        Ok((!used).then_some(token))
+    }
+
+    /// Joins with a single-use token: generates a key, sends a CSR, stores the identity.
+    pub async fn join(&self, dir: &StateDir, token: &str, fallback_ca: Option<&str>) -> Result<Credentials, JoinError> {
+        let ca = match &self.ca_file {
+            Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+            None => fallback_ca.ok_or(JoinError::NoCa)?.to_string(),
+        };
+        let (key, csr) = new_csr()?;
+        let channel = Channel::from_shared(self.url.clone())
+            .context("the join URL")?
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca)))
+            .context("TLS for the join endpoint")?
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .with_context(|| format!("connecting to the join endpoint {}", self.url))?;
+        let resp = pb::join_service_client::JoinServiceClient::new(channel)
+            .join(pb::JoinRequest {
+                token: token.to_string(),
+                csr_pem: csr,
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .await
+            .map_err(|s| JoinError::Refused(s.message().to_string()))?
+            .into_inner();
+        let creds = Credentials {
+            cluster: resp.cluster,
+            cert_pem: resp.certificate_pem,
+            key_pem: key.serialize_pem(),
+            ca_pem: resp.ca_pem,
+            joined_with: token_digest(token),
+        };
+        creds.validity().context("the certificate the control plane returned")?;
+        creds.save(dir)?;
+        info!(cluster = %creds.cluster, "joined the control plane");
+        Ok(creds)
+    }
+
+    /// The identity to start with: the stored one, unless a join token it has not used is
+    /// given (an admin issued a new one: join with it; if that fails, keep the stored one);
+    /// without a stored identity, join.
+    pub async fn startup(&self, dir: &StateDir) -> Result<Credentials, JoinError> {
+        let stored = Credentials::load(dir);
+        let fresh = self.fresh_token(stored.as_ref())?;
+        match (stored, fresh) {
+            (Some(stored), None) => Ok(stored),
+            (Some(stored), Some(token)) => match self.join(dir, &token, Some(&stored.ca_pem)).await {
+                Ok(c) => Ok(c),
+                Err(e) => {
+                    warn!(error = %e, cluster = %stored.cluster, "a join token was given but joining with it failed; using the stored identity");
+                    Ok(stored)
+                }
+            },
+            (None, Some(token)) => self.join(dir, &token, None).await,
+            (None, None) => Err(JoinError::NoToken),
+        }
+    }
+}
+
+/// The agent's live identity: the current credentials (published to the link on change),
+/// where they are stored, and how to join again.
+pub struct IdentityManager {
+    pub dir: Arc<StateDir>,
+    pub joiner: Joiner,
+    /// The agent API URL (renewal goes there).
+    pub url: String,
+    pub creds: watch::Sender<Credentials>,
+}
+
+impl IdentityManager {
+    pub fn current(&self) -> Credentials {
+        self.creds.borrow().clone()
+    }
+
+    /// The control plane refused the stored certificate: joins again when a token this agent
+    /// has not used is available. Returns whether a new identity was obtained.
+    pub async fn rejoin(&self, why: &str) -> bool {
+        let current = self.current();
+        let token = match self.joiner.fresh_token(Some(&current)) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                warn!(cluster = %current.cluster, reason = why,
+                    "the control plane refuses this agent's certificate; put a new join token from `bosun cluster add {}` in --join-token-file and the agent joins again",
+                    current.cluster);
+                return false;
+            }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot read the client certificate; not renewing");
-                return;
+                warn!(error = %format!("{e:#}"), "cannot read the join token");
+                return false;
             }
         };
-        let wait = (at - crate::state::unix_now()).max(0) as u64;
-        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-        match renew(&shared.dir, &url, &current).await {
-            Ok(new) => {
-                creds.send_replace(new);
-                backoff = builder.build();
+        match self.joiner.join(&self.dir, &token, Some(&current.ca_pem)).await {
+            Ok(c) => {
+                info!(cluster = %c.cluster, "joined again after the certificate was refused");
+                self.creds.send_replace(c);
+                true
             }
             Err(e) => {
-                let expired = current.validity().map(|(_, na)| na <= crate::state::unix_now()).unwrap_or(true);
-                tracing::warn!(error = %format!("{e:#}"), expired, "certificate renewal failed; retrying");
-                tokio::time::sleep(backoff.next().unwrap_or(std::time::Duration::from_secs(300))).await;
+                warn!(error = %e, "joining again failed");
+                false
+            }
+        }
+    }
+
+    /// Asks the control plane for a new certificate over mTLS with the current one, for a
+    /// fresh key, and stores it. The old certificate stays valid until its own expiry.
+    async fn renew(&self, current: &Credentials) -> anyhow::Result<Credentials> {
+        let (key, csr) = new_csr()?;
+        let channel = Channel::from_shared(self.url.clone())?
+            .tls_config(current.tls())?
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {} to renew the certificate", self.url))?;
+        let resp = pb::agent_service_client::AgentServiceClient::new(channel)
+            .renew_certificate(pb::RenewCertificateRequest { csr_pem: csr })
+            .await
+            .map_err(|s| anyhow::anyhow!("certificate renewal refused: {}", s.message()))?
+            .into_inner();
+        let creds = Credentials {
+            cluster: current.cluster.clone(),
+            cert_pem: resp.certificate_pem,
+            key_pem: key.serialize_pem(),
+            ca_pem: resp.ca_pem,
+            joined_with: current.joined_with.clone(),
+        };
+        creds.validity().context("the renewed certificate")?;
+        creds.save(&self.dir)?;
+        info!(cluster = %creds.cluster, expires_at = resp.expires_at, "certificate renewed");
+        Ok(creds)
+    }
+
+    /// Renews the certificate at two thirds of its lifetime, forever, publishing each new
+    /// one. Failures are retried with backoff; once the certificate has expired, renewal is
+    /// impossible and the link joins again when it can. Returns only on an error the agent
+    /// cannot recover from (then the process exits non-zero).
+    pub async fn renew_forever(self: Arc<Self>) -> anyhow::Result<()> {
+        use backon::BackoffBuilder;
+        let builder = backon::ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(300))
+            .without_max_times();
+        let mut backoff = builder.build();
+        let mut changes = self.creds.subscribe();
+        loop {
+            let current = changes.borrow_and_update().clone();
+            let at = current.renew_at().context("reading the client certificate to schedule its renewal")?;
+            let wait = Duration::from_secs((at - unix_now()).max(0) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                // A new identity (a join): schedule from it.
+                c = changes.changed() => { c.context("identity channel closed")?; continue; }
+            }
+            if current.expired() {
+                // Only a join helps now; wait for one.
+                changes.changed().await.context("identity channel closed")?;
+                continue;
+            }
+            match self.renew(&current).await {
+                Ok(new) => {
+                    self.creds.send_replace(new);
+                    backoff = builder.build();
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "certificate renewal failed; retrying");
+                    tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(300))).await;
+                }
             }
         }
     }

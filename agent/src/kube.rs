@@ -14,6 +14,8 @@ use serde_json::Value;
 pub enum KubeError {
     #[error("{object}: kind {kind} is not served by the cluster (is its CRD installed?)")]
     UnknownKind { object: String, kind: String },
+    #[error("{object}: looking up kind {kind} in the cluster's API discovery failed: {source}")]
+    Discovery { object: String, kind: String, source: kube::Error },
     #[error("{object}: {verb} failed: {source}")]
     Api { object: String, verb: &'static str, source: kube::Error },
 }
@@ -32,6 +34,19 @@ fn gvk_of(obj: &Value) -> GroupVersionKind {
     let av = obj["apiVersion"].as_str().unwrap_or_default();
     let (g, v) = av.split_once('/').unwrap_or(("", av));
     GroupVersionKind::gvk(g, v, obj["kind"].as_str().unwrap_or_default())
+}
+
+/// A discovery failure: the kind (or its group/version) is not served — a 404 or a missing
+/// kind — or something else went wrong on the way, whose cause is kept.
+fn classify_discovery(object: String, kind: String, source: kube::Error) -> KubeError {
+    use kube::error::DiscoveryError;
+    match &source {
+        kube::Error::Api(s) if s.code == 404 => KubeError::UnknownKind { object, kind },
+        kube::Error::Discovery(
+            DiscoveryError::MissingKind(_) | DiscoveryError::MissingApiGroup(_) | DiscoveryError::MissingResource(_),
+        ) => KubeError::UnknownKind { object, kind },
+        _ => KubeError::Discovery { object, kind, source },
+    }
 }
 
 fn namespaced(caps: &ApiCapabilities) -> bool {
@@ -55,11 +70,10 @@ impl ClusterApi {
             return Ok(hit.clone());
         }
         let object = ObjectRef::of(obj).map(|r| r.to_string()).unwrap_or_default();
-        let (ar, caps) =
-            kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(|_| KubeError::UnknownKind {
-                object,
-                kind: format!("{}/{}", obj["apiVersion"].as_str().unwrap_or_default(), gvk.kind),
-            })?;
+        let kind = format!("{}/{}", obj["apiVersion"].as_str().unwrap_or_default(), gvk.kind);
+        let (ar, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|source| classify_discovery(object, kind, source))?;
         let out = (ar, namespaced(&caps));
         self.kinds.lock().insert(key, out.clone());
         Ok(out)
@@ -73,8 +87,11 @@ impl ClusterApi {
         {
             return Ok(hit);
         }
-        let unknown = || KubeError::UnknownKind { object: r.to_string(), kind: format!("{}/{}", r.group, r.kind) };
-        let group = kube::discovery::group(&self.client, &r.group).await.map_err(|_| unknown())?;
+        let kind = format!("{}/{}", r.group, r.kind);
+        let unknown = || KubeError::UnknownKind { object: r.to_string(), kind: kind.clone() };
+        let group = kube::discovery::group(&self.client, &r.group)
+            .await
+            .map_err(|source| classify_discovery(r.to_string(), kind.clone(), source))?;
         let (ar, caps) = group.recommended_kind(&r.kind).ok_or_else(unknown)?;
         Ok((ar, namespaced(&caps)))
     }

@@ -100,11 +100,31 @@ async fn facts(client: &::kube::Client) -> BTreeMap<String, String> {
     f
 }
 
-/// Runs the agent until the process is stopped (Ctrl-C / SIGINT).
+/// Resolves when the process is asked to stop: SIGTERM (what Kubernetes sends) or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT, then stops its tasks (state is written before any
+/// action that depends on it, so stopping at any point loses nothing) and returns.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tokio::select! {
         r = serve(cfg) => r,
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = shutdown_signal() => {
+            info!("stopping on signal");
+            Ok(())
+        }
     }
 }
 
@@ -112,30 +132,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 /// every task it started. For embedding (many agents in one process, as the benchmarks do).
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = state::StateDir::new(&cfg.state_dir)
-        .with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
-    let creds = match identity::Credentials::load(&dir) {
-        Some(c) => c,
-        None => {
-            let ca_file = cfg.ca_file.as_ref().context("--ca-file is required to join (the control plane's ca.pem)")?;
-            let ca = std::fs::read_to_string(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
-            let token = match &cfg.join_token_file {
-                Some(f) => std::fs::read_to_string(f)
-                    .with_context(|| format!("reading the join token {}", f.display()))?
-                    .trim()
-                    .to_string(),
-                None => cfg.join_token.clone(),
-            };
-            identity::join(&dir, &cfg.join_url, &token, &ca).await?
-        }
+    let dir = Arc::new(
+        state::StateDir::new(&cfg.state_dir)
+            .with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?,
+    );
+    let joiner = identity::Joiner {
+        url: cfg.join_url.clone(),
+        token: match (&cfg.join_token_file, cfg.join_token.is_empty()) {
+            (Some(f), _) => identity::TokenSource::File(f.clone()),
+            (None, false) => identity::TokenSource::Value(cfg.join_token.clone()),
+            (None, true) => identity::TokenSource::None,
+        },
+        ca_file: cfg.ca_file.clone(),
     };
+    let creds = joiner.startup(&dir).await?;
     let client = kube_client(cfg.kubeconfig.as_ref()).await?;
-    let state = dir.load()?;
+    let state = dir.load();
     info!(cluster = %creds.cluster, applications = state.assignments.len(), generation = state.generation, "agent starting from its last desired state");
     let shared = Arc::new(reconcile::Shared {
-        dir,
+        dir: dir.clone(),
         state: parking_lot::Mutex::new(state),
         wake: Notify::new(),
+        need_bundles: Notify::new(),
         reports: watch::channel(BTreeMap::new()).0,
         progressing: Default::default(),
         dirty: parking_lot::Mutex::new(reconcile::Dirty::all()),
@@ -143,16 +161,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let cluster = Arc::new(kube::ClusterApi::new(client.clone(), &cfg.field_manager));
     let mut reconciler = AbortOnDrop(tokio::spawn(reconcile::run(shared.clone(), cluster, cfg.resync_interval)));
     let facts = facts(&client).await;
-    let (creds_tx, creds_rx) = watch::channel(creds);
-    let mut renewer =
-        AbortOnDrop(tokio::spawn(identity::renew_forever(shared.clone(), cfg.control_plane.clone(), creds_tx)));
-    let mut link = AbortOnDrop(tokio::spawn(link::run(shared, creds_rx, cfg.control_plane.clone(), facts)));
+    let identity = Arc::new(identity::IdentityManager {
+        dir,
+        joiner,
+        url: cfg.control_plane.clone(),
+        creds: watch::channel(creds).0,
+    });
+    let mut renewer = AbortOnDrop(tokio::spawn(identity.clone().renew_forever()));
+    let mut link = AbortOnDrop(tokio::spawn(link::run(shared, identity, cfg.control_plane.clone(), facts)));
     tokio::select! {
-        r = &mut renewer.0 => r.context("certificate renewal")?,
+        r = &mut renewer.0 => r.context("certificate renewal")?.context("certificate renewal gave up")?,
         r = &mut reconciler.0 => r.context("reconcile loop")?,
         r = &mut link.0 => r.context("control plane link")?,
     }
-    Ok(())
+    anyhow::bail!("an agent task ended unexpectedly")
 }
 
 /// Aborts a spawned task when dropped, so no task outlives what started it.

@@ -11,29 +11,33 @@ use std::time::Duration;
 use anyhow::Context;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bosun_proto::v1 as pb;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::AbortOnDrop;
-use crate::identity::Credentials;
+use crate::identity::{Credentials, IdentityManager};
 use crate::reconcile::Shared;
 use crate::state::Assigned;
 
+/// How a session ended.
+enum Ended {
+    /// The control plane closed the stream, or the connection failed: reconnect.
+    Retry(anyhow::Error),
+    /// The control plane refused this certificate (revoked, expired, replaced).
+    Refused(String),
+}
+
 /// Keeps the link up forever.
-pub async fn run(
-    shared: Arc<Shared>,
-    mut creds: watch::Receiver<Credentials>,
-    url: String,
-    facts: BTreeMap<String, String>,
-) {
+pub async fn run(shared: Arc<Shared>, identity: Arc<IdentityManager>, url: String, facts: BTreeMap<String, String>) {
     let builder = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(30))
         .without_max_times();
     let mut backoff = builder.build();
+    let mut creds = identity.creds.subscribe();
     loop {
         let mut connected = false;
         let current = creds.borrow_and_update().clone();
@@ -43,12 +47,24 @@ pub async fn run(
         };
         match ended {
             None => {
-                info!("reconnecting with the renewed certificate");
+                info!("reconnecting with the new certificate");
                 backoff = builder.build();
                 continue;
             }
-            Some(Ok(())) => info!("control plane closed the assignment stream; reconnecting"),
-            Some(Err(e)) => warn!(error = %format!("{e:#}"), "control plane link failed; retrying"),
+            Some(Ended::Retry(e)) if current.expired() => {
+                // Refused at the handshake: an expired certificate cannot be renewed, only replaced.
+                if identity.rejoin(&format!("the certificate has expired ({e:#})")).await {
+                    backoff = builder.build();
+                    continue;
+                }
+            }
+            Some(Ended::Retry(e)) => warn!(error = %format!("{e:#}"), "control plane link failed; retrying"),
+            Some(Ended::Refused(why)) => {
+                if identity.rejoin(&why).await {
+                    backoff = builder.build();
+                    continue;
+                }
+            }
         }
         if connected {
             backoff = builder.build();
@@ -58,46 +74,105 @@ pub async fn run(
     }
 }
 
+/// Whether a status says the control plane does not accept this agent's certificate.
+fn refusal(s: &tonic::Status) -> Option<String> {
+    matches!(s.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated).then(|| s.message().to_string())
+}
+
 async fn session(
     shared: &Arc<Shared>,
     creds: &Credentials,
     url: &str,
     facts: &BTreeMap<String, String>,
     connected: &mut bool,
-) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(url.to_string())?
-        .tls_config(creds.tls())?
-        .http2_keep_alive_interval(Duration::from_secs(15))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+) -> Ended {
+    let channel = match Channel::from_shared(url.to_string()).map_err(anyhow::Error::from).and_then(|c| {
+        Ok(c.tls_config(creds.tls())?
+            .http2_keep_alive_interval(Duration::from_secs(15))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10)))
+    }) {
+        Ok(c) => c,
+        Err(e) => return Ended::Retry(e),
+    };
+    let channel = match channel.connect().await.with_context(|| format!("connecting to {url}")) {
+        Ok(c) => c,
+        Err(e) => return Ended::Retry(e),
+    };
     let mut client = pb::agent_service_client::AgentServiceClient::new(channel.clone())
         .max_decoding_message_size(bosun_core::bundle::MAX_BUNDLE_BYTES + (1 << 20));
     let known = shared.state.lock().generation;
-    let mut stream = client
+    let stream = client
         .watch_assignments(pb::WatchAssignmentsRequest {
             known_generation: known,
             agent_version: env!("CARGO_PKG_VERSION").into(),
             facts: facts.clone().into_iter().collect(),
         })
-        .await
-        .map_err(|s| anyhow::anyhow!("watching assignments: {}", s.message()))?
-        .into_inner();
+        .await;
+    let mut stream = match stream {
+        Ok(s) => s.into_inner(),
+        Err(s) => {
+            return match refusal(&s) {
+                Some(why) => Ended::Refused(why),
+                None => Ended::Retry(anyhow::anyhow!("watching assignments: {}", s.message())),
+            };
+        }
+    };
     info!(cluster = %creds.cluster, known_generation = known, "connected to the control plane");
     *connected = true;
     // Aborted when this session ends or is dropped (a certificate handover cancels it): two
     // sessions must never report side by side.
-    let reporter = AbortOnDrop(tokio::spawn(report(shared.clone(), channel)));
-    let result = async {
-        while let Some(snap) = stream.message().await? {
-            apply_snapshot(shared, &mut client, snap).await?;
+    let _reporter = AbortOnDrop(tokio::spawn(report(shared.clone(), channel)));
+    // Bundles damaged or lost since the last snapshot are fetched again.
+    shared.need_bundles.notify_one();
+    loop {
+        tokio::select! {
+            msg = stream.message() => match msg {
+                Ok(Some(snap)) => {
+                    if let Err(e) = apply_snapshot(shared, &mut client, snap).await {
+                        return Ended::Retry(e);
+                    }
+                }
+                Ok(None) => return Ended::Retry(anyhow::anyhow!("the control plane closed the assignment stream")),
+                Err(s) => {
+                    return match refusal(&s) {
+                        Some(why) => Ended::Refused(why),
+                        None => Ended::Retry(anyhow::anyhow!("assignment stream: {}", s.message())),
+                    };
+                }
+            },
+            _ = shared.need_bundles.notified() => {
+                let assignments = shared.state.lock().assignments.clone();
+                match fetch_missing(shared, &mut client, &assignments).await {
+                    Ok(0) => {}
+                    Ok(_) => shared.touch_all(),
+                    Err(e) => return Ended::Retry(e),
+                }
+            }
         }
-        Ok::<(), anyhow::Error>(())
     }
-    .await;
-    drop(reporter);
-    result
+}
+
+/// Fetches the bundles of `assignments` that are not at hand (verified); returns how many.
+async fn fetch_missing(
+    shared: &Shared,
+    client: &mut pb::agent_service_client::AgentServiceClient<Channel>,
+    assignments: &[Assigned],
+) -> anyhow::Result<usize> {
+    let mut fetched = 0;
+    for a in assignments {
+        if shared.dir.has_bundle(&a.bundle_digest) {
+            continue;
+        }
+        let b = client
+            .get_bundle(pb::GetBundleRequest { digest: a.bundle_digest.clone() })
+            .await
+            .map_err(|s| anyhow::anyhow!("fetching bundle {}: {}", a.bundle_digest, s.message()))?
+            .into_inner();
+        shared.dir.save_bundle(&a.bundle_digest, b.objects_json).await?;
+        fetched += 1;
+    }
+    Ok(fetched)
 }
 
 async fn apply_snapshot(
@@ -105,17 +180,14 @@ async fn apply_snapshot(
     client: &mut pb::agent_service_client::AgentServiceClient<Channel>,
     snap: pb::AssignmentSnapshot,
 ) -> anyhow::Result<()> {
-    for a in &snap.assignments {
-        if !shared.dir.has_bundle(&a.bundle_digest) {
-            let b = client
-                .get_bundle(pb::GetBundleRequest { digest: a.bundle_digest.clone() })
-                .await
-                .map_err(|s| anyhow::anyhow!("fetching bundle {}: {}", a.bundle_digest, s.message()))?
-                .into_inner();
-            shared.dir.save_bundle(&a.bundle_digest, b.objects_json).await?;
-        }
-    }
-    let assignments: Vec<Assigned> = snap.assignments.iter().cloned().map(Assigned::from).collect();
+    let assignments: Vec<Assigned> = snap
+        .assignments
+        .iter()
+        .cloned()
+        .map(Assigned::try_from)
+        .collect::<Result<_, _>>()
+        .context("the control plane sent an assignment this agent cannot read (upgrade the agent)")?;
+    fetch_missing(shared, client, &assignments).await?;
     let keep: Vec<String> = assignments.iter().map(|a| a.bundle_digest.clone()).collect();
     {
         let mut st = shared.state.lock();

@@ -20,9 +20,11 @@ use crate::state::{Applied, Assigned, DesiredState, FailedSync, Operation, State
 
 /// State shared by the connection to the control plane and the reconcile loop.
 pub struct Shared {
-    pub dir: StateDir,
+    pub dir: Arc<StateDir>,
     pub state: parking_lot::Mutex<DesiredState>,
     pub wake: Notify,
+    /// Signalled when an assigned bundle is missing or damaged on disk: the link fetches it.
+    pub need_bundles: Notify,
     pub reports: watch::Sender<BTreeMap<String, pb::AppStatusReport>>,
     /// Set while some Application is progressing: then a status change of a managed object
     /// (a Deployment becoming available) wakes the loop too, not only a spec change.
@@ -152,7 +154,7 @@ pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi, dirty: &Dirty)
             continue;
         }
         let span = info_span!("sync", app = %a.app, cluster = %snapshot.cluster, revision = %short(&a.revision));
-        let prev = applied.get(&a.app).cloned().unwrap_or_default();
+        let prev = for_uid(applied.get(&a.app).cloned().unwrap_or_default(), &a.app_uid);
         let (next, report) = reconcile_app(shared, cluster, a, prev).instrument(span).await;
         // Progressing objects and pending retries are looked at again soon.
         pass.note(&report, &next);
@@ -192,6 +194,21 @@ pub async fn reconcile_all(shared: &Shared, cluster: &ClusterApi, dirty: &Dirty)
         }
     });
     pass
+}
+
+/// The bookkeeping of an Application for `uid`: an Application deleted and created again
+/// under the same name is a new one, whose sync requests count from zero (its objects, and so
+/// the inventory, are the same name's and stay).
+fn for_uid(prev: Applied, uid: &str) -> Applied {
+    if prev.app_uid == uid {
+        return prev;
+    }
+    if prev.app_uid.is_empty() {
+        // Recorded before uids: adopt it.
+        return Applied { app_uid: uid.to_string(), ..prev };
+    }
+    info!(uid, previous = %prev.app_uid, "the application was re-created; its operations start over");
+    Applied { app_uid: uid.to_string(), inventory: prev.inventory, last_policy: prev.last_policy, ..Default::default() }
 }
 
 fn short(rev: &str) -> &str {
@@ -263,8 +280,9 @@ async fn reconcile_app(
     let bundle = match shared.dir.load_bundle(&a.bundle_digest) {
         Ok(b) => b,
         Err(e) => {
+            shared.need_bundles.notify_one();
             report.sync_status = sync_to_pb(SyncStatus::Unknown);
-            report.message = format!("bundle {} is not available yet: {e}", short(&a.bundle_digest));
+            report.message = format!("bundle {} is not available yet ({e}); fetching it", short(&a.bundle_digest));
             return (Applied { last_policy: a.sync_policy, ..prev }, report);
         }
     };

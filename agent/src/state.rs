@@ -15,6 +15,9 @@ pub type Assigned = bosun_core::Assignment;
 /// Per-Application bookkeeping of what has been done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Applied {
+    /// The Application's uid these counters belong to (a re-created Application starts over).
+    #[serde(default)]
+    pub app_uid: String,
     /// Objects applied for the Application and not pruned since.
     pub inventory: Vec<ObjectRef>,
     /// Bundle of the last completed sync.
@@ -72,6 +75,9 @@ pub struct DesiredState {
     pub applied: BTreeMap<String, Applied>,
 }
 
+/// The file holding [`DesiredState`].
+pub const STATE_FILE: &str = "state.json";
+
 pub struct StateDir {
     root: PathBuf,
     /// Serialises writes of `state.json`: whoever holds it serialises the current state and
@@ -93,44 +99,78 @@ impl StateDir {
     pub async fn persist(&self, state: &parking_lot::Mutex<DesiredState>) -> anyhow::Result<()> {
         let _w = self.writes.lock().await;
         let bytes = serde_json::to_vec_pretty(&*state.lock())?;
-        let path = self.path("state.json");
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await?
+        let path = self.path(STATE_FILE);
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, 0o600)).await?
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
-    pub fn load(&self) -> anyhow::Result<DesiredState> {
-        match std::fs::read(self.path("state.json")) {
-            Ok(b) => Ok(serde_json::from_slice(&b)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DesiredState::default()),
-            Err(e) => Err(e.into()),
-        }
+    /// The desired state as last persisted. A file that cannot be read or parsed (truncated,
+    /// edited) is moved aside with a log line naming it, and the agent starts from an empty
+    /// state: the control plane sends its assignments again when it connects (the agent asks
+    /// from generation 0), and until then nothing is applied or pruned.
+    pub fn load(&self) -> DesiredState {
+        let path = self.path(STATE_FILE);
+        let why = match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(s) => return s,
+                Err(e) => format!("not valid agent state: {e}"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DesiredState::default(),
+            Err(e) => e.to_string(),
+        };
+        let aside = self.set_aside(STATE_FILE);
+        tracing::error!(file = %path.display(), moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_default(), reason = %why,
+            "the agent state file is unusable; it was moved aside and the desired state will be fetched from the control plane again");
+        DesiredState::default()
     }
 
+    /// Renames a damaged file to `<name>.broken-<unix seconds>` so that it is kept for a
+    /// post-mortem and never read again; returns where it went.
+    pub fn set_aside(&self, name: &str) -> Option<PathBuf> {
+        let from = self.path(name);
+        let to = self.path(&format!("{name}.broken-{}", unix_now()));
+        std::fs::rename(&from, &to).ok().map(|_| to)
+    }
+
+    /// Whether a verified copy of the bundle is at hand (in memory, or on disk and matching
+    /// its digest). A damaged copy is removed, so that it is fetched again.
     pub fn has_bundle(&self, digest: &str) -> bool {
-        self.bundle_path(digest).exists()
+        self.load_bundle(digest).is_ok()
     }
 
     /// Verifies and stores a bundle (written off the async threads).
     pub async fn save_bundle(&self, digest: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
         let b = Bundle::from_bytes(digest, &bytes)?;
         let path = self.bundle_path(digest);
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await??;
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, 0o644)).await??;
         self.bundles.lock().insert(digest.to_string(), std::sync::Arc::new(b));
         Ok(())
     }
 
-    /// A bundle by digest: from memory, else read from disk and verified once.
+    /// A bundle by digest: from memory, else read from disk and verified against its digest.
+    /// A copy that does not match (corrupted, truncated) is deleted so the link fetches it
+    /// again.
     pub fn load_bundle(&self, digest: &str) -> anyhow::Result<std::sync::Arc<Bundle>> {
         if let Some(b) = self.bundles.lock().get(digest) {
             return Ok(b.clone());
         }
-        let bytes = std::fs::read(self.bundle_path(digest))?;
-        let b = std::sync::Arc::new(Bundle::from_bytes(digest, &bytes)?);
-        self.bundles.lock().insert(digest.to_string(), b.clone());
-        Ok(b)
+        let path = self.bundle_path(digest);
+        let bytes = std::fs::read(&path)?;
+        match Bundle::from_bytes(digest, &bytes) {
+            Ok(b) => {
+                let b = std::sync::Arc::new(b);
+                self.bundles.lock().insert(digest.to_string(), b.clone());
+                Ok(b)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                tracing::warn!(file = %path.display(), error = %e, "a cached bundle does not match its digest; deleted, it will be fetched again");
+                Err(e.into())
+            }
+        }
     }
 
     /// Removes bundles no assignment refers to.
@@ -152,26 +192,27 @@ impl StateDir {
     }
 }
 
-/// Writes a file atomically (temporary file, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-/// Writes a secret file readable only by its owner.
-pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Writes a file atomically and durably: a temporary file in the same directory (created
+/// with `mode`), fsync, rename over `path`, fsync of the directory. A crash leaves the old
+/// content or the new, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.write_all(contents.as_bytes())?;
-    Ok(())
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 /// Seconds since the Unix epoch.
