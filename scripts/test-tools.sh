@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the outside clients the tests use when they are missing: git (git daemon and
-# http-backend for Git sources), a C compiler (crates that build C), kubectl (kube-sim's
-# conformance tests) and grpcurl (the admin API through reflection). Idempotent.
+# http-backend for Git sources), a C compiler (crates that build C), openssh (an sshd on
+# loopback for ssh Git sources, ssh-keygen), kubectl (kube-sim's conformance tests) and grpcurl
+# (the admin API through reflection). Idempotent.
 set -euo pipefail
 
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v python3 >/dev/null || missing+=(python3)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v pip3 >/dev/null || command -v pip >/dev/null || missing+=(python3-pip)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive

@@ -72,8 +72,8 @@ async fn agent_api_refuses_foreign_expired_and_revoked_certificates_and_stale_to
     let root = tmp.path();
     let TwoClusters { repo, rev: _rev, cp, clusters: [_c1, _c2], agents: [a1, a2] } =
         two_clusters_two_apps(root, ["c1", "c2"]).await;
-    let (cert1, key1) = (read(&a1.state_dir.join("client.pem")), read(&a1.state_dir.join("client.key")));
-    let (cert2, key2) = (read(&a2.state_dir.join("client.pem")), read(&a2.state_dir.join("client.key")));
+    let (cert1, key1) = agent_identity(&a1.state_dir);
+    let (cert2, key2) = agent_identity(&a2.state_dir);
 
     // Cluster c1's stream carries c1's assignments only; no request field names a cluster.
     let mut client1 = agent_client(&cp, Some((&cert1, &key1))).await.unwrap();
@@ -534,7 +534,7 @@ async fn the_ca_rotates_with_an_overlap() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let new_ca = read(&new_dir.join("ca.pem"));
-    let agent_trusts = |pem: &str| read(&agent.state_dir.join("ca.pem")).contains(pem.trim());
+    let agent_trusts = |pem: &str| agent_ca(&agent.state_dir).contains(pem.trim());
 
     // 1. Trust the new CA; agents learn it at their next renewal.
     cp.args.extend(["--trusted-ca".into(), new_dir.join("ca.pem").display().to_string()]);
@@ -558,7 +558,7 @@ async fn the_ca_rotates_with_an_overlap() {
     cp.kill();
     cp.restart().await;
     let issuer = || {
-        let pem = read(&agent.state_dir.join("client.pem"));
+        let (pem, _) = agent_identity(&agent.state_dir);
         let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
         der.parse_x509().unwrap().issuer().to_string()
     };

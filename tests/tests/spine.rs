@@ -247,8 +247,7 @@ async fn agent_api_refuses_unauthenticated_and_foreign_requests() {
     assert!(r.is_err(), "a connection without a client certificate is refused");
 
     // Cluster A's certificate cannot fetch cluster B's bundle.
-    let cert = std::fs::read_to_string(agent_a.state_dir.join("client.pem")).unwrap();
-    let key = std::fs::read_to_string(agent_a.state_dir.join("client.key")).unwrap();
+    let (cert, key) = agent_identity(&agent_a.state_dir);
     let ch = Channel::from_shared(url.clone())
         .unwrap()
         .tls_config(
@@ -489,7 +488,7 @@ async fn rollback_restores_an_earlier_revision_and_pauses_automation() {
     .await;
     assert_eq!(cp.app_json("web")["status"]["clusters"][0]["revision"], v1.as_str());
     assert_eq!(replicas(&c1, "default", "web").await, Some(1));
-    assert_eq!(cp.bosun(&["app", "rollback", "web", "999"]).code, 1, "an unknown history entry is refused");
+    assert_eq!(cp.bosun(&["app", "rollback", "web", "999"]).code, 3, "an unknown history entry is not found");
 
     // A sync request returns to the latest revision.
     cp.bosun_ok(&["app", "sync", "web"]);

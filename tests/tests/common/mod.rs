@@ -231,6 +231,54 @@ impl ControlPlane {
         }
     }
 
+    /// Starts again on the same data directory and ports, expecting the process to refuse to
+    /// start: returns its exit code and log when it exits before listening.
+    pub async fn start_refused(&mut self) -> (i32, String) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let _ = std::fs::remove_file(self.data_dir.join("endpoints.json"));
+        let before = self.logs().len();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--admin-addr", &format!("127.0.0.1:{}", self.ports.admin)])
+            .args(["--agent-addr", &format!("127.0.0.1:{}", self.ports.agent)])
+            .args(["--join-addr", &format!("127.0.0.1:{}", self.ports.join)])
+            .args(["--webhook-addr", &format!("127.0.0.1:{}", self.ports.webhook)])
+            .args(&self.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let status = eventually("the control plane to exit", WAIT, || {
+            let s = child.try_wait().unwrap();
+            async move { s }
+        })
+        .await;
+        assert!(!self.data_dir.join("endpoints.json").exists(), "it listened");
+        (status.code().unwrap_or(-1), self.logs()[before..].to_string())
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: sends a signal to our own child process.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let child = self.child.as_mut().expect("running");
+        let status = eventually("the control plane to exit", timeout, || {
+            let s = child.try_wait().unwrap();
+            async move { s }
+        })
+        .await;
+        self.child = None;
+        status.code().unwrap_or(-1)
+    }
+
     /// SIGKILL: no chance to flush anything that was not already durable.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -335,6 +383,20 @@ impl Drop for ControlPlane {
             assert_no_secrets(&self.logs(), &self.planted.lock().unwrap(), "the control plane's log");
         }
     }
+}
+
+/// The certificate and key (PEM) an agent keeps in its state directory.
+pub fn agent_identity(state_dir: &Path) -> (String, String) {
+    let path = state_dir.join("identity.json");
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap();
+    (v["cert_pem"].as_str().unwrap().to_string(), v["key_pem"].as_str().unwrap().to_string())
+}
+
+/// The CA bundle an agent trusts (PEM).
+pub fn agent_ca(state_dir: &Path) -> String {
+    let v: Value = serde_json::from_slice(&std::fs::read(state_dir.join("identity.json")).unwrap()).unwrap();
+    v["ca_pem"].as_str().unwrap().to_string()
 }
 
 /// Fails when any planted secret (or a PEM private key) appears in `text`.
@@ -443,6 +505,34 @@ impl Agent {
         }
     }
 
+    /// Replaces `--join-token VALUE` with `--join-token-file PATH` for the next start.
+    pub fn use_token_file(&mut self, path: &Path) {
+        let i = self.args.iter().position(|a| a == "--join-token").expect("started with a token");
+        self.args[i] = "--join-token-file".into();
+        self.args[i + 1] = path.display().to_string();
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: sends a signal to our own child process.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let child = self.child.as_mut().expect("running");
+        let status = eventually("the agent to exit", timeout, || {
+            let s = child.try_wait().unwrap();
+            async move { s }
+        })
+        .await;
+        self.child = None;
+        status.code().unwrap_or(-1)
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -452,7 +542,11 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
         if !std::thread::panicking() {
-            let key = std::fs::read_to_string(self.state_dir.join("client.key")).unwrap_or_default();
+            let key = std::fs::read(self.state_dir.join("identity.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v["key_pem"].as_str().map(str::to_string))
+                .unwrap_or_default();
             let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
             let mut secrets = vec![self.token.clone()];
             if !key_body.is_empty() {
