@@ -13,7 +13,7 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --fuzz-dir fuzz
-for target in manifest app_spec webhook; do
+for target in manifest app_spec webhook template argo; do
   mkdir -p "$scratch/$target"
   echo "fuzzing $target for ${seconds}s"
   cargo fuzz run --fuzz-dir fuzz "$target" "$scratch/$target" "fuzz/corpus/$target" -- \

@@ -372,3 +372,55 @@ impl IdentityManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed() -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["c1".to_string()]).unwrap().self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn key_and_certificate_are_one_file_replaced_together() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path()).unwrap();
+        // Four files of an older version are read once and become one.
+        let (cert, key) = self_signed();
+        for (name, content) in
+            [("cluster", "c1"), ("client.pem", cert.as_str()), ("client.key", key.as_str()), ("ca.pem", cert.as_str())]
+        {
+            std::fs::write(dir.path(name), content).unwrap();
+        }
+        let c = Credentials::load(&dir).unwrap();
+        assert_eq!((c.cluster.as_str(), c.cert_pem.as_str()), ("c1", cert.as_str()));
+        assert!(dir.path(IDENTITY_FILE).exists());
+        for f in LEGACY_FILES {
+            assert!(!dir.path(f).exists(), "{f} left behind");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(dir.path(IDENTITY_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+        // A renewal replaces key and certificate in one rename: no temporary file stays.
+        let (cert2, key2) = self_signed();
+        Credentials { cert_pem: cert2.clone(), key_pem: key2.clone(), ..c }.save(&dir).unwrap();
+        let again = Credentials::load(&dir).unwrap();
+        assert_eq!((again.cert_pem, again.key_pem), (cert2, key2));
+        let names: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        // Garbage is set aside, not fatal and not silently kept.
+        std::fs::write(dir.path(IDENTITY_FILE), "not json").unwrap();
+        assert!(Credentials::load(&dir).is_none());
+        assert!(!dir.path(IDENTITY_FILE).exists());
+        assert!(names_now(tmp.path()).iter().any(|n| n.starts_with("identity.json.broken-")));
+    }
+
+    fn names_now(p: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(p).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+    }
+}

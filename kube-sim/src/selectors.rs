@@ -2,47 +2,21 @@
 
 use serde_json::Value;
 
+use bosun_core::selector::{Requirement, Selector};
+
 use crate::error::ApiError;
 
-#[derive(Debug, Clone, PartialEq)]
-enum Requirement {
-    Eq(String, String),
-    NotEq(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    NotExists(String),
-}
-
-/// A parsed label selector; the empty selector matches everything.
+/// A parsed label selector (Bosun core's parser and matcher: one implementation of Kubernetes'
+/// selector syntax serves the control plane's cluster targeting and this server); the empty
+/// selector matches everything.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct LabelSelector(Vec<Requirement>);
+pub struct LabelSelector(Selector);
 
 impl LabelSelector {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let mut reqs = Vec::new();
-        for term in split_terms(s) {
-            let term = term.trim();
-            if term.is_empty() {
-                continue;
-            }
-            let bad = || ApiError::bad_request(format!("unable to parse requirement: invalid label selector {term:?}"));
-            let req = if let Some(key) = term.strip_prefix('!') {
-                Requirement::NotExists(valid_key(key.trim()).ok_or_else(bad)?)
-            } else if let Some((k, rest)) = split_set_op(term, " notin ") {
-                Requirement::NotIn(valid_key(k).ok_or_else(bad)?, parse_set(rest).ok_or_else(bad)?)
-            } else if let Some((k, rest)) = split_set_op(term, " in ") {
-                Requirement::In(valid_key(k).ok_or_else(bad)?, parse_set(rest).ok_or_else(bad)?)
-            } else if let Some((k, v)) = term.split_once("!=") {
-                Requirement::NotEq(valid_key(k.trim()).ok_or_else(bad)?, v.trim().to_string())
-            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                Requirement::Eq(valid_key(k.trim()).ok_or_else(bad)?, v.trim().to_string())
-            } else {
-                Requirement::Exists(valid_key(term).ok_or_else(bad)?)
-            };
-            reqs.push(req);
-        }
-        Ok(Self(reqs))
+        Selector::parse(s).map(Self).map_err(|e| {
+            ApiError::bad_request(format!("unable to parse requirement: invalid label selector: {}", e.why))
+        })
     }
 
     /// From a `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`).
@@ -63,11 +37,11 @@ impl LabelSelector {
                 Some("In") => reqs.push(Requirement::In(key, values)),
                 Some("NotIn") => reqs.push(Requirement::NotIn(key, values)),
                 Some("Exists") => reqs.push(Requirement::Exists(key)),
-                Some("DoesNotExist") => reqs.push(Requirement::NotExists(key)),
+                Some("DoesNotExist") => reqs.push(Requirement::DoesNotExist(key)),
                 _ => {}
             }
         }
-        Self(reqs)
+        Self(Selector(reqs))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -75,52 +49,8 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, labels: &Value) -> bool {
-        let get = |k: &str| labels.get(k).and_then(Value::as_str);
-        self.0.iter().all(|r| match r {
-            Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
-            Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
-            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
-            Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
-            Requirement::Exists(k) => get(k).is_some(),
-            Requirement::NotExists(k) => get(k).is_none(),
-        })
+        self.0.matches_with(|k| labels.get(k).and_then(Value::as_str))
     }
-}
-
-/// Splits on commas that are not inside parentheses.
-fn split_terms(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out
-}
-
-fn split_set_op<'a>(term: &'a str, op: &str) -> Option<(&'a str, &'a str)> {
-    let (k, rest) = term.split_once(op)?;
-    Some((k.trim(), rest.trim()))
-}
-
-fn parse_set(s: &str) -> Option<Vec<String>> {
-    let inner = s.strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
-}
-
-fn valid_key(k: &str) -> Option<String> {
-    let ok = !k.is_empty()
-        && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    ok.then(|| k.to_string())
 }
 
 /// A field selector: `metadata.name=x,metadata.namespace!=y` (and other dotted paths).

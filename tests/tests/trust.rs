@@ -148,6 +148,97 @@ async fn a_hostile_kustomization_fails_only_its_application_and_is_not_retried_e
     assert!(metric(&cp, "bosun_renders_total", "outcome=\"error\"") > errors);
 }
 
+/// Peak resident memory (kB) and CPU time (clock ticks) of a process.
+fn footprint(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    (hwm, fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_repository_keeps_the_control_plane_small() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    let big_value = "x".repeat(3 * 1024 * 1024);
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\nx0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..10 {
+        let p = i - 1;
+        bomb.push_str(&format!("x{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+    }
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: d}}\ndata: {}{}\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let mut paths = Vec::new();
+    for i in 0..6 {
+        repo.write(&format!("bomb{i}/cm.yaml"), &bomb);
+        repo.write(&format!("deep{i}/cm.yaml"), &deep);
+        repo.write(
+            &format!("huge{i}/cm.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: h}}\ndata:\n  a: {big_value}\n  b: {big_value}\n"
+            ),
+        );
+        repo.write(
+            &format!("gen{i}/kustomization.yaml"),
+            "configMapGenerator:\n- name: big\n  files:\n  - a.txt\n  - b.txt\n  - c.txt\n",
+        );
+        for f in ["a", "b", "c"] {
+            repo.write(&format!("gen{i}/{f}.txt"), &big_value);
+        }
+        repo.write(&format!("escape{i}/kustomization.yaml"), "resources:\n- ../../../..\n");
+        paths.extend([
+            format!("bomb{i}"),
+            format!("deep{i}"),
+            format!("huge{i}"),
+            format!("gen{i}"),
+            format!("escape{i}"),
+        ]);
+    }
+    repo.commit("hostile");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    for (i, p) in paths.iter().enumerate() {
+        cp.bosun(&[
+            "app",
+            "create",
+            &format!("h{i}"),
+            "--repo",
+            &repo.url,
+            "--path",
+            p,
+            "--cluster",
+            "c1",
+            "--auto-sync",
+        ]);
+    }
+    let failing = (0..paths.len())
+        .filter(|i| !cp.app_json(&format!("h{i}"))["status"]["error"].as_str().unwrap_or_default().is_empty())
+        .count();
+    assert!(failing >= 24, "{failing} of {} failed", paths.len());
+    // Idle: polls go on, nothing is rendered again.
+    let (_, cpu_before) = footprint(cp.pid());
+    let fetches = metric(&cp, "bosun_git_fetches_total", "outcome=\"ok\"");
+    eventually("five more polls", WAIT, || async {
+        (metric(&cp, "bosun_git_fetches_total", "outcome=\"ok\"") >= fetches + 5.0).then_some(())
+    })
+    .await;
+    let (hwm_kb, cpu_after) = footprint(cp.pid());
+    println!(
+        "hostile repository: {failing} failing Applications, peak RSS {} MiB, idle CPU {} ticks over five polls",
+        hwm_kb / 1024,
+        cpu_after - cpu_before
+    );
+    assert!(hwm_kb < 256 * 1024, "peak RSS {} MiB", hwm_kb / 1024);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_is_refused_naming_the_file_and_a_backup_restores_it() {
     let tmp = tempfile::tempdir().unwrap();

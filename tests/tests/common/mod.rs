@@ -260,11 +260,14 @@ impl ControlPlane {
 
     /// Sends a signal to the process.
     pub fn signal(&self, sig: i32) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
         // SAFETY: sends a signal to our own child process.
         unsafe {
-            libc::kill(pid, sig);
+            libc::kill(self.pid() as i32, sig);
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Waits for the process to exit; its exit code.
