@@ -200,3 +200,27 @@ impl ClusterApi {
         self.kinds.lock().clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_failures_say_their_cause() {
+        let status = |code: u16| kube::Error::Api(kube::core::Status::failure("x", "y").with_code(code).boxed());
+        let unknown = classify_discovery("o".into(), "example.com/v1/Widget".into(), status(404));
+        assert!(matches!(unknown, KubeError::UnknownKind { .. }));
+        assert!(unknown.to_string().contains("CRD"));
+        let missing = classify_discovery(
+            "o".into(),
+            "k".into(),
+            kube::Error::Discovery(kube::error::DiscoveryError::MissingKind("Widget".into())),
+        );
+        assert!(matches!(missing, KubeError::UnknownKind { .. }));
+        for other in [status(403), status(500)] {
+            let e = classify_discovery("o".into(), "apps/v1/Deployment".into(), other);
+            assert!(matches!(e, KubeError::Discovery { .. }), "{e}");
+            assert!(!e.to_string().contains("CRD"), "{e}");
+        }
+    }
+}

@@ -537,3 +537,39 @@ async fn readiness_reflects_the_ca() {
     let (code, _) = http("GET", cp.ports.webhook, "/healthz", &[], b"");
     assert_eq!(code, 200, "alive, not ready");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_certificate_expired_while_the_control_plane_was_down_joins_with_its_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    repo.write("k8s/cm.yaml", &configmap("web", "1"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    let mut cp = ControlPlane::start_with(root, &["--cert-validity", "6s"]).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let token_file = root.join("join-token");
+    std::fs::write(&token_file, cp.add_cluster("c1")).unwrap();
+    let mut agent = Agent::start(root, &cp, &c1, "unused");
+    agent.kill();
+    agent.use_token_file(&token_file);
+    agent.restart();
+    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.wait_synced("web", &rev).await;
+    // An admin leaves a fresh token in the agent's Secret; then the control plane is down for
+    // longer than the certificate lives.
+    std::fs::write(&token_file, cp.add_cluster("c1")).unwrap();
+    cp.kill();
+    let expired = || {
+        let (pem, _) = agent_identity(&agent.state_dir);
+        let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let not_after = der.parse_x509().unwrap().validity().not_after.timestamp();
+        not_after < SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64
+    };
+    eventually("the agent's certificate expired", WAIT, || async { expired().then_some(()) }).await;
+    cp.restart().await;
+    repo.write("k8s/cm.yaml", &configmap("web", "2"));
+    let rev2 = repo.commit("v2");
+    cp.wait_synced("web", &rev2).await;
+    assert!(!expired(), "a new certificate");
+}
