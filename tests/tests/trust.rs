@@ -243,12 +243,7 @@ async fn a_hostile_repository_keeps_the_control_plane_small() {
 async fn a_damaged_store_is_refused_naming_the_file_and_a_backup_restores_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    let rev = repo.commit("initial");
-    let (mut cp, _c1, agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
-    cp.wait_synced("web", &rev).await;
+    let OneApp { repo, mut cp, c1: _c1, agent, .. } = one_app(root, &["--auto-sync"]).await;
 
     // An online backup, taken while the control plane runs.
     let backup = root.join("backup.json");
@@ -309,24 +304,7 @@ async fn a_damaged_store_is_refused_naming_the_file_and_a_backup_restores_it() {
 async fn a_damaged_agent_state_is_set_aside_and_recovered() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    let rev = repo.commit("initial");
-    let (cp, c1, mut agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "web",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-        "--self-heal",
-    ]);
-    cp.wait_synced("web", &rev).await;
+    let OneApp { repo: _repo, rev, cp, c1, mut agent } = one_app(root, &["--auto-sync", "--self-heal"]).await;
 
     // Truncated state and a corrupted cached bundle.
     agent.kill();
@@ -371,12 +349,8 @@ async fn a_damaged_agent_state_is_set_aside_and_recovered() {
 async fn a_recreated_application_is_synced_by_an_agent_that_was_away() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    let rev = repo.commit("initial");
-    let (cp, c1, mut agent) = one_cluster(root, &repo, "2s").await;
+    let OneApp { repo, rev, cp, c1, mut agent } = one_app(root, &[]).await;
     let create = ["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"];
-    cp.bosun_ok(&create);
     // Manual: synced by two requests, so the agent remembers request 2.
     for _ in 0..2 {
         cp.bosun_ok(&["app", "sync", "web"]);
@@ -410,10 +384,7 @@ async fn a_revoked_agent_joins_again_with_the_new_token_in_its_file() {
     let c1 = Cluster::start(root, "c1").await;
     let token_file = root.join("join-token");
     std::fs::write(&token_file, cp.add_cluster("c1")).unwrap();
-    let mut agent = Agent::start(root, &cp, &c1, "unused");
-    agent.kill();
-    agent.use_token_file(&token_file);
-    agent.restart();
+    let mut agent = Agent::start_with_token_file(root, &cp, &c1, &token_file);
     cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
     cp.wait_synced("web", &rev).await;
 
@@ -550,10 +521,7 @@ async fn an_agent_whose_certificate_expired_while_the_control_plane_was_down_joi
     let c1 = Cluster::start(root, "c1").await;
     let token_file = root.join("join-token");
     std::fs::write(&token_file, cp.add_cluster("c1")).unwrap();
-    let mut agent = Agent::start(root, &cp, &c1, "unused");
-    agent.kill();
-    agent.use_token_file(&token_file);
-    agent.restart();
+    let agent = Agent::start_with_token_file(root, &cp, &c1, &token_file);
     cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
     cp.wait_synced("web", &rev).await;
     // An admin leaves a fresh token in the agent's Secret; then the control plane is down for

@@ -39,7 +39,8 @@ where
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
+/// Runs git in `dir` with a test identity; fails the test when git fails.
+pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args([
             "-c",
@@ -459,8 +460,22 @@ impl Agent {
         Self::start_with_resync(root, cp, cluster, token, "2s")
     }
 
+    /// An agent that reads its join token from `file` (as from a mounted Secret).
+    pub fn start_with_token_file(root: &Path, cp: &ControlPlane, cluster: &Cluster, file: &Path) -> Self {
+        let mut a = Self::new(root, cp, cluster, "", "2s");
+        a.use_token_file(file);
+        a.restart();
+        a
+    }
+
     /// An agent whose periodic resync is `resync` (self-heal must then come from watches).
     pub fn start_with_resync(root: &Path, cp: &ControlPlane, cluster: &Cluster, token: &str, resync: &str) -> Self {
+        let mut a = Self::new(root, cp, cluster, token, resync);
+        a.restart();
+        a
+    }
+
+    fn new(root: &Path, cp: &ControlPlane, cluster: &Cluster, token: &str, resync: &str) -> Self {
         let state_dir = root.join(format!("agent-{}", cluster.name));
         let args = vec![
             "--control-plane".into(),
@@ -478,15 +493,13 @@ impl Agent {
             "--resync-interval".into(),
             resync.into(),
         ];
-        let mut a = Self {
+        Self {
             log: root.join(format!("agent-{}.log", cluster.name)),
             state_dir,
             args,
             token: token.into(),
             child: None,
-        };
-        a.restart();
-        a
+        }
     }
 
     pub fn restart(&mut self) {
@@ -568,6 +581,31 @@ pub async fn one_cluster(root: &Path, repo: &GitRepo, resync: &str) -> (ControlP
     let c1 = Cluster::start(root, "c1").await;
     let agent = Agent::start_with_resync(root, &cp, &c1, &cp.add_cluster("c1"), resync);
     (cp, c1, agent)
+}
+
+/// One Application `web` (a ConfigMap at `k8s/`, value "1") created with `create_args` on
+/// cluster `c1` of [`one_cluster`], and synced. Bind every field you need alive: a field left
+/// to `..` is dropped at once (the Git server, the cluster or the agent stop).
+pub struct OneApp {
+    pub repo: GitRepo,
+    pub rev: String,
+    pub cp: ControlPlane,
+    pub c1: Cluster,
+    pub agent: Agent,
+}
+
+pub async fn one_app(root: &Path, create_args: &[&str]) -> OneApp {
+    let repo = GitRepo::new(root);
+    repo.write("k8s/cm.yaml", &configmap("web", "1"));
+    let rev = repo.commit("initial");
+    let (cp, c1, agent) = one_cluster(root, &repo, "2s").await;
+    let mut args = vec!["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"];
+    args.extend(create_args);
+    cp.bosun_ok(&args);
+    if create_args.contains(&"--auto-sync") {
+        cp.wait_synced("web", &rev).await;
+    }
+    OneApp { repo, rev, cp, c1, agent }
 }
 
 /// Two clusters (`names`), each with its agent, and an Application on each, both synced:
