@@ -16,8 +16,13 @@ cargo fuzz build --fuzz-dir fuzz
 for target in manifest app_spec webhook template argo; do
   mkdir -p "$scratch/$target"
   echo "fuzzing $target for ${seconds}s"
+  status=0
   cargo fuzz run --fuzz-dir fuzz "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 |
-    grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==|ERROR|SUMMARY|Done|INFO: Running)" || true
-  test "${PIPESTATUS[0]}" -eq 0
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$scratch/$target.log" 2>&1 || status=$?
+  grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==|ERROR|SUMMARY|Done|INFO: Running|thread .* panicked|assertion)" "$scratch/$target.log" || true
+  if [ "$status" -ne 0 ]; then
+    echo "fuzz target $target failed (exit $status); the input is in fuzz/artifacts/$target/" >&2
+    tail -30 "$scratch/$target.log" >&2
+    exit "$status"
+  fi
 done

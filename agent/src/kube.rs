@@ -62,6 +62,11 @@ impl ClusterApi {
         &self.client
     }
 
+    /// The field manager the agent applies under.
+    pub fn field_manager(&self) -> &str {
+        &self.field_manager
+    }
+
     /// The API resource of a manifest object and whether it is namespaced.
     pub async fn resolve(&self, obj: &Value) -> Result<(ApiResource, bool), KubeError> {
         let gvk = gvk_of(obj);

@@ -405,7 +405,8 @@ async fn reconcile_app(
                     continue;
                 }
             };
-            let drift = live.as_ref().map(|l| diff::drifted_fields_ignoring(obj, l, &a.ignore_differences));
+            let opts = diff::Options { ignore: &a.ignore_differences, manager: Some(cluster.field_manager()) };
+            let drift = live.as_ref().map(|l| diff::drift(obj, l, opts));
             // Missing, or drifted beyond ignored fields (what `diff::needs_apply` decides).
             let out_of_sync = drift.as_ref().is_none_or(|d| !d.is_empty());
             let heal = policy.automated && policy.self_heal && out_of_sync && op.failure.is_none();
@@ -438,7 +439,8 @@ async fn reconcile_app(
                 match result {
                     Ok(after) => {
                         if heal && !wants_sync {
-                            info!(object = %r, drift = ?drift.unwrap_or_default(), "drift reverted");
+                            let fields: Vec<String> = drift.unwrap_or_default().into_iter().map(|d| d.path).collect();
+                            info!(object = %r, drift = ?fields, "drift reverted");
                         }
                         if r.kind == "CustomResourceDefinition" {
                             cluster.forget_kinds();
@@ -461,17 +463,23 @@ async fn reconcile_app(
             let (sync, health, message) = match &live {
                 None => (SyncStatus::OutOfSync, Health::Missing, "not created yet".to_string()),
                 Some(l) => {
-                    let d = diff::drifted_fields_ignoring(obj, l, &a.ignore_differences);
+                    let d = diff::drift(obj, l, opts);
                     let sync = if d.is_empty() { SyncStatus::Synced } else { SyncStatus::OutOfSync };
                     let (h, m) =
                         health::assess(l).map(|x| (x.health, x.message)).unwrap_or((Health::Healthy, String::new()));
-                    let msg = if d.is_empty() { m } else { format!("drifted: {}", d.join(", ")) };
+                    let msg = if d.is_empty() {
+                        m
+                    } else {
+                        let paths: Vec<String> = d
+                            .iter()
+                            .map(
+                                |x| if x.removed() { format!("{} (removed from Git)", x.path) } else { x.path.clone() },
+                            )
+                            .collect();
+                        format!("drifted: {}", paths.join(", "))
+                    };
                     if !d.is_empty() {
-                        let (want, have) = (
-                            diff::strip_ignored(obj, l, &a.ignore_differences),
-                            diff::strip_ignored(l, l, &a.ignore_differences),
-                        );
-                        diffs.insert(r.clone(), diff::describe(&want, &have));
+                        diffs.insert(r.clone(), diff::describe_drift(obj, l, &d));
                     }
                     (sync, h, msg)
                 }

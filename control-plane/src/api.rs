@@ -88,7 +88,7 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
             rollback_revision: r.rollback.as_ref().map(|e| e.revision.clone()).unwrap_or_default(),
             parent: r.parent.clone(),
             children: v.children.clone(),
-            warnings: r.warnings.clone(),
+            warnings: r.warnings.iter().chain(&r.status.warnings).cloned().collect(),
             rollout: v.rollout.clone(),
             clusters: v.clusters.iter().map(|(c, connected)| cluster_status_to_pb(c, *connected)).collect(),
         }),

@@ -68,6 +68,9 @@ pub struct AppSourceStatus {
     pub templated: bool,
     pub error: String,
     pub refreshed_at: i64,
+    /// What the rendered manifests do that is accepted but probably a mistake.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// A cluster as stored.
@@ -294,6 +297,8 @@ fn record_certificate(cluster: &mut ClusterRecord, issued: &Issued) {
 struct RenderedPath {
     digest: String,
     children: Vec<Converted>,
+    /// What the manifests do that is accepted but probably a mistake.
+    warnings: Vec<String>,
     /// No objects and no children (refused unless the Application allows empty renders).
     empty: bool,
 }
@@ -373,6 +378,8 @@ struct Rendered {
     children: Vec<Converted>,
     /// Clusters whose variant could not be rendered (they keep their last bundle).
     errors: Vec<String>,
+    /// Warnings of the renders.
+    warnings: Vec<String>,
 }
 
 fn combined_digest(variants: &BTreeMap<String, String>) -> String {
@@ -803,6 +810,7 @@ impl ControlPlane {
                         refreshed_at: now(),
                         variants: r.variants.clone(),
                         templated: r.templated,
+                        warnings: r.warnings.clone(),
                     };
                 }
                 Err(e) => {
@@ -869,8 +877,9 @@ impl ControlPlane {
             message,
         };
         if !spec.source.path.contains("{{") {
-            let (digest, children) = self.render_path(spec, &commit, &spec.source.path, fetch)?;
-            let mut out = Rendered { commit: commit.clone(), digest: digest.clone(), children, ..Default::default() };
+            let (digest, children, warnings) = self.render_path(spec, &commit, &spec.source.path, fetch)?;
+            let mut out =
+                Rendered { commit: commit.clone(), digest: digest.clone(), children, warnings, ..Default::default() };
             self.variants(&spec.source.path, &digest, clusters.iter().collect(), &mut out, &render_err)?;
             return Ok(out);
         }
@@ -887,7 +896,10 @@ impl ControlPlane {
         }
         for (path, group) in by_path {
             match self.render_path(spec, &commit, &path, fetch) {
-                Ok((digest, _)) => self.variants(&path, &digest, group, &mut out, &render_err)?,
+                Ok((digest, _, warnings)) => {
+                    out.warnings.extend(warnings);
+                    self.variants(&path, &digest, group, &mut out, &render_err)?
+                }
                 Err(e) => {
                     for c in group {
                         out.errors.push(format!("cluster {}: {e}", c.0));
@@ -958,7 +970,13 @@ impl ControlPlane {
     /// Renders one path at a commit (cached, failures too, see [`RenderCache`]): the bundle's
     /// digest and the Application manifests found there (app of apps), which are not part of
     /// the bundle. `retry` skips a cached failure's backoff.
-    fn render_path(&self, spec: &AppSpec, commit: &str, path: &str, retry: bool) -> Result<(String, Vec<Converted>)> {
+    fn render_path(
+        &self,
+        spec: &AppSpec,
+        commit: &str,
+        path: &str,
+        retry: bool,
+    ) -> Result<(String, Vec<Converted>, Vec<String>)> {
         let key = RenderKey {
             repo_url: spec.source.repo_url.clone(),
             commit: commit.to_string(),
@@ -997,12 +1015,14 @@ impl ControlPlane {
         if rendered.empty && !spec.sync_policy.allow_empty {
             return Err(empty_err());
         }
-        Ok((rendered.digest, rendered.children))
+        Ok((rendered.digest, rendered.children, rendered.warnings))
     }
 
     fn render_uncached(&self, key: &RenderKey, commit: &str) -> Result<RenderedPath> {
-        let bundle = self.settings.renderer.render(&self.git, key)?;
-        let (apps, objects): (Vec<_>, Vec<_>) = bundle.objects.into_iter().partition(bosun_core::argo::is_application);
+        let output = self.settings.renderer.render(&self.git, key)?;
+        let warnings = output.warnings;
+        let (apps, objects): (Vec<_>, Vec<_>) =
+            output.bundle.objects.into_iter().partition(bosun_core::argo::is_application);
         let mut children = Vec::new();
         for a in &apps {
             let name = a["metadata"]["name"].as_str().unwrap_or_default();
@@ -1026,7 +1046,12 @@ impl ControlPlane {
             });
         }
         self.store.put_bundle(&bundle.digest, &bytes)?;
-        Ok(RenderedPath { empty: bundle.objects.is_empty() && children.is_empty(), digest: bundle.digest, children })
+        Ok(RenderedPath {
+            empty: bundle.objects.is_empty() && children.is_empty(),
+            digest: bundle.digest,
+            children,
+            warnings,
+        })
     }
 
     /// Refreshes every Application, fetching each repository once.

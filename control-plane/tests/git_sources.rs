@@ -142,7 +142,7 @@ fn resolves_and_reads_over_file_git_and_http() {
                 &RenderKey { repo_url: url.clone(), commit: second.clone(), path: "k8s".into(), recurse: true },
             )
             .unwrap();
-        assert_eq!(deep.objects.len(), 2, "{url}: recursion reads k8s/sub");
+        assert_eq!(deep.bundle.objects.len(), 2, "{url}: recursion reads k8s/sub");
         let err = cache.read_dir(url, &second, "nope", false).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
     }
@@ -244,7 +244,8 @@ fn kustomize_directories_render_through_kubectl_or_kustomize() {
     cache.fetch(&url, None).unwrap();
     let b = Renderer::default()
         .render(&cache, &RenderKey { repo_url: url, commit: rev, path: "overlays/prod".into(), recurse: false })
-        .unwrap();
+        .unwrap()
+        .bundle;
     assert_eq!(b.objects.len(), 1);
     assert_eq!(b.objects[0]["metadata"]["name"], "prod-settings");
     assert_eq!(b.objects[0]["metadata"]["labels"]["env"], "prod");

@@ -69,7 +69,7 @@ impl Repo {
     fn render_with(&self, r: &Renderer, path: &str) -> Result<Vec<serde_json::Value>, String> {
         let key =
             RenderKey { repo_url: self.url.clone(), commit: self.commit.clone(), path: path.into(), recurse: false };
-        r.render(&self.cache, &key).map(|b| b.objects).map_err(|e| e.to_string())
+        r.render(&self.cache, &key).map(|o| o.bundle.objects).map_err(|e| e.to_string())
     }
 }
 

@@ -61,7 +61,8 @@ fn yaml_message(raw: &str) -> String {
     } else if what.contains("alias replay limit") {
         format!("aliases expand to more than {MAX_ALIAS_EVENTS} nodes (an alias bomb)")
     } else {
-        what.to_string()
+        // The parser's advice is for programmers of the parser, not for the manifest's author.
+        what.split(", set DuplicateKeyPolicy").next().unwrap_or(what).to_string()
     };
     match at {
         Some(at) => format!("{what} at {at}"),
@@ -87,23 +88,50 @@ pub fn parse_document(file: &str, bytes: &[u8]) -> Result<Value, ManifestError> 
     Ok(docs.into_iter().find(|d| !d.is_null()).unwrap_or(Value::Null))
 }
 
+/// Objects parsed from manifests, with what was accepted but deserves a word.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    pub objects: Vec<Value>,
+    /// Things Kubernetes would accept that are probably mistakes (a mapping key written twice).
+    pub warnings: Vec<String>,
+}
+
 /// Parses one file. YAML files may hold several documents; empty documents are skipped;
 /// `kind: List` objects are expanded into their items.
 pub fn parse_file(file: &str, bytes: &[u8]) -> Result<Vec<Value>, ManifestError> {
+    parse_file_with_warnings(file, bytes).map(|p| p.objects)
+}
+
+/// Like [`parse_file`], with warnings. A mapping key written twice is loaded as Kubernetes
+/// loads it (the last value wins) and named in a warning.
+pub fn parse_file_with_warnings(file: &str, bytes: &[u8]) -> Result<Parsed, ManifestError> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(ManifestError::TooLarge { file: file.into(), size: bytes.len(), max: MAX_FILE_BYTES });
     }
     let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8 { file: file.into() })?;
+    let mut warnings = Vec::new();
     let docs: Vec<Value> = if file.to_ascii_lowercase().ends_with(".json") {
         vec![
             serde_json::from_str(text)
                 .map_err(|e| ManifestError::Json { file: file.into(), message: e.to_string() })?,
         ]
     } else {
-        serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options())
-            .map_err(|e| ManifestError::Yaml { file: file.into(), message: yaml_message(&e.to_string()) })?
+        match serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options()) {
+            Ok(d) => d,
+            Err(e) if e.to_string().contains("duplicate mapping key") => {
+                let what = yaml_message(&e.to_string());
+                warnings.push(format!(
+                    "{file}: {what}; the last value is used, as Kubernetes does (only the first duplicate is named)"
+                ));
+                let mut options = yaml_options();
+                options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+                serde_saphyr::from_multiple_with_options::<Value>(text, options)
+                    .map_err(|e| ManifestError::Yaml { file: file.into(), message: yaml_message(&e.to_string()) })?
+            }
+            Err(e) => return Err(ManifestError::Yaml { file: file.into(), message: yaml_message(&e.to_string()) }),
+        }
     };
-    let mut out = Vec::new();
+    let mut objects = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
             continue;
@@ -115,10 +143,10 @@ pub fn parse_file(file: &str, bytes: &[u8]) -> Result<Vec<Value>, ManifestError>
         };
         for obj in items {
             check_object(file, index, &obj)?;
-            out.push(obj);
+            objects.push(obj);
         }
     }
-    Ok(out)
+    Ok(Parsed { objects, warnings })
 }
 
 fn check_object(file: &str, index: usize, obj: &Value) -> Result<(), ManifestError> {
@@ -140,15 +168,24 @@ fn check_object(file: &str, index: usize, obj: &Value) -> Result<(), ManifestErr
 
 /// Parses several files into one object list, refusing an object defined twice.
 pub fn parse_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<Vec<Value>, ManifestError> {
+    parse_files_with_warnings(files).map(|p| p.objects)
+}
+
+/// Like [`parse_files`], with the files' warnings.
+pub fn parse_files_with_warnings<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Parsed, ManifestError> {
     let mut seen: std::collections::BTreeMap<ObjectRef, String> = Default::default();
-    let mut out = Vec::new();
+    let mut out = Parsed::default();
     for (file, bytes) in files {
-        for obj in parse_file(file, bytes)? {
+        let parsed = parse_file_with_warnings(file, bytes)?;
+        out.warnings.extend(parsed.warnings);
+        for obj in parsed.objects {
             let id = ObjectRef::of(&obj).expect("checked by parse_file");
             if let Some(first) = seen.insert(id.clone(), file.to_string()) {
                 return Err(ManifestError::Duplicate { object: id.to_string(), first, second: file.into() });
             }
-            out.push(obj);
+            out.objects.push(obj);
         }
     }
     Ok(out)
@@ -212,6 +249,23 @@ spec:
         }
         let big = vec![b' '; MAX_FILE_BYTES + 1];
         assert!(matches!(parse_file("big.yaml", &big), Err(ManifestError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_key_written_twice_is_loaded_as_kubernetes_loads_it_with_a_warning() {
+        let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\n  name: second\ndata: {a: '1'}\n";
+        let p = parse_file_with_warnings("k8s/cm.yaml", doc.as_bytes()).unwrap();
+        assert_eq!(p.objects[0]["metadata"]["name"], "second");
+        assert_eq!(p.warnings.len(), 1);
+        let w = &p.warnings[0];
+        assert!(
+            w.contains("k8s/cm.yaml")
+                && w.contains("duplicate mapping key")
+                && w.contains("name")
+                && w.contains("line 5"),
+            "{w}"
+        );
+        assert!(!w.contains("DuplicateKeyPolicy"), "{w}");
     }
 
     #[test]

@@ -11,16 +11,18 @@ pub enum SyncStatus {
     OutOfSync,
 }
 
-/// Health of an object or an Application, ordered from best to worst for aggregation.
+/// Health of an object or an Application, ordered from best to worst for aggregation as Argo
+/// CD orders them (gitops-engine `health.IsWorse`): Healthy < Suspended < Progressing < Missing
+/// < Degraded < Unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord)]
 pub enum Health {
     Healthy,
     Suspended,
     Progressing,
     Missing,
+    Degraded,
     #[default]
     Unknown,
-    Degraded,
 }
 
 impl Health {
@@ -54,6 +56,8 @@ mod tests {
         assert_eq!(Health::worst([Progressing, Degraded]), Degraded);
         assert_eq!(Health::worst([Healthy, Missing]), Missing);
         assert_eq!(Health::worst([Suspended, Healthy]), Suspended);
+        assert_eq!(Health::worst([Degraded, Unknown]), Unknown);
+        assert_eq!(Health::worst([Missing, Degraded]), Degraded);
         assert_eq!(Health::worst([]), Healthy);
     }
 }

@@ -41,14 +41,24 @@ pub enum WebhookError {
 /// and `ssh://git@github.com/acme/app` compare equal.
 pub fn normalize_repo_url(url: &str) -> String {
     let url = url.trim();
-    let rest = match url.find("://") {
+    // A scheme is letters, digits, `+`, `.` or `-` before the first `://`.
+    let scheme_end = url
+        .find("://")
+        .filter(|&i| i > 0 && url[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b)));
+    let has_scheme = scheme_end.is_some();
+    let rest = match scheme_end {
         Some(i) => &url[i + 3..],
         None => url, // scp-like: git@host:path
     };
-    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    // Credentials are in the authority only (before the first `/`).
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
     let (host, path) = match rest.find(['/', ':']) {
         // `host:port/path` in a URL; `host:path` in scp-like syntax.
-        Some(i) if rest.as_bytes()[i] == b':' && url.contains("://") => {
+        Some(i) if rest.as_bytes()[i] == b':' && has_scheme => {
             let after = &rest[i + 1..];
             (&rest[..i], after.find('/').map(|j| &after[j..]).unwrap_or(""))
         }
@@ -169,6 +179,20 @@ mod tests {
 
     fn src(url: &str, rev: &str, path: &str) -> Source {
         Source { repo_url: url.into(), target_revision: rev.into(), path: path.into(), recurse: false }
+    }
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        // Found by fuzzing: a `://` inside the path was taken for a scheme on the second pass.
+        for url in [
+            "https://github.com/acme/gitopsttps://github.com/a.git",
+            "https://user@host/a@b/c",
+            "git@github.com:acme/app.git",
+            "ssh://git@github.com:22/acme/app",
+        ] {
+            let once = normalize_repo_url(url);
+            assert_eq!(normalize_repo_url(&once), once, "{url}");
+        }
     }
 
     #[test]

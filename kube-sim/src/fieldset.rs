@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::resources::{ListType, ResourceType, item_key};
+use bosun_core::schema::Shape;
+
+use crate::resources::{ListType, ResourceType, item_key, list_type};
 
 /// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,7 +55,7 @@ pub fn leaves(rt: &ResourceType, obj: &Value) -> Leaves {
     let mut out = Leaves::new();
     let mut path = Vec::new();
     if let Value::Object(m) = obj {
-        collect_map(rt, m, &mut path, &mut out);
+        collect_map(rt.shape(), m, &mut path, &mut out);
     }
     out
 }
@@ -63,25 +65,25 @@ pub fn status_leaves(rt: &ResourceType, obj: &Value) -> Leaves {
     let mut out = Leaves::new();
     let mut path = vec![Step::Field("status".into())];
     if let Some(Value::Object(m)) = obj.get("status") {
-        collect_map(rt, m, &mut path, &mut out);
+        collect_map(rt.shape().and_then(|s| s.child("status")), m, &mut path, &mut out);
     }
     out
 }
 
-fn collect_map(rt: &ResourceType, m: &Map<String, Value>, path: &mut Path, out: &mut Leaves) {
+fn collect_map(shape: Option<Shape>, m: &Map<String, Value>, path: &mut Path, out: &mut Leaves) {
     for (k, v) in m {
         path.push(Step::Field(k.clone()));
         if !skipped_top(path) {
-            collect_field(rt, k, v, path, out);
+            collect_field(shape.and_then(|s| s.child(k)), v, path, out);
         }
         path.pop();
     }
 }
 
-fn collect_field(rt: &ResourceType, name: &str, v: &Value, path: &mut Path, out: &mut Leaves) {
+fn collect_field(shape: Option<Shape>, v: &Value, path: &mut Path, out: &mut Leaves) {
     match v {
-        Value::Object(m) if !m.is_empty() => collect_map(rt, m, path, out),
-        Value::Array(items) if !items.is_empty() => match rt.list_type(name, items) {
+        Value::Object(m) if !m.is_empty() => collect_map(shape, m, path, out),
+        Value::Array(items) if !items.is_empty() => match list_type(shape, items) {
             ListType::Atomic => {
                 out.insert(path.clone(), v.clone());
             }
@@ -97,7 +99,7 @@ fn collect_field(rt: &ResourceType, name: &str, v: &Value, path: &mut Path, out:
                     path.push(Step::Key(key_string(item, keys)));
                     out.insert(path.clone(), Value::Null);
                     if let Value::Object(m) = item {
-                        collect_map(rt, m, path, out);
+                        collect_map(shape.and_then(Shape::item), m, path, out);
                     }
                     path.pop();
                 }
@@ -126,7 +128,7 @@ fn key_matches(item: &Value, key: &str) -> bool {
     };
     want.iter().all(|(k, v)| match item.get(k) {
         Some(x) => x == v,
-        None => k == "protocol" && v == "TCP",
+        None => bosun_core::schema::key_default(k).is_some_and(|d| v == d),
     })
 }
 
@@ -184,27 +186,27 @@ fn get_mut<'a>(obj: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
 /// Merges an applied configuration into a live object: maps field by field, associative
 /// lists item by item (by key), sets by union, everything else replaced.
 pub fn merge(rt: &ResourceType, live: &mut Value, applied: &Value) {
-    merge_field(rt, "", live, applied);
+    merge_field(rt.shape(), live, applied);
 }
 
-fn merge_field(rt: &ResourceType, name: &str, live: &mut Value, applied: &Value) {
+fn merge_field(shape: Option<Shape>, live: &mut Value, applied: &Value) {
     match (live, applied) {
         (Value::Object(l), Value::Object(a)) => {
             for (k, av) in a {
                 match l.get_mut(k) {
-                    Some(lv) => merge_field(rt, k, lv, av),
+                    Some(lv) => merge_field(shape.and_then(|s| s.child(k)), lv, av),
                     None => {
                         l.insert(k.clone(), av.clone());
                     }
                 }
             }
         }
-        (Value::Array(l), Value::Array(a)) => match rt.list_type(name, a) {
-            ListType::Map(keys) if !a.is_empty() && rt.list_type(name, l) == ListType::Map(keys) => {
+        (Value::Array(l), Value::Array(a)) => match list_type(shape, a) {
+            ListType::Map(keys) if !a.is_empty() && list_type(shape, l) == ListType::Map(keys) => {
                 for item in a {
                     let key = key_string(item, keys);
                     match l.iter_mut().find(|i| key_matches(i, &key)) {
-                        Some(li) => merge_field(rt, "", li, item),
+                        Some(li) => merge_field(shape.and_then(Shape::item), li, item),
                         None => l.push(item.clone()),
                     }
                 }

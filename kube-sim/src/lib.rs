@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod canonical;
 pub mod controllers;
 pub mod defaults;
 pub mod discovery;
@@ -22,6 +23,7 @@ pub mod faults;
 pub mod fieldset;
 pub mod patch;
 pub mod path;
+pub mod requests;
 pub mod resources;
 pub mod selectors;
 pub mod server;
@@ -92,6 +94,7 @@ pub struct SimCluster {
     url: String,
     store: Arc<Store>,
     faults: Arc<Faults>,
+    requests: Arc<requests::Requests>,
     pki: Option<SimPki>,
     token: Option<String>,
     tasks: Vec<JoinHandle<()>>,
@@ -138,6 +141,7 @@ impl SimCluster {
         let addr = listener.local_addr()?;
         let store = Arc::new(Store::new(cfg.history, cfg.watch_buffer));
         let faults = Arc::new(Faults::default());
+        let requests = Arc::new(requests::Requests::default());
         bootstrap(&store);
         let (pki, token) = if cfg.tls {
             let pki = SimPki::generate().context("generating kube-sim certificates")?;
@@ -158,6 +162,7 @@ impl SimCluster {
             name: cfg.name.clone(),
             store: store.clone(),
             faults: faults.clone(),
+            requests: requests.clone(),
             auth: cfg.tls.then_some(tokens),
             bookmark_interval: cfg.bookmark_interval,
             address: addr.to_string(),
@@ -170,7 +175,7 @@ impl SimCluster {
         };
         let serve = tokio::spawn(accept_loop(listener, router, tls_config));
         let ctrl = tokio::spawn(controllers::run(store.clone(), faults.clone(), cfg.controllers.clone()));
-        Ok(Self { name: cfg.name, url, store, faults, pki, token, tasks: vec![serve, ctrl] })
+        Ok(Self { name: cfg.name, url, store, faults, requests, pki, token, tasks: vec![serve, ctrl] })
     }
 
     pub fn name(&self) -> &str {
@@ -189,6 +194,11 @@ impl SimCluster {
     /// Fault injection, switchable at run time.
     pub fn faults(&self) -> &Arc<Faults> {
         &self.faults
+    }
+
+    /// The requests this cluster has answered, by verb and resource.
+    pub fn requests(&self) -> &Arc<requests::Requests> {
+        &self.requests
     }
 
     pub fn pki(&self) -> Option<&SimPki> {

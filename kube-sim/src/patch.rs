@@ -1,11 +1,12 @@
 //! Non-apply patches: JSON patch (RFC 6902), merge patch (RFC 7386) and strategic merge
 //! patch (the subset of it that clients send: merge by key, `$patch` directives, nulls delete).
 
+use bosun_core::schema::Shape;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::fieldset::key_string;
-use crate::resources::{ListType, ResourceType};
+use crate::resources::{ListType, ResourceType, list_type};
 
 /// The patch flavours a PATCH request may carry (from its Content-Type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +65,15 @@ pub fn apply_patch(kind: PatchKind, rt: &ResourceType, live: &Value, patch: &Val
                     "application/strategic-merge-patch+json (strategic merge patch is not supported for custom resources)",
                 ));
             }
-            strategic(rt, "", &mut out, patch);
+            strategic(rt.shape(), &mut out, patch);
         }
         PatchKind::Apply => unreachable!("server-side apply is handled by the store"),
     }
     Ok(out)
 }
 
-fn strategic(rt: &ResourceType, field: &str, live: &mut Value, patch: &Value) {
+/// Strategic merge of `patch` into `live`, whose shape (from the schema) is `shape`.
+fn strategic(shape: Option<Shape>, live: &mut Value, patch: &Value) {
     match (live, patch) {
         (Value::Object(l), Value::Object(p)) => {
             if p.get("$patch").and_then(Value::as_str) == Some("replace") {
@@ -89,14 +91,14 @@ fn strategic(rt: &ResourceType, field: &str, live: &mut Value, patch: &Value) {
                     continue;
                 }
                 match l.get_mut(k) {
-                    Some(lv) => strategic(rt, k, lv, pv),
+                    Some(lv) => strategic(shape.and_then(|s| s.child(k)), lv, pv),
                     None => {
                         l.insert(k.clone(), strip_directives(pv));
                     }
                 }
             }
         }
-        (Value::Array(l), Value::Array(p)) => match rt.list_type(field, p) {
+        (Value::Array(l), Value::Array(p)) => match list_type(shape, p) {
             ListType::Map(keys) => {
                 if p.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
                     *l = p.iter().filter(|i| i.get("$patch").is_none()).map(strip_directives).collect();
@@ -110,7 +112,7 @@ fn strategic(rt: &ResourceType, field: &str, live: &mut Value, patch: &Value) {
                         (Some(i), true) => {
                             l.remove(i);
                         }
-                        (Some(i), false) => strategic(rt, "", &mut l[i], item),
+                        (Some(i), false) => strategic(shape.and_then(Shape::item), &mut l[i], item),
                         (None, false) => l.push(strip_directives(item)),
                         (None, true) => {}
                     }

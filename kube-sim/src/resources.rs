@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use bosun_core::schema::{ListKind, Shape};
 use serde_json::{Value, json};
 
 /// How a list field merges under server-side apply and strategic merge patch.
@@ -75,12 +76,28 @@ impl ResourceType {
         format!("{}/{}", self.group, self.plural)
     }
 
-    /// List semantics of the list found under field `field` whose items are `items`.
-    pub fn list_type(&self, field: &str, items: &[Value]) -> ListType {
+    /// The shape of this kind's objects, from the built-in types' schema (custom resources
+    /// have none).
+    pub fn shape(&self) -> Option<Shape> {
         if !self.builtin {
-            return ListType::Atomic;
+            return None;
         }
-        builtin_list_type(field, items)
+        bosun_core::schema::kind(&self.api_version(), &self.kind).map(Shape::Object)
+    }
+}
+
+/// List semantics of a list whose shape (from the schema) is `shape` and whose items are
+/// `items`: an associative list needs every item to carry its first key (else it is merged as
+/// atomic, as the server would refuse it); a list the schema does not describe — every list of
+/// a custom resource — is atomic, as a real server treats CRD lists without
+/// `x-kubernetes-list-type`.
+pub fn list_type(shape: Option<Shape>, items: &[Value]) -> ListType {
+    match shape {
+        Some(Shape::List(ListKind::Map(keys), _)) if items.iter().all(|i| i.get(keys[0]).is_some()) => {
+            ListType::Map(keys)
+        }
+        Some(Shape::List(ListKind::Set, _)) => ListType::Set,
+        _ => ListType::Atomic,
     }
 }
 
@@ -91,41 +108,6 @@ pub struct ResKey {
     pub plural: String,
 }
 
-/// List semantics of well-known lists in built-in kinds (from the Kubernetes OpenAPI
-/// `x-kubernetes-list-type` / `patchMergeKey` markers).
-pub fn builtin_list_type(field: &str, items: &[Value]) -> ListType {
-    let keyed = |keys: &'static [&'static str]| {
-        // Every item must be an object carrying the first key; otherwise the list is atomic.
-        if items.iter().all(|i| i.get(keys[0]).is_some()) { ListType::Map(keys) } else { ListType::Atomic }
-    };
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "resourceClaims" => keyed(&["name"]),
-        "volumeMounts" => keyed(&["mountPath"]),
-        "volumeDevices" => keyed(&["devicePath"]),
-        "conditions" => keyed(&["type"]),
-        "ownerReferences" => keyed(&["uid"]),
-        "hostAliases" => keyed(&["ip"]),
-        "topologySpreadConstraints" => keyed(&["topologyKey", "whenUnsatisfiable"]),
-        "ports" => {
-            if items.iter().all(|i| i.get("containerPort").is_some()) {
-                ListType::Map(&["containerPort", "protocol"])
-            } else if items.iter().all(|i| i.get("port").is_some()) {
-                ListType::Map(&["port", "protocol"])
-            } else {
-                ListType::Atomic
-            }
-        }
-        "finalizers" => ListType::Set,
-        _ => ListType::Atomic,
-    }
-}
-
 /// The key fields of a map-list item, with server defaults filled in (`protocol: TCP`).
 pub fn item_key(item: &Value, keys: &[&str]) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
@@ -134,10 +116,11 @@ pub fn item_key(item: &Value, keys: &[&str]) -> serde_json::Map<String, Value> {
             Some(v) => {
                 out.insert((*k).to_string(), v.clone());
             }
-            None if *k == "protocol" => {
-                out.insert("protocol".into(), Value::String("TCP".into()));
+            None => {
+                if let Some(d) = bosun_core::schema::key_default(k) {
+                    out.insert((*k).to_string(), Value::String(d.into()));
+                }
             }
-            None => {}
         }
     }
     out

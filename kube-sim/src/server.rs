@@ -27,6 +27,8 @@ pub struct ClusterState {
     pub name: String,
     pub store: Arc<Store>,
     pub faults: Arc<Faults>,
+    /// Requests answered, by verb and resource.
+    pub requests: Arc<crate::requests::Requests>,
     /// When set, requests must present a client certificate signed by the CA or one of
     /// these bearer tokens.
     pub auth: Option<Vec<String>>,
@@ -92,6 +94,12 @@ pub async fn handle(
         "/healthz" | "/livez" | "/readyz" => return (StatusCode::OK, "ok").into_response(),
         "/version" => return json_response(StatusCode::OK, &discovery::version()),
         "/_sim/faults" => return faults_endpoint(&st.faults, &method, &body),
+        "/_sim/requests" => {
+            if method == Method::DELETE {
+                st.requests.reset();
+            }
+            return json_response(StatusCode::OK, &json!(st.requests.snapshot()));
+        }
         "/_sim/stats" => {
             return json_response(
                 StatusCode::OK,
@@ -253,6 +261,7 @@ async fn resource(
 ) -> Response {
     let q = query(uri);
     let verb = verb_of(&method, &rp, &q);
+    st.requests.record(verb, &rp.group, &rp.plural);
     let latency = st.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

@@ -314,6 +314,9 @@ fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> ApiResult<()>
 
 /// Kind-specific normalisation on every write (Secret `stringData` folds into `data`).
 fn normalize(rt: &ResourceType, obj: &mut Value) -> ApiResult<()> {
+    if let Some(shape) = rt.shape() {
+        crate::canonical::canonicalize(obj, Some(shape));
+    }
     if rt.kind == "Secret" && rt.builtin {
         if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
             if !obj["data"].is_object() {

@@ -25,6 +25,14 @@ pub struct RenderKey {
     pub recurse: bool,
 }
 
+/// What a render produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub bundle: Bundle,
+    /// What the manifests do that Kubernetes accepts but is probably a mistake.
+    pub warnings: Vec<String>,
+}
+
 /// How renders run (the control plane's flags).
 #[derive(Debug, Clone)]
 pub struct Renderer {
@@ -77,7 +85,8 @@ impl Renderer {
     }
 
     /// Renders a path. Blocking (reads Git objects, may run kustomize).
-    pub fn render(&self, git: &GitCache, key: &RenderKey) -> Result<Bundle> {
+    pub fn render(&self, git: &GitCache, key: &RenderKey) -> Result<Output> {
+        let mut warnings = Vec::new();
         let objects = if git.has_kustomization(&key.repo_url, &key.commit, &key.path)? {
             self.kustomize(git, key)?
         } else {
@@ -103,10 +112,12 @@ impl Renderer {
                 .iter()
                 .map(|(p, b)| (if key.path.is_empty() { p.clone() } else { format!("{}/{p}", key.path) }, b.as_slice()))
                 .collect();
-            manifest::parse_files(named.iter().map(|(p, b)| (p.as_str(), *b)))
-                .map_err(|e| render_err(key, e.to_string()))?
+            let parsed = manifest::parse_files_with_warnings(named.iter().map(|(p, b)| (p.as_str(), *b)))
+                .map_err(|e| render_err(key, e.to_string()))?;
+            warnings = parsed.warnings;
+            parsed.objects
         };
-        Ok(Bundle::new(objects))
+        Ok(Output { bundle: Bundle::new(objects), warnings })
     }
 
     fn kustomize(&self, git: &GitCache, key: &RenderKey) -> Result<Vec<serde_json::Value>> {

@@ -1,4 +1,5 @@
-//! APIService health (Argo CD semantics): Available=True is Healthy.
+//! APIService health, as Argo CD judges it: the `Available` condition, True or not (then
+//! Progressing), with its reason and message; without it, "Waiting to be processed".
 
 use serde_json::Value;
 
@@ -7,11 +8,12 @@ use crate::status::Health;
 
 pub fn assess(a: &Value) -> Assessment {
     match condition(a, "Available") {
-        Some(c) if c["status"] == "True" => Assessment::new(Health::Healthy, c["message"].as_str().unwrap_or_default()),
-        Some(c) => Assessment::new(
-            Health::Progressing,
-            c["message"].as_str().unwrap_or("waiting for the API service to be available"),
-        ),
+        Some(c) => {
+            let text =
+                format!("{}: {}", c["reason"].as_str().unwrap_or_default(), c["message"].as_str().unwrap_or_default());
+            let health = if c["status"] == "True" { Health::Healthy } else { Health::Progressing };
+            Assessment::new(health, text)
+        }
         None => Assessment::new(Health::Progressing, "Waiting to be processed"),
     }
 }

@@ -7,10 +7,21 @@ use crate::status::Health;
 
 pub fn assess(d: &Value) -> Assessment {
     if generation_pending(d) {
-        return Assessment::new(Health::Progressing, "Waiting for daemon set spec update to be observed...");
+        return Assessment::new(
+            Health::Progressing,
+            "Waiting for rollout to finish: observed daemon set generation less than desired generation",
+        );
     }
     if d["spec"]["updateStrategy"]["type"] == "OnDelete" {
-        return Assessment::new(Health::Healthy, "daemon set has OnDelete update strategy; not tracking rollout");
+        let s = &d["status"];
+        return Assessment::new(
+            Health::Healthy,
+            format!(
+                "daemon set {} out of {} new pods have been updated",
+                int(&s["updatedNumberScheduled"]),
+                int(&s["desiredNumberScheduled"])
+            ),
+        );
     }
     let s = &d["status"];
     let desired = int(&s["desiredNumberScheduled"]);

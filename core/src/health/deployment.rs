@@ -20,9 +20,11 @@ pub fn assess(d: &Value) -> Assessment {
         return Assessment::new(Health::Degraded, format!("Deployment {name:?} exceeded its progress deadline"));
     }
     let s = &d["status"];
-    let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let replicas = d["spec"]["replicas"].as_i64();
     let (updated, total, available) = (int(&s["updatedReplicas"]), int(&s["replicas"]), int(&s["availableReplicas"]));
-    if updated < replicas {
+    if let Some(replicas) = replicas
+        && updated < replicas
+    {
         return Assessment::new(
             Health::Progressing,
             format!("Waiting for rollout to finish: {updated} out of {replicas} new replicas have been updated..."),

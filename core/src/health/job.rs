@@ -1,19 +1,39 @@
-//! Job health (Argo CD semantics).
+//! Job health, as Argo CD judges it, from the Job's conditions: Failed is Degraded (with its
+//! message), Suspended (True) is Suspended, Complete is Healthy; without any of them the Job is
+//! still running: Progressing.
 
 use serde_json::Value;
 
-use super::{Assessment, condition};
+use super::Assessment;
 use crate::status::Health;
 
 pub fn assess(j: &Value) -> Assessment {
-    if let Some(c) = condition(j, "Failed").filter(|c| c["status"] == "True") {
-        return Assessment::new(Health::Degraded, c["message"].as_str().unwrap_or("job failed"));
+    let (mut failed, mut complete, mut suspended) = (false, false, false);
+    let (mut fail_message, mut message) = ("", "");
+    for c in j["status"]["conditions"].as_array().into_iter().flatten() {
+        let text = c["message"].as_str().unwrap_or_default();
+        match c["type"].as_str() {
+            Some("Failed") => {
+                failed = true;
+                complete = true;
+                fail_message = text;
+            }
+            Some("Complete") => {
+                complete = true;
+                message = text;
+            }
+            Some("Suspended") => {
+                complete = true;
+                message = text;
+                suspended |= c["status"] == "True";
+            }
+            _ => {}
+        }
     }
-    if condition(j, "Complete").is_some_and(|c| c["status"] == "True") {
-        return Assessment::new(Health::Healthy, "job completed");
+    match () {
+        _ if !complete => Assessment::new(Health::Progressing, message),
+        _ if failed => Assessment::new(Health::Degraded, fail_message),
+        _ if suspended => Assessment::new(Health::Suspended, message),
+        _ => Assessment::new(Health::Healthy, message),
     }
-    if j["spec"]["suspend"] == true {
-        return Assessment::new(Health::Suspended, "job is suspended");
-    }
-    Assessment::new(Health::Progressing, "job is running")
 }

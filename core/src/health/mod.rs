@@ -1,5 +1,7 @@
-//! Health assessment with Argo CD's semantics, one file per kind, dispatched on group/kind.
-//! Kinds without a check are not assessed (`None`) and count as healthy in an aggregate.
+//! Health assessment with Argo CD's semantics (gitops-engine's `pkg/health`), one file per kind,
+//! dispatched on group/kind. An object being deleted is Progressing ("Pending deletion"),
+//! whatever its kind, unless a hook finalizer holds it. Kinds without a check are not assessed
+//! (`None`) and count as healthy in an aggregate.
 
 mod apiservice;
 mod crd;
@@ -13,6 +15,7 @@ mod pvc;
 mod replicaset;
 mod service;
 mod statefulset;
+mod workflow;
 
 use serde_json::Value;
 
@@ -32,8 +35,17 @@ impl Assessment {
     }
 }
 
+/// The finalizer Argo CD puts on hooks it runs; an object it holds is judged as it is.
+pub const HOOK_FINALIZER: &str = "argocd.argoproj.io/hook-finalizer";
+
 /// Assesses a live object; `None` when Bosun has no check for its kind.
 pub fn assess(obj: &Value) -> Option<Assessment> {
+    let deleting = obj["metadata"]["deletionTimestamp"].is_string();
+    let hook_finalizer =
+        obj["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == HOOK_FINALIZER));
+    if deleting && !hook_finalizer {
+        return Some(Assessment::new(Health::Progressing, "Pending deletion"));
+    }
     let group = group_of(obj["apiVersion"].as_str().unwrap_or_default());
     let kind = obj["kind"].as_str().unwrap_or_default();
     match (group, kind) {
@@ -45,7 +57,8 @@ pub fn assess(obj: &Value) -> Option<Assessment> {
         ("", "Service") => Some(service::assess(obj)),
         ("", "PersistentVolumeClaim") => Some(pvc::assess(obj)),
         ("batch", "Job") => Some(job::assess(obj)),
-        ("networking.k8s.io", "Ingress") => Some(ingress::assess(obj)),
+        ("networking.k8s.io" | "extensions", "Ingress") => Some(ingress::assess(obj)),
+        ("argoproj.io", "Workflow") => Some(workflow::assess(obj)),
         ("autoscaling", "HorizontalPodAutoscaler") => Some(hpa::assess(obj)),
         ("apiregistration.k8s.io", "APIService") => Some(apiservice::assess(obj)),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => Some(crd::assess(obj)),

@@ -15,9 +15,10 @@ pub fn assess(r: &Value) -> Assessment {
     if let Some(c) = condition(r, "ReplicaFailure").filter(|c| c["status"] == "True") {
         return Assessment::new(Health::Degraded, c["message"].as_str().unwrap_or("replica failure"));
     }
-    let replicas = r["spec"]["replicas"].as_i64().unwrap_or(1);
     let available = int(&r["status"]["availableReplicas"]);
-    if available < replicas {
+    if let Some(replicas) = r["spec"]["replicas"].as_i64()
+        && available < replicas
+    {
         return Assessment::new(
             Health::Progressing,
             format!("Waiting for rollout to finish: {available} out of {replicas} new replicas are available..."),
