@@ -40,6 +40,23 @@ impl Shared {
         self.wake.notify_one();
     }
 
+    /// Asks for a pass over the Application whose objects carry this `bosun.dev/app` label
+    /// value (the name, or its shortened form for long names).
+    pub fn touch_label(&self, label: &str) {
+        let app = self
+            .state
+            .lock()
+            .assignments
+            .iter()
+            .find(|a| a.app == label || tracking::label_value(&a.app) == label)
+            .map(|a| a.app.clone());
+        match app {
+            Some(app) => self.touch(&app),
+            // An Application no longer assigned (its objects are being pruned): look at all.
+            None => self.touch_all(),
+        }
+    }
+
     /// Asks for a pass over one Application (one of its objects changed).
     pub fn touch(&self, app: &str) {
         self.dirty.lock().apps.insert(app.to_string());

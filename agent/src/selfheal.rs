@@ -94,7 +94,7 @@ async fn watch(api: Api<PartialObjectMeta<DynamicObject>>, shared: Arc<Shared>) 
         if let Some(o) = woken {
             // The label names the Application the object belongs to; only it is looked at.
             match o.metadata.labels.as_ref().and_then(|l| l.get(APP_LABEL)) {
-                Some(app) => shared.touch(app),
+                Some(label) => shared.touch_label(label),
                 None => shared.touch_all(),
             }
         }

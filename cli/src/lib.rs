@@ -1,6 +1,7 @@
 //! bosun-cli: the `bosun` command. kubectl/argocd-like verbs over the admin API, tables by
 //! default, `-o json|yaml`, progress while waiting, and exit codes scripts can use:
-//! 0 success, 1 error, 2 usage, 3 not found, 4 timed out, 5 not authenticated.
+//! 0 success, 1 error (or, for diffs, "they differ"), 2 usage, 3 not found, 4 timed out,
+//! 5 not authenticated, 6 partly done (an import that skipped documents).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -83,12 +84,18 @@ pub enum Command {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
-    /// The normalised diff between a manifest and a live object (offline); Secret values are redacted.
+    /// The normalised diff between a manifest and a live object (offline), as the agent judges
+    /// it: server defaults and rewrites are not drift, list items match by their keys, and a
+    /// field the live object's managedFields give to the agent's field manager but the manifest
+    /// no longer has is drift. Secret values are redacted. Exit code 1 when they differ.
     Diff {
         #[arg(long)]
         desired: PathBuf,
         #[arg(long)]
         live: PathBuf,
+        /// The agent's field manager (removals owned by it are drift).
+        #[arg(long, default_value = "bosun-agent")]
+        field_manager: String,
     },
 }
 
@@ -114,7 +121,8 @@ pub enum AppCmd {
         /// Or a label selector over clusters.
         #[arg(long)]
         selector: Option<String>,
-        /// Refuse to import when any field would not be honoured.
+        /// Import nothing when any document cannot be imported or has a field that would not be
+        /// honoured (without it, those documents are skipped and the exit code is 6).
         #[arg(long)]
         strict: bool,
     },
@@ -560,6 +568,11 @@ fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
     println!("Repository:  {}", src["repoURL"].as_str().unwrap_or_default());
     println!("Path:        {}", src["path"].as_str().unwrap_or_default());
     println!("Target:      {}", src["targetRevision"].as_str().filter(|s| !s.is_empty()).unwrap_or("HEAD"));
+    let label = bosun_core::tracking::label_value(&a.name);
+    if label != a.name {
+        // The name is longer than a label value: objects carry this shortened form.
+        println!("Tracking:    {}={label}", bosun_core::tracking::APP_LABEL);
+    }
     if let Some(sel) = v["spec"]["destination"]["selector"].as_str().filter(|s| !s.is_empty()) {
         println!("Selector:    {sel}");
     }
@@ -579,7 +592,7 @@ fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
         println!("Rollout:     {r}");
     }
     for w in v["status"]["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        println!("Not honoured: {w}");
+        println!("Warning:     {w}");
     }
     println!("Revision:    {}", v["status"]["revision"].as_str().unwrap_or_default());
     println!("Sync:        {}", v["status"]["sync"].as_str().unwrap_or_default());
@@ -744,15 +757,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Diff { desired, live } => {
+        Command::Diff { desired, live, field_manager } => {
             let (d, l) = (read_object(&desired)?, read_object(&live)?);
-            let text = bosun_core::diff::describe(&d, &l);
+            let opts = bosun_core::diff::Options { ignore: &[], manager: Some(&field_manager) };
+            let drift = bosun_core::diff::drift(&d, &l, opts);
+            let text = bosun_core::diff::describe_drift(&d, &l, &drift);
             if out == Output::Table {
                 print!("{text}");
             } else {
                 print_value(out, &json!({"modified": !text.is_empty(), "diff": text}))?;
             }
-            Ok(())
+            // Like diff(1): exit code 1 when they differ, with nothing more to say.
+            if text.is_empty() { Ok(()) } else { Err(Failure { code: 1, error: anyhow!("") }) }
         }
         Command::App(cmd) => {
             let mut c = connect(&cli.conn).await?;
@@ -1126,18 +1142,30 @@ async fn import(
     };
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
     let mut converted = Vec::new();
-    for doc in docs.into_iter().filter(|d| !d.is_null()) {
-        let mut c = bosun_core::argo::convert(&doc).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+    let mut skipped: Vec<String> = Vec::new();
+    for (i, doc) in docs.into_iter().filter(|d| !d.is_null()).enumerate() {
+        let name =
+            doc["metadata"]["name"].as_str().map(str::to_string).unwrap_or_else(|| format!("document {}", i + 1));
+        let mut c = match bosun_core::argo::convert(&doc) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipped: {name}: {e}");
+                skipped.push(name);
+                continue;
+            }
+        };
         match (&cluster, &selector) {
             (Some(name), _) => {
                 (c.spec.destination.cluster, c.spec.destination.selector) = (name.clone(), String::new())
             }
             (_, Some(sel)) => (c.spec.destination.cluster, c.spec.destination.selector) = (String::new(), sel.clone()),
             (None, None) if c.inherits_destination => {
-                return Err(usage(format!(
-                    "{}: targets the cluster Argo CD runs in; say which cluster with --cluster NAME or --selector",
+                eprintln!(
+                    "skipped: {}: targets the cluster Argo CD runs in; say which cluster with --cluster NAME or --selector",
                     c.name
-                )));
+                );
+                skipped.push(c.name);
+                continue;
             }
             _ => {}
         }
@@ -1146,22 +1174,31 @@ async fn import(
         }
         converted.push(c);
     }
-    if strict && converted.iter().any(|c| !c.warnings.is_empty()) {
+    if strict && (!skipped.is_empty() || converted.iter().any(|c| !c.warnings.is_empty())) {
         return Err(Failure {
             code: 1,
-            error: anyhow!("--strict: some fields would not be honoured (see the warnings)"),
+            error: anyhow!(
+                "--strict: nothing imported; some documents cannot be imported or have fields that would not be honoured (see above)"
+            ),
         });
     }
+    let mut failed = Vec::new();
     for app in converted {
         let spec = pb::ApplicationSpec::from(&app.spec);
-        let app = c
-            .create_application(pb::CreateApplicationRequest { name: app.name.clone(), spec: Some(spec) })
-            .await
-            .map_err(from_status)?
-            .into_inner();
-        print_app(out, &app)?;
+        match c.create_application(pb::CreateApplicationRequest { name: app.name.clone(), spec: Some(spec) }).await {
+            Ok(created) => print_app(out, &created.into_inner())?,
+            Err(s) => {
+                eprintln!("skipped: {}: {}", app.name, s.message());
+                failed.push(app.name);
+            }
+        }
     }
-    Ok(())
+    skipped.extend(failed);
+    if skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure { code: 6, error: anyhow!("imported all but {}", skipped.join(", ")) })
+    }
 }
 
 /// `KEY=VALUE` to set, and (when `removals`) `KEY-` to remove.

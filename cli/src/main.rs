@@ -6,7 +6,10 @@ use clap::Parser;
 async fn main() {
     let cli = bosun_cli::Cli::parse();
     if let Err(f) = bosun_cli::run(cli).await {
-        eprintln!("error: {:#}", f.error);
+        let message = format!("{:#}", f.error);
+        if !message.is_empty() {
+            eprintln!("error: {message}");
+        }
         std::process::exit(f.code);
     }
 }

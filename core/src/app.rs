@@ -220,6 +220,12 @@ fn err(field: &'static str, message: impl Into<String>) -> SpecError {
 }
 
 /// A DNS-1123 label: what Application and cluster names must be.
+/// Whether `s` is a DNS subdomain (RFC 1123), as Kubernetes object names are: at most 253
+/// characters, dot-separated DNS labels (`example.guestbook`).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -247,10 +253,12 @@ pub fn normalize_path(path: &str) -> Result<String, SpecError> {
 impl AppSpec {
     /// Checks an Application named `name`; returns the spec with its path normalised.
     pub fn validate(mut self, name: &str) -> Result<Self, SpecError> {
-        if !is_dns_label(name) {
+        if !is_dns_subdomain(name) {
             return Err(err(
                 "name",
-                format!("{name:?} must be a DNS label: lowercase letters, digits and '-', at most 63"),
+                format!(
+                    "{name:?} must be a Kubernetes object name (a DNS subdomain): lowercase letters, digits, '-' and '.', at most 253"
+                ),
             ));
         }
         let url = self.source.repo_url.trim();
@@ -295,7 +303,7 @@ impl AppSpec {
         }
         let mut seen = std::collections::BTreeSet::new();
         for d in &self.depends_on {
-            if !is_dns_label(d) || d == name {
+            if !is_dns_subdomain(d) || d == name {
                 return Err(err("dependsOn", format!("{d:?} must name another Application")));
             }
             if !seen.insert(d) {

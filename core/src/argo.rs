@@ -26,28 +26,157 @@ pub fn is_application(obj: &Value) -> bool {
 
 const IN_CLUSTER: &str = "https://kubernetes.default.svc";
 
-/// A Go duration as Argo CD writes them (`5s`, `3m`, `1h30m`) in seconds.
-pub fn parse_duration(s: &str) -> Option<u64> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-        } else {
-            let n: u64 = num.parse().ok()?;
-            num.clear();
-            total += n * match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                _ => return None,
-            };
-        }
+/// A Go duration (`time.ParseDuration`): a sequence of decimal numbers, each with an optional
+/// fraction and a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), such as `300ms`, `1.5m`,
+/// `2h45m`. Returns nanoseconds; `None` for anything else (and for negative durations, which
+/// no Application field takes).
+pub fn parse_go_duration(s: &str) -> Option<u128> {
+    let s = s.trim();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    if s == "0" {
+        return Some(0);
     }
-    if !num.is_empty() {
-        total += num.parse::<u64>().ok()?; // a bare number: seconds
+    if s.is_empty() || s.starts_with('-') {
+        return None;
+    }
+    let mut total: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_end);
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
+            return None;
+        }
+        let unit_end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        let whole: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let mut value = whole.checked_mul(scale)?;
+        if !frac.is_empty() {
+            let digits = frac.len().min(18) as u32;
+            let f: u128 = frac[..digits as usize].parse().ok()?;
+            value = value.checked_add(f.checked_mul(scale)? / 10u128.pow(digits))?;
+        }
+        total = total.checked_add(value)?;
+        rest = next;
     }
     Some(total)
+}
+
+/// A Go duration in whole seconds (rounded up), for the fields Bosun keeps in seconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let n = parse_go_duration(s)?;
+    u64::try_from(n.div_ceil(1_000_000_000)).ok()
+}
+
+/// The keys of an Application manifest Bosun reads; anything else present is reported.
+enum Known {
+    /// Read as a whole.
+    Leaf,
+    Fields(&'static [(&'static str, Known)]),
+    /// Each item of a list, read with these keys.
+    Items(&'static [(&'static str, Known)]),
+}
+
+use Known::{Fields, Items, Leaf};
+
+const KNOWN: Known = Fields(&[
+    ("apiVersion", Leaf),
+    ("kind", Leaf),
+    ("metadata", Fields(&[("name", Leaf)])),
+    (
+        "spec",
+        Fields(&[
+            ("project", Leaf),
+            (
+                "source",
+                Fields(&[
+                    ("repoURL", Leaf),
+                    ("targetRevision", Leaf),
+                    ("path", Leaf),
+                    ("directory", Fields(&[("recurse", Leaf)])),
+                ]),
+            ),
+            ("destination", Fields(&[("server", Leaf), ("name", Leaf), ("namespace", Leaf), ("selector", Leaf)])),
+            (
+                "syncPolicy",
+                Fields(&[
+                    (
+                        "automated",
+                        Fields(&[("prune", Leaf), ("selfHeal", Leaf), ("allowEmpty", Leaf), ("enabled", Leaf)]),
+                    ),
+                    ("syncOptions", Leaf),
+                    (
+                        "retry",
+                        Fields(&[
+                            ("limit", Leaf),
+                            ("backoff", Fields(&[("duration", Leaf), ("factor", Leaf), ("maxDuration", Leaf)])),
+                        ]),
+                    ),
+                ]),
+            ),
+            (
+                "ignoreDifferences",
+                Items(&[
+                    ("group", Leaf),
+                    ("kind", Leaf),
+                    ("name", Leaf),
+                    ("namespace", Leaf),
+                    ("jsonPointers", Leaf),
+                    ("jqPathExpressions", Leaf),
+                    ("managedFieldsManagers", Leaf),
+                ]),
+            ),
+            ("revisionHistoryLimit", Leaf),
+            ("dependsOn", Leaf),
+        ]),
+    ),
+]);
+
+/// Reports every key of `v` (at `path`) that `known` does not read, unless a warning about it
+/// (or a field around it) was given already.
+fn unread(v: &Value, known: &Known, path: &str, out: &mut Vec<String>) {
+    let fields = match known {
+        Leaf => return,
+        Fields(f) | Items(f) => *f,
+    };
+    let mut visit = |obj: &serde_json::Map<String, Value>, at: &str| {
+        for (k, child) in obj {
+            let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            match fields.iter().find(|(n, _)| n == k) {
+                Some((_, inner)) => unread(child, inner, &here, out),
+                None => {
+                    let covered =
+                        out.iter().any(|w| w.starts_with(&format!("{here}:")) || w.starts_with(&format!("{here}.")));
+                    let around =
+                        out.iter().any(|w| w.split(':').next().is_some_and(|p| here.starts_with(&format!("{p}."))));
+                    if !covered && !around {
+                        out.push(format!("{here}: not supported; ignored"));
+                    }
+                }
+            }
+        }
+    };
+    match (known, v) {
+        (Items(_), Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Value::Object(m) = item {
+                    visit(m, &format!("{path}[{i}]"));
+                }
+            }
+        }
+        (Fields(_), Value::Object(m)) => visit(m, path),
+        _ => {}
+    }
 }
 
 /// Converts one Application manifest.
@@ -133,18 +262,63 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
     }
     let retry = &sp["retry"];
     if retry.is_object() {
-        if let Some(l) = retry["limit"].as_i64() {
-            policy.retry.limit = l.max(0) as u32;
+        match retry["limit"].as_i64() {
+            Some(l) if l >= 0 => policy.retry.limit = u32::try_from(l).unwrap_or(u32::MAX),
+            Some(l) => {
+                warn("spec.syncPolicy.retry.limit", &format!("{l}: a negative limit is not supported; no retries"))
+            }
+            None if retry.get("limit").is_some() => {
+                warn("spec.syncPolicy.retry.limit", "not a whole number; no retries")
+            }
+            None => {}
         }
         let b = &retry["backoff"];
-        if let Some(d) = b["duration"].as_str().and_then(parse_duration) {
-            policy.retry.duration_secs = d;
+        for (field, slot) in
+            [("duration", &mut policy.retry.duration_secs), ("maxDuration", &mut policy.retry.max_duration_secs)]
+        {
+            let Some(v) = b.get(field) else { continue };
+            // Argo CD reads a bare number as seconds.
+            let text = match v {
+                Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => format!("{s}s"),
+                Value::String(s) => s.clone(),
+                Value::Number(n) => format!("{n}s"),
+                other => other.to_string(),
+            };
+            match parse_go_duration(&text) {
+                Some(ns) => {
+                    let secs = u64::try_from(ns.div_ceil(1_000_000_000)).unwrap_or(u64::MAX);
+                    if ns % 1_000_000_000 != 0 {
+                        warn(
+                            &format!("spec.syncPolicy.retry.backoff.{field}"),
+                            &format!("{text:?} is rounded up to {secs}s (Bosun's backoff counts whole seconds)"),
+                        );
+                    }
+                    *slot = secs;
+                }
+                None => warn(
+                    &format!("spec.syncPolicy.retry.backoff.{field}"),
+                    &format!(
+                        "{text:?} is not a duration (such as 5s, 500ms, 1.5m, 1h30m); the default {}s is used",
+                        *slot
+                    ),
+                ),
+            }
         }
-        if let Some(f) = b["factor"].as_u64() {
-            policy.retry.factor = f as u32;
-        }
-        if let Some(d) = b["maxDuration"].as_str().and_then(parse_duration) {
-            policy.retry.max_duration_secs = d;
+        if let Some(f) = b.get("factor") {
+            match f.as_f64() {
+                Some(x) if x >= 1.0 && x.fract() == 0.0 && x <= f64::from(u32::MAX) => policy.retry.factor = x as u32,
+                Some(x) if x >= 1.0 => {
+                    policy.retry.factor = x.ceil() as u32;
+                    warn(
+                        "spec.syncPolicy.retry.backoff.factor",
+                        &format!("{x} is rounded up to {}", policy.retry.factor),
+                    );
+                }
+                _ => warn(
+                    "spec.syncPolicy.retry.backoff.factor",
+                    &format!("{f}: give a whole number ≥ 1; the default is used"),
+                ),
+            }
         }
     }
     if sp.get("managedNamespaceMetadata").is_some() {
@@ -180,6 +354,32 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
     if spec.get("info").is_some() {
         warn("spec.info", "not kept");
     }
+    if !bosun {
+        if dst.get("selector").is_some() {
+            warn("spec.destination.selector", "only bosun.dev/v1 Applications target by selector");
+        }
+        if spec.get("dependsOn").is_some() {
+            warn("spec.dependsOn", "only bosun.dev/v1 Applications declare dependencies");
+        }
+    }
+    if obj["metadata"].get("namespace").is_some() {
+        warn("metadata.namespace", "Argo CD's namespace; Bosun Applications are not namespaced");
+    }
+    if let Some(f) = obj["metadata"]["finalizers"].as_array().filter(|f| !f.is_empty()) {
+        let names: Vec<&str> = f.iter().filter_map(Value::as_str).collect();
+        warn(
+            "metadata.finalizers",
+            &format!(
+                "{names:?}: not kept; deleting a Bosun Application deletes its objects when its sync policy prunes (Argo CD's resources-finalizer)"
+            ),
+        );
+    }
+    for field in ["status", "operation"] {
+        if obj.get(field).is_some() {
+            warn(field, "not read; Bosun keeps its own");
+        }
+    }
+    unread(obj, &KNOWN, "", &mut warnings);
     let depends_on = if bosun {
         obj["spec"]["dependsOn"]
             .as_array()
@@ -230,8 +430,8 @@ mod tests {
         assert!(p.automated && p.prune && p.self_heal && p.create_namespace && p.prune_last);
         assert_eq!((p.retry.limit, p.retry.duration_secs, p.retry.factor, p.retry.max_duration_secs), (3, 10, 3, 120));
         assert_eq!(c.spec.ignore_differences[0].json_pointers, ["/spec/replicas"]);
-        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-        assert!(c.warnings[0].starts_with("spec.project"));
+        let fields: Vec<&str> = c.warnings.iter().map(|w| w.split(':').next().unwrap()).collect();
+        assert_eq!(fields, ["spec.project", "metadata.namespace", "metadata.finalizers"], "{:?}", c.warnings);
     }
 
     #[test]
@@ -279,9 +479,74 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        for (s, want) in [("5s", Some(5)), ("3m", Some(180)), ("1h30m", Some(5400)), ("90", Some(90)), ("1d", None)] {
-            assert_eq!(parse_duration(s), want, "{s}");
+    fn go_durations() {
+        let ms = 1_000_000u128;
+        for (s, want) in [
+            ("5s", Some(5_000 * ms)),
+            ("500ms", Some(500 * ms)),
+            ("1.5m", Some(90_000 * ms)),
+            ("1h30m", Some(5_400_000 * ms)),
+            ("2h45m30.5s", Some(9_930_500 * ms)),
+            ("300us", Some(300_000)),
+            ("300µs", Some(300_000)),
+            ("10ns", Some(10)),
+            (".5s", Some(500 * ms)),
+            ("0", Some(0)),
+            ("1d", None),
+            ("5x", None),
+            ("", None),
+            ("-1s", None),
+            ("1.2.3s", None),
+            ("s", None),
+        ] {
+            assert_eq!(parse_go_duration(s), want, "{s}");
         }
+        assert_eq!(parse_duration("500ms"), Some(1), "rounded up to whole seconds");
+        assert_eq!(parse_duration("1.5m"), Some(90));
+    }
+
+    #[test]
+    fn every_key_it_does_not_honour_is_reported() {
+        let mut a = seed_child();
+        a["spec"]["source"]["fooBar"] = json!(1);
+        a["spec"]["syncPolicy"]["automated"]["wat"] = json!(true);
+        a["spec"]["ignoreDifferences"][0]["weird"] = json!("x");
+        a["spec"]["unknownTopLevel"] = json!({});
+        a["metadata"]["labels"] = json!({"team": "a"});
+        a["status"] = json!({"sync": {"status": "Synced"}});
+        a["spec"]["syncPolicy"]["retry"]["backoff"] =
+            json!({"duration": "500ms", "factor": 1.5, "maxDuration": "1.5m"});
+        let c = convert(&a).unwrap();
+        let fields: Vec<&str> = c.warnings.iter().map(|w| w.split(':').next().unwrap()).collect();
+        for f in [
+            "spec.source.fooBar",
+            "spec.syncPolicy.automated.wat",
+            "spec.ignoreDifferences[0].weird",
+            "spec.unknownTopLevel",
+            "metadata.labels",
+            "status",
+            "spec.syncPolicy.retry.backoff.duration",
+            "spec.syncPolicy.retry.backoff.factor",
+        ] {
+            assert!(fields.contains(&f), "{f} missing from {:#?}", c.warnings);
+        }
+        assert_eq!(fields.iter().filter(|f| **f == "status").count(), 1, "reported once: {:#?}", c.warnings);
+        let r = c.spec.sync_policy.retry;
+        assert_eq!((r.duration_secs, r.factor, r.max_duration_secs), (1, 2, 90));
+        assert!(
+            !c.warnings.iter().any(|w| w.starts_with("spec.syncPolicy.retry.backoff.maxDuration")),
+            "1.5m is exact"
+        );
+        let mut bad = seed_child();
+        bad["spec"]["syncPolicy"]["retry"]["backoff"]["duration"] = json!("5 seconds");
+        let c = convert(&bad).unwrap();
+        assert!(c.warnings.iter().any(|w| w.contains("not a duration")), "{:?}", c.warnings);
+        assert_eq!(c.spec.sync_policy.retry.duration_secs, crate::app::Retry::default().duration_secs);
+        // Names are object names: dots are fine.
+        let mut dotted = seed_child();
+        dotted["metadata"]["name"] = json!("example.guestbook");
+        dotted["spec"]["destination"] = json!({"name": "c1", "namespace": "x"});
+        let c = convert(&dotted).unwrap();
+        c.spec.validate(&c.name).unwrap();
     }
 }

@@ -1,9 +1,11 @@
 //! Tracking identity: how the agent marks what it applies, so that prune only ever touches
 //! objects Bosun created for that Application.
 //!
-//! Every applied object carries the label `bosun.dev/app: <app>` (for listing) and the
-//! annotation `bosun.dev/tracking-id: <app>:<group>/<kind>:<namespace>/<name>` (the proof of
-//! ownership). Annotations on an object's own metadata are not copied to the Pods or
+//! Every applied object carries the label `bosun.dev/app: <app>` (for listing and watching)
+//! and the annotation `bosun.dev/tracking-id: <app>:<group>/<kind>:<namespace>/<name>` (the
+//! proof of ownership). Application names are object names (DNS subdomains, up to 253
+//! characters); a label value is at most 63, so a longer name is shortened to a prefix and a
+//! hash ([`label_value`]) — the annotation always carries the full name. Annotations on an object's own metadata are not copied to the Pods or
 //! ReplicaSets a controller creates from it, so those never look tracked.
 
 use serde_json::{Value, json};
@@ -12,6 +14,21 @@ use crate::object::ObjectRef;
 
 pub const APP_LABEL: &str = "bosun.dev/app";
 pub const TRACKING_ANNOTATION: &str = "bosun.dev/tracking-id";
+
+/// The value of the `bosun.dev/app` label for Application `app`: the name itself when it is a
+/// label value, else its first characters and a hash of the whole name (63 characters).
+pub fn label_value(app: &str) -> String {
+    if crate::selector::valid_label_value(app) {
+        return app.to_string();
+    }
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(app.as_bytes()));
+    let mut prefix: String = app.chars().take(52).collect();
+    while prefix.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        prefix.pop();
+    }
+    format!("{prefix}-{}", &hash[..10])
+}
 
 /// The tracking id of object `r` in Application `app`.
 pub fn tracking_id(app: &str, r: &ObjectRef) -> String {
@@ -23,7 +40,7 @@ pub fn mark(obj: &mut Value, app: &str) {
     let Some(r) = ObjectRef::of(obj) else { return };
     let id = tracking_id(app, &r);
     let meta = &mut obj["metadata"];
-    for (field, key, value) in [("labels", APP_LABEL, app.to_string()), ("annotations", TRACKING_ANNOTATION, id)] {
+    for (field, key, value) in [("labels", APP_LABEL, label_value(app)), ("annotations", TRACKING_ANNOTATION, id)] {
         if !meta[field].is_object() {
             meta[field] = json!({});
         }
@@ -54,6 +71,19 @@ pub fn prunable(live: &Value, app: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_application_names_get_a_label_value_that_fits() {
+        assert_eq!(label_value("example.guestbook"), "example.guestbook");
+        let long = format!("{}.example.com", "a".repeat(70));
+        let v = label_value(&long);
+        assert!(v.len() <= 63 && crate::selector::valid_label_value(&v), "{v}");
+        assert_ne!(v, label_value(&format!("{}.example.org", "a".repeat(70))), "different names, different values");
+        let mut d = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}});
+        mark(&mut d, &long);
+        assert_eq!(d["metadata"]["labels"][APP_LABEL], v.as_str());
+        assert!(is_tracked_by(&d, &long), "the annotation carries the full name");
+    }
 
     #[test]
     fn marks_and_recognises() {

@@ -48,6 +48,11 @@ async fn manifests_the_server_rewrites_stay_in_sync_without_writes() {
     repo.write("k8s/web.yaml", WEB);
     repo.write("k8s/role.yaml", ROLE);
     repo.write("k8s/config.yaml", &configmap("web-config", "1"));
+    // A key written twice loads as Kubernetes loads it (the last value), with a warning.
+    repo.write(
+        "k8s/dup.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\n  name: dup\ndata: {a: '1'}\n",
+    );
     let rev = repo.commit("initial");
     let (cp, c1, _agent) = one_cluster(root, &repo, "1s").await;
     cp.bosun_ok(&[
@@ -64,6 +69,10 @@ async fn manifests_the_server_rewrites_stay_in_sync_without_writes() {
         "--self-heal",
     ]);
     cp.wait_synced("web", &rev).await;
+    let warnings = cp.app_json("web")["status"]["warnings"].to_string();
+    assert!(warnings.contains("k8s/dup.yaml") && warnings.contains("duplicate mapping key"), "{warnings}");
+    let dup = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(c1.client().await, "default");
+    assert!(dup.get_opt("dup").await.unwrap().is_some() && dup.get_opt("first").await.unwrap().is_none());
     // The server rewrote the quantities and dropped the empty fields.
     let live = Api::<Deployment>::namespaced(c1.client().await, "default").get("web").await.unwrap();
     let c = &live.spec.template.spec.unwrap().containers[0];

@@ -195,6 +195,7 @@ async fn argo_app_of_apps_creates_syncs_and_deletes_children() {
     repo.write("k8s/backend/deployment.yaml", &deployment("backend", 2, "myrepo/ai-detector-backend:v1.0"));
     repo.write("k8s/frontend/deployment.yaml", &deployment("frontend", 1, "myrepo/frontend:v1.0"));
     repo.write("k8s/monitoring/prometheus.yaml", &configmap("prometheus", "scrape"));
+    repo.write("extra/cm.yaml", &configmap("extra", "1"));
     let parent =
         argo_child("fake-news-detector", &repo.url, "k8s").replace("namespace: fake-news-app", "namespace: argocd");
     std::fs::write(root.join("parent.yaml"), &parent).unwrap();
@@ -207,7 +208,23 @@ async fn argo_app_of_apps_creates_syncs_and_deletes_children() {
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("not honoured: spec.project"), "{}", o.stderr);
     let o = cp.bosun(&["app", "import", "-f", root.join("parent.yaml").to_str().unwrap()]);
-    assert_eq!(o.code, 2, "the in-cluster destination needs --cluster: {}", o.stderr);
+    assert_eq!(o.code, 6, "the in-cluster destination needs --cluster: {}", o.stderr);
+    assert!(o.stderr.contains("skipped: fake-news-detector") && o.stderr.contains("--cluster"), "{}", o.stderr);
+    // Several documents: one that cannot be imported (a Helm source) is skipped by name, the
+    // others are imported; --strict imports nothing.
+    let helm = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: charts}\nspec:\n  source: {repoURL: https://charts.example.com, chart: nginx, targetRevision: 1.0.0}\n  destination: {name: c1, namespace: web}\n";
+    let plain = argo_child("example.guestbook", &repo.url, "extra")
+        .replace("server: https://kubernetes.default.svc", "name: c1");
+    std::fs::write(root.join("mixed.yaml"), format!("{helm}---\n{plain}")).unwrap();
+    let mixed = root.join("mixed.yaml");
+    let o = cp.bosun(&["app", "import", "-f", mixed.to_str().unwrap(), "--strict"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert_eq!(cp.bosun(&["app", "get", "example.guestbook"]).code, 3, "--strict imported nothing");
+    let o = cp.bosun(&["app", "import", "-f", mixed.to_str().unwrap()]);
+    assert_eq!(o.code, 6, "{}", o.stderr);
+    assert!(o.stderr.contains("skipped: charts: Helm sources are not supported"), "{}", o.stderr);
+    assert_eq!(cp.app_json("example.guestbook")["name"], "example.guestbook", "a dotted name is an object name");
+    cp.bosun_ok(&["app", "delete", "example.guestbook"]);
     let o = cp.bosun(&["app", "import", "-f", root.join("parent.yaml").to_str().unwrap(), "--cluster", "c1"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("warning: fake-news-detector: not honoured: spec.project"), "{}", o.stderr);

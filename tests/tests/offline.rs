@@ -40,8 +40,9 @@ fn health_and_diff_from_files() {
         "live.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: d, uid: x}\ntype: Opaque\ndata: {password: b2xk}\n",
     );
-    let (code, out, _) = bosun(&["diff", "--desired", &desired, "--live", &live, "-o", "json"]);
-    assert_eq!(code, 0);
+    let (code, out, err) = bosun(&["diff", "--desired", &desired, "--live", &live, "-o", "json"]);
+    assert_eq!(code, 1, "they differ");
+    assert!(err.is_empty(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["modified"], true);
     assert!(!out.contains("hunter2") && !out.contains("b2xk"), "secret values never shown: {out}");
@@ -50,8 +51,22 @@ fn health_and_diff_from_files() {
         "same.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: d}\ntype: Opaque\ndata: {password: aHVudGVyMg==}\n",
     );
-    let (_, out, _) = bosun(&["diff", "--desired", &desired, "--live", &same, "-o", "json"]);
+    let (code, out, _) = bosun(&["diff", "--desired", &desired, "--live", &same, "-o", "json"]);
+    assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["modified"], false);
+    // A label removed from Git, owned by the agent's field manager, is drift; another
+    // manager's label is not.
+    let desired = write("d2.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {app: web}}\n");
+    let live = write(
+        "l2.json",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"app": "web", "tier": "api", "owner": "ops"},
+            "managedFields": [{"manager": "bosun-agent", "operation": "Apply", "fieldsV1": {"f:metadata": {"f:labels": {"f:app": {}, "f:tier": {}}}}},
+                              {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:metadata": {"f:labels": {"f:owner": {}}}}}]}}"#,
+    );
+    let (code, out, _) = bosun(&["diff", "--desired", &desired, "--live", &live]);
+    assert_eq!((code, out.as_str()), (1, ".metadata.labels.tier: \"api\" → <absent> (removed from Git)\n"));
+    let (code, _, _) = bosun(&["diff", "--desired", &desired, "--live", &live, "--field-manager", "someone-else"]);
+    assert_eq!(code, 0, "not removed by another manager");
     let (code, _, err) = bosun(&["health", "-f", "/nonexistent.yaml"]);
     assert_eq!(code, 1);
     assert!(err.contains("reading /nonexistent.yaml"), "{err}");
