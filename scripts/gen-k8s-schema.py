@@ -75,7 +75,9 @@ def parse(root):
                 text, re.S):
                 if strat == "list::map":
                     keys = re.findall(r"lhs\.(\w+) == rhs\.\1", rest)
-                    merge[field] = ("map", keys)
+                    # Keyed by a nested field (volumeClaimTemplates by metadata.name): server-side
+                    # apply knows only top-level keys, so such a list is atomic.
+                    merge[field] = ("map", keys) if keys else ("atomic", None)
                 else:
                     merge[field] = (strat.split("::")[1] if strat.startswith("list") else "mapfield", None)
             structs[path] = {"def": m.group(1), "fields": fields, "json": json_names, "merge": merge}

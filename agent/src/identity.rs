@@ -101,6 +101,18 @@ impl Credentials {
         Some(c)
     }
 
+    /// [`Credentials::load`] on the blocking pool.
+    pub async fn load_in(dir: &Arc<StateDir>) -> Option<Self> {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || Self::load(&dir)).await.ok().flatten()
+    }
+
+    /// [`Credentials::save`] on the blocking pool.
+    pub async fn store_in(&self, dir: &Arc<StateDir>) -> anyhow::Result<()> {
+        let (me, dir) = (self.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || me.save(&dir)).await.context("writing the identity")?
+    }
+
     /// Replaces the stored identity atomically (one file: key and certificate change together).
     pub fn save(&self, dir: &StateDir) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(self)?;
@@ -157,11 +169,12 @@ pub enum TokenSource {
 
 impl TokenSource {
     /// The token, if one is given (an empty file counts as none).
-    pub fn read(&self) -> anyhow::Result<Option<String>> {
+    pub async fn read(&self) -> anyhow::Result<Option<String>> {
         let t = match self {
             TokenSource::None => return Ok(None),
             TokenSource::Value(v) => v.trim().to_string(),
-            TokenSource::File(f) => std::fs::read_to_string(f)
+            TokenSource::File(f) => tokio::fs::read_to_string(f)
+                .await
                 .with_context(|| format!("reading the join token {}", f.display()))?
                 .trim()
                 .to_string(),
@@ -195,16 +208,21 @@ pub struct Joiner {
 
 impl Joiner {
     /// The token, when it is one this agent has not joined with yet.
-    fn fresh_token(&self, current: Option<&Credentials>) -> anyhow::Result<Option<String>> {
-        let Some(token) = self.token.read()? else { return Ok(None) };
+    async fn fresh_token(&self, current: Option<&Credentials>) -> anyhow::Result<Option<String>> {
+        let Some(token) = self.token.read().await? else { return Ok(None) };
         let used = current.is_some_and(|c| c.joined_with == token_digest(&token));
         Ok((!used).then_some(token))
     }
 
     /// Joins with a single-use token: generates a key, sends a CSR, stores the identity.
-    pub async fn join(&self, dir: &StateDir, token: &str, fallback_ca: Option<&str>) -> Result<Credentials, JoinError> {
+    pub async fn join(
+        &self,
+        dir: &Arc<StateDir>,
+        token: &str,
+        fallback_ca: Option<&str>,
+    ) -> Result<Credentials, JoinError> {
         let ca = match &self.ca_file {
-            Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+            Some(f) => tokio::fs::read_to_string(f).await.with_context(|| format!("reading {}", f.display()))?,
             None => fallback_ca.ok_or(JoinError::NoCa)?.to_string(),
         };
         let (key, csr) = new_csr()?;
@@ -233,7 +251,7 @@ impl Joiner {
             joined_with: token_digest(token),
         };
         creds.validity().context("the certificate the control plane returned")?;
-        creds.save(dir)?;
+        creds.store_in(dir).await?;
         info!(cluster = %creds.cluster, "joined the control plane");
         Ok(creds)
     }
@@ -241,9 +259,9 @@ impl Joiner {
     /// The identity to start with: the stored one, unless a join token it has not used is
     /// given (an admin issued a new one: join with it; if that fails, keep the stored one);
     /// without a stored identity, join.
-    pub async fn startup(&self, dir: &StateDir) -> Result<Credentials, JoinError> {
-        let stored = Credentials::load(dir);
-        let fresh = self.fresh_token(stored.as_ref())?;
+    pub async fn startup(&self, dir: &Arc<StateDir>) -> Result<Credentials, JoinError> {
+        let stored = Credentials::load_in(dir).await;
+        let fresh = self.fresh_token(stored.as_ref()).await?;
         match (stored, fresh) {
             (Some(stored), None) => Ok(stored),
             (Some(stored), Some(token)) => match self.join(dir, &token, Some(&stored.ca_pem)).await {
@@ -278,7 +296,7 @@ impl IdentityManager {
     /// has not used is available. Returns whether a new identity was obtained.
     pub async fn rejoin(&self, why: &str) -> bool {
         let current = self.current();
-        let token = match self.joiner.fresh_token(Some(&current)) {
+        let token = match self.joiner.fresh_token(Some(&current)).await {
             Ok(Some(t)) => t,
             Ok(None) => {
                 warn!(cluster = %current.cluster, reason = why,
@@ -327,7 +345,7 @@ impl IdentityManager {
             joined_with: current.joined_with.clone(),
         };
         creds.validity().context("the renewed certificate")?;
-        creds.save(&self.dir)?;
+        creds.store_in(&self.dir).await?;
         info!(cluster = %creds.cluster, expires_at = resp.expires_at, "certificate renewed");
         Ok(creds)
     }

@@ -12,6 +12,8 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
+    #[error("cannot {verb} an object without apiVersion, kind and metadata.name (or generateName)")]
+    NoIdentity { verb: &'static str },
     #[error("{object}: kind {kind} is not served by the cluster (is its CRD installed?)")]
     UnknownKind { object: String, kind: String },
     #[error("{object}: looking up kind {kind} in the cluster's API discovery failed: {source}")]
@@ -47,6 +49,29 @@ fn classify_discovery(object: String, kind: String, source: kube::Error) -> Kube
         ) => KubeError::UnknownKind { object, kind },
         _ => KubeError::Discovery { object, kind, source },
     }
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deleted {
+    /// Deletion started; finalizers or dependents (foreground) hold the object for now.
+    Pending(Value),
+    Gone,
+    /// The object is not the one seen (another uid, or changed since): it was left alone.
+    Replaced,
+}
+
+fn identity(obj: &Value, verb: &'static str) -> Result<ObjectRef, KubeError> {
+    ObjectRef::of_manifest(obj).ok_or(KubeError::NoIdentity { verb })
+}
+
+/// The body to send: without a namespace when the kind is cluster-scoped.
+fn scoped(obj: &Value, namespaced: bool) -> Value {
+    let mut o = obj.clone();
+    if !namespaced && let Some(m) = o["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    o
 }
 
 fn namespaced(caps: &ApiCapabilities) -> bool {
@@ -86,7 +111,7 @@ impl ClusterApi {
 
     /// The API resource of a group/kind at its preferred version (for prune, where only the
     /// identity is known).
-    async fn resolve_ref(&self, r: &ObjectRef) -> Result<(ApiResource, bool), KubeError> {
+    pub async fn resolve_ref(&self, r: &ObjectRef) -> Result<(ApiResource, bool), KubeError> {
         if let Some(hit) =
             self.kinds.lock().iter().find(|((g, _, k), _)| *g == r.group && *k == r.kind).map(|(_, v)| v.clone())
         {
@@ -109,50 +134,29 @@ impl ClusterApi {
         }
     }
 
-    pub async fn get(&self, obj: &Value) -> Result<Option<Value>, KubeError> {
-        let (ar, ns) = self.resolve(obj).await?;
-        let r = ObjectRef::of(obj).expect("bundle objects have identity");
-        let api = self.api(&ar, ns, &r.namespace);
-        let got = api.get_opt(&r.name).await.map_err(|source| KubeError::Api {
-            object: r.to_string(),
-            verb: "get",
-            source,
-        })?;
-        Ok(got.map(|o| serde_json::to_value(o).unwrap_or_default()))
-    }
-
-    pub async fn get_ref(&self, r: &ObjectRef) -> Result<Option<Value>, KubeError> {
-        let (ar, ns) = self.resolve_ref(r).await?;
-        let api = self.api(&ar, ns, &r.namespace);
-        let got = api.get_opt(&r.name).await.map_err(|source| KubeError::Api {
-            object: r.to_string(),
-            verb: "get",
-            source,
-        })?;
-        Ok(got.map(|o| serde_json::to_value(o).unwrap_or_default()))
-    }
-
     /// Server-side apply under the agent's field manager, taking over conflicting fields.
+    /// The namespace of a cluster-scoped kind is dropped (it may have been defaulted before
+    /// the kind was known). Returns the object as the server stored it.
     pub async fn apply(&self, obj: &Value) -> Result<Value, KubeError> {
-        let (ar, ns) = self.resolve(obj).await?;
-        let r = ObjectRef::of(obj).expect("bundle objects have identity");
-        let api = self.api(&ar, ns, &r.namespace);
+        let (ar, namespaced) = self.resolve(obj).await?;
+        let r = identity(obj, "apply")?;
+        let api = self.api(&ar, namespaced, &r.namespace);
         let pp = PatchParams::apply(&self.field_manager).force();
-        let out = api.patch(&r.name, &pp, &Patch::Apply(obj)).await.map_err(|source| KubeError::Api {
-            object: r.to_string(),
-            verb: "apply",
-            source,
-        })?;
+        let out = api
+            .patch(&r.name, &pp, &Patch::Apply(scoped(obj, namespaced)))
+            .await
+            .map_err(|source| KubeError::Api { object: r.to_string(), verb: "apply", source })?;
         Ok(serde_json::to_value(out).unwrap_or_default())
     }
 
-    /// Replaces the object (Replace=true): PUT at the live resourceVersion, or create it.
+    /// Replaces the object (Replace=true): PUT at the live resourceVersion, or apply when it
+    /// does not exist yet.
     pub async fn replace(&self, obj: &Value, live: Option<&Value>) -> Result<Value, KubeError> {
         let Some(live) = live else { return self.apply(obj).await };
-        let (ar, ns) = self.resolve(obj).await?;
-        let r = ObjectRef::of(obj).expect("bundle objects have identity");
-        let api = self.api(&ar, ns, &r.namespace);
-        let mut body = obj.clone();
+        let (ar, namespaced) = self.resolve(obj).await?;
+        let r = identity(obj, "replace")?;
+        let api = self.api(&ar, namespaced, &r.namespace);
+        let mut body = scoped(obj, namespaced);
         body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
         let dynamic: DynamicObject = serde_json::from_value(body).map_err(|e| KubeError::Api {
             object: r.to_string(),
@@ -168,24 +172,57 @@ impl ClusterApi {
         Ok(serde_json::to_value(out).unwrap_or_default())
     }
 
-    /// Deletes with foreground propagation (dependents first).
-    pub async fn delete(&self, r: &ObjectRef) -> Result<(), KubeError> {
-        self.delete_with(r, bosun_core::app::Propagation::Foreground).await
+    /// Creates an object (`POST`): hooks, whose name may be generated by the server.
+    pub async fn create(&self, obj: &Value) -> Result<Value, KubeError> {
+        let (ar, namespaced) = self.resolve(obj).await?;
+        let r = identity(obj, "create")?;
+        let api = self.api(&ar, namespaced, &r.namespace);
+        let dynamic: DynamicObject = serde_json::from_value(scoped(obj, namespaced)).map_err(|e| KubeError::Api {
+            object: r.to_string(),
+            verb: "create",
+            source: kube::Error::SerdeError(e),
+        })?;
+        let pp = kube::api::PostParams { field_manager: Some(self.field_manager.clone()), ..Default::default() };
+        let out = api.create(&pp, &dynamic).await.map_err(|source| KubeError::Api {
+            object: r.to_string(),
+            verb: "create",
+            source,
+        })?;
+        Ok(serde_json::to_value(out).unwrap_or_default())
     }
 
-    /// Deletes with the given propagation policy.
-    pub async fn delete_with(&self, r: &ObjectRef, propagation: bosun_core::app::Propagation) -> Result<(), KubeError> {
-        let (ar, ns) = self.resolve_ref(r).await?;
-        let api = self.api(&ar, ns, &r.namespace);
+    /// Deletes an object only if it is still the one seen: `uid` (and `resource_version`,
+    /// when the object must also be unchanged) as preconditions, so an object deleted and
+    /// created again by someone else in between is left alone.
+    pub async fn delete(
+        &self,
+        r: &ObjectRef,
+        uid: &str,
+        resource_version: Option<&str>,
+        propagation: bosun_core::app::Propagation,
+    ) -> Result<Deleted, KubeError> {
+        let (ar, namespaced) = self.resolve_ref(r).await?;
+        let api = self.api(&ar, namespaced, &r.namespace);
         let policy = match propagation {
             bosun_core::app::Propagation::Foreground => PropagationPolicy::Foreground,
             bosun_core::app::Propagation::Background => PropagationPolicy::Background,
             bosun_core::app::Propagation::Orphan => PropagationPolicy::Orphan,
         };
-        let dp = DeleteParams { propagation_policy: Some(policy), ..Default::default() };
+        let preconditions = (!uid.is_empty()).then(|| kube::api::Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: resource_version.map(str::to_string),
+        });
+        let guarded = preconditions.is_some();
+        let dp = DeleteParams { propagation_policy: Some(policy), preconditions, ..Default::default() };
         match api.delete(&r.name, &dp).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            // The object while its finalizers or dependents hold it, or a Status once it is gone.
+            Ok(outcome) => Ok(match outcome.left() {
+                Some(o) => Deleted::Pending(serde_json::to_value(o).unwrap_or_default()),
+                None => Deleted::Gone,
+            }),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Deleted::Gone),
+            // A DELETE conflicts only when a precondition does not hold.
+            Err(kube::Error::Api(s)) if s.code == 409 && guarded => Ok(Deleted::Replaced),
             Err(source) => Err(KubeError::Api { object: r.to_string(), verb: "delete", source }),
         }
     }
@@ -193,11 +230,6 @@ impl ClusterApi {
     /// Whether a kind is namespaced (for defaulting the namespace of manifests).
     pub async fn is_namespaced(&self, obj: &Value) -> Result<bool, KubeError> {
         Ok(self.resolve(obj).await?.1)
-    }
-
-    /// Every resource resolved so far (the kinds the agent manages).
-    pub fn resources(&self) -> Vec<ApiResource> {
-        self.kinds.lock().values().map(|(ar, _)| ar.clone()).collect()
     }
 
     /// Forgets cached kinds (after a CRD is created, or a kind went missing).

@@ -7,11 +7,13 @@
 //! Architecture invariant: the agent needs no Git credentials and accepts no inbound
 //! connections.
 
+pub mod act;
+pub mod cache;
+pub mod controller;
 pub mod identity;
 pub mod kube;
 pub mod link;
-pub mod reconcile;
-pub mod selfheal;
+pub mod queue;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tracing::info;
 
 /// Command-line configuration of `bosun-agent`.
@@ -56,9 +58,15 @@ pub struct Config {
     /// Field manager name for server-side apply.
     #[arg(long, default_value = "bosun-agent")]
     pub field_manager: String,
-    /// Full reconcile interval when nothing is progressing.
+    /// How often every Application is looked at even if nothing woke it (a safety net: a
+    /// change to a managed object, a finished hook or new assignments wake it at once).
+    /// Looking costs no API requests: it reads the agent's cache.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub resync_interval: Duration,
+    /// Applications reconciled side by side (each one by one worker at a time; waves within
+    /// an Application stay in order).
+    #[arg(long, env = "BOSUN_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     pub log_format: String,
@@ -147,19 +155,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let creds = joiner.startup(&dir).await?;
     let client = kube_client(cfg.kubeconfig.as_ref()).await?;
-    let state = dir.load();
-    info!(cluster = %creds.cluster, applications = state.assignments.len(), generation = state.generation, "agent starting from its last desired state");
-    let shared = Arc::new(reconcile::Shared {
-        dir: dir.clone(),
-        state: parking_lot::Mutex::new(state),
-        wake: Notify::new(),
-        need_bundles: Notify::new(),
-        reports: watch::channel(BTreeMap::new()).0,
-        progressing: Default::default(),
-        dirty: parking_lot::Mutex::new(reconcile::Dirty::all()),
-    });
+    let loaded = dir.load().await?;
+    info!(cluster = %creds.cluster, applications = loaded.desired.assignments.len(), generation = loaded.desired.generation, "agent starting from its last desired state");
+    let shared = controller::Shared::new(dir.clone(), loaded.desired, loaded.memory);
     let cluster = Arc::new(kube::ClusterApi::new(client.clone(), &cfg.field_manager));
-    let mut reconciler = AbortOnDrop(tokio::spawn(reconcile::run(shared.clone(), cluster, cfg.resync_interval)));
+    let settings = controller::Settings {
+        field_manager: cfg.field_manager.clone(),
+        resync: cfg.resync_interval,
+        concurrency: cfg.concurrency.into(),
+        writes: 8,
+    };
+    let mut reconciler = AbortOnDrop(tokio::spawn(controller::run(shared.clone(), cluster, settings)));
     let facts = facts(&client).await;
     let identity = Arc::new(identity::IdentityManager {
         dir,
@@ -171,7 +177,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut link = AbortOnDrop(tokio::spawn(link::run(shared, identity, cfg.control_plane.clone(), facts)));
     tokio::select! {
         r = &mut renewer.0 => r.context("certificate renewal")?.context("certificate renewal gave up")?,
-        r = &mut reconciler.0 => r.context("reconcile loop")?,
+        r = &mut reconciler.0 => r.context("controller")?,
         r = &mut link.0 => r.context("control plane link")?,
     }
     anyhow::bail!("an agent task ended unexpectedly")

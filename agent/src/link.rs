@@ -17,8 +17,8 @@ use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::AbortOnDrop;
+use crate::controller::Shared;
 use crate::identity::{Credentials, IdentityManager};
-use crate::reconcile::Shared;
 use crate::state::Assigned;
 
 /// How a session ended.
@@ -161,7 +161,7 @@ async fn fetch_missing(
 ) -> anyhow::Result<usize> {
     let mut fetched = 0;
     for a in assignments {
-        if shared.dir.has_bundle(&a.bundle_digest) {
+        if shared.dir.has_bundle(&a.bundle_digest).await {
             continue;
         }
         let b = client
@@ -196,9 +196,10 @@ async fn apply_snapshot(
         st.assignments = assignments;
     }
     shared.persist().await?;
-    shared.dir.gc_bundles(&keep);
-    info!(generation = snap.generation, applications = keep.len(), "assignments received");
-    shared.touch_all();
+    let applications = keep.len();
+    shared.dir.gc_bundles(keep).await;
+    info!(generation = snap.generation, applications, "assignments received");
+    shared.assignments_changed();
     Ok(())
 }
 

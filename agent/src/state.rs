@@ -1,82 +1,72 @@
-//! The agent's durable state: what it was last told to run, the bundles for it, and what it
-//! has applied (the inventory prune works from). Written atomically to the state directory so
-//! the agent keeps enforcing the last desired state across restarts and while the control
-//! plane is away.
+//! The agent's durable state, in its state directory:
+//!
+//! - `state.json`: what it was last told to run (cluster, generation, assignments);
+//! - `apps/<app>.json`: what it remembers of each Application ([`Memory`]: inventory, the sync
+//!   operation in progress with its hooks, the last sync) — written before the actions that
+//!   depend on it;
+//! - `bundles/<digest>.json`: the bundles, verified against their digest when read.
+//!
+//! Every file is replaced atomically, and every file access runs on the blocking pool, so the
+//! agent keeps enforcing the last desired state across restarts and while the control plane
+//! is away, and a slow disk never stalls the async threads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bosun_core::sync::{Memory, Synced};
 use bosun_core::{Bundle, ObjectRef, SyncPolicy};
 use serde::{Deserialize, Serialize};
 
 /// One assigned Application, as the agent keeps it.
 pub type Assigned = bosun_core::Assignment;
 
-/// Per-Application bookkeeping of what has been done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Applied {
-    /// The Application's uid these counters belong to (a re-created Application starts over).
-    #[serde(default)]
-    pub app_uid: String,
-    /// Objects applied for the Application and not pruned since.
-    pub inventory: Vec<ObjectRef>,
-    /// Bundle of the last completed sync.
-    pub synced_digest: String,
-    /// Last sync request acted on.
-    pub observed_sync_request: u64,
-    pub synced_at: i64,
-    /// The policy the Application had when last assigned (decides cascade on removal).
-    pub last_policy: SyncPolicy,
-    /// The sync in progress (hooks created so far), if any.
-    #[serde(default)]
-    pub operation: Option<Operation>,
-    /// The last failed sync: not retried automatically for the same bundle and request.
-    #[serde(default)]
-    pub failed: Option<FailedSync>,
-}
-
-/// A sync that failed, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct FailedSync {
-    pub digest: String,
-    pub request: u64,
-    pub message: String,
-    /// Failed attempts so far.
-    #[serde(default)]
-    pub attempts: u32,
-    /// Unix milliseconds of the next attempt; `None` once retries are spent.
-    #[serde(default)]
-    pub retry_at: Option<i64>,
-}
-
-/// A sync in progress, persisted so that hooks run once per sync across passes and restarts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Operation {
-    pub digest: String,
-    pub request: u64,
-    /// Hooks created for this sync.
-    pub started_hooks: Vec<ObjectRef>,
-    /// Hooks being deleted before they are created again (BeforeHookCreation).
-    pub recreating: Vec<ObjectRef>,
-    /// Hooks already cleaned up after they finished.
-    pub finished_hooks: Vec<ObjectRef>,
-    /// Why the sync failed, once it has.
-    pub failure: Option<String>,
-    /// Failed attempts before this one (retries).
-    #[serde(default)]
-    pub prior_attempts: u32,
-}
-
+/// What the agent was last told to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DesiredState {
     pub cluster: String,
     pub generation: u64,
     pub assignments: Vec<Assigned>,
-    pub applied: BTreeMap<String, Applied>,
+    /// Older versions kept the per-Application bookkeeping here; read once and moved to
+    /// `apps/` (see [`StateDir::load`]).
+    #[serde(default, skip_serializing)]
+    applied: BTreeMap<String, LegacyApplied>,
+}
+
+/// The per-Application bookkeeping of agents before 0.3, as far as it carries over: an
+/// operation that was in flight starts again.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default)]
+struct LegacyApplied {
+    app_uid: String,
+    inventory: Vec<ObjectRef>,
+    synced_digest: String,
+    observed_sync_request: u64,
+    synced_at: i64,
+    last_policy: SyncPolicy,
+}
+
+impl From<LegacyApplied> for Memory {
+    fn from(a: LegacyApplied) -> Self {
+        Memory {
+            app_uid: a.app_uid,
+            inventory: a.inventory,
+            synced: (!a.synced_digest.is_empty()).then_some(Synced {
+                digest: a.synced_digest,
+                request: a.observed_sync_request,
+                at: a.synced_at,
+            }),
+            observed_request: a.observed_sync_request,
+            last_policy: a.last_policy,
+            ..Default::default()
+        }
+    }
 }
 
 /// The file holding [`DesiredState`].
 pub const STATE_FILE: &str = "state.json";
+/// The directory of the per-Application [`Memory`] files.
+pub const APPS_DIR: &str = "apps";
 
 pub struct StateDir {
     root: PathBuf,
@@ -84,112 +74,221 @@ pub struct StateDir {
     /// writes it, so a newer state is never overwritten by an older one.
     writes: tokio::sync::Mutex<()>,
     /// Bundles already read and verified, by digest (they never change).
-    bundles: parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<Bundle>>>,
+    bundles: parking_lot::Mutex<HashMap<String, Arc<Bundle>>>,
+}
+
+/// What was on disk at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub desired: DesiredState,
+    pub memory: BTreeMap<String, Memory>,
 }
 
 impl StateDir {
     pub fn new(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("bundles"))?;
+        std::fs::create_dir_all(root.join(APPS_DIR))?;
         Ok(Self { root: root.to_path_buf(), writes: Default::default(), bundles: Default::default() })
-    }
-
-    /// Persists the current `state` (serialised under the write lock, so the last writer
-    /// writes the newest), off the async threads: the fsync must not stall every task of the
-    /// runtime.
-    pub async fn persist(&self, state: &parking_lot::Mutex<DesiredState>) -> anyhow::Result<()> {
-        let _w = self.writes.lock().await;
-        let bytes = serde_json::to_vec_pretty(&*state.lock())?;
-        let path = self.path(STATE_FILE);
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, 0o600)).await?
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
-    /// The desired state as last persisted. A file that cannot be read or parsed (truncated,
-    /// edited) is moved aside with a log line naming it, and the agent starts from an empty
-    /// state: the control plane sends its assignments again when it connects (the agent asks
-    /// from generation 0), and until then nothing is applied or pruned.
-    pub fn load(&self) -> DesiredState {
+    /// Persists the current `state` (serialised under the write lock, so the last writer
+    /// writes the newest).
+    pub async fn persist(&self, state: &parking_lot::Mutex<DesiredState>) -> anyhow::Result<()> {
+        let _w = self.writes.lock().await;
+        let bytes = serde_json::to_vec_pretty(&*state.lock())?;
         let path = self.path(STATE_FILE);
-        let why = match std::fs::read(&path) {
+        blocking(move || write_atomic(&path, &bytes, 0o600)).await
+    }
+
+    /// Persists what the agent remembers of one Application.
+    pub async fn persist_memory(&self, app: &str, memory: &Memory) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(memory)?;
+        let path = self.memory_path(app);
+        blocking(move || write_atomic(&path, &bytes, 0o600)).await
+    }
+
+    /// Forgets an Application (it left the cluster and its objects are gone).
+    pub async fn remove_memory(&self, app: &str) -> anyhow::Result<()> {
+        let path = self.memory_path(app);
+        blocking(move || match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(anyhow::anyhow!("removing {}: {e}", path.display()))
+            }
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    /// Everything as last persisted (read at start, on the blocking pool). A file that cannot
+    /// be read or parsed (truncated, edited) is moved aside with a log line naming it: a
+    /// damaged `state.json` means starting from nothing (the control plane sends the
+    /// assignments again when the agent connects, asking from generation 0; until then
+    /// nothing is applied or pruned); a damaged Application file means that Application
+    /// starts over (its next sync runs its hooks again; leftovers of earlier syncs are no
+    /// longer known, so they are not pruned).
+    pub async fn load(self: &Arc<Self>) -> anyhow::Result<Loaded> {
+        let dir = self.clone();
+        blocking(move || Ok(dir.load_blocking())).await
+    }
+
+    fn load_blocking(&self) -> Loaded {
+        let mut desired: DesiredState = self.read_or_set_aside(&self.path(STATE_FILE)).unwrap_or_default();
+        let mut memory = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(self.path(APPS_DIR)) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(app) = name.strip_suffix(".json").and_then(app_of_file) else { continue };
+                if let Some(m) = self.read_or_set_aside::<Memory>(&e.path()) {
+                    memory.insert(app, m);
+                }
+            }
+        }
+        // Bookkeeping of an older version: moved to one file per Application, then dropped
+        // from state.json.
+        let legacy = std::mem::take(&mut desired.applied);
+        let migrating = !legacy.is_empty();
+        for (app, legacy) in legacy {
+            let m = Memory::from(legacy);
+            let path = self.memory_path(&app);
+            match serde_json::to_vec(&m).map_err(anyhow::Error::from).and_then(|b| write_atomic(&path, &b, 0o600)) {
+                Ok(()) => {
+                    memory.entry(app).or_insert(m);
+                }
+                Err(e) => {
+                    tracing::warn!(app, error = %format!("{e:#}"), "could not move an application's bookkeeping to its own file")
+                }
+            }
+        }
+        if migrating
+            && let Err(e) = serde_json::to_vec_pretty(&desired)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| write_atomic(&self.path(STATE_FILE), &b, 0o600))
+        {
+            tracing::warn!(error = %format!("{e:#}"), "could not rewrite the agent state file");
+        }
+        Loaded { desired, memory }
+    }
+
+    fn read_or_set_aside<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Option<T> {
+        let why = match std::fs::read(path) {
             Ok(b) => match serde_json::from_slice(&b) {
-                Ok(s) => return s,
+                Ok(s) => return Some(s),
                 Err(e) => format!("not valid agent state: {e}"),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DesiredState::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => e.to_string(),
         };
-        let aside = self.set_aside(STATE_FILE);
+        let aside = set_aside(path);
         tracing::error!(file = %path.display(), moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_default(), reason = %why,
-            "the agent state file is unusable; it was moved aside and the desired state will be fetched from the control plane again");
-        DesiredState::default()
+            "the agent state file is unusable; it was moved aside and the state will be fetched from the control plane again");
+        None
     }
 
-    /// Renames a damaged file to `<name>.broken-<unix seconds>` so that it is kept for a
-    /// post-mortem and never read again; returns where it went.
+    /// Renames a damaged file of the state directory aside (see [`set_aside`]).
     pub fn set_aside(&self, name: &str) -> Option<PathBuf> {
-        let from = self.path(name);
-        let to = self.path(&format!("{name}.broken-{}", unix_now()));
-        std::fs::rename(&from, &to).ok().map(|_| to)
-    }
-
-    /// Whether a verified copy of the bundle is at hand (in memory, or on disk and matching
-    /// its digest). A damaged copy is removed, so that it is fetched again.
-    pub fn has_bundle(&self, digest: &str) -> bool {
-        self.load_bundle(digest).is_ok()
+        set_aside(&self.path(name))
     }
 
     /// Verifies and stores a bundle (written off the async threads).
     pub async fn save_bundle(&self, digest: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
-        let b = Bundle::from_bytes(digest, &bytes)?;
+        let digest_owned = digest.to_string();
         let path = self.bundle_path(digest);
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, 0o644)).await??;
-        self.bundles.lock().insert(digest.to_string(), std::sync::Arc::new(b));
+        let b = blocking(move || {
+            let b = Bundle::from_bytes(&digest_owned, &bytes)?;
+            write_atomic(&path, &bytes, 0o644)?;
+            Ok(b)
+        })
+        .await?;
+        self.bundles.lock().insert(digest.to_string(), Arc::new(b));
         Ok(())
     }
 
-    /// A bundle by digest: from memory, else read from disk and verified against its digest.
-    /// A copy that does not match (corrupted, truncated) is deleted so the link fetches it
-    /// again.
-    pub fn load_bundle(&self, digest: &str) -> anyhow::Result<std::sync::Arc<Bundle>> {
+    /// A bundle by digest: from memory, else read from disk (on the blocking pool) and
+    /// verified against its digest. A copy that does not match (corrupted, truncated) is
+    /// deleted so that the link fetches it again.
+    pub async fn load_bundle(&self, digest: &str) -> anyhow::Result<Arc<Bundle>> {
         if let Some(b) = self.bundles.lock().get(digest) {
             return Ok(b.clone());
         }
         let path = self.bundle_path(digest);
-        let bytes = std::fs::read(&path)?;
-        match Bundle::from_bytes(digest, &bytes) {
-            Ok(b) => {
-                let b = std::sync::Arc::new(b);
-                self.bundles.lock().insert(digest.to_string(), b.clone());
-                Ok(b)
+        let d = digest.to_string();
+        let b = blocking(move || {
+            let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            match Bundle::from_bytes(&d, &bytes) {
+                Ok(b) => Ok(Arc::new(b)),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    tracing::warn!(file = %path.display(), error = %e, "a cached bundle does not match its digest; deleted, it will be fetched again");
+                    Err(e.into())
+                }
             }
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                tracing::warn!(file = %path.display(), error = %e, "a cached bundle does not match its digest; deleted, it will be fetched again");
-                Err(e.into())
-            }
-        }
+        })
+        .await?;
+        self.bundles.lock().insert(digest.to_string(), b.clone());
+        Ok(b)
+    }
+
+    /// Whether a verified copy of the bundle is at hand.
+    pub async fn has_bundle(&self, digest: &str) -> bool {
+        self.load_bundle(digest).await.is_ok()
     }
 
     /// Removes bundles no assignment refers to.
-    pub fn gc_bundles(&self, keep: &[String]) {
+    pub async fn gc_bundles(&self, keep: Vec<String>) {
         self.bundles.lock().retain(|d, _| keep.contains(d));
-        if let Ok(dir) = std::fs::read_dir(self.root.join("bundles")) {
-            for e in dir.flatten() {
-                let name = e.file_name().to_string_lossy().trim_end_matches(".json").to_string();
-                if !keep.contains(&name) {
-                    let _ = std::fs::remove_file(e.path());
+        let dir = self.root.join("bundles");
+        let _ = blocking(move || {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().trim_end_matches(".json").to_string();
+                    if !keep.contains(&name) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
                 }
             }
-        }
+            Ok(())
+        })
+        .await;
     }
 
     fn bundle_path(&self, digest: &str) -> PathBuf {
         let safe: String = digest.chars().filter(|c| c.is_ascii_hexdigit()).collect();
         self.root.join("bundles").join(format!("{safe}.json"))
     }
+
+    fn memory_path(&self, app: &str) -> PathBuf {
+        self.root.join(APPS_DIR).join(format!("{}.json", file_of_app(app)))
+    }
+}
+
+/// The file name of an Application's memory: its name when it is a plain object name (they
+/// are DNS subdomains), else `~` and its hex form, so any name maps to one safe file.
+fn file_of_app(app: &str) -> String {
+    if bosun_core::app::is_dns_subdomain(app) { app.to_string() } else { format!("~{}", hex::encode(app)) }
+}
+
+fn app_of_file(stem: &str) -> Option<String> {
+    match stem.strip_prefix('~') {
+        Some(h) => String::from_utf8(hex::decode(h).ok()?).ok(),
+        None => Some(stem.to_string()),
+    }
+}
+
+/// Runs file work on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("file task failed: {e}"))?
+}
+
+/// Renames a damaged file to `<name>.broken-<unix seconds>` so that it is kept for a
+/// post-mortem and never read again; returns where it went.
+pub fn set_aside(from: &Path) -> Option<PathBuf> {
+    let name = from.file_name()?.to_string_lossy().into_owned();
+    let to = from.with_file_name(format!("{name}.broken-{}", unix_now()));
+    std::fs::rename(from, &to).ok().map(|_| to)
 }
 
 /// Writes a file atomically and durably: a temporary file in the same directory (created
@@ -221,4 +320,52 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_application_name_maps_to_one_file() {
+        for app in ["web", "example.guestbook", "Weird/Name", "~x", ""] {
+            assert_eq!(app_of_file(&file_of_app(app)).as_deref(), Some(app), "{app}");
+            assert!(!file_of_app(app).contains('/'));
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_survives_and_legacy_bookkeeping_moves_to_its_own_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Arc::new(StateDir::new(tmp.path()).unwrap());
+        // As agents before 0.3 wrote it.
+        let legacy = serde_json::json!({"cluster": "c1", "generation": 3, "assignments": [], "applied": {"web": {
+            "app_uid": "u1", "inventory": [{"group": "", "kind": "ConfigMap", "namespace": "default", "name": "web"}],
+            "synced_digest": "abc", "observed_sync_request": 2, "synced_at": 7,
+            "last_policy": serde_json::to_value(SyncPolicy::default()).unwrap(),
+            "operation": null, "failed": null}}});
+        std::fs::write(dir.path(STATE_FILE), legacy.to_string()).unwrap();
+        let loaded = dir.load().await.unwrap();
+        assert_eq!((loaded.desired.cluster.as_str(), loaded.desired.generation), ("c1", 3));
+        let web = &loaded.memory["web"];
+        assert_eq!((web.app_uid.as_str(), web.observed_request, web.inventory.len()), ("u1", 2, 1));
+        assert_eq!(web.synced.as_ref().map(|s| s.digest.as_str()), Some("abc"));
+        assert!(dir.path(APPS_DIR).join("web.json").exists());
+
+        // A damaged Application file is set aside; the others load.
+        dir.persist_memory("api", &Memory { app_uid: "u2".into(), ..Default::default() }).await.unwrap();
+        std::fs::write(dir.path(APPS_DIR).join("web.json"), b"{trunc").unwrap();
+        let again = dir.load().await.unwrap();
+        assert!(!again.memory.contains_key("web"));
+        assert_eq!(again.memory["api"].app_uid, "u2");
+        let names: Vec<String> = std::fs::read_dir(dir.path(APPS_DIR))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n.starts_with("web.json.broken-")), "{names:?}");
+        dir.remove_memory("api").await.unwrap();
+        dir.remove_memory("api").await.unwrap();
+        assert!(dir.load().await.unwrap().memory.is_empty());
+    }
 }

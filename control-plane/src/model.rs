@@ -946,7 +946,15 @@ impl ControlPlane {
             }
             let variant = bosun_core::template::substitute(&text, values)
                 .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).map_err(|e| e.to_string()));
+                .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).map_err(|e| e.to_string()))
+                .and_then(|objects| {
+                    // A value may have emptied a name or made a label invalid: refused here,
+                    // for this Application and cluster, never sent to an agent.
+                    for o in &objects {
+                        bosun_core::manifest::check_rendered(o)?;
+                    }
+                    Ok(objects)
+                });
             match variant {
                 Ok(objects) => {
                     let b = bosun_core::Bundle::new(objects);

@@ -219,13 +219,13 @@ fn err(field: &'static str, message: impl Into<String>) -> SpecError {
     SpecError { field, message: message.into() }
 }
 
-/// A DNS-1123 label: what Application and cluster names must be.
 /// Whether `s` is a DNS subdomain (RFC 1123), as Kubernetes object names are: at most 253
 /// characters, dot-separated DNS labels (`example.guestbook`).
 pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// Whether `s` is a DNS-1123 label: what cluster names and namespaces must be.
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63

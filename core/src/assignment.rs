@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::SyncPolicy;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Assignment {
     pub app: String,
     /// The Application's identity (a re-created Application gets a new one); operations are

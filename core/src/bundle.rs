@@ -20,7 +20,7 @@ pub struct Bundle {
 impl Bundle {
     /// Builds a bundle: sorts objects by identity and hashes their canonical JSON.
     pub fn new(mut objects: Vec<Value>) -> Self {
-        objects.sort_by_cached_key(ObjectRef::of);
+        objects.sort_by_cached_key(ObjectRef::of_manifest);
         let bytes = serde_json::to_vec(&objects).expect("JSON values serialize");
         let digest = hex::encode(Sha256::digest(&bytes));
         Self { objects, digest }

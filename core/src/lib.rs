@@ -25,6 +25,7 @@ pub mod rollout;
 pub mod schema;
 pub mod selector;
 pub mod status;
+pub mod sync;
 pub mod template;
 pub mod tracking;
 pub mod webhook;

@@ -161,7 +161,53 @@ fn check_object(file: &str, index: usize, obj: &Value) -> Result<(), ManifestErr
         return err("missing kind");
     }
     if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
-        return err("missing metadata.name");
+        if crate::ObjectRef::is_generated(obj) {
+            if !crate::options::is_hook(obj) {
+                return err(
+                    "metadata.generateName without a name works only for hooks (they are created for each sync; other objects are applied by name)",
+                );
+            }
+        } else {
+            return err("missing metadata.name");
+        }
+    }
+    Ok(())
+}
+
+/// Checks an object after per-cluster values were substituted into it (`{{cluster.name}}`,
+/// `{{cluster.labels.x}}`): it still has an identity, a name the API server accepts (a value
+/// may have emptied it), a namespace that is a DNS label, and label values Kubernetes allows.
+/// The message names the object and what is wrong.
+pub fn check_rendered(obj: &Value) -> Result<(), String> {
+    let what = || {
+        let kind = obj["kind"].as_str().unwrap_or("object");
+        match obj["metadata"]["name"].as_str().or(obj["metadata"]["generateName"].as_str()) {
+            Some(n) if !n.is_empty() => format!("{kind} {n:?}"),
+            _ => kind.to_string(),
+        }
+    };
+    check_object("", 0, obj).map_err(|e| match e {
+        ManifestError::NotAnObject { why, .. } => format!("{}: {why}", what()),
+        other => other.to_string(),
+    })?;
+    let name = obj["metadata"]["name"].as_str().or(obj["metadata"]["generateName"].as_str()).unwrap_or_default();
+    // Kubernetes' rule for any object name (path segment): kinds differ beyond it.
+    if name.len() > 253 || name == "." || name == ".." || name.contains('/') || name.contains('%') {
+        return Err(format!("{}: {name:?} is not a valid object name", what()));
+    }
+    if let Some(ns) = obj["metadata"]["namespace"].as_str()
+        && !ns.is_empty()
+        && !crate::app::is_dns_label(ns)
+    {
+        return Err(format!("{}: namespace {ns:?} is not a DNS label", what()));
+    }
+    if let Some(labels) = obj["metadata"]["labels"].as_object() {
+        for (k, v) in labels {
+            let v = v.as_str().unwrap_or("\u{0}");
+            if !crate::selector::valid_label_key(k) || !crate::selector::valid_label_value(v) {
+                return Err(format!("{}: label {k}={v:?} is not a valid label", what()));
+            }
+        }
     }
     Ok(())
 }
@@ -181,7 +227,7 @@ pub fn parse_files_with_warnings<'a>(
         let parsed = parse_file_with_warnings(file, bytes)?;
         out.warnings.extend(parsed.warnings);
         for obj in parsed.objects {
-            let id = ObjectRef::of(&obj).expect("checked by parse_file");
+            let id = ObjectRef::of_manifest(&obj).expect("checked by parse_file");
             if let Some(first) = seen.insert(id.clone(), file.to_string()) {
                 return Err(ManifestError::Duplicate { object: id.to_string(), first, second: file.into() });
             }
@@ -266,6 +312,48 @@ spec:
             "{w}"
         );
         assert!(!w.contains("DuplicateKeyPolicy"), "{w}");
+    }
+
+    #[test]
+    fn rendered_objects_are_checked() {
+        let ok = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-eu", "namespace": "prod",
+            "labels": {"tier": ""}}});
+        assert_eq!(check_rendered(&ok), Ok(()));
+        for (obj, want) in [
+            (
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ""}}),
+                "missing metadata.name",
+            ),
+            (
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a/b"}}),
+                "not a valid object name",
+            ),
+            (
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "Prod EU"}}),
+                "namespace",
+            ),
+            (
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "a b"}}}),
+                "label x",
+            ),
+            (
+                serde_json::json!({"apiVersion": "", "kind": "ConfigMap", "metadata": {"name": "a"}}),
+                "missing apiVersion",
+            ),
+        ] {
+            let e = check_rendered(&obj).unwrap_err();
+            assert!(e.contains(want) && e.starts_with("ConfigMap"), "{e}");
+        }
+    }
+
+    #[test]
+    fn hooks_may_have_generated_names() {
+        let hook = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: upgrade-sql-schema-\n  annotations: {argocd.argoproj.io/hook: PreSync}\nspec: {}\n";
+        let objs = parse_file("hooks.yaml", hook.as_bytes()).unwrap();
+        assert_eq!(ObjectRef::of_manifest(&objs[0]).unwrap().name, "upgrade-sql-schema-");
+        let plain = "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: cfg-}\n";
+        let e = parse_file("cm.yaml", plain.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("generateName") && e.contains("hooks"), "{e}");
     }
 
     #[test]

@@ -30,6 +30,25 @@ impl ObjectRef {
     }
 }
 
+impl ObjectRef {
+    /// Identity of a manifest entry: its name, or for a hook created under a generated name,
+    /// its `generateName` prefix (`migrate-`). Two entries of a bundle never share one.
+    pub fn of_manifest(obj: &Value) -> Option<Self> {
+        Self::of(obj).or_else(|| {
+            let prefix = obj["metadata"]["generateName"].as_str().filter(|p| !p.is_empty())?;
+            let mut named = obj.clone();
+            named["metadata"]["name"] = Value::String(prefix.to_string());
+            Self::of(&named)
+        })
+    }
+
+    /// Whether a manifest entry is created under a generated name (`generateName`, no `name`).
+    pub fn is_generated(obj: &Value) -> bool {
+        obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
+            && obj["metadata"]["generateName"].as_str().is_some_and(|p| !p.is_empty())
+    }
+}
+
 impl std::fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let gk = if self.group.is_empty() { self.kind.clone() } else { format!("{}.{}", self.kind, self.group) };

@@ -1,6 +1,10 @@
 //! Per-object sync annotations, as Argo CD users already write them
 //! (`argocd.argoproj.io/sync-wave`, `/hook`, `/hook-delete-policy`, `/sync-options`,
-//! `/compare-options`), with `bosun.dev/…` equivalents taking precedence.
+//! `/compare-options`), with `bosun.dev/…` equivalents taking precedence — and Helm's hook
+//! annotations mapped as Argo CD maps them: `helm.sh/hook` pre-install/pre-upgrade → PreSync,
+//! post-install/post-upgrade → PostSync (other Helm hooks never run; `crd-install` is not a
+//! hook), `helm.sh/hook-weight` → the wave when no sync-wave is given, `helm.sh/hook-delete-policy`
+//! before-hook-creation/hook-succeeded/hook-failed → the same delete policies.
 
 use serde_json::Value;
 
@@ -25,13 +29,21 @@ fn annotation<'a>(obj: &'a Value, keys: &[&'static str; 2]) -> Option<(&'static 
 }
 
 fn name(obj: &Value) -> String {
-    crate::ObjectRef::of(obj).map(|r| r.to_string()).unwrap_or_default()
+    crate::ObjectRef::of_manifest(obj).map(|r| r.to_string()).unwrap_or_default()
 }
 
-/// The sync wave (default 0).
+pub const HELM_HOOK: &str = "helm.sh/hook";
+pub const HELM_HOOK_WEIGHT: &str = "helm.sh/hook-weight";
+pub const HELM_HOOK_DELETE_POLICY: &str = "helm.sh/hook-delete-policy";
+
+fn helm<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj["metadata"]["annotations"][key].as_str()
+}
+
+/// The sync wave (default 0; a Helm hook weight when no sync-wave is given, as Argo CD reads it).
 pub fn wave(obj: &Value) -> Result<i64, OptionError> {
     match annotation(obj, &WAVE) {
-        None => Ok(0),
+        None => Ok(helm(obj, HELM_HOOK_WEIGHT).and_then(|w| w.trim().parse().ok()).unwrap_or(0)),
         Some((k, v)) => v.trim().parse().map_err(|_| OptionError {
             object: name(obj),
             annotation: k,
@@ -52,9 +64,34 @@ pub enum HookType {
     Skip,
 }
 
-/// The hooks an object declares (empty for a regular object).
+/// Whether an object is a hook (created for a sync, not applied and not pruned): it has a hook
+/// annotation other than `Skip` alone, or a Helm hook annotation other than `crd-install`.
+pub fn is_hook(obj: &Value) -> bool {
+    match annotation(obj, &HOOK) {
+        Some(_) => hooks(obj).is_ok_and(|h| !h.is_empty() && h != [HookType::Skip]),
+        None => helm(obj, HELM_HOOK).is_some_and(|h| h.trim() != "crd-install"),
+    }
+}
+
+/// The hooks an object declares (empty for a regular object). Helm's are read when no Argo CD
+/// or Bosun hook annotation is present.
 pub fn hooks(obj: &Value) -> Result<Vec<HookType>, OptionError> {
-    let Some((k, v)) = annotation(obj, &HOOK) else { return Ok(vec![]) };
+    let Some((k, v)) = annotation(obj, &HOOK) else {
+        let helm_hooks = helm(obj, HELM_HOOK).unwrap_or_default();
+        return Ok(helm_hooks
+            .split(',')
+            .filter_map(|h| match h.trim() {
+                "pre-install" | "pre-upgrade" => Some(HookType::PreSync),
+                "post-install" | "post-upgrade" => Some(HookType::PostSync),
+                _ => None,
+            })
+            .fold(Vec::new(), |mut acc, h| {
+                if !acc.contains(&h) {
+                    acc.push(h);
+                }
+                acc
+            }));
+    };
     v.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -82,11 +119,31 @@ pub enum HookDeletePolicy {
     BeforeHookCreation,
 }
 
-/// Delete policies of a hook (Argo CD's default: BeforeHookCreation).
+/// Delete policies of a hook: Argo CD's and Helm's together (default: BeforeHookCreation).
 pub fn hook_delete_policies(obj: &Value) -> Result<Vec<HookDeletePolicy>, OptionError> {
-    let Some((k, v)) = annotation(obj, &HOOK_DELETE_POLICY) else {
-        return Ok(vec![HookDeletePolicy::BeforeHookCreation]);
+    let mut policies = match annotation(obj, &HOOK_DELETE_POLICY) {
+        Some(_) => argo_delete_policies(obj)?,
+        None => Vec::new(),
     };
+    for p in helm(obj, HELM_HOOK_DELETE_POLICY).unwrap_or_default().split(',') {
+        let mapped = match p.trim() {
+            "before-hook-creation" => Some(HookDeletePolicy::BeforeHookCreation),
+            "hook-succeeded" => Some(HookDeletePolicy::HookSucceeded),
+            "hook-failed" => Some(HookDeletePolicy::HookFailed),
+            _ => None,
+        };
+        if let Some(m) = mapped.filter(|m| !policies.contains(m)) {
+            policies.push(m);
+        }
+    }
+    if policies.is_empty() {
+        policies.push(HookDeletePolicy::BeforeHookCreation);
+    }
+    Ok(policies)
+}
+
+fn argo_delete_policies(obj: &Value) -> Result<Vec<HookDeletePolicy>, OptionError> {
+    let Some((k, v)) = annotation(obj, &HOOK_DELETE_POLICY) else { return Ok(Vec::new()) };
     v.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -213,6 +270,28 @@ mod tests {
             hook_delete_policies(&obj(json!({"argocd.argoproj.io/hook-delete-policy": "HookSucceeded"}))).unwrap(),
             vec![HookDeletePolicy::HookSucceeded]
         );
+    }
+
+    #[test]
+    fn helm_hooks_are_mapped_as_argo_cd_maps_them() {
+        let helm = |a: Value| obj(a);
+        assert_eq!(hooks(&helm(json!({"helm.sh/hook": "pre-install,pre-upgrade"}))).unwrap(), vec![HookType::PreSync]);
+        assert_eq!(hooks(&helm(json!({"helm.sh/hook": "post-upgrade"}))).unwrap(), vec![HookType::PostSync]);
+        assert!(hooks(&helm(json!({"helm.sh/hook": "test"}))).unwrap().is_empty());
+        assert!(is_hook(&helm(json!({"helm.sh/hook": "test"}))), "a hook that never runs, not a resource");
+        assert!(!is_hook(&helm(json!({"helm.sh/hook": "crd-install"}))));
+        // Argo CD's annotation wins.
+        let both = helm(json!({"helm.sh/hook": "pre-install", "argocd.argoproj.io/hook": "PostSync"}));
+        assert_eq!(hooks(&both).unwrap(), vec![HookType::PostSync]);
+        assert_eq!(wave(&helm(json!({"helm.sh/hook": "pre-install", "helm.sh/hook-weight": "-5"}))).unwrap(), -5);
+        assert_eq!(wave(&helm(json!({"helm.sh/hook-weight": "3", "argocd.argoproj.io/sync-wave": "1"}))).unwrap(), 1);
+        assert_eq!(
+            hook_delete_policies(&helm(json!({"helm.sh/hook-delete-policy": "hook-succeeded,before-hook-creation"})))
+                .unwrap(),
+            vec![HookDeletePolicy::HookSucceeded, HookDeletePolicy::BeforeHookCreation]
+        );
+        assert!(!is_hook(&obj(json!({"argocd.argoproj.io/hook": "Skip"}))));
+        assert!(is_hook(&obj(json!({"argocd.argoproj.io/hook": "PreSync"}))));
     }
 
     #[test]

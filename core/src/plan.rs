@@ -55,7 +55,7 @@ pub fn kind_rank(kind: &str) -> usize {
 
 /// The sort key of apply order: kind rank, then identity.
 fn order_key(o: &Value) -> (usize, Option<ObjectRef>) {
-    let r = ObjectRef::of(o);
+    let r = ObjectRef::of_manifest(o);
     (r.as_ref().map(|r| kind_rank(&r.kind)).unwrap_or(KIND_ORDER.len()), r)
 }
 

@@ -35,9 +35,10 @@ pub fn tracking_id(app: &str, r: &ObjectRef) -> String {
     format!("{app}:{}/{}:{}/{}", r.group, r.kind, r.namespace, r.name)
 }
 
-/// Adds the tracking label and annotation to a desired object (in place).
+/// Adds the tracking label and annotation to a desired object (in place). A hook created
+/// under a generated name is tracked under its `generateName` prefix.
 pub fn mark(obj: &mut Value, app: &str) {
-    let Some(r) = ObjectRef::of(obj) else { return };
+    let Some(r) = ObjectRef::of_manifest(obj) else { return };
     let id = tracking_id(app, &r);
     let meta = &mut obj["metadata"];
     for (field, key, value) in [("labels", APP_LABEL, label_value(app)), ("annotations", TRACKING_ANNOTATION, id)] {

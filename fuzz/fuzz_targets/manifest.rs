@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(objects) = bosun_core::manifest::parse_file(name, body) {
         // Whatever parses has an identity and can be bundled and planned.
         for o in &objects {
-            assert!(bosun_core::ObjectRef::of(o).is_some());
+            assert!(bosun_core::ObjectRef::of_manifest(o).is_some());
         }
         let _ = bosun_core::Bundle::new(objects);
     }

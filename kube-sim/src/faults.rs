@@ -35,6 +35,10 @@ pub struct FaultSettings {
     /// Added to every API request, in milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Added to the requests on one resource, in milliseconds, keyed by its plural
+    /// (`configmaps`) or `group/plural` (`apps/deployments`): one slow kind.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub resource_latency_ms: std::collections::BTreeMap<String, u64>,
     #[serde(default)]
     pub errors: Vec<ErrorRule>,
     /// Images whose workloads fail (in addition to the built-in trigger, see `image_fails`).
@@ -81,6 +85,11 @@ impl Faults {
         self.settings.lock().0.latency_ms = latency.as_millis() as u64;
     }
 
+    /// Slows down every request on one resource (`configmaps`, `apps/deployments`).
+    pub fn set_resource_latency(&self, resource: &str, latency: Duration) {
+        self.settings.lock().0.resource_latency_ms.insert(resource.to_string(), latency.as_millis() as u64);
+    }
+
     pub fn add_error(&self, rule: ErrorRule) {
         self.settings.lock().0.errors.push(rule);
     }
@@ -115,6 +124,17 @@ impl Faults {
 
     pub fn latency(&self) -> Duration {
         Duration::from_millis(self.settings.lock().0.latency_ms)
+    }
+
+    /// The latency of a request on `group`/`plural`: the global one plus that resource's.
+    pub fn latency_for(&self, group: &str, plural: &str) -> Duration {
+        let s = self.settings.lock();
+        let by_resource = if group.is_empty() {
+            s.0.resource_latency_ms.get(plural)
+        } else {
+            s.0.resource_latency_ms.get(&format!("{group}/{plural}")).or_else(|| s.0.resource_latency_ms.get(plural))
+        };
+        Duration::from_millis(s.0.latency_ms + by_resource.copied().unwrap_or_default())
     }
 
     /// Decides whether a request of `verb` fails, advancing the deterministic sequence.
@@ -202,6 +222,18 @@ mod tests {
         ] {
             assert_eq!(image_fails(img), want, "{img}");
         }
+    }
+
+    #[test]
+    fn latency_per_resource() {
+        let f = Faults::default();
+        f.set_latency(Duration::from_millis(5));
+        f.set_resource_latency("apps/deployments", Duration::from_millis(100));
+        f.set_resource_latency("configmaps", Duration::from_millis(50));
+        assert_eq!(f.latency_for("apps", "deployments"), Duration::from_millis(105));
+        assert_eq!(f.latency_for("", "configmaps"), Duration::from_millis(55));
+        assert_eq!(f.latency_for("", "secrets"), Duration::from_millis(5));
+        assert_eq!(f.latency_for("batch", "jobs"), Duration::from_millis(5));
     }
 
     #[test]

@@ -93,7 +93,9 @@ impl ResourceType {
 /// `x-kubernetes-list-type`.
 pub fn list_type(shape: Option<Shape>, items: &[Value]) -> ListType {
     match shape {
-        Some(Shape::List(ListKind::Map(keys), _)) if items.iter().all(|i| i.get(keys[0]).is_some()) => {
+        Some(Shape::List(ListKind::Map(keys), _))
+            if !keys.is_empty() && items.iter().all(|i| i.get(keys[0]).is_some()) =>
+        {
             ListType::Map(keys)
         }
         Some(Shape::List(ListKind::Set, _)) => ListType::Set,

@@ -262,7 +262,7 @@ async fn resource(
     let q = query(uri);
     let verb = verb_of(&method, &rp, &q);
     st.requests.record(verb, &rp.group, &rp.plural);
-    let latency = st.faults.latency();
+    let latency = st.faults.latency_for(&rp.group, &rp.plural);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

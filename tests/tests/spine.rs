@@ -438,13 +438,21 @@ async fn sync_waves_wait_for_the_previous_wave_to_be_healthy() {
     repo.commit("waves");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     cp.bosun_ok(&["app", "create", "shop", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
-    let message = eventually("wave 1 held back", WAIT, || async {
+    // Wave 0 is waited for while it progresses; once it is Degraded the sync attempt fails,
+    // as Argo CD's does (and is retried by the default policy), and wave 1 is not applied.
+    eventually("wave 1 held back", WAIT, || async {
         let v = cp.app_json("shop");
         let m = v["status"]["clusters"][0]["message"].as_str().unwrap_or_default().to_string();
-        (v["status"]["health"] == "Degraded" && m.contains("waiting for wave 0")).then_some(m)
+        (m.contains("wave 0") && m.contains("waiting for Deployment.apps/default/db to be healthy")).then_some(m)
     })
     .await;
-    assert!(message.contains("wave 0"), "{message}");
+    let message = eventually("the sync failed on wave 0", WAIT, || async {
+        let v = cp.app_json("shop");
+        let m = v["status"]["clusters"][0]["message"].as_str().unwrap_or_default().to_string();
+        (v["status"]["health"] == "Degraded" && m.contains("failed (")).then_some(m)
+    })
+    .await;
+    assert!(message.contains("Deployment.apps/default/db is Degraded"), "{message}");
     assert_eq!(replicas(&c1, "default", "db").await, Some(1));
     assert_eq!(replicas(&c1, "default", "api").await, None, "wave 1 waits for wave 0");
 

@@ -214,7 +214,7 @@ pub(super) static TYPES: &[TypeDef] = &[
     TypeDef { name: "io.k8s.api.apps.v1.ReplicaSetStatus", fields: &[("conditions", Shape::List(ListKind::Map(&["type"]), Elem::Object(TypeId(206))))] },  // 205
     TypeDef { name: "io.k8s.api.apps.v1.ReplicaSetCondition", fields: &[] },  // 206
     TypeDef { name: "io.k8s.api.apps.v1.StatefulSet", fields: &[("metadata", Shape::Object(TypeId(1))), ("spec", Shape::Object(TypeId(208))), ("status", Shape::Object(TypeId(219)))] },  // 207
-    TypeDef { name: "io.k8s.api.apps.v1.StatefulSetSpec", fields: &[("ordinals", Shape::Object(TypeId(209))), ("persistentVolumeClaimRetentionPolicy", Shape::Object(TypeId(210))), ("selector", Shape::Object(TypeId(8))), ("template", Shape::Object(TypeId(87))), ("updateStrategy", Shape::Object(TypeId(211))), ("volumeClaimTemplates", Shape::List(ListKind::Map(&[]), Elem::Object(TypeId(213))))] },  // 208
+    TypeDef { name: "io.k8s.api.apps.v1.StatefulSetSpec", fields: &[("ordinals", Shape::Object(TypeId(209))), ("persistentVolumeClaimRetentionPolicy", Shape::Object(TypeId(210))), ("selector", Shape::Object(TypeId(8))), ("template", Shape::Object(TypeId(87))), ("updateStrategy", Shape::Object(TypeId(211))), ("volumeClaimTemplates", Shape::List(ListKind::Atomic, Elem::Object(TypeId(213))))] },  // 208
     TypeDef { name: "io.k8s.api.apps.v1.StatefulSetOrdinals", fields: &[] },  // 209
     TypeDef { name: "io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy", fields: &[] },  // 210
     TypeDef { name: "io.k8s.api.apps.v1.StatefulSetUpdateStrategy", fields: &[("rollingUpdate", Shape::Object(TypeId(212)))] },  // 211

@@ -1,0 +1,387 @@
+//! The agent's view of its cluster: one `kube::runtime` reflector per kind it manages,
+//! shared by every Application on the cluster, holding the objects that carry Bosun's
+//! tracking label (the resources it applied and the hooks it created).
+//!
+//! Reconcile passes read this cache, never the API server: the server sees one watch per
+//! kind and the agent's writes. A kind's reflector starts when an Application first needs the
+//! kind and stops when none does. Every change the watch reports wakes the Application whose
+//! label the object carries (and only it); a completed (re-)list wakes the kind's users.
+//!
+//! The watch trails the agent's own writes by a moment, so what a write returned is kept in
+//! an overlay until the watch has caught up with it: a pass right after an apply sees the
+//! applied object, not the one before it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bosun_core::ObjectRef;
+use bosun_core::sync::Live;
+use bosun_core::tracking::APP_LABEL;
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, reflector::ObjectRef as KubeRef};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use crate::AbortOnDrop;
+
+/// A kind as the cache knows it: group, version, kind.
+pub type Gvk = (String, String, String);
+
+/// A resolved kind: its API resource and whether it is namespaced.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    pub ar: ApiResource,
+    pub namespaced: bool,
+}
+
+impl Kind {
+    pub fn gvk(&self) -> Gvk {
+        (self.ar.group.clone(), self.ar.version.clone(), self.ar.kind.clone())
+    }
+}
+
+/// What the cache tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An object carrying this tracking label value changed, appeared or went away.
+    Object { label: String },
+    /// The kind's list completed (the first time, or after a watch expired): its users
+    /// can look again.
+    Listed { users: Vec<String> },
+}
+
+type OnChange = Arc<dyn Fn(Change) + Send + Sync>;
+
+struct KindCache {
+    kind: Kind,
+    store: Store<DynamicObject>,
+    state: Arc<KindState>,
+    /// The watch; aborted when the kind is no longer used.
+    _task: AbortOnDrop<()>,
+}
+
+/// What the watch task tells the readers of a kind's cache.
+#[derive(Default)]
+struct KindState {
+    ready: AtomicBool,
+    /// Bumped when a (re-)list starts; `listed` takes its value when that list completes.
+    epoch: AtomicU64,
+    listed: AtomicU64,
+    /// The highest resourceVersion the watch has delivered.
+    seen_rv: AtomicU64,
+    /// Why the watch is failing, while it is.
+    error: Mutex<Option<String>>,
+}
+
+/// What the agent wrote, until the watch shows it.
+#[derive(Debug, Clone)]
+enum Written {
+    Object {
+        object: Value,
+        rv: Option<u64>,
+        rv_text: String,
+        epoch: u64,
+    },
+    /// Deleted (gone at once): hidden while the cache still holds this uid.
+    Gone {
+        uid: String,
+    },
+}
+
+pub struct Cache {
+    client: kube::Client,
+    kinds: Mutex<HashMap<Gvk, Arc<KindCache>>>,
+    users: Arc<Mutex<HashMap<String, HashSet<Gvk>>>>,
+    overlay: Arc<Mutex<HashMap<ObjectRef, Written>>>,
+    on_change: OnChange,
+}
+
+fn rv_of(o: &Value) -> (Option<u64>, String) {
+    let text = o["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+    (text.parse().ok(), text)
+}
+
+fn uid_of(o: &Value) -> &str {
+    o["metadata"]["uid"].as_str().unwrap_or_default()
+}
+
+/// The object as JSON, with apiVersion and kind (list items may come without them).
+fn to_value(o: &DynamicObject, ar: &ApiResource) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    if v["apiVersion"].as_str().is_none_or(str::is_empty) {
+        v["apiVersion"] = Value::String(ar.api_version.clone());
+    }
+    if v["kind"].as_str().is_none_or(str::is_empty) {
+        v["kind"] = Value::String(ar.kind.clone());
+    }
+    v
+}
+
+fn ref_of(o: &DynamicObject, ar: &ApiResource) -> ObjectRef {
+    ObjectRef {
+        group: ar.group.clone(),
+        kind: ar.kind.clone(),
+        namespace: o.metadata.namespace.clone().unwrap_or_default(),
+        name: o.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+impl Cache {
+    pub fn new(client: kube::Client, on_change: OnChange) -> Self {
+        Self { client, kinds: Default::default(), users: Default::default(), overlay: Default::default(), on_change }
+    }
+
+    /// Declares the kinds `app` needs (its resources, hooks and leftovers), starting the
+    /// reflectors not running yet and stopping those no Application needs any more.
+    /// `Ok` once every one of them has listed; else what is awaited, in words.
+    pub fn use_kinds(&self, app: &str, kinds: &[Kind]) -> Result<(), String> {
+        // One critical section (users, then kinds: the only order they are taken in), so a
+        // kind another Application just started is never stopped in between.
+        let mut users = self.users.lock();
+        users.insert(app.to_string(), kinds.iter().map(Kind::gvk).collect());
+        let mut running = self.kinds.lock();
+        let mut waiting = Vec::new();
+        for k in kinds {
+            let kc = running.entry(k.gvk()).or_insert_with(|| self.start(k.clone()));
+            if !kc.state.ready.load(Ordering::Acquire) {
+                let what = format!("{}/{}", kc.kind.ar.api_version, kc.kind.ar.kind);
+                match kc.state.error.lock().as_ref() {
+                    Some(e) => waiting.push(format!("watching {what} fails: {e}")),
+                    None => waiting.push(format!("listing {what}")),
+                }
+            }
+        }
+        Self::stop_unused(&users, &mut running);
+        if waiting.is_empty() { Ok(()) } else { Err(format!("waiting for the cache: {}", waiting.join(", "))) }
+    }
+
+    /// `app` needs no kinds any more (it left the cluster and its objects are gone).
+    pub fn release(&self, app: &str) {
+        let mut users = self.users.lock();
+        users.remove(app);
+        Self::stop_unused(&users, &mut self.kinds.lock());
+    }
+
+    fn stop_unused(users: &HashMap<String, HashSet<Gvk>>, running: &mut HashMap<Gvk, Arc<KindCache>>) {
+        let used: HashSet<&Gvk> = users.values().flatten().collect();
+        running.retain(|gvk, kc| {
+            let keep = used.contains(gvk);
+            if !keep {
+                debug!(kind = %kc.kind.ar.kind, version = %kc.kind.ar.version, "no application uses this kind; its watch stops");
+            }
+            keep
+        });
+    }
+
+    /// Kinds with a running reflector.
+    pub fn running(&self) -> Vec<Gvk> {
+        let mut v: Vec<Gvk> = self.kinds.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn start(&self, kind: Kind) -> Arc<KindCache> {
+        debug!(kind = %kind.ar.kind, version = %kind.ar.version, "watching managed objects of a kind");
+        let writer = reflector::store::Writer::new(kind.ar.clone());
+        let store = writer.as_reader();
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.ar);
+        let stream = watcher::watcher(api, watcher::Config::default().labels(APP_LABEL)).default_backoff();
+        let stream = reflector::reflector(writer, stream);
+        let state = Arc::new(KindState::default());
+        let on_change = self.on_change.clone();
+        let overlay = self.overlay.clone();
+        let ar = kind.ar.clone();
+        let users = self.users_of_fn(kind.gvk());
+        let st = state.clone();
+        let reader = store.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Init) => {
+                        st.epoch.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Ok(Event::InitApply(o)) => st.saw(&o),
+                    Ok(Event::InitDone) => {
+                        let listed = st.epoch.load(Ordering::Acquire);
+                        st.listed.store(listed, Ordering::Release);
+                        st.ready.store(true, Ordering::Release);
+                        *st.error.lock() = None;
+                        overlay.lock().retain(|r, w| {
+                            // What was written before this list started is in it.
+                            !(r.group == ar.group
+                                && r.kind == ar.kind
+                                && matches!(w, Written::Object { epoch, .. } if *epoch < listed))
+                        });
+                        on_change(Change::Listed { users: users() });
+                    }
+                    Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => {
+                        st.saw(&o);
+                        let r = ref_of(&o, &ar);
+                        let rv = o.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
+                        let uid = o.metadata.uid.clone().unwrap_or_default();
+                        let mut ov = overlay.lock();
+                        let caught_up = match ov.get(&r) {
+                            Some(Written::Object { rv: Some(w), .. }) => rv.is_some_and(|rv| rv >= *w),
+                            Some(Written::Object { rv_text, .. }) => {
+                                o.metadata.resource_version.as_deref() == Some(rv_text.as_str())
+                            }
+                            Some(Written::Gone { uid: gone }) => {
+                                *gone != uid || reader.get(&KubeRef::from_obj_with(&o, ar.clone())).is_none()
+                            }
+                            None => false,
+                        };
+                        if caught_up {
+                            ov.remove(&r);
+                        }
+                        drop(ov);
+                        if let Some(label) = o.metadata.labels.as_ref().and_then(|l| l.get(APP_LABEL)) {
+                            on_change(Change::Object { label: label.clone() });
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let mut slot = st.error.lock();
+                        if slot.as_deref() != Some(msg.as_str()) {
+                            warn!(kind = %ar.kind, version = %ar.version, error = %msg, "watching managed objects failed; retrying");
+                            *slot = Some(msg);
+                        }
+                    }
+                }
+            }
+        });
+        Arc::new(KindCache { kind, store, state, _task: AbortOnDrop(task) })
+    }
+
+    /// A function listing the Applications that use a kind, for the kind's watch task
+    /// (which holds the users map weakly: it must not keep the cache alive).
+    fn users_of_fn(&self, gvk: Gvk) -> impl Fn() -> Vec<String> + Send + 'static {
+        let users = Arc::downgrade(&self.users);
+        move || match users.upgrade() {
+            Some(u) => u.lock().iter().filter(|(_, k)| k.contains(&gvk)).map(|(a, _)| a.clone()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn kind_for(&self, group: &str, kind: &str, version: Option<&str>) -> Option<Arc<KindCache>> {
+        let kinds = self.kinds.lock();
+        if let Some(v) = version
+            && let Some(kc) = kinds.get(&(group.to_string(), v.to_string(), kind.to_string()))
+        {
+            return Some(kc.clone());
+        }
+        let mut matching: Vec<(&Gvk, &Arc<KindCache>)> =
+            kinds.iter().filter(|((g, _, k), _)| g == group && k == kind).collect();
+        matching.sort_by(|a, b| a.0.cmp(b.0));
+        matching.first().map(|(_, kc)| (*kc).clone())
+    }
+
+    /// The live object, as the cache (and the agent's latest writes) show it.
+    pub fn get(&self, r: &ObjectRef, version: Option<&str>) -> Option<Value> {
+        let kc = self.kind_for(&r.group, &r.kind, version);
+        let cached = kc.as_ref().and_then(|kc| kc.store.get(&key(r, &kc.kind)).map(|o| to_value(&o, &kc.kind.ar)));
+        match self.overlay.lock().get(r) {
+            None => cached,
+            Some(Written::Object { object, rv, rv_text, epoch }) => {
+                let authoritative = kc.as_ref().is_some_and(|kc| {
+                    kc.state.listed.load(Ordering::Acquire) > *epoch
+                        || rv.is_some_and(|rv| kc.state.seen_rv.load(Ordering::Acquire) >= rv)
+                        || cached.as_ref().is_some_and(|c| rv_of(c).1 == *rv_text)
+                });
+                if authoritative { cached } else { Some(object.clone()) }
+            }
+            Some(Written::Gone { uid }) => cached.filter(|c| uid_of(c) != uid),
+        }
+    }
+
+    /// Objects of a kind in a namespace carrying `label=value`.
+    pub fn labeled(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        label: &str,
+        value: &str,
+        version: Option<&str>,
+    ) -> Vec<Value> {
+        let Some(kc) = self.kind_for(group, kind, version) else { return Vec::new() };
+        let mut out: BTreeMap<ObjectRef, Value> = BTreeMap::new();
+        for o in kc.store.state() {
+            let r = ref_of(&o, &kc.kind.ar);
+            if r.namespace == namespace
+                && o.metadata.labels.as_ref().and_then(|l| l.get(label)).is_some_and(|v| v == value)
+                && let Some(v) = self.get(&r, version)
+            {
+                out.insert(r, v);
+            }
+        }
+        for (r, w) in self.overlay.lock().iter() {
+            if let Written::Object { object, .. } = w
+                && r.group == group
+                && r.kind == kind
+                && r.namespace == namespace
+                && object["metadata"]["labels"][label].as_str() == Some(value)
+            {
+                out.entry(r.clone()).or_insert_with(|| object.clone());
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Records what a write returned (an apply, a create, a delete that is pending).
+    pub fn wrote(&self, object: &Value) {
+        let Some(r) = ObjectRef::of(object) else { return };
+        let epoch =
+            self.kind_for(&r.group, &r.kind, None).map(|kc| kc.state.epoch.load(Ordering::Acquire)).unwrap_or(0);
+        let (rv, rv_text) = rv_of(object);
+        self.overlay.lock().insert(r, Written::Object { object: object.clone(), rv, rv_text, epoch });
+    }
+
+    /// Records that a delete removed the object at once.
+    pub fn deleted(&self, r: &ObjectRef, uid: &str) {
+        self.overlay.lock().insert(r.clone(), Written::Gone { uid: uid.to_string() });
+    }
+}
+
+impl KindState {
+    fn saw(&self, o: &DynamicObject) {
+        if let Some(rv) = o.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()) {
+            self.seen_rv.fetch_max(rv, Ordering::AcqRel);
+        }
+    }
+}
+
+fn key(r: &ObjectRef, kind: &Kind) -> KubeRef<DynamicObject> {
+    let k = KubeRef::new_with(&r.name, kind.ar.clone());
+    if kind.namespaced { k.within(&r.namespace) } else { k }
+}
+
+/// The cache as one Application's pass sees it: objects looked up at the versions its
+/// bundle uses.
+pub struct View<'a> {
+    pub cache: &'a Cache,
+    /// (group, kind) → the version the bundle uses.
+    pub versions: &'a HashMap<(String, String), String>,
+}
+
+impl View<'_> {
+    fn version(&self, group: &str, kind: &str) -> Option<&str> {
+        self.versions.get(&(group.to_string(), kind.to_string())).map(String::as_str)
+    }
+}
+
+impl Live for View<'_> {
+    fn get(&self, r: &ObjectRef) -> Option<Value> {
+        self.cache.get(r, self.version(&r.group, &r.kind))
+    }
+
+    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Value> {
+        self.cache.labeled(group, kind, namespace, label, value, self.version(group, kind))
+    }
+}

@@ -1,0 +1,538 @@
+//! The agent's controller: a work queue of Applications, each reconciled by one worker at a
+//! time and up to `--concurrency` side by side. A pass over one Application is
+//! "observe (the cache), decide (core's [`sync::decide`]), persist, act, record", repeated
+//! while there is something to do; then it reports, and waits to be woken: by a change in
+//! the cache to one of its objects, by new assignments, by a timer it asked for (a retry, a
+//! self-heal backoff), or by the periodic resync, which is only a safety net.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bosun_core::sync::{self, Memory, Target};
+use bosun_core::{ObjectRef, tracking};
+use bosun_proto::convert::{health_to_pb, sync_to_pb};
+use bosun_proto::v1 as pb;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::cache::{Cache, Change, Kind, View};
+use crate::kube::{ClusterApi, KubeError};
+use crate::queue::Queue;
+use crate::state::{Assigned, DesiredState, StateDir};
+
+/// Most decide–act rounds in one pass; an Application with more to do is queued again.
+const MAX_ROUNDS: usize = 32;
+/// How soon a pass that could not persist or read what it needs looks again.
+const RETRY_SOON: Duration = Duration::from_secs(5);
+
+/// State shared by the link to the control plane and the controller.
+pub struct Shared {
+    pub dir: Arc<StateDir>,
+    pub state: Mutex<DesiredState>,
+    /// Signalled when an assigned bundle is missing or damaged on disk: the link fetches it.
+    pub need_bundles: Notify,
+    /// The latest report of each assigned Application (the link streams changes).
+    pub reports: watch::Sender<BTreeMap<String, pb::AppStatusReport>>,
+    queue: Arc<Queue>,
+    /// What the agent remembers of each Application (as persisted).
+    memory: Mutex<BTreeMap<String, Memory>>,
+    /// Tracking label value → Application, for the cache's wake-ups.
+    labels: Mutex<HashMap<String, String>>,
+}
+
+impl Shared {
+    pub fn new(dir: Arc<StateDir>, desired: DesiredState, memory: BTreeMap<String, Memory>) -> Arc<Self> {
+        let shared = Arc::new(Self {
+            dir,
+            state: Mutex::new(desired),
+            need_bundles: Notify::new(),
+            reports: watch::channel(BTreeMap::new()).0,
+            queue: Arc::new(Queue::default()),
+            memory: Mutex::new(memory),
+            labels: Default::default(),
+        });
+        shared.refresh_labels();
+        shared
+    }
+
+    /// Every Application the agent deals with: assigned ones, and those it still remembers
+    /// (their objects are being deleted).
+    fn apps(&self) -> Vec<String> {
+        let mut apps: HashSet<String> = self.state.lock().assignments.iter().map(|a| a.app.clone()).collect();
+        apps.extend(self.memory.lock().keys().cloned());
+        let mut v: Vec<String> = apps.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    fn refresh_labels(&self) {
+        let labels = self.apps().into_iter().map(|a| (tracking::label_value(&a), a)).collect();
+        *self.labels.lock() = labels;
+    }
+
+    /// New assignments were received: every Application is looked at.
+    pub fn assignments_changed(&self) {
+        self.refresh_labels();
+        let assigned: HashSet<String> = self.state.lock().assignments.iter().map(|a| a.app.clone()).collect();
+        self.reports.send_if_modified(|r| {
+            let before = r.len();
+            r.retain(|app, _| assigned.contains(app));
+            r.len() != before
+        });
+        self.touch_all();
+    }
+
+    /// Asks for a pass over every Application.
+    pub fn touch_all(&self) {
+        for app in self.apps() {
+            self.queue.push(&app);
+        }
+    }
+
+    /// Writes the desired state to the state directory.
+    pub async fn persist(&self) -> anyhow::Result<()> {
+        self.dir.persist(&self.state).await
+    }
+
+    fn on_change(&self, change: Change) {
+        match change {
+            Change::Object { label } => {
+                // Objects of Applications this agent does not know are not its business.
+                let app = self.labels.lock().get(&label).cloned();
+                if let Some(app) = app {
+                    self.queue.push(&app);
+                }
+            }
+            Change::Listed { users } => {
+                for app in users {
+                    self.queue.push(&app);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, app: &str, report: pb::AppStatusReport) {
+        self.reports.send_if_modified(|all| {
+            if all.get(app) == Some(&report) {
+                false
+            } else {
+                all.insert(app.to_string(), report);
+                true
+            }
+        });
+    }
+
+    async fn remember(&self, app: &str, memory: &Memory) -> anyhow::Result<()> {
+        if self.memory.lock().get(app) == Some(memory) {
+            return Ok(());
+        }
+        self.dir.persist_memory(app, memory).await?;
+        self.memory.lock().insert(app.to_string(), memory.clone());
+        Ok(())
+    }
+}
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub field_manager: String,
+    pub resync: Duration,
+    /// Applications reconciled side by side.
+    pub concurrency: usize,
+    /// Writes in flight per Application (within one install rank).
+    pub writes: usize,
+}
+
+struct Controller {
+    shared: Arc<Shared>,
+    cluster: Arc<ClusterApi>,
+    cache: Arc<Cache>,
+    settings: Settings,
+}
+
+/// Runs the controller forever.
+pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, settings: Settings) {
+    let weak = Arc::downgrade(&shared);
+    let cache = Arc::new(Cache::new(
+        cluster.client().clone(),
+        Arc::new(move |c| {
+            if let Some(s) = weak.upgrade() {
+                s.on_change(c);
+            }
+        }),
+    ));
+    let ctl = Arc::new(Controller { shared: shared.clone(), cluster, cache, settings: settings.clone() });
+    let resync = {
+        let shared = shared.clone();
+        crate::AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(settings.resync);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                // The first tick is at once: every Application is looked at on start.
+                tick.tick().await;
+                shared.touch_all();
+            }
+        }))
+    };
+    let queue = shared.queue.clone();
+    queue
+        .run(settings.concurrency, move |app| {
+            let ctl = ctl.clone();
+            async move { ctl.reconcile(&app).await }
+        })
+        .await;
+    drop(resync);
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+fn short(rev: &str) -> &str {
+    &rev[..rev.len().min(12)]
+}
+
+/// The bundle's objects made ready for the cluster: namespaces defaulted (and dropped for
+/// cluster-scoped kinds), the tracking identity added; and the kinds they need.
+struct Prepared {
+    objects: Vec<Value>,
+    kinds: Vec<Kind>,
+    versions: HashMap<(String, String), String>,
+    errors: Vec<String>,
+}
+
+impl Controller {
+    async fn reconcile(&self, app: &str) {
+        let (assigned, cluster) = {
+            let st = self.shared.state.lock();
+            (st.assignments.iter().find(|a| a.app == app).cloned(), st.cluster.clone())
+        };
+        match assigned {
+            Some(a) => {
+                let span = info_span!("sync", app = %a.app, cluster = %cluster, revision = %short(&a.revision));
+                self.sync(&a).instrument(span).await
+            }
+            None => {
+                let span = info_span!("remove", app = %app, cluster = %cluster);
+                self.remove(app).instrument(span).await
+            }
+        }
+    }
+
+    fn memory(&self, app: &str) -> Memory {
+        self.shared.memory.lock().get(app).cloned().unwrap_or_default()
+    }
+
+    fn report(&self, a: &Assigned, memory: &Memory) -> pb::AppStatusReport {
+        pb::AppStatusReport {
+            app: a.app.clone(),
+            bundle_digest: a.bundle_digest.clone(),
+            revision: a.revision.clone(),
+            observed_sync_request: memory.observed_request,
+            synced_at: memory.synced.as_ref().map(|s| s.at).unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    /// Reports that the pass could not start, and looks again soon.
+    fn cannot_start(&self, a: &Assigned, memory: &Memory, message: String, again: Option<Duration>) {
+        let mut report = self.report(a, memory);
+        report.sync_status = sync_to_pb(bosun_core::SyncStatus::Unknown);
+        report.message = message;
+        self.shared.publish(&a.app, report);
+        if let Some(d) = again {
+            self.shared.queue.push_after(&a.app, d);
+        }
+    }
+
+    async fn sync(&self, a: &Assigned) {
+        let mut memory = self.memory(&a.app);
+        let bundle = match self.shared.dir.load_bundle(&a.bundle_digest).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.shared.need_bundles.notify_one();
+                let message = format!("bundle {} is not available yet ({e:#}); fetching it", short(&a.bundle_digest));
+                // Fetched bundles wake every Application.
+                return self.cannot_start(a, &memory, message, None);
+            }
+        };
+        let prepared = self.prepare(a, &bundle.objects, &memory).await;
+        if let Err(waiting) = self.cache.use_kinds(&a.app, &prepared.kinds) {
+            // Woken when the lists complete.
+            return self.cannot_start(a, &memory, waiting, Some(RETRY_SOON * 6));
+        }
+        let target = Target {
+            app: &a.app,
+            namespace: &a.namespace,
+            uid: &a.app_uid,
+            digest: &a.bundle_digest,
+            request: a.sync_request,
+            policy: a.sync_policy,
+            ignore: &a.ignore_differences,
+        };
+        let view = View { cache: &self.cache, versions: &prepared.versions };
+        let manager = self.settings.field_manager.as_str();
+        for round in 0..MAX_ROUNDS {
+            let d = sync::decide(&target, &prepared.objects, &view, &memory, manager, now_ms());
+            log_transition(&memory, &d.memory, &prepared.objects);
+            // What the actions depend on is on disk before they run.
+            if let Err(e) = self.shared.remember(&a.app, &d.memory).await {
+                warn!(error = %format!("{e:#}"), "could not persist the application's state; not acting");
+                return self.cannot_start(
+                    a,
+                    &memory,
+                    format!("cannot write the agent's state: {e:#}"),
+                    Some(RETRY_SOON),
+                );
+            }
+            memory = d.memory;
+            if d.actions.is_empty() {
+                let mut report = to_pb(a, &d.report);
+                if !prepared.errors.is_empty() {
+                    report.sync_status = sync_to_pb(bosun_core::SyncStatus::OutOfSync);
+                    let mut parts = prepared.errors.clone();
+                    if !report.message.is_empty() {
+                        parts.push(report.message);
+                    }
+                    report.message = parts.join("; ");
+                }
+                self.shared.publish(&a.app, report);
+                if let Some(at) = d.wake_at_ms {
+                    self.shared.queue.push_after(&a.app, Duration::from_millis((at - now_ms()).max(0) as u64));
+                }
+                debug!(rounds = round, "reconciled");
+                return;
+            }
+            let outcomes = crate::act::run(&self.cluster, &view, d.actions, self.settings.writes).await;
+            sync::record(&mut memory, &outcomes);
+            if let Err(e) = self.shared.remember(&a.app, &memory).await {
+                // Hooks created just now are found again by their labels.
+                warn!(error = %format!("{e:#}"), "could not persist the outcome of actions");
+            }
+        }
+        // Still busy: the rest in a moment, letting other Applications have a worker.
+        self.shared.queue.push_after(&a.app, Duration::from_millis(200));
+    }
+
+    async fn prepare(&self, a: &Assigned, objects: &[Value], memory: &Memory) -> Prepared {
+        let default_ns = if a.namespace.is_empty() { "default" } else { a.namespace.as_str() };
+        let mut out = Prepared { objects: Vec::new(), kinds: Vec::new(), versions: HashMap::new(), errors: Vec::new() };
+        let mut seen: HashSet<(String, String, String)> = HashSet::new();
+        // Kinds defined by CRDs of this bundle: not served until the CRD is applied.
+        let defined: HashSet<(String, String)> = objects
+            .iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .map(|o| {
+                let spec = &o["spec"];
+                (
+                    spec["group"].as_str().unwrap_or_default().to_string(),
+                    spec["names"]["kind"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        for (i, obj) in objects.iter().enumerate() {
+            if let Err(why) = bosun_core::manifest::check_rendered(obj) {
+                out.errors.push(format!("object {} of the bundle was skipped: {why}", i + 1));
+                continue;
+            }
+            let mut o = obj.clone();
+            let empty_ns = o["metadata"]["namespace"].as_str().is_none_or(str::is_empty);
+            match self.cluster.resolve(&o).await {
+                Ok((ar, namespaced)) => {
+                    if !namespaced {
+                        if let Some(m) = o["metadata"].as_object_mut() {
+                            m.remove("namespace");
+                        }
+                    } else if empty_ns {
+                        o["metadata"]["namespace"] = json!(default_ns);
+                    }
+                    let key = (ar.group.clone(), ar.version.clone(), ar.kind.clone());
+                    if seen.insert(key) {
+                        out.versions.insert((ar.group.clone(), ar.kind.clone()), ar.version.clone());
+                        out.kinds.push(Kind { ar, namespaced });
+                    }
+                }
+                Err(e) => {
+                    // Most custom kinds are namespaced: defaulted until the kind is known.
+                    if empty_ns {
+                        o["metadata"]["namespace"] = json!(default_ns);
+                    }
+                    let coming = matches!(&e, KubeError::UnknownKind { .. }) && {
+                        let r = ObjectRef::of(&o);
+                        r.is_some_and(|r| defined.contains(&(r.group, r.kind)))
+                    };
+                    if !coming {
+                        out.errors.push(e.to_string());
+                    }
+                }
+            }
+            tracking::mark(&mut o, &a.app);
+            out.objects.push(o);
+        }
+        // Leftovers of earlier syncs, to be judged and pruned.
+        for r in &memory.inventory {
+            if out.kinds.iter().any(|k| k.ar.group == r.group && k.ar.kind == r.kind) {
+                continue;
+            }
+            if let Ok((ar, namespaced)) = self.cluster.resolve_ref(r).await {
+                let key = (ar.group.clone(), ar.version.clone(), ar.kind.clone());
+                if seen.insert(key) {
+                    out.kinds.push(Kind { ar, namespaced });
+                }
+            }
+        }
+        out
+    }
+
+    /// An Application that left this cluster: with prune on, what it created is deleted
+    /// (then it is forgotten); with prune off, its objects stay.
+    async fn remove(&self, app: &str) {
+        let Some(memory) = self.shared.memory.lock().get(app).cloned() else {
+            self.cache.release(app);
+            return;
+        };
+        let mut kinds = Vec::new();
+        let mut seen = HashSet::new();
+        if memory.last_policy.prune {
+            for r in &memory.inventory {
+                if let Ok((ar, namespaced)) = self.cluster.resolve_ref(r).await
+                    && seen.insert((ar.group.clone(), ar.version.clone(), ar.kind.clone()))
+                {
+                    kinds.push(Kind { ar, namespaced });
+                }
+            }
+        }
+        if let Err(waiting) = self.cache.use_kinds(app, &kinds) {
+            info!(reason = %waiting, "waiting to delete the objects of a removed application");
+            return self.shared.queue.push_after(app, RETRY_SOON * 6);
+        }
+        let versions = HashMap::new();
+        let view = View { cache: &self.cache, versions: &versions };
+        let (actions, _) = sync::cascade(app, &memory, &view);
+        if !actions.is_empty() {
+            let outcomes = crate::act::run(&self.cluster, &view, actions, self.settings.writes).await;
+            if outcomes.iter().any(|o| matches!(o, sync::Outcome::Failed { .. })) {
+                self.shared.queue.push_after(app, RETRY_SOON);
+            }
+        }
+        if !sync::cascade(app, &memory, &view).1.is_empty() {
+            // Woken as the deletions complete.
+            return;
+        }
+        if let Err(e) = self.shared.dir.remove_memory(app).await {
+            warn!(error = %format!("{e:#}"), "could not forget a removed application");
+            return self.shared.queue.push_after(app, RETRY_SOON);
+        }
+        self.shared.memory.lock().remove(app);
+        self.shared.refresh_labels();
+        self.shared.queue.cancel_timer(app);
+        self.cache.release(app);
+        if memory.last_policy.prune {
+            info!("application removed from this cluster; its objects were deleted");
+        } else {
+            info!("application removed from this cluster; its objects were left in place (prune is off)");
+        }
+    }
+}
+
+/// Logs what changed in an Application's memory: a sync starting, ending, failing.
+fn log_transition(before: &Memory, after: &Memory, objects: &[Value]) {
+    match (&before.operation, &after.operation) {
+        (None, Some(op)) => {
+            info!(digest = %short(&op.digest), request = op.request, attempt = op.attempt, "sync started")
+        }
+        (Some(a), Some(b)) if a.step != b.step => info!(step = b.step, "sync step done"),
+        _ => {}
+    }
+    if after.synced != before.synced
+        && let Some(s) = &after.synced
+    {
+        info!(digest = %short(&s.digest), objects = objects.len(), "synced");
+    }
+    if after.failed != before.failed
+        && let Some(f) = &after.failed
+    {
+        match f.retry_at_ms {
+            Some(at) => {
+                warn!(attempts = f.attempts, retry_in_ms = at - now_ms(), error = %f.message, "sync failed; it will be retried")
+            }
+            None => warn!(attempts = f.attempts, error = %f.message, "sync failed"),
+        }
+    }
+}
+
+/// The report in its wire form.
+fn to_pb(a: &Assigned, r: &sync::Report) -> pb::AppStatusReport {
+    pb::AppStatusReport {
+        app: a.app.clone(),
+        bundle_digest: a.bundle_digest.clone(),
+        revision: a.revision.clone(),
+        sync_status: sync_to_pb(r.sync),
+        health: health_to_pb(r.health),
+        message: r.message.clone(),
+        resources: r
+            .resources
+            .iter()
+            .map(|x| pb::ResourceStatus {
+                group: x.r.group.clone(),
+                kind: x.r.kind.clone(),
+                namespace: x.r.namespace.clone(),
+                name: x.r.name.clone(),
+                sync_status: sync_to_pb(x.sync),
+                health: health_to_pb(x.health),
+                message: x.message.clone(),
+                diff: x.diff.clone(),
+            })
+            .collect(),
+        observed_sync_request: r.observed_request,
+        synced_at: r.synced_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bosun_core::sync::Live;
+
+    fn live_none() -> impl Live {
+        struct Empty;
+        impl Live for Empty {
+            fn get(&self, _: &ObjectRef) -> Option<Value> {
+                None
+            }
+            fn labeled(&self, _: &str, _: &str, _: &str, _: &str, _: &str) -> Vec<Value> {
+                Vec::new()
+            }
+        }
+        Empty
+    }
+
+    #[test]
+    fn reports_carry_the_assignment_and_the_decision() {
+        let a = Assigned {
+            app: "web".into(),
+            bundle_digest: "d".repeat(64),
+            revision: "r".repeat(40),
+            ..Default::default()
+        };
+        let t = Target {
+            app: "web",
+            namespace: "",
+            uid: "u",
+            digest: &a.bundle_digest,
+            request: 0,
+            policy: Default::default(),
+            ignore: &[],
+        };
+        let objects =
+            vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}})];
+        let d = sync::decide(&t, &objects, &live_none(), &Memory::default(), "bosun-agent", 0);
+        let pb = to_pb(&a, &d.report);
+        assert_eq!(pb.app, "web");
+        assert_eq!(pb.resources.len(), 1);
+        assert_eq!(pb.sync_status, sync_to_pb(bosun_core::SyncStatus::OutOfSync));
+    }
+}

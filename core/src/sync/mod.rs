@@ -1,0 +1,1030 @@
+//! The sync of one Application on one cluster, decided without I/O.
+//!
+//! [`decide`] takes what is assigned (a bundle at a revision, a sync request, the policy), the
+//! live objects as the agent's cache holds them, and what the agent remembers ([`Memory`]), and
+//! returns the next [`Action`]s, the memory to persist *before* running them, and the report to
+//! publish. The agent's loop is "wait for a wake-up, ask `decide`, persist, act, [`record`]".
+//!
+//! # The operation
+//!
+//! A sync is an [`Operation`], identified by the Application's uid, the sync request and the
+//! bundle digest. It starts when the policy is automated and the bundle is new, or when a sync
+//! was requested; it then walks the plan's steps — phase (PreSync, Sync, PostSync), then wave —
+//! as gitops-engine's sync context does:
+//!
+//! - **A step runs** when the previous one is done: its hooks are created (a hook with a fixed
+//!   name whose previous run still exists is deleted first when its delete policy says
+//!   `BeforeHookCreation`), and its resources that differ from the live objects are applied.
+//! - **A step is done** when its hooks have completed (Healthy: a Job complete, a Pod
+//!   succeeded, a resource without a health check created) and — when the sync has several
+//!   steps and this is not the last one — its resources are Healthy (or have no check).
+//! - **A step fails** when a hook fails (Degraded), a resource of a multi-step sync is
+//!   Degraded, or an action fails. The operation then runs the SyncFail hooks, deletes the
+//!   hooks whose policy says `HookFailed`, and ends Failed; the retry policy may start it again
+//!   later (a new attempt, hooks created anew).
+//! - **After the last step** leftovers are pruned (objects applied before, no longer in the
+//!   bundle, carrying the Application's tracking identity, not `Prune=false`) — those marked
+//!   `PruneLast` once everything else is Healthy — then hooks with `HookSucceeded` are deleted
+//!   and the operation ends Succeeded: the bundle is synced.
+//!
+//! An operation whose target changes (a new bundle or request) is abandoned for the new one.
+//!
+//! # Between operations
+//!
+//! With `selfHeal`, resources that drift are applied again (each one backing off if the drift
+//! comes back at once), and leftovers are pruned when the policy prunes. Without it, drift is
+//! only reported.
+//!
+//! # Crash safety
+//!
+//! The memory is persisted before the actions that depend on it. A hook about to be created is
+//! recorded first (`Creating`), and every hook is created carrying the operation's id
+//! ([`SYNC_ID_LABEL`]) and its key ([`HOOK_KEY_ANNOTATION`]): after a restart, a `Creating`
+//! hook found in the cache is adopted, one not found is created — so a hook is never run twice
+//! in one attempt, nor skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::app::{IgnoreDifference, Propagation, SyncPolicy};
+use crate::health;
+use crate::object::ObjectRef;
+use crate::options::{self, HookDeletePolicy, HookType};
+use crate::status::{Health, SyncStatus};
+use crate::tracking;
+
+#[cfg(test)]
+mod tests;
+
+/// Label every hook run carries: the id of the operation that created it.
+pub const SYNC_ID_LABEL: &str = "bosun.dev/sync-id";
+/// Annotation every hook run carries: the hook's key in the bundle.
+pub const HOOK_KEY_ANNOTATION: &str = "bosun.dev/hook";
+
+/// What is assigned to the cluster for this Application.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub app: &'a str,
+    /// The destination namespace (created first with CreateNamespace).
+    pub namespace: &'a str,
+    /// The Application's uid: operations of a deleted and re-created Application are apart.
+    pub uid: &'a str,
+    pub digest: &'a str,
+    /// Bumped by each sync request.
+    pub request: u64,
+    pub policy: SyncPolicy,
+    pub ignore: &'a [IgnoreDifference],
+}
+
+/// The live objects the agent's cache holds.
+pub trait Live {
+    /// The live object with this identity.
+    fn get(&self, r: &ObjectRef) -> Option<Value>;
+    /// Objects of this group/kind/namespace carrying `label=value`.
+    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Value>;
+}
+
+/// What the agent remembers of one Application: persisted, and written before the actions
+/// that depend on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Memory {
+    /// The uid these counters belong to (a re-created Application starts over).
+    #[serde(default)]
+    pub app_uid: String,
+    /// Resources applied for the Application and not pruned since (hooks are not here).
+    #[serde(default)]
+    pub inventory: Vec<ObjectRef>,
+    /// The last completed sync.
+    #[serde(default)]
+    pub synced: Option<Synced>,
+    /// The last sync request acted on.
+    #[serde(default)]
+    pub observed_request: u64,
+    /// The sync in progress.
+    #[serde(default)]
+    pub operation: Option<Operation>,
+    /// The last failed sync of the current target, and when to try again.
+    #[serde(default)]
+    pub failed: Option<Failed>,
+    /// The policy last seen (decides what happens when the Application goes away).
+    #[serde(default)]
+    pub last_policy: SyncPolicy,
+    /// Self-heal backoff per resource: (heals in a row, last heal in Unix ms).
+    #[serde(default)]
+    pub heals: BTreeMap<String, (u32, i64)>,
+    /// Errors of the last actions (shown until the next actions succeed).
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synced {
+    pub digest: String,
+    pub request: u64,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failed {
+    pub digest: String,
+    pub request: u64,
+    pub message: String,
+    pub attempts: u32,
+    /// Unix ms of the next attempt; `None` once the retries are spent.
+    pub retry_at_ms: Option<i64>,
+}
+
+/// A sync in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub digest: String,
+    pub request: u64,
+    /// 1 for the first attempt, then one more per retry.
+    pub attempt: u32,
+    /// The value of [`SYNC_ID_LABEL`] on this attempt's hooks.
+    pub id: String,
+    /// Index of the current step of the plan.
+    pub step: usize,
+    /// Resources applied by this operation (each is applied once per operation).
+    #[serde(default)]
+    pub applied: BTreeSet<ObjectRef>,
+    pub hooks: Vec<HookRun>,
+    /// Why it failed, once it has: it is running its SyncFail hooks.
+    pub failure: Option<String>,
+    /// Whether the namespace has been created (CreateNamespace).
+    #[serde(default)]
+    pub namespace_done: bool,
+    pub started_ms: i64,
+}
+
+/// One hook of an operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRun {
+    pub key: String,
+    /// The object's name (generated names are known once created).
+    pub name: String,
+    pub uid: String,
+    pub state: HookState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HookState {
+    /// Recorded before it is created; adopted from the cache after a restart if it exists.
+    Creating,
+    /// The previous run (same fixed name) is being deleted first (BeforeHookCreation).
+    Replacing,
+    Running,
+    Succeeded,
+    Failed(String),
+}
+
+/// Something to do to the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Server-side apply (or replace, with `Replace=true`; delete and create again when the
+    /// update is refused, with `Force=true`).
+    Apply { object: Value, replace: bool, force: bool },
+    /// Create a hook run (`POST`; the name may be generated).
+    Create { key: String, object: Value },
+    /// Delete an object, only if it is still the one seen (`uid` precondition).
+    Delete { r: ObjectRef, uid: String, propagation: Propagation, why: DeleteWhy },
+}
+
+/// Why an object is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteWhy {
+    Prune,
+    /// The Application left this cluster.
+    Cascade,
+    /// A hook's delete policy.
+    Hook,
+}
+
+/// What an action did (fed back through [`record`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Created {
+        key: String,
+        name: String,
+        uid: String,
+    },
+    /// An action failed; the message names the object.
+    Failed {
+        message: String,
+    },
+    Done,
+}
+
+/// One object's state, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceReport {
+    pub r: ObjectRef,
+    pub sync: SyncStatus,
+    pub health: Health,
+    pub message: String,
+    /// A readable diff (Secret values redacted) when the object drifted.
+    pub diff: String,
+    /// Whether this is a hook run.
+    pub hook: bool,
+}
+
+/// The Application's state on this cluster, as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    pub sync: SyncStatus,
+    pub health: Health,
+    pub message: String,
+    pub resources: Vec<ResourceReport>,
+    pub observed_request: u64,
+    /// Unix seconds of the last completed sync.
+    pub synced_at: i64,
+    /// The operation in progress, in words (`PreSync wave 0: waiting for hook migrate`).
+    pub operation: String,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// To persist before the actions run.
+    pub memory: Memory,
+    pub actions: Vec<Action>,
+    pub report: Report,
+    /// Look again at this time (Unix ms) even if nothing changes: a retry, a self-heal backoff.
+    pub wake_at_ms: Option<i64>,
+}
+
+/// Feeds the outcomes of a decision's actions back into the memory.
+pub fn record(memory: &mut Memory, outcomes: &[Outcome]) {
+    memory.errors.clear();
+    for o in outcomes {
+        match o {
+            Outcome::Created { key, name, uid } => {
+                if let Some(op) = memory.operation.as_mut()
+                    && let Some(h) = op.hooks.iter_mut().find(|h| &h.key == key)
+                {
+                    h.name = name.clone();
+                    h.uid = uid.clone();
+                    h.state = HookState::Running;
+                }
+            }
+            Outcome::Failed { message } => {
+                memory.errors.push(message.clone());
+                if let Some(op) = memory.operation.as_mut()
+                    && op.failure.is_none()
+                {
+                    op.failure = Some(message.clone());
+                }
+            }
+            Outcome::Done => {}
+        }
+    }
+}
+
+/// The key of a hook in its bundle: `group/kind/namespace/name` (or the `generateName` prefix).
+pub fn hook_key(obj: &Value) -> String {
+    let r = ObjectRef::of_manifest(obj).unwrap_or(ObjectRef {
+        group: String::new(),
+        kind: String::new(),
+        namespace: String::new(),
+        name: String::new(),
+    });
+    format!("{}/{}/{}/{}", r.group, r.kind, r.namespace, r.name)
+}
+
+/// The id of one attempt of an operation (a label value).
+fn operation_id(uid: &str, request: u64, digest: &str, attempt: u32) -> String {
+    let h = sha2::Sha256::digest(format!("{uid}\n{request}\n{digest}\n{attempt}").as_bytes());
+    format!("op-{}", &hex::encode(h)[..16])
+}
+
+/// Self-heal backoff: the first heal at once, then 1 s, 2 s, 4 s… up to a minute while the
+/// drift keeps coming back.
+fn heal_backoff_ms(heals: u32) -> i64 {
+    if heals == 0 { 0 } else { (1000i64 << (heals - 1).min(6)).min(60_000) }
+}
+
+/// A step of the plan: one phase and wave, its resources and hooks.
+struct Step<'a> {
+    phase: options::HookType,
+    wave: i64,
+    resources: Vec<&'a Value>,
+    hooks: Vec<&'a Value>,
+}
+
+fn phase_name(p: HookType) -> &'static str {
+    match p {
+        HookType::PreSync => "PreSync",
+        HookType::Sync => "Sync",
+        HookType::PostSync => "PostSync",
+        HookType::SyncFail => "SyncFail",
+        HookType::Skip => "Skip",
+    }
+}
+
+/// Steps by phase, then wave (resources belong to the Sync phase); SyncFail hooks apart.
+fn steps(objects: &[Value]) -> Result<(Vec<Step<'_>>, Vec<&Value>), options::OptionError> {
+    let mut keyed: BTreeMap<(HookType, i64), Step<'_>> = BTreeMap::new();
+    let mut sync_fail = Vec::new();
+    for o in objects {
+        let wave = options::wave(o)?;
+        options::options(o)?;
+        options::hook_delete_policies(o)?;
+        if options::is_hook(o) {
+            for h in options::hooks(o)? {
+                match h {
+                    HookType::SyncFail => sync_fail.push(o),
+                    HookType::Skip => {}
+                    phase => keyed
+                        .entry((phase, wave))
+                        .or_insert_with(|| Step { phase, wave, resources: vec![], hooks: vec![] })
+                        .hooks
+                        .push(o),
+                }
+            }
+        } else if !options::hooks(o)?.contains(&HookType::Skip) {
+            keyed
+                .entry((HookType::Sync, wave))
+                .or_insert_with(|| Step { phase: HookType::Sync, wave, resources: vec![], hooks: vec![] })
+                .resources
+                .push(o);
+        }
+    }
+    let mut out: Vec<Step<'_>> = keyed.into_values().collect();
+    for s in &mut out {
+        s.resources.sort_by_cached_key(|o| {
+            (crate::plan::kind_rank(o["kind"].as_str().unwrap_or_default()), ObjectRef::of_manifest(o))
+        });
+        s.hooks.sort_by_cached_key(|o| {
+            (crate::plan::kind_rank(o["kind"].as_str().unwrap_or_default()), ObjectRef::of_manifest(o))
+        });
+    }
+    Ok((out, sync_fail))
+}
+
+/// One resource compared with its live object.
+struct Compared<'a> {
+    desired: &'a Value,
+    r: ObjectRef,
+    live: Option<Value>,
+    drift: Vec<crate::diff::Drift>,
+    health: Health,
+    message: String,
+}
+
+impl Compared<'_> {
+    fn in_sync(&self) -> bool {
+        self.live.is_some() && self.drift.is_empty()
+    }
+}
+
+/// Decides the next actions. Pure: the same inputs give the same decision.
+pub fn decide(
+    target: &Target<'_>,
+    objects: &[Value],
+    live: &dyn Live,
+    memory: &Memory,
+    manager: &str,
+    now_ms: i64,
+) -> Decision {
+    let mut mem = memory.clone();
+    if mem.app_uid != target.uid {
+        if !mem.app_uid.is_empty() {
+            // A new Application under the same name: its operations start over; the objects
+            // (and so the inventory) are the name's and stay.
+            mem = Memory { inventory: mem.inventory, last_policy: mem.last_policy, ..Memory::default() };
+        }
+        mem.app_uid = target.uid.to_string();
+    }
+    mem.last_policy = target.policy;
+    let policy = target.policy;
+    let mut actions = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut wake_at_ms = None;
+
+    let (steps, sync_fail) = match steps(objects) {
+        Ok(s) => s,
+        Err(e) => {
+            // A malformed sync annotation stops this Application only, before anything is applied.
+            let report = Report {
+                sync: SyncStatus::OutOfSync,
+                health: Health::Unknown,
+                message: e.to_string(),
+                observed_request: mem.observed_request,
+                synced_at: mem.synced.as_ref().map(|s| s.at).unwrap_or_default(),
+                ..Default::default()
+            };
+            return Decision { memory: mem, actions, report, wake_at_ms };
+        }
+    };
+    let multi_step = steps.len() > 1 || steps.iter().any(|s| !s.hooks.is_empty());
+
+    // Compare every resource with its live object.
+    let opts = crate::diff::Options { ignore: target.ignore, manager: Some(manager) };
+    let mut compared: Vec<Compared<'_>> = Vec::new();
+    for step in &steps {
+        for d in &step.resources {
+            let Some(r) = ObjectRef::of(d) else { continue };
+            let live_obj = live.get(&r);
+            let (drift, health, message) = match &live_obj {
+                None => (Vec::new(), Health::Missing, "not created yet".to_string()),
+                Some(l) => {
+                    let drift = crate::diff::drift(d, l, opts);
+                    let (h, m) =
+                        health::assess(l).map(|a| (a.health, a.message)).unwrap_or((Health::Healthy, String::new()));
+                    (drift, h, m)
+                }
+            };
+            compared.push(Compared { desired: d, r, live: live_obj, drift, health, message });
+        }
+    }
+    let by_ref: BTreeMap<&ObjectRef, usize> = compared.iter().enumerate().map(|(i, c)| (&c.r, i)).collect();
+    let desired_refs: BTreeSet<ObjectRef> = compared.iter().map(|c| c.r.clone()).collect();
+
+    // Leftovers: applied before, no longer in the bundle.
+    let leftovers: Vec<(ObjectRef, Option<Value>)> =
+        crate::plan::prune_candidates(&mem.inventory, &desired_refs.iter().cloned().collect::<Vec<_>>())
+            .into_iter()
+            .map(|r| {
+                let l = live.get(&r);
+                (r, l)
+            })
+            .filter(|(_, l)| l.is_some())
+            .collect();
+    let empty_guard = compared.is_empty() && !policy.allow_empty;
+
+    // --- the operation's lifecycle ---
+    let this = (target.digest.to_string(), target.request);
+    if let Some(op) = &mem.operation
+        && (op.digest.as_str(), op.request) != (target.digest, target.request)
+    {
+        notes.push(format!("a newer target superseded the sync of {}", short(&op.digest)));
+        mem.operation = None;
+    }
+    if mem.failed.as_ref().is_some_and(|f| (f.digest.as_str(), f.request) != (target.digest, target.request)) {
+        mem.failed = None;
+    }
+    let requested = target.request > mem.observed_request;
+    let new_bundle = mem.synced.as_ref().is_none_or(|s| s.digest != target.digest);
+    // A failed attempt with retries left is part of the same sync (manual ones too).
+    let retrying = mem.failed.as_ref().is_some_and(|f| f.retry_at_ms.is_some());
+    let wants = requested || (policy.automated && new_bundle) || retrying;
+    if mem.operation.is_none() && wants {
+        let retry = match &mem.failed {
+            None => Some(1),
+            Some(f) => match f.retry_at_ms {
+                Some(at) if now_ms >= at => Some(f.attempts + 1),
+                _ => {
+                    if let Some(at) = f.retry_at_ms {
+                        wake_at_ms = Some(at);
+                    }
+                    notes.push(failure_note(f, now_ms));
+                    None
+                }
+            },
+        };
+        if let Some(attempt) = retry {
+            mem.operation = Some(Operation {
+                digest: this.0.clone(),
+                request: this.1,
+                attempt,
+                id: operation_id(target.uid, this.1, &this.0, attempt),
+                step: 0,
+                applied: BTreeSet::new(),
+                hooks: Vec::new(),
+                failure: None,
+                namespace_done: false,
+                started_ms: now_ms,
+            });
+            mem.observed_request = target.request;
+        }
+    } else if mem.operation.is_none()
+        && let Some(f) = &mem.failed
+    {
+        notes.push(failure_note(f, now_ms));
+    }
+
+    let mut op_text = String::new();
+    if let Some(mut op) = mem.operation.take() {
+        let done = advance(
+            &mut op,
+            &steps,
+            &sync_fail,
+            &compared,
+            &by_ref,
+            &leftovers,
+            empty_guard,
+            multi_step,
+            target,
+            live,
+            &mut actions,
+            &mut notes,
+            &mut op_text,
+        );
+        match done {
+            Some(Ok(())) => {
+                mem.synced = Some(Synced { digest: op.digest.clone(), request: op.request, at: now_ms / 1000 });
+                mem.failed = None;
+                mem.inventory = desired_refs.iter().cloned().collect();
+            }
+            Some(Err(message)) => {
+                let attempts = op.attempt;
+                let retry_at_ms = policy.retry.delay(attempts).map(|d| now_ms + d.as_millis() as i64);
+                if let Some(at) = retry_at_ms {
+                    wake_at_ms = Some(at);
+                }
+                let failed = Failed { digest: op.digest.clone(), request: op.request, message, attempts, retry_at_ms };
+                notes.push(failure_note(&failed, now_ms));
+                mem.failed = Some(failed);
+            }
+            None => mem.operation = Some(op),
+        }
+    } else if policy.automated && policy.self_heal && !blocked_by_failure(&mem) {
+        // Self-heal between operations: apply what drifted (backing off when it comes back).
+        for c in &compared {
+            let key = c.r.to_string();
+            if c.in_sync() {
+                mem.heals.remove(&key);
+                continue;
+            }
+            let (count, last) = mem.heals.get(&key).copied().unwrap_or((0, 0));
+            let due = last + heal_backoff_ms(count);
+            if now_ms >= due {
+                actions.push(apply_action(c.desired, target.ignore, c.live.as_ref()));
+                mem.heals.insert(key, (count + 1, now_ms));
+            } else {
+                wake_at_ms = Some(wake_at_ms.map_or(due, |w: i64| w.min(due)));
+            }
+        }
+        if policy.prune && !empty_guard {
+            prune_actions(target, &leftovers, &compared, true, &mut actions);
+        }
+    }
+    // Inventory: what the bundle holds plus leftovers not pruned yet.
+    let mut inventory: BTreeSet<ObjectRef> = desired_refs.clone();
+    for (r, _) in &leftovers {
+        inventory.insert(r.clone());
+    }
+    if mem.operation.is_some() || !mem.inventory.is_empty() || !inventory.is_empty() {
+        mem.inventory = inventory.into_iter().collect();
+    }
+
+    // --- the report ---
+    let mut resources: Vec<ResourceReport> = compared
+        .iter()
+        .map(|c| {
+            let (sync, message, diff) = match &c.live {
+                None => (SyncStatus::OutOfSync, c.message.clone(), String::new()),
+                Some(_) if c.drift.is_empty() => (SyncStatus::Synced, c.message.clone(), String::new()),
+                Some(live) => {
+                    let paths: Vec<String> = c
+                        .drift
+                        .iter()
+                        .map(|x| if x.removed() { format!("{} (removed from Git)", x.path) } else { x.path.clone() })
+                        .collect();
+                    (
+                        SyncStatus::OutOfSync,
+                        format!("drifted: {}", paths.join(", ")),
+                        crate::diff::describe_drift(c.desired, live, &c.drift),
+                    )
+                }
+            };
+            ResourceReport { r: c.r.clone(), sync, health: c.health, message, diff, hook: false }
+        })
+        .collect();
+    for (r, l) in &leftovers {
+        let extraneous_ok = l.as_ref().is_some_and(|l| options::options(l).is_ok_and(|o| o.ignore_extraneous));
+        let (sync, message) = if extraneous_ok {
+            (SyncStatus::Synced, "extraneous (IgnoreExtraneous)".to_string())
+        } else {
+            (SyncStatus::OutOfSync, "requires pruning".to_string())
+        };
+        resources.push(ResourceReport {
+            r: r.clone(),
+            sync,
+            health: Health::Healthy,
+            message,
+            diff: String::new(),
+            hook: false,
+        });
+    }
+    if let Some(op) = &mem.operation {
+        for h in &op.hooks {
+            let (health, message) = match &h.state {
+                HookState::Succeeded => (Health::Healthy, "hook: finished".to_string()),
+                HookState::Failed(m) => (Health::Degraded, format!("hook failed: {m}")),
+                HookState::Running => (Health::Progressing, "hook: running".to_string()),
+                HookState::Creating | HookState::Replacing => (Health::Progressing, "hook: starting".to_string()),
+            };
+            if let Some(r) = hook_ref(&h.key, &h.name) {
+                resources.push(ResourceReport {
+                    r,
+                    sync: SyncStatus::Synced,
+                    health,
+                    message,
+                    diff: String::new(),
+                    hook: true,
+                });
+            }
+        }
+    }
+    let errors: Vec<String> = mem.errors.clone();
+    let all_synced = resources.iter().filter(|r| !r.hook).all(|r| r.sync == SyncStatus::Synced);
+    // Sync status compares the cluster with the bundle, as Argo CD's does; an operation in
+    // progress shows in the health (its hooks) and the operation text.
+    let sync = if all_synced && errors.is_empty() { SyncStatus::Synced } else { SyncStatus::OutOfSync };
+    let health = Health::worst(resources.iter().filter(|r| !r.hook || mem.operation.is_some()).map(|r| r.health));
+    notes.extend(errors);
+    if !op_text.is_empty() && mem.operation.is_some() {
+        notes.insert(0, op_text.clone());
+    }
+    let report = Report {
+        sync,
+        health,
+        message: notes.join("; "),
+        resources,
+        observed_request: mem.observed_request,
+        synced_at: mem.synced.as_ref().map(|s| s.at).unwrap_or_default(),
+        operation: if mem.operation.is_some() { op_text } else { String::new() },
+    };
+    Decision { memory: mem, actions, report, wake_at_ms }
+}
+
+/// A failed sync in words: when it is retried, or what to do.
+fn failure_note(f: &Failed, now_ms: i64) -> String {
+    match f.retry_at_ms {
+        Some(at) => format!(
+            "sync attempt {} failed ({}); retrying in {}s",
+            f.attempts,
+            f.message,
+            ((at - now_ms).max(0) + 999) / 1000
+        ),
+        None if f.attempts > 1 => {
+            format!("sync failed after {} attempts ({}); commit a fix or run `bosun app sync`", f.attempts, f.message)
+        }
+        None => format!("sync failed: {}; commit a fix or run `bosun app sync`", f.message),
+    }
+}
+
+fn blocked_by_failure(mem: &Memory) -> bool {
+    mem.failed.as_ref().is_some_and(|f| f.retry_at_ms.is_none())
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// The identity of a hook run from its key and (possibly generated) name.
+fn hook_ref(key: &str, name: &str) -> Option<ObjectRef> {
+    let mut parts = key.splitn(4, '/');
+    let (group, kind, namespace, template) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some(ObjectRef {
+        group: group.into(),
+        kind: kind.into(),
+        namespace: namespace.into(),
+        name: if name.is_empty() { template.into() } else { name.into() },
+    })
+}
+
+/// Apply a resource: the payload leaves ignored differences to their owners.
+fn apply_action(desired: &Value, ignore: &[IgnoreDifference], live: Option<&Value>) -> Action {
+    let o = options::options(desired).unwrap_or_default();
+    let object = match live {
+        Some(l) if !ignore.is_empty() => crate::diff::strip_ignored(desired, l, ignore),
+        _ => desired.clone(),
+    };
+    Action::Apply { object, replace: o.replace, force: o.force }
+}
+
+/// Deletes leftovers that carry the Application's tracking identity and may be pruned (those
+/// marked PruneLast only when `last_allowed`).
+fn prune_actions(
+    target: &Target<'_>,
+    leftovers: &[(ObjectRef, Option<Value>)],
+    compared: &[Compared<'_>],
+    last_allowed: bool,
+    actions: &mut Vec<Action>,
+) -> bool {
+    let everything_healthy = compared.iter().all(|c| matches!(c.health, Health::Healthy | Health::Suspended));
+    let mut waiting = false;
+    for (r, l) in leftovers {
+        let Some(l) = l else { continue };
+        if !tracking::prunable(l, target.app) {
+            continue;
+        }
+        if l["metadata"]["deletionTimestamp"].is_string() {
+            waiting = true; // being deleted
+            continue;
+        }
+        let prune_last = target.policy.prune_last || options::options(l).is_ok_and(|o| o.prune_last);
+        if prune_last && !(last_allowed && everything_healthy) {
+            waiting = true;
+            continue;
+        }
+        actions.push(Action::Delete {
+            r: r.clone(),
+            uid: l["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+            propagation: target.policy.prune_propagation,
+            why: DeleteWhy::Prune,
+        });
+    }
+    waiting
+}
+
+/// A hook run as it is created: the bundle object with the operation's id and the hook's key,
+/// and the Application's tracking label.
+fn hook_object(hook: &Value, op: &Operation, target: &Target<'_>) -> Value {
+    let mut o = hook.clone();
+    let key = hook_key(hook);
+    let meta = &mut o["metadata"];
+    for field in ["labels", "annotations"] {
+        if !meta[field].is_object() {
+            meta[field] = json!({});
+        }
+    }
+    meta["labels"][SYNC_ID_LABEL] = json!(op.id);
+    meta["labels"][tracking::APP_LABEL] = json!(tracking::label_value(target.app));
+    meta["annotations"][HOOK_KEY_ANNOTATION] = json!(key);
+    o
+}
+
+/// Moves the operation forward as far as the cluster allows. `Some(Ok)` when it succeeded,
+/// `Some(Err(why))` when it failed (after its SyncFail hooks), `None` while it runs.
+#[allow(clippy::too_many_arguments)]
+fn advance(
+    op: &mut Operation,
+    steps: &[Step<'_>],
+    sync_fail: &[&Value],
+    compared: &[Compared<'_>],
+    by_ref: &BTreeMap<&ObjectRef, usize>,
+    leftovers: &[(ObjectRef, Option<Value>)],
+    empty_guard: bool,
+    multi_step: bool,
+    target: &Target<'_>,
+    live: &dyn Live,
+    actions: &mut Vec<Action>,
+    notes: &mut Vec<String>,
+    op_text: &mut String,
+) -> Option<Result<(), String>> {
+    // CreateNamespace: before anything else, once per operation.
+    if target.policy.create_namespace && !op.namespace_done {
+        if !target.namespace.is_empty() {
+            actions.push(Action::Apply {
+                object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target.namespace}}),
+                replace: false,
+                force: false,
+            });
+        }
+        op.namespace_done = true;
+    }
+    if op.failure.is_none() {
+        while let Some(step) = steps.get(op.step) {
+            *op_text = format!("{} wave {}", phase_name(step.phase), step.wave);
+            let last = op.step + 1 == steps.len();
+            let mut waiting = Vec::new();
+            // Hooks of this step.
+            for h in &step.hooks {
+                match run_hook(op, h, step.phase, target, live, actions) {
+                    HookProgress::Done => {}
+                    HookProgress::Waiting(why) => waiting.push(why),
+                    HookProgress::Failed(why) => {
+                        op.failure = Some(why);
+                        break;
+                    }
+                }
+            }
+            if op.failure.is_some() {
+                break;
+            }
+            // Resources of this step.
+            for d in &step.resources {
+                let Some(i) = ObjectRef::of(d).and_then(|r| by_ref.get(&r).copied()) else { continue };
+                let c = &compared[i];
+                if !c.in_sync() && !op.applied.contains(&c.r) {
+                    actions.push(apply_action(c.desired, target.ignore, c.live.as_ref()));
+                    op.applied.insert(c.r.clone());
+                    waiting.push(format!("applying {}", c.r));
+                    continue;
+                }
+                if multi_step && !last {
+                    match c.health {
+                        Health::Healthy | Health::Suspended => {}
+                        Health::Degraded => {
+                            op.failure = Some(format!("{} is Degraded: {}", c.r, c.message));
+                            break;
+                        }
+                        _ => waiting.push(format!("waiting for {} to be healthy", c.r)),
+                    }
+                } else if c.live.is_none() {
+                    waiting.push(format!("waiting for {} to be created", c.r));
+                }
+            }
+            if op.failure.is_some() {
+                break;
+            }
+            if !waiting.is_empty() {
+                *op_text = format!("{}: {}", op_text, waiting.join(", "));
+                return None;
+            }
+            op.step += 1;
+        }
+    }
+    if let Some(failure) = op.failure.clone() {
+        // Failing: run the SyncFail hooks, then delete the hooks whose policy says HookFailed.
+        *op_text = format!("sync failed ({failure}); running SyncFail hooks");
+        let mut waiting = false;
+        for h in sync_fail {
+            match run_hook(op, h, HookType::SyncFail, target, live, actions) {
+                HookProgress::Done | HookProgress::Failed(_) => {}
+                HookProgress::Waiting(_) => waiting = true,
+            }
+        }
+        if waiting {
+            return None;
+        }
+        delete_hooks(op, steps, sync_fail, live, HookDeletePolicy::HookFailed, actions);
+        return Some(Err(failure));
+    }
+    // Every step done: prune, then the hooks that go on success.
+    *op_text = "pruning".into();
+    if target.policy.prune && !empty_guard && prune_actions(target, leftovers, compared, true, actions) {
+        notes.push("waiting to prune (PruneLast)".into());
+        return None;
+    }
+    if target.policy.prune
+        && !empty_guard
+        && actions.iter().any(|a| matches!(a, Action::Delete { why: DeleteWhy::Prune, .. }))
+    {
+        return None;
+    }
+    delete_hooks(op, steps, sync_fail, live, HookDeletePolicy::HookSucceeded, actions);
+    Some(Ok(()))
+}
+
+enum HookProgress {
+    Done,
+    Waiting(String),
+    Failed(String),
+}
+
+/// Runs (or follows) one hook of the operation.
+fn run_hook(
+    op: &mut Operation,
+    hook: &Value,
+    phase: HookType,
+    target: &Target<'_>,
+    live: &dyn Live,
+    actions: &mut Vec<Action>,
+) -> HookProgress {
+    let key = hook_key(hook);
+    let generated = ObjectRef::is_generated(hook);
+    let template = ObjectRef::of_manifest(hook).expect("hooks have a name or generateName");
+    // The run of this attempt, as the cache shows it.
+    let ours = || {
+        live.labeled(&template.group, &template.kind, &template.namespace, SYNC_ID_LABEL, &op.id)
+            .into_iter()
+            .find(|o| o["metadata"]["annotations"][HOOK_KEY_ANNOTATION].as_str() == Some(key.as_str()))
+    };
+    let idx = match op.hooks.iter().position(|h| h.key == key) {
+        Some(i) => i,
+        None => {
+            op.hooks.push(HookRun {
+                key: key.clone(),
+                name: String::new(),
+                uid: String::new(),
+                state: HookState::Creating,
+            });
+            op.hooks.len() - 1
+        }
+    };
+    let state = op.hooks[idx].state.clone();
+    match state {
+        HookState::Creating | HookState::Replacing => {
+            if let Some(found) = ours() {
+                // Created before a restart: adopt it.
+                let h = &mut op.hooks[idx];
+                h.name = found["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                h.uid = found["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+                h.state = HookState::Running;
+                return follow(&mut op.hooks[idx], phase, &found);
+            }
+            if !generated && let Some(old) = live.get(&template) {
+                // A previous run under the same name.
+                let policies = options::hook_delete_policies(hook).unwrap_or_default();
+                if !policies.contains(&HookDeletePolicy::BeforeHookCreation) {
+                    // As Argo CD does: applied over the previous run, which is then followed
+                    // (a finished Job counts as finished). Adopted through its labels.
+                    op.hooks[idx].state = HookState::Creating;
+                    actions.push(Action::Apply { object: hook_object(hook, op, target), replace: false, force: false });
+                    return HookProgress::Waiting(format!("applying hook {template} over its previous run"));
+                }
+                op.hooks[idx].state = HookState::Replacing;
+                if !old["metadata"]["deletionTimestamp"].is_string() {
+                    actions.push(Action::Delete {
+                        r: template.clone(),
+                        uid: old["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+                        propagation: Propagation::Foreground,
+                        why: DeleteWhy::Hook,
+                    });
+                }
+                return HookProgress::Waiting(format!("deleting the previous run of hook {template}"));
+            }
+            op.hooks[idx].state = HookState::Creating;
+            actions.push(Action::Create { key: key.clone(), object: hook_object(hook, op, target) });
+            HookProgress::Waiting(format!("starting hook {template}"))
+        }
+        HookState::Running => {
+            let r = hook_ref(&key, &op.hooks[idx].name).expect("a key has four parts");
+            match live.get(&r).filter(|l| l["metadata"]["uid"].as_str() == Some(op.hooks[idx].uid.as_str())) {
+                Some(l) => follow(&mut op.hooks[idx], phase, &l),
+                None => {
+                    // Not seen yet (the cache follows the create), or deleted by someone.
+                    HookProgress::Waiting(format!("waiting for hook {r}"))
+                }
+            }
+        }
+        HookState::Succeeded => HookProgress::Done,
+        HookState::Failed(why) => HookProgress::Failed(why),
+    }
+}
+
+/// A hook run's progress from its live object's health.
+fn follow(run: &mut HookRun, phase: HookType, live: &Value) -> HookProgress {
+    let r = ObjectRef::of(live).map(|r| r.to_string()).unwrap_or_default();
+    match health::assess(live) {
+        None => {
+            run.state = HookState::Succeeded;
+            HookProgress::Done
+        }
+        Some(a) => match a.health {
+            Health::Healthy => {
+                run.state = HookState::Succeeded;
+                HookProgress::Done
+            }
+            Health::Degraded => {
+                let why = format!("{} hook {r} failed: {}", phase_name(phase), a.message);
+                run.state = HookState::Failed(why.clone());
+                HookProgress::Failed(why)
+            }
+            _ => HookProgress::Waiting(format!("waiting for hook {r}")),
+        },
+    }
+}
+
+/// Deletes the finished hooks of the operation whose delete policies include `policy`.
+fn delete_hooks(
+    op: &Operation,
+    steps: &[Step<'_>],
+    sync_fail: &[&Value],
+    live: &dyn Live,
+    policy: HookDeletePolicy,
+    actions: &mut Vec<Action>,
+) {
+    let all: Vec<&&Value> = steps.iter().flat_map(|s| s.hooks.iter()).chain(sync_fail.iter()).collect();
+    for hook in all {
+        let key = hook_key(hook);
+        if !options::hook_delete_policies(hook).unwrap_or_default().contains(&policy) {
+            continue;
+        }
+        let Some(run) = op.hooks.iter().find(|h| h.key == key && !h.uid.is_empty()) else { continue };
+        let Some(r) = hook_ref(&key, &run.name) else { continue };
+        if live.get(&r).is_some_and(|l| l["metadata"]["uid"].as_str() == Some(run.uid.as_str())) {
+            actions.push(Action::Delete {
+                r,
+                uid: run.uid.clone(),
+                propagation: Propagation::Foreground,
+                why: DeleteWhy::Hook,
+            });
+        }
+    }
+}
+
+/// What to do when an Application leaves this cluster: with prune on, delete what it created
+/// (its tracking identity, and not `Delete=false`). The objects still to delete.
+pub fn cascade(app: &str, memory: &Memory, live: &dyn Live) -> (Vec<Action>, Vec<ObjectRef>) {
+    let mut actions = Vec::new();
+    let mut remaining = Vec::new();
+    if !memory.last_policy.prune {
+        return (actions, remaining);
+    }
+    for r in crate::plan::prune_candidates(&memory.inventory, &[]) {
+        let Some(l) = live.get(&r) else { continue };
+        if !tracking::is_tracked_by(&l, app) || !options::options(&l).is_ok_and(|o| o.delete) {
+            continue;
+        }
+        remaining.push(r.clone());
+        if l["metadata"]["deletionTimestamp"].is_string() {
+            continue;
+        }
+        actions.push(Action::Delete {
+            r,
+            uid: l["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+            propagation: memory.last_policy.prune_propagation,
+            why: DeleteWhy::Cascade,
+        });
+    }
+    (actions, remaining)
+}
