@@ -65,9 +65,18 @@ pub fn normalize_repo_url(url: &str) -> String {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, ""),
     };
-    let path = path.trim_start_matches('/').trim_end_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    format!("{host}/{path}").to_ascii_lowercase()
+    // Strip until nothing changes, so that normalising twice gives the same answer
+    // (`a.git.git`, `a.git/`, `a.GIT `).
+    let mut path = path.to_ascii_lowercase();
+    loop {
+        let trimmed = path.trim().trim_matches('/');
+        let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
+        if trimmed.len() == path.len() {
+            break;
+        }
+        path = trimmed.to_string();
+    }
+    format!("{}/{path}", host.to_ascii_lowercase())
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -189,9 +198,21 @@ mod tests {
             "https://user@host/a@b/c",
             "git@github.com:acme/app.git",
             "ssh://git@github.com:22/acme/app",
+            // Found by fuzzing: a suffix uncovered by stripping another one.
+            "https://github.com/acme/gi.git.git",
+            "https://github.com/acme/app.git/",
+            "https://github.com/acme/app .GIT",
         ] {
             let once = normalize_repo_url(url);
             assert_eq!(normalize_repo_url(&once), once, "{url}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalising_is_idempotent(url in "[a-zA-Z@:/. _-]{0,12}(\\.git|\\.GIT|/| ){0,4}") {
+            let once = normalize_repo_url(&url);
+            proptest::prop_assert_eq!(normalize_repo_url(&once), once);
         }
     }
 
