@@ -144,7 +144,7 @@ async fn apply(
     let Some(r) = ObjectRef::of(object) else { return Err(KubeError::NoIdentity { verb: "apply" }) };
     let live = view.get(&r);
     let result = with_new_kinds(after_crd, || async {
-        if replace { cluster.replace(object, live.as_ref()).await } else { cluster.apply(object).await }
+        if replace { cluster.replace(object, live.as_deref()).await } else { cluster.apply(object).await }
     })
     .await;
     match (result, &live) {

@@ -77,13 +77,16 @@ struct KindState {
     seen_rv: AtomicU64,
     /// Why the watch is failing, while it is.
     error: Mutex<Option<String>>,
+    /// Objects as JSON, by uid, for the resourceVersion they were converted at: a pass at
+    /// rest shares them instead of converting every object again.
+    json: Mutex<HashMap<String, (String, Arc<Value>)>>,
 }
 
 /// What the agent wrote, until the watch shows it.
 #[derive(Debug, Clone)]
 enum Written {
     Object {
-        object: Value,
+        object: Arc<Value>,
         rv: Option<u64>,
         rv_text: String,
         epoch: u64,
@@ -213,6 +216,9 @@ impl Cache {
                         st.listed.store(listed, Ordering::Release);
                         st.ready.store(true, Ordering::Release);
                         *st.error.lock() = None;
+                        let present: HashSet<String> =
+                            reader.state().iter().filter_map(|o| o.metadata.uid.clone()).collect();
+                        st.json.lock().retain(|uid, _| present.contains(uid));
                         overlay.lock().retain(|r, w| {
                             // What was written before this list started is in it.
                             !(r.group == ar.group
@@ -223,6 +229,11 @@ impl Cache {
                     }
                     Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => {
                         st.saw(&o);
+                        if reader.get(&KubeRef::from_obj_with(&o, ar.clone())).is_none()
+                            && let Some(uid) = &o.metadata.uid
+                        {
+                            st.json.lock().remove(uid);
+                        }
                         let r = ref_of(&o, &ar);
                         let rv = o.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
                         let uid = o.metadata.uid.clone().unwrap_or_default();
@@ -283,9 +294,9 @@ impl Cache {
     }
 
     /// The live object, as the cache (and the agent's latest writes) show it.
-    pub fn get(&self, r: &ObjectRef, version: Option<&str>) -> Option<Value> {
+    pub fn get(&self, r: &ObjectRef, version: Option<&str>) -> Option<Arc<Value>> {
         let kc = self.kind_for(&r.group, &r.kind, version);
-        let cached = kc.as_ref().and_then(|kc| kc.store.get(&key(r, &kc.kind)).map(|o| to_value(&o, &kc.kind.ar)));
+        let cached = kc.as_ref().and_then(|kc| kc.store.get(&key(r, &kc.kind)).map(|o| kc.json_of(&o)));
         match self.overlay.lock().get(r) {
             None => cached,
             Some(Written::Object { object, rv, rv_text, epoch }) => {
@@ -309,9 +320,9 @@ impl Cache {
         label: &str,
         value: &str,
         version: Option<&str>,
-    ) -> Vec<Value> {
+    ) -> Vec<Arc<Value>> {
         let Some(kc) = self.kind_for(group, kind, version) else { return Vec::new() };
-        let mut out: BTreeMap<ObjectRef, Value> = BTreeMap::new();
+        let mut out: BTreeMap<ObjectRef, Arc<Value>> = BTreeMap::new();
         for o in kc.store.state() {
             let r = ref_of(&o, &kc.kind.ar);
             if r.namespace == namespace
@@ -340,12 +351,31 @@ impl Cache {
         let epoch =
             self.kind_for(&r.group, &r.kind, None).map(|kc| kc.state.epoch.load(Ordering::Acquire)).unwrap_or(0);
         let (rv, rv_text) = rv_of(object);
-        self.overlay.lock().insert(r, Written::Object { object: object.clone(), rv, rv_text, epoch });
+        self.overlay.lock().insert(r, Written::Object { object: Arc::new(object.clone()), rv, rv_text, epoch });
     }
 
     /// Records that a delete removed the object at once.
     pub fn deleted(&self, r: &ObjectRef, uid: &str) {
         self.overlay.lock().insert(r.clone(), Written::Gone { uid: uid.to_string() });
+    }
+}
+
+impl KindCache {
+    /// The object as JSON, converted once per resourceVersion.
+    fn json_of(&self, o: &DynamicObject) -> Arc<Value> {
+        let uid = o.metadata.uid.as_deref().unwrap_or_default();
+        let rv = o.metadata.resource_version.as_deref().unwrap_or_default();
+        let mut memo = self.state.json.lock();
+        if let Some((at, v)) = memo.get(uid)
+            && at == rv
+        {
+            return v.clone();
+        }
+        let v = Arc::new(to_value(o, &self.kind.ar));
+        if !uid.is_empty() {
+            memo.insert(uid.to_string(), (rv.to_string(), v.clone()));
+        }
+        v
     }
 }
 
@@ -377,11 +407,11 @@ impl View<'_> {
 }
 
 impl Live for View<'_> {
-    fn get(&self, r: &ObjectRef) -> Option<Value> {
+    fn get(&self, r: &ObjectRef) -> Option<Arc<Value>> {
         self.cache.get(r, self.version(&r.group, &r.kind))
     }
 
-    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Value> {
+    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Arc<Value>> {
         self.cache.labeled(group, kind, namespace, label, value, self.version(group, kind))
     }
 }

@@ -500,10 +500,10 @@ mod tests {
     fn live_none() -> impl Live {
         struct Empty;
         impl Live for Empty {
-            fn get(&self, _: &ObjectRef) -> Option<Value> {
+            fn get(&self, _: &ObjectRef) -> Option<Arc<Value>> {
                 None
             }
-            fn labeled(&self, _: &str, _: &str, _: &str, _: &str, _: &str) -> Vec<Value> {
+            fn labeled(&self, _: &str, _: &str, _: &str, _: &str, _: &str) -> Vec<Arc<Value>> {
                 Vec::new()
             }
         }

@@ -51,7 +51,8 @@ pub struct Options<'a> {
 
 /// Every difference between `desired` and `live` under `opts`.
 pub fn drift(desired: &Value, live: &Value, opts: Options<'_>) -> Vec<Drift> {
-    let applies = crate::ObjectRef::of(desired).is_some_and(|r| opts.ignore.iter().any(|i| i.matches(&r)));
+    let applies = !opts.ignore.is_empty()
+        && crate::ObjectRef::of(desired).is_some_and(|r| opts.ignore.iter().any(|i| i.matches(&r)));
     let (desired, live_cmp) = if applies {
         (
             std::borrow::Cow::Owned(strip_ignored(desired, live, opts.ignore)),

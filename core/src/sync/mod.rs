@@ -43,7 +43,8 @@
 //! hook found in the cache is adopted, one not found is created — so a hook is never run twice
 //! in one attempt, nor skipped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -79,12 +80,12 @@ pub struct Target<'a> {
     pub ignore: &'a [IgnoreDifference],
 }
 
-/// The live objects the agent's cache holds.
+/// The live objects the agent's cache holds (shared, not copied, per pass).
 pub trait Live {
     /// The live object with this identity.
-    fn get(&self, r: &ObjectRef) -> Option<Value>;
+    fn get(&self, r: &ObjectRef) -> Option<Arc<Value>>;
     /// Objects of this group/kind/namespace carrying `label=value`.
-    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Value>;
+    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Arc<Value>>;
 }
 
 /// What the agent remembers of one Application: persisted, and written before the actions
@@ -307,11 +308,13 @@ fn heal_backoff_ms(heals: u32) -> i64 {
     if heals == 0 { 0 } else { (1000i64 << (heals - 1).min(6)).min(60_000) }
 }
 
-/// A step of the plan: one phase and wave, its resources and hooks.
+/// A step of the plan: one phase and wave, its resources (with their identities) and hooks.
 struct Step<'a> {
     phase: options::HookType,
     wave: i64,
-    resources: Vec<&'a Value>,
+    resources: Vec<(ObjectRef, &'a Value)>,
+    /// Where this step's resources are in the compared list (built in step order).
+    compared: std::ops::Range<usize>,
     hooks: Vec<&'a Value>,
 }
 
@@ -340,24 +343,31 @@ fn steps(objects: &[Value]) -> Result<(Vec<Step<'_>>, Vec<&Value>), options::Opt
                     HookType::Skip => {}
                     phase => keyed
                         .entry((phase, wave))
-                        .or_insert_with(|| Step { phase, wave, resources: vec![], hooks: vec![] })
+                        .or_insert_with(|| Step { phase, wave, resources: vec![], compared: 0..0, hooks: vec![] })
                         .hooks
                         .push(o),
                 }
             }
-        } else if !options::hooks(o)?.contains(&HookType::Skip) {
+        } else if !options::hooks(o)?.contains(&HookType::Skip)
+            && let Some(r) = ObjectRef::of(o)
+        {
             keyed
                 .entry((HookType::Sync, wave))
-                .or_insert_with(|| Step { phase: HookType::Sync, wave, resources: vec![], hooks: vec![] })
+                .or_insert_with(|| Step {
+                    phase: HookType::Sync,
+                    wave,
+                    resources: vec![],
+                    compared: 0..0,
+                    hooks: vec![],
+                })
                 .resources
-                .push(o);
+                .push((r, o));
         }
     }
     let mut out: Vec<Step<'_>> = keyed.into_values().collect();
     for s in &mut out {
-        s.resources.sort_by_cached_key(|o| {
-            (crate::plan::kind_rank(o["kind"].as_str().unwrap_or_default()), ObjectRef::of_manifest(o))
-        });
+        s.resources
+            .sort_by(|(a, _), (b, _)| (crate::plan::kind_rank(&a.kind), a).cmp(&(crate::plan::kind_rank(&b.kind), b)));
         s.hooks.sort_by_cached_key(|o| {
             (crate::plan::kind_rank(o["kind"].as_str().unwrap_or_default()), ObjectRef::of_manifest(o))
         });
@@ -369,7 +379,7 @@ fn steps(objects: &[Value]) -> Result<(Vec<Step<'_>>, Vec<&Value>), options::Opt
 struct Compared<'a> {
     desired: &'a Value,
     r: ObjectRef,
-    live: Option<Value>,
+    live: Option<Arc<Value>>,
     drift: Vec<crate::diff::Drift>,
     health: Health,
     message: String,
@@ -405,7 +415,7 @@ pub fn decide(
     let mut notes: Vec<String> = Vec::new();
     let mut wake_at_ms = None;
 
-    let (steps, sync_fail) = match steps(objects) {
+    let (mut steps, sync_fail) = match steps(objects) {
         Ok(s) => s,
         Err(e) => {
             // A malformed sync annotation stops this Application only, before anything is applied.
@@ -424,10 +434,10 @@ pub fn decide(
 
     // Compare every resource with its live object.
     let opts = crate::diff::Options { ignore: target.ignore, manager: Some(manager) };
-    let mut compared: Vec<Compared<'_>> = Vec::new();
-    for step in &steps {
-        for d in &step.resources {
-            let Some(r) = ObjectRef::of(d) else { continue };
+    let mut compared: Vec<Compared<'_>> = Vec::with_capacity(objects.len());
+    for step in &mut steps {
+        let start = compared.len();
+        for (r, d) in std::mem::take(&mut step.resources) {
             let live_obj = live.get(&r);
             let (drift, health, message) = match &live_obj {
                 None => (Vec::new(), Health::Missing, "not created yet".to_string()),
@@ -440,20 +450,19 @@ pub fn decide(
             };
             compared.push(Compared { desired: d, r, live: live_obj, drift, health, message });
         }
+        step.compared = start..compared.len();
     }
-    let by_ref: BTreeMap<&ObjectRef, usize> = compared.iter().enumerate().map(|(i, c)| (&c.r, i)).collect();
-    let desired_refs: BTreeSet<ObjectRef> = compared.iter().map(|c| c.r.clone()).collect();
+    let desired_refs: HashSet<&ObjectRef> = compared.iter().map(|c| &c.r).collect();
 
-    // Leftovers: applied before, no longer in the bundle.
-    let leftovers: Vec<(ObjectRef, Option<Value>)> =
-        crate::plan::prune_candidates(&mem.inventory, &desired_refs.iter().cloned().collect::<Vec<_>>())
-            .into_iter()
-            .map(|r| {
-                let l = live.get(&r);
-                (r, l)
-            })
-            .filter(|(_, l)| l.is_some())
-            .collect();
+    // Leftovers: applied before, no longer in the bundle (deleted in reverse install order).
+    let gone: Vec<ObjectRef> = mem.inventory.iter().filter(|r| !desired_refs.contains(r)).cloned().collect();
+    let leftovers: Vec<(ObjectRef, Arc<Value>)> = crate::plan::prune_candidates(&gone, &[])
+        .into_iter()
+        .filter_map(|r| {
+            let l = live.get(&r)?;
+            Some((r, l))
+        })
+        .collect();
     let empty_guard = compared.is_empty() && !policy.allow_empty;
 
     // --- the operation's lifecycle ---
@@ -514,7 +523,6 @@ pub fn decide(
             &steps,
             &sync_fail,
             &compared,
-            &by_ref,
             &leftovers,
             empty_guard,
             multi_step,
@@ -528,7 +536,6 @@ pub fn decide(
             Some(Ok(())) => {
                 mem.synced = Some(Synced { digest: op.digest.clone(), request: op.request, at: now_ms / 1000 });
                 mem.failed = None;
-                mem.inventory = desired_refs.iter().cloned().collect();
             }
             Some(Err(message)) => {
                 let attempts = op.attempt;
@@ -553,7 +560,7 @@ pub fn decide(
             let (count, last) = mem.heals.get(&key).copied().unwrap_or((0, 0));
             let due = last + heal_backoff_ms(count);
             if now_ms >= due {
-                actions.push(apply_action(c.desired, target.ignore, c.live.as_ref()));
+                actions.push(apply_action(c.desired, target.ignore, c.live.as_deref()));
                 mem.heals.insert(key, (count + 1, now_ms));
             } else {
                 wake_at_ms = Some(wake_at_ms.map_or(due, |w: i64| w.min(due)));
@@ -563,12 +570,15 @@ pub fn decide(
             prune_actions(target, &leftovers, &compared, true, &mut actions);
         }
     }
-    // Inventory: what the bundle holds plus leftovers not pruned yet.
-    let mut inventory: BTreeSet<ObjectRef> = desired_refs.clone();
-    for (r, _) in &leftovers {
-        inventory.insert(r.clone());
-    }
-    if mem.operation.is_some() || !mem.inventory.is_empty() || !inventory.is_empty() {
+    // Inventory: what the bundle holds plus leftovers not pruned yet (rebuilt only when it
+    // changed: a pass at rest allocates nothing for it).
+    let same = mem.inventory.len() == compared.len() + leftovers.len() && {
+        let now: HashSet<&ObjectRef> = desired_refs.iter().copied().chain(leftovers.iter().map(|(r, _)| r)).collect();
+        mem.inventory.iter().all(|r| now.contains(r))
+    };
+    if !same {
+        let mut inventory: BTreeSet<ObjectRef> = compared.iter().map(|c| c.r.clone()).collect();
+        inventory.extend(leftovers.iter().map(|(r, _)| r.clone()));
         mem.inventory = inventory.into_iter().collect();
     }
 
@@ -596,7 +606,7 @@ pub fn decide(
         })
         .collect();
     for (r, l) in &leftovers {
-        let extraneous_ok = l.as_ref().is_some_and(|l| options::options(l).is_ok_and(|o| o.ignore_extraneous));
+        let extraneous_ok = options::options(l).is_ok_and(|o| o.ignore_extraneous);
         let (sync, message) = if extraneous_ok {
             (SyncStatus::Synced, "extraneous (IgnoreExtraneous)".to_string())
         } else {
@@ -703,7 +713,7 @@ fn apply_action(desired: &Value, ignore: &[IgnoreDifference], live: Option<&Valu
 /// marked PruneLast only when `last_allowed`).
 fn prune_actions(
     target: &Target<'_>,
-    leftovers: &[(ObjectRef, Option<Value>)],
+    leftovers: &[(ObjectRef, Arc<Value>)],
     compared: &[Compared<'_>],
     last_allowed: bool,
     actions: &mut Vec<Action>,
@@ -711,7 +721,6 @@ fn prune_actions(
     let everything_healthy = compared.iter().all(|c| matches!(c.health, Health::Healthy | Health::Suspended));
     let mut waiting = false;
     for (r, l) in leftovers {
-        let Some(l) = l else { continue };
         if !tracking::prunable(l, target.app) {
             continue;
         }
@@ -759,8 +768,7 @@ fn advance(
     steps: &[Step<'_>],
     sync_fail: &[&Value],
     compared: &[Compared<'_>],
-    by_ref: &BTreeMap<&ObjectRef, usize>,
-    leftovers: &[(ObjectRef, Option<Value>)],
+    leftovers: &[(ObjectRef, Arc<Value>)],
     empty_guard: bool,
     multi_step: bool,
     target: &Target<'_>,
@@ -800,11 +808,9 @@ fn advance(
                 break;
             }
             // Resources of this step.
-            for d in &step.resources {
-                let Some(i) = ObjectRef::of(d).and_then(|r| by_ref.get(&r).copied()) else { continue };
-                let c = &compared[i];
+            for c in &compared[step.compared.clone()] {
                 if !c.in_sync() && !op.applied.contains(&c.r) {
-                    actions.push(apply_action(c.desired, target.ignore, c.live.as_ref()));
+                    actions.push(apply_action(c.desired, target.ignore, c.live.as_deref()));
                     op.applied.insert(c.r.clone());
                     waiting.push(format!("applying {}", c.r));
                     continue;

@@ -20,10 +20,10 @@ struct Cluster {
 }
 
 impl Live for Cluster {
-    fn get(&self, r: &ObjectRef) -> Option<Value> {
-        self.objects.get(r).cloned()
+    fn get(&self, r: &ObjectRef) -> Option<Arc<Value>> {
+        self.objects.get(r).cloned().map(Arc::new)
     }
-    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Value> {
+    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Arc<Value>> {
         self.objects
             .iter()
             .filter(|(r, o)| {
@@ -32,7 +32,7 @@ impl Live for Cluster {
                     && r.namespace == namespace
                     && o["metadata"]["labels"][label] == value
             })
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| Arc::new(o.clone()))
             .collect()
     }
 }
