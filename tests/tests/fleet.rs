@@ -379,6 +379,10 @@ async fn per_cluster_values_in_paths_and_manifests() {
         "hello/cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\ndata:\n  cluster: \"{{ cluster.name }}\"\n  region: \"{{cluster.labels.region}}\"\n",
     );
+    repo.write(
+        "named/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"{{cluster.labels.team}}\"\ndata:\n  owner: team\n",
+    );
     repo.commit("overlays");
     repo.ready().await;
     let cp = ControlPlane::start(root).await;
@@ -386,7 +390,8 @@ async fn per_cluster_values_in_paths_and_manifests() {
     let mut agents = Vec::new();
     for (name, env) in [("c1", "prod"), ("c2", "staging"), ("c3", "prod")] {
         let c = Cluster::start(root, name).await;
-        let token = cp.add_cluster_labelled(name, &["fleet=yes", &format!("env={env}"), "region=eu"]);
+        let team = format!("team={name}-team");
+        let token = cp.add_cluster_labelled(name, &["fleet=yes", &format!("env={env}"), "region=eu", &team]);
         agents.push(Agent::start(root, &cp, &c, &token));
         clusters.insert(name, c);
     }
@@ -458,6 +463,25 @@ async fn per_cluster_values_in_paths_and_manifests() {
     eventually("the missing label is reported", WAIT, || async {
         let e = cp.app_json("hello")["status"]["error"].as_str().unwrap_or_default().to_string();
         (e.contains("cluster c3") && e.contains("no label \"region\"")).then_some(())
+    })
+    .await;
+
+    // A label that names objects, set empty: an error on that Application and cluster (the
+    // manifest never reaches the agent); the agent and the other Applications carry on.
+    cp.bosun_ok(&["app", "create", "named", "--repo", &repo.url, "--path", "named", "--selector", "fleet=yes"]);
+    cp.bosun_ok(&["app", "sync", "named"]);
+    let c1 = &clusters["c1"];
+    eventually("c1's team ConfigMap", WAIT, || async { configmap_data(c1, "c1-team").await.map(|_| ()) }).await;
+    cp.bosun_ok(&["cluster", "label", "c1", "team="]);
+    let error = eventually("the empty name reported", WAIT, || async {
+        let e = cp.app_json("named")["status"]["error"].as_str().unwrap_or_default().to_string();
+        e.contains("cluster c1").then_some(e)
+    })
+    .await;
+    assert!(error.contains("ConfigMap") && error.contains("metadata.name"), "{error}");
+    cp.bosun_ok(&["cluster", "label", "c1", "env=staging"]);
+    eventually("c1's agent still at work: it follows the relabel", WAIT, || async {
+        (configmap_data(c1, "settings").await?["value"] == "staging-settings").then_some(())
     })
     .await;
     drop(agents);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use kube_sim::store::EventType;
 use kube_sim::{ControllerConfig, SimCluster, SimConfig};
 use serde_json::Value;
 
@@ -441,6 +442,14 @@ impl Cluster {
         Self { name: name.into(), sim, kubeconfig }
     }
 
+    /// A cluster with kube-sim's default controller timings (rollout delay, Job run time).
+    pub async fn start_default(root: &Path, name: &str) -> Self {
+        let sim = SimCluster::start(SimConfig { name: name.into(), ..SimConfig::default() }).await.unwrap();
+        let kubeconfig = root.join(format!("{name}.kubeconfig"));
+        std::fs::write(&kubeconfig, sim.kubeconfig(false)).unwrap();
+        Self { name: name.into(), sim, kubeconfig }
+    }
+
     pub async fn client(&self) -> kube::Client {
         kube::Client::try_from(kube::Config::new(self.sim.url().parse().unwrap())).unwrap()
     }
@@ -665,4 +674,69 @@ pub fn http(method: &str, port: u16, path: &str, headers: &[(&str, String)], bod
     let resp = String::from_utf8_lossy(&resp).into_owned();
     let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     (code, resp)
+}
+
+/// The creations and deletions a simulated cluster made, in order, as `create Kind name` and
+/// `delete Kind name` (recorded from its store's event stream while this lives).
+pub struct WriteLog {
+    entries: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WriteLog {
+    pub fn start(cluster: &Cluster) -> Self {
+        let mut events = cluster.sim.store().subscribe();
+        let entries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = entries.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ev) => {
+                        let verb = match ev.kind {
+                            EventType::Added => "create",
+                            EventType::Deleted => "delete",
+                            _ => continue,
+                        };
+                        let kind = ev.object["kind"].as_str().unwrap_or_default();
+                        let name = ev.object["metadata"]["name"].as_str().unwrap_or_default();
+                        sink.lock().unwrap().push(format!("{verb} {kind} {name}"));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        sink.lock().unwrap().push(format!("lost {n} events"));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Self { entries, task }
+    }
+
+    pub fn entries(&self) -> Vec<String> {
+        self.entries.lock().unwrap().clone()
+    }
+
+    /// Entries of one kind whose object name starts with `prefix`, kind left out
+    /// (`create migrate-x7k2p`).
+    pub fn of(&self, kind: &str, prefix: &str) -> Vec<String> {
+        self.entries()
+            .iter()
+            .filter_map(|e| {
+                let (verb, rest) = e.split_once(' ')?;
+                let (k, name) = rest.split_once(' ')?;
+                (k == kind && name.starts_with(prefix)).then(|| format!("{verb} {name}"))
+            })
+            .collect()
+    }
+
+    /// Position of the first entry `verb Kind name…` (name by prefix).
+    pub fn position(&self, verb: &str, kind: &str, prefix: &str) -> Option<usize> {
+        let start = format!("{verb} {kind} {prefix}");
+        self.entries().iter().position(|e| e.starts_with(&start))
+    }
+}
+
+impl Drop for WriteLog {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
