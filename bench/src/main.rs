@@ -8,7 +8,9 @@
 //!   Applications / 100 objects, idle CPU of both.
 //! - `steady-state`: status messages per agent per minute when nothing changes.
 //! - `self-heal`: hand edit → reverted; floor: a minimal healer.
-//! - `plan`: diff + plan of a 5,000-object Application; floor: the bundle digest.
+//! - `hooks`: commit → Synced + Healthy of an Application with a PreSync hook, three waves
+//!   and a PostSync hook; floor: a minimal client driving the same steps.
+//! - `plan`: `sync::decide` over a synced 5,000-object Application; floor: an identity pass.
 //!
 //! The fleet benchmarks run the control plane in a child process (this binary, re-executed
 //! with the hidden `control-plane` subcommand) and N simulated clusters with N agents in this
@@ -17,6 +19,7 @@
 mod fanout;
 mod fleet;
 mod floors;
+mod hooks;
 mod idle;
 mod plan;
 mod proc;
@@ -75,6 +78,11 @@ enum Bench {
     SelfHeal {
         #[arg(long, default_value_t = 100)]
         edits: usize,
+    },
+    /// Commit → Synced+Healthy of a PreSync hook, 3 waves and a PostSync hook; floor: a minimal client.
+    Hooks {
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
     },
     /// Diff + plan of an Application of N objects.
     Plan {
@@ -140,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Footprint { clusters, window } => idle::footprint(cli.json, clusters, window).await,
         Bench::SteadyState { clusters, apps, window } => idle::steady_state(cli.json, clusters, apps, window).await,
         Bench::SelfHeal { edits } => selfheal::run(cli.json, edits).await,
+        Bench::Hooks { runs } => hooks::run(cli.json, runs).await,
         Bench::Plan { objects, runs } => {
             plan::run(cli.json, objects, runs);
             Ok(())
