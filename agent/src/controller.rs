@@ -173,6 +173,7 @@ pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, settings: Settin
             loop {
                 // The first tick is at once: every Application is looked at on start.
                 tick.tick().await;
+                debug!("resync: every application queued");
                 shared.touch_all();
             }
         }))

@@ -162,3 +162,100 @@ pub async fn steady_state(json_out: bool, n: usize, apps: usize, window: Duratio
     fleet.shutdown().await;
     Ok(())
 }
+
+/// One agent in its own process with `apps` Applications of `objects` objects each, all
+/// Synced: the CPU one periodic resync costs, and its wall time (from the agent's own log:
+/// the resync tick to the last Application's pass after it).
+pub async fn resync(
+    json_out: bool,
+    apps: usize,
+    objects: usize,
+    interval: Duration,
+    resyncs: u32,
+) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let repo = Repo::init(root.join("repo"))?;
+    let names: Vec<String> = (0..apps).map(|i| format!("app{i:03}")).collect();
+    for name in &names {
+        // Sets of five objects (ConfigMap, Secret, ServiceAccount, Service, Deployment).
+        let sets: Vec<String> = (0..objects.div_ceil(5)).map(|j| app_manifests(&format!("{name}-{j}"), 1)).collect();
+        repo.write(&format!("many/{name}/app.yaml"), &sets.join("---\n"))?;
+    }
+    let rev = repo.commit("apps")?;
+    let cp = ControlPlane::start(&root.join("cp")).await?;
+    let mut admin = cp.admin().await?;
+    let sim = kube_sim::SimCluster::start(kube_sim::SimConfig { name: "solo".into(), ..Default::default() }).await?;
+    let dir = root.join("solo");
+    std::fs::create_dir_all(&dir)?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
+    let token = bosun_cli::join_token(&mut admin, "solo", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
+    let opts = AgentOptions { resync: interval };
+    let mut args = agent_args(&cp.endpoints, &cp.data, &dir.join("state"), &kubeconfig, &token, &opts)?;
+    args.extend(["--log-format".into(), "json".into()]);
+    let log = dir.join("agent.log");
+    let child = Command::new(std::env::current_exe()?)
+        .arg("agent")
+        .args(args)
+        .env("RUST_LOG", "warn,bosun_agent::controller=debug")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(dir.join("agent.err"))?)
+        .spawn()
+        .context("starting the agent")?;
+    let agent = Process::new(child.id());
+    let _child = ChildGuard(child);
+    let mut watch = StatusWatch::open(&mut admin, "").await?;
+    let t0 = Instant::now();
+    for name in &names {
+        let mut spec = app_spec(&repo, &format!("many/{name}"));
+        spec.destination =
+            Some(pb::Destination { cluster: "solo".into(), namespace: "default".into(), ..Default::default() });
+        admin.create_application(pb::CreateApplicationRequest { name: name.clone(), spec: Some(spec) }).await?;
+    }
+    let all = names.iter().map(|a| (a.clone(), "solo".to_string())).collect();
+    watch.until_synced(&all, &rev, t0, PHASE_TIMEOUT).await.context("first sync")?;
+    let first_sync = t0.elapsed();
+    until_quiet(&cp, Duration::from_secs(3), PHASE_TIMEOUT).await?;
+
+    // Whole resync periods: the CPU of the window over the resyncs in it.
+    let since = std::time::SystemTime::now();
+    let (cpu0, rss) = (agent.cpu()?, agent.rss()?);
+    tokio::time::sleep(interval * resyncs).await;
+    let cpu = (agent.cpu()? - cpu0) / resyncs;
+    let passes = resync_passes(&std::fs::read_to_string(&log)?, since);
+    anyhow::ensure!(!passes.is_empty(), "no resync seen in the agent's log ({})", log.display());
+
+    let mut report = Report::new(&format!("one agent, {apps} Applications × {objects} objects: periodic resync"), "—")
+        .param("applications", apps)
+        .param("objects_per_application", objects)
+        .param("resync_interval_s", interval.as_secs());
+    report.row("resync wall time (tick → last pass)", &passes);
+    report.figure("CPU per resync", cpu.as_secs_f64() * 1000.0, "ms");
+    report.figure("CPU per Application pass", cpu.as_secs_f64() * 1000.0 / apps.max(1) as f64, "ms");
+    report.figure("first sync of all Applications", first_sync.as_secs_f64(), "s");
+    report.figure("agent RSS", rss as f64 / MIB, "MiB");
+    report.print(json_out);
+    Ok(())
+}
+
+/// From the agent's JSON log: for each resync tick after `since`, the time from the tick to
+/// the last `reconciled` line before the next tick.
+fn resync_passes(log: &str, since: std::time::SystemTime) -> Vec<Duration> {
+    let mut ticks: Vec<(std::time::SystemTime, Option<std::time::SystemTime>)> = Vec::new();
+    for line in log.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Some(at) = v["timestamp"].as_str().and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else { continue };
+        match v["fields"]["message"].as_str() {
+            Some(m) if m.starts_with("resync") && at >= since => ticks.push((at, None)),
+            Some("reconciled") => {
+                if let Some((_, last)) = ticks.last_mut() {
+                    *last = Some(at);
+                }
+            }
+            _ => {}
+        }
+    }
+    ticks.into_iter().filter_map(|(t, last)| last?.duration_since(t).ok()).collect()
+}

@@ -7,6 +7,7 @@
 //! - `footprint`: control plane memory per connected agent, one agent's memory with 10
 //!   Applications / 100 objects, idle CPU of both.
 //! - `steady-state`: status messages per agent per minute when nothing changes.
+//! - `resync`: one agent with 100 Applications × 20 objects: CPU and time of a resync.
 //! - `self-heal`: hand edit → reverted; floor: a minimal healer.
 //! - `hooks`: commit → Synced + Healthy of an Application with a PreSync hook, three waves
 //!   and a PostSync hook; floor: a minimal client driving the same steps.
@@ -73,6 +74,17 @@ enum Bench {
         apps: usize,
         #[arg(long, default_value = "65s", value_parser = humantime::parse_duration)]
         window: Duration,
+    },
+    /// One agent with many Applications, all Synced: CPU and wall time of a periodic resync.
+    Resync {
+        #[arg(long, default_value_t = 100)]
+        apps: usize,
+        #[arg(long, default_value_t = 20)]
+        objects: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        #[arg(long, default_value_t = 3)]
+        resyncs: u32,
     },
     /// Hand edit → reverted, p50/p99 over N edits.
     SelfHeal {
@@ -148,6 +160,9 @@ async fn main() -> anyhow::Result<()> {
         Bench::Footprint { clusters, window } => idle::footprint(cli.json, clusters, window).await,
         Bench::SteadyState { clusters, apps, window } => idle::steady_state(cli.json, clusters, apps, window).await,
         Bench::SelfHeal { edits } => selfheal::run(cli.json, edits).await,
+        Bench::Resync { apps, objects, interval, resyncs } => {
+            idle::resync(cli.json, apps, objects, interval, resyncs).await
+        }
         Bench::Hooks { runs } => hooks::run(cli.json, runs).await,
         Bench::Plan { objects, runs } => {
             plan::run(cli.json, objects, runs);
