@@ -158,7 +158,7 @@ async fn apply_all(client: &kube::Client, objects: &[Value], manager: &str) -> a
 /// Waits (by watching) until the Deployment `name` is Healthy by Bosun's health check at a
 /// generation of at least `generation` (the health check also wants `observedGeneration` to
 /// have caught up).
-async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64) -> anyhow::Result<()> {
+pub async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64) -> anyhow::Result<()> {
     let stream = kube::runtime::watcher::watcher(
         api.clone(),
         kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}")),

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bosun_cli::pb;
-use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
@@ -65,23 +64,6 @@ fn api_of(client: &kube::Client, o: &Value) -> anyhow::Result<Api<DynamicObject>
     Ok(Api::namespaced_with(client.clone(), "default", &ApiResource::from_gvk(&gvk)))
 }
 
-/// Watches `name` until Bosun's own health check calls it Healthy at `generation` or later.
-async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64) -> anyhow::Result<()> {
-    let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let stream = kube::runtime::watcher::watcher(api.clone(), config);
-    let mut stream = std::pin::pin!(stream);
-    while let Some(ev) = stream.next().await {
-        if let Ok(kube::runtime::watcher::Event::Apply(d) | kube::runtime::watcher::Event::InitApply(d)) = ev {
-            let v = serde_json::to_value(&d)?;
-            let healthy = bosun_core::health::assess(&v).is_some_and(|a| a.health == bosun_core::Health::Healthy);
-            if healthy && d.metadata.generation.unwrap_or(0) >= generation {
-                return Ok(());
-            }
-        }
-    }
-    anyhow::bail!("watch of {name} ended")
-}
-
 /// One run of the floor: every step applied, then watched until healthy, in order. Hooks
 /// are replaced as Argo CD's default delete policy (BeforeHookCreation) does.
 async fn floor_run(client: &kube::Client, run: u32) -> anyhow::Result<Duration> {
@@ -101,7 +83,7 @@ async fn floor_run(client: &kube::Client, run: u32) -> anyhow::Result<Duration> 
                 api.patch(&name, &PatchParams::apply("floor").force(), &Patch::Apply(o)).await?;
             }
             let generation = api.get(&name).await?.metadata.generation.unwrap_or(0);
-            waits.push(async move { until_healthy(&api, &name, generation).await });
+            waits.push(async move { crate::floors::until_healthy(&api, &name, generation).await });
         }
         tokio::time::timeout(TIMEOUT, futures::future::try_join_all(waits)).await.context("step healthy")??;
     }

@@ -77,34 +77,11 @@ pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Re
     let per_agent = |rss: u64| rss.saturating_sub(cp_rss_empty) as f64 / n.max(1) as f64 / 1024.0;
 
     // One agent in its own process, 10 Applications / 100 objects.
-    let sim = kube_sim::SimCluster::start(kube_sim::SimConfig { name: "solo".into(), ..Default::default() }).await?;
-    let dir = root.join("solo");
-    std::fs::create_dir_all(&dir)?;
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
-    let token = bosun_cli::join_token(&mut admin, "solo", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
-    let args = agent_args(&cp.endpoints, &cp.data, &dir.join("state"), &kubeconfig, &token, &AgentOptions::default())?;
-    let child = Command::new(std::env::current_exe()?)
-        .arg("agent")
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join("agent.log"))?)
-        .stderr(std::fs::File::create(dir.join("agent.err"))?)
-        .spawn()
-        .context("starting the agent")?;
-    let agent = Process::new(child.id());
-    let _child = ChildGuard(child);
-    let mut watch = StatusWatch::open(&mut admin, "").await?;
-    for name in &solo_apps {
-        let mut spec = app_spec(&repo, &format!("solo/{name}"));
-        spec.destination =
-            Some(pb::Destination { cluster: "solo".into(), namespace: "default".into(), ..Default::default() });
-        admin.create_application(pb::CreateApplicationRequest { name: name.clone(), spec: Some(spec) }).await?;
-    }
-    let solo_pairs = solo_apps.iter().map(|a| (a.clone(), "solo".to_string())).collect();
-    watch.until_synced(&solo_pairs, &rev, Instant::now(), PHASE_TIMEOUT).await.context("solo agent sync")?;
+    let paths: Vec<(String, String)> = solo_apps.iter().map(|n| (n.clone(), format!("solo/{n}"))).collect();
+    let solo = SoloAgent::start(&cp, root, &AgentOptions::default(), &[]).await?;
+    solo.sync(&mut admin, &repo, &paths, &rev).await.context("solo agent sync")?;
     until_quiet(&cp, Duration::from_secs(3), PHASE_TIMEOUT).await?;
+    let agent = solo.process;
     let agent_cpu = agent.cpu_share(window).await?;
     let agent_rss = agent.rss()?;
 
@@ -185,39 +162,14 @@ pub async fn resync(
     let rev = repo.commit("apps")?;
     let cp = ControlPlane::start(&root.join("cp")).await?;
     let mut admin = cp.admin().await?;
-    let sim = kube_sim::SimCluster::start(kube_sim::SimConfig { name: "solo".into(), ..Default::default() }).await?;
-    let dir = root.join("solo");
-    std::fs::create_dir_all(&dir)?;
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
-    let token = bosun_cli::join_token(&mut admin, "solo", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
     let opts = AgentOptions { resync: interval };
-    let mut args = agent_args(&cp.endpoints, &cp.data, &dir.join("state"), &kubeconfig, &token, &opts)?;
-    args.extend(["--log-format".into(), "json".into()]);
-    let log = dir.join("agent.log");
-    let child = Command::new(std::env::current_exe()?)
-        .arg("agent")
-        .args(args)
-        .env("RUST_LOG", "warn,bosun_agent::controller=debug")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(dir.join("agent.err"))?)
-        .spawn()
-        .context("starting the agent")?;
-    let agent = Process::new(child.id());
-    let _child = ChildGuard(child);
-    let mut watch = StatusWatch::open(&mut admin, "").await?;
+    let solo = SoloAgent::start(&cp, root, &opts, &["--log-format", "json"]).await?;
+    let paths: Vec<(String, String)> = names.iter().map(|n| (n.clone(), format!("many/{n}"))).collect();
     let t0 = Instant::now();
-    for name in &names {
-        let mut spec = app_spec(&repo, &format!("many/{name}"));
-        spec.destination =
-            Some(pb::Destination { cluster: "solo".into(), namespace: "default".into(), ..Default::default() });
-        admin.create_application(pb::CreateApplicationRequest { name: name.clone(), spec: Some(spec) }).await?;
-    }
-    let all = names.iter().map(|a| (a.clone(), "solo".to_string())).collect();
-    watch.until_synced(&all, &rev, t0, PHASE_TIMEOUT).await.context("first sync")?;
+    solo.sync(&mut admin, &repo, &paths, &rev).await.context("first sync")?;
     let first_sync = t0.elapsed();
     until_quiet(&cp, Duration::from_secs(3), PHASE_TIMEOUT).await?;
+    let (agent, log) = (solo.process, solo.log.clone());
 
     // Whole resync periods: the CPU of the window over the resyncs in it.
     let since = std::time::SystemTime::now();
@@ -258,4 +210,66 @@ fn resync_passes(log: &str, since: std::time::SystemTime) -> Vec<Duration> {
         }
     }
     ticks.into_iter().filter_map(|(t, last)| last?.duration_since(t).ok()).collect()
+}
+
+/// One more cluster, `solo`, with its agent in its own process (so its memory and CPU are its
+/// own); the agent's debug log of its controller goes to `log`.
+struct SoloAgent {
+    process: Process,
+    log: std::path::PathBuf,
+    _child: ChildGuard,
+    _sim: kube_sim::SimCluster,
+}
+
+impl SoloAgent {
+    async fn start(
+        cp: &ControlPlane,
+        root: &std::path::Path,
+        opts: &AgentOptions,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut admin = cp.admin().await?;
+        let sim =
+            kube_sim::SimCluster::start(kube_sim::SimConfig { name: "solo".into(), ..Default::default() }).await?;
+        let dir = root.join("solo");
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
+        let token =
+            bosun_cli::join_token(&mut admin, "solo", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
+        let mut args = agent_args(&cp.endpoints, &cp.data, &dir.join("state"), &kubeconfig, &token, opts)?;
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let log = dir.join("agent.log");
+        let child = Command::new(std::env::current_exe()?)
+            .arg("agent")
+            .args(args)
+            .env("RUST_LOG", "warn,bosun_agent::controller=debug")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(dir.join("agent.err"))?)
+            .spawn()
+            .context("starting the agent")?;
+        Ok(Self { process: Process::new(child.id()), log, _child: ChildGuard(child), _sim: sim })
+    }
+
+    /// Creates one Application per (name, path) on `solo` and waits until all are Synced at `rev`.
+    async fn sync(
+        &self,
+        admin: &mut bosun_cli::Admin,
+        repo: &Repo,
+        apps: &[(String, String)],
+        rev: &str,
+    ) -> anyhow::Result<()> {
+        let mut watch = StatusWatch::open(admin, "").await?;
+        let t0 = Instant::now();
+        for (name, path) in apps {
+            let mut spec = app_spec(repo, path);
+            spec.destination =
+                Some(pb::Destination { cluster: "solo".into(), namespace: "default".into(), ..Default::default() });
+            admin.create_application(pb::CreateApplicationRequest { name: name.clone(), spec: Some(spec) }).await?;
+        }
+        let all = apps.iter().map(|(a, _)| (a.clone(), "solo".to_string())).collect();
+        watch.until_synced(&all, rev, t0, PHASE_TIMEOUT).await?;
+        Ok(())
+    }
 }

@@ -191,14 +191,6 @@ async fn an_agent_killed_during_a_hook_or_a_wave_runs_each_hook_once() {
     assert_eq!(log.of("ConfigMap", "first"), ["create first"], "{entries:#?}");
 }
 
-fn with_wave(manifest: &str, name: &str, wave: i32) -> String {
-    manifest.replacen(
-        &format!("  name: {name}\n"),
-        &format!("  name: {name}\n  annotations: {{argocd.argoproj.io/sync-wave: \"{wave}\"}}\n"),
-        1,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_application_does_not_hold_up_another() {
     let tmp = tempfile::tempdir().unwrap();

@@ -12,14 +12,6 @@ fn job(name: &str, image: &str, annotations: &str) -> String {
     )
 }
 
-fn with_wave(manifest: &str, name: &str, wave: i32) -> String {
-    manifest.replacen(
-        &format!("  name: {name}\n"),
-        &format!("  name: {name}\n  annotations: {{argocd.argoproj.io/sync-wave: \"{wave}\"}}\n"),
-        1,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_and_waves_run_in_order() {
     let tmp = tempfile::tempdir().unwrap();

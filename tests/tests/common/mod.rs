@@ -650,6 +650,15 @@ pub fn deployment(name: &str, replicas: u32, image: &str) -> String {
     )
 }
 
+/// `manifest` with the sync-wave annotation on the object `name` (which has no annotations yet).
+pub fn with_wave(manifest: &str, name: &str, wave: i32) -> String {
+    manifest.replacen(
+        &format!("  name: {name}\n"),
+        &format!("  name: {name}\n  annotations: {{argocd.argoproj.io/sync-wave: \"{wave}\"}}\n"),
+        1,
+    )
+}
+
 pub fn configmap(name: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n")
 }
