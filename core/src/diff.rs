@@ -243,14 +243,23 @@ fn fallback_keys(d: &[Value]) -> Option<&'static [&'static str]> {
     (!d.is_empty() && d.iter().all(|i| i.get("name").is_some())).then_some(&["name"])
 }
 
-/// `[value]` of an associative list item: its key values joined by `/`.
-fn item_label(keys: &[&str], item: &Value) -> String {
-    let parts: Vec<String> = keys
-        .iter()
-        .filter_map(|k| item.get(*k).filter(|v| !v.is_null()))
-        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-        .collect();
-    format!("[{}]", parts.join("/"))
+/// Appends `[value]` of an associative list item to `path`: its key values joined by `/`.
+fn push_item_label(path: &mut String, keys: &[&str], item: &Value) {
+    use std::fmt::Write;
+    path.push('[');
+    let values = keys.iter().filter_map(|k| item.get(*k).filter(|v| !v.is_null()));
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            path.push('/');
+        }
+        match v.as_str() {
+            Some(s) => path.push_str(s),
+            None => {
+                let _ = write!(path, "{v}");
+            }
+        }
+    }
+    path.push(']');
 }
 
 /// Walks `desired` against `live`; `path` is one buffer extended and truncated as the walk
@@ -289,7 +298,7 @@ fn compare(desired: &Value, live: &Value, shape: Option<Shape>, path: &mut Strin
             match kind {
                 Some(ListKind::Map(keys)) => {
                     for di in d {
-                        path.push_str(&item_label(keys, di));
+                        push_item_label(path, keys, di);
                         match l.iter().find(|li| same_item(keys, di, li)) {
                             Some(li) => compare(di, li, item_shape, path, out),
                             None => push(path, out, di, None),
@@ -363,7 +372,7 @@ fn owned_but_not_desired(
             let Some(li) = live.as_array().and_then(|l| l.iter().find(|i| same_item(&keys, &want, i))) else {
                 continue;
             };
-            path.push_str(&item_label(&keys, &want));
+            push_item_label(path, &keys, &want);
             let item_shape = shape.and_then(Shape::item);
             match desired.and_then(Value::as_array).and_then(|d| d.iter().find(|i| same_item(&keys, &want, i))) {
                 None => out.push(Drift { path: path.clone(), desired: None, live: Some(li.clone()) }),

@@ -76,7 +76,7 @@ pub fn normalize_repo_url(url: &str) -> String {
         }
         path = trimmed.to_string();
     }
-    format!("{}/{path}", host.to_ascii_lowercase())
+    format!("{}/{path}", host.trim().to_ascii_lowercase())
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {

@@ -116,10 +116,13 @@ pub fn key_default(key: &str) -> Option<&'static str> {
 /// either side leaves out takes its server default).
 pub fn same_item(keys: &[&str], want: &serde_json::Value, item: &serde_json::Value) -> bool {
     keys.iter().all(|k| {
-        let value = |v: &serde_json::Value| -> Option<serde_json::Value> {
-            v.get(*k).filter(|x| !x.is_null()).cloned().or_else(|| key_default(k).map(|d| serde_json::json!(d)))
-        };
-        value(want) == value(item)
+        let (a, b) = (want.get(*k).filter(|x| !x.is_null()), item.get(*k).filter(|x| !x.is_null()));
+        match (a, b) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => true,
+            // One side leaves the key out: equal when the other holds the server's default.
+            (Some(v), None) | (None, Some(v)) => key_default(k).is_some_and(|d| v.as_str() == Some(d)),
+        }
     })
 }
 
