@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use crate::AbortOnDrop;
+use bosun_process::AbortOnDrop;
 
 /// A kind as the cache knows it: group, version, kind.
 pub type Gvk = (String, String, String);

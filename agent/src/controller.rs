@@ -167,7 +167,7 @@ pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, settings: Settin
     let ctl = Arc::new(Controller { shared: shared.clone(), cluster, cache, settings: settings.clone() });
     let resync = {
         let shared = shared.clone();
-        crate::AbortOnDrop(tokio::spawn(async move {
+        bosun_process::AbortOnDrop(tokio::spawn(async move {
             let mut tick = tokio::time::interval(settings.resync);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bosun_process::{AbortOnDrop, shutdown_signal};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -108,22 +109,6 @@ async fn facts(client: &::kube::Client) -> BTreeMap<String, String> {
     f
 }
 
-/// Resolves when the process is asked to stop: SIGTERM (what Kubernetes sends) or SIGINT.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
-
 /// Runs the agent until SIGTERM or SIGINT, then stops its tasks (state is written before any
 /// action that depends on it, so stopping at any point loses nothing) and returns.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -181,15 +166,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         r = &mut link.0 => r.context("control plane link")?,
     }
     anyhow::bail!("an agent task ended unexpectedly")
-}
-
-/// Aborts a spawned task when dropped, so no task outlives what started it.
-pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]

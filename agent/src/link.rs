@@ -16,10 +16,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
-use crate::AbortOnDrop;
 use crate::controller::Shared;
 use crate::identity::{Credentials, IdentityManager};
 use crate::state::Assigned;
+use bosun_process::AbortOnDrop;
 
 /// How a session ended.
 enum Ended {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::AbortOnDrop;
+use bosun_process::AbortOnDrop;
 
 #[derive(Default)]
 struct State {

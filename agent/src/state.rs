@@ -291,27 +291,10 @@ pub fn set_aside(from: &Path) -> Option<PathBuf> {
     std::fs::rename(from, &to).ok().map(|_| to)
 }
 
-/// Writes a file atomically and durably: a temporary file in the same directory (created
-/// with `mode`), fsync, rename over `path`, fsync of the directory. A crash leaves the old
-/// content or the new, never a mix.
+/// Writes a file atomically and durably ([`bosun_process::write_atomic`]); the error names
+/// the file.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+    bosun_process::write_atomic(path, bytes, mode).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 /// Seconds since the Unix epoch.

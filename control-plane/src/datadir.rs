@@ -133,28 +133,9 @@ impl DataDir {
     }
 }
 
-/// Writes a file atomically (temporary file, fsync, rename, fsync of the directory).
+/// Writes a file atomically ([`bosun_process::write_atomic`]); the error names the file.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DataDirError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        std::process::id()
-    ));
-    let r = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r.map_err(|e| io(path, e))
+    bosun_process::write_atomic(path, bytes, mode).map_err(|e| io(path, e))
 }
 
 #[cfg(test)]
