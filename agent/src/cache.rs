@@ -229,9 +229,9 @@ impl Cache {
                     }
                     Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => {
                         st.saw(&o);
-                        if reader.get(&KubeRef::from_obj_with(&o, ar.clone())).is_none()
-                            && let Some(uid) = &o.metadata.uid
-                        {
+                        // The reflector has applied the event: is the object still there?
+                        let present = reader.get(&KubeRef::from_obj_with(&o, ar.clone())).is_some();
+                        if !present && let Some(uid) = &o.metadata.uid {
                             st.json.lock().remove(uid);
                         }
                         let r = ref_of(&o, &ar);
@@ -243,9 +243,7 @@ impl Cache {
                             Some(Written::Object { rv_text, .. }) => {
                                 o.metadata.resource_version.as_deref() == Some(rv_text.as_str())
                             }
-                            Some(Written::Gone { uid: gone }) => {
-                                *gone != uid || reader.get(&KubeRef::from_obj_with(&o, ar.clone())).is_none()
-                            }
+                            Some(Written::Gone { uid: gone }) => *gone != uid || !present,
                             None => false,
                         };
                         if caught_up {

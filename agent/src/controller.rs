@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::cache::{Cache, Change, Kind, View};
+use crate::cache::{Cache, Change, Gvk, Kind, View};
 use crate::kube::{ClusterApi, KubeError};
 use crate::queue::Queue;
 use crate::state::{Assigned, DesiredState, StateDir};
@@ -321,7 +321,7 @@ impl Controller {
     async fn prepare(&self, a: &Assigned, objects: &[Value], memory: &Memory) -> Prepared {
         let default_ns = if a.namespace.is_empty() { "default" } else { a.namespace.as_str() };
         let mut out = Prepared { objects: Vec::new(), kinds: Vec::new(), versions: HashMap::new(), errors: Vec::new() };
-        let mut seen: HashSet<(String, String, String)> = HashSet::new();
+        let mut seen: HashSet<Gvk> = HashSet::new();
         // Kinds defined by CRDs of this bundle: not served until the CRD is applied.
         let defined: HashSet<(String, String)> = objects
             .iter()
@@ -350,10 +350,10 @@ impl Controller {
                     } else if empty_ns {
                         o["metadata"]["namespace"] = json!(default_ns);
                     }
-                    let key = (ar.group.clone(), ar.version.clone(), ar.kind.clone());
-                    if seen.insert(key) {
-                        out.versions.insert((ar.group.clone(), ar.kind.clone()), ar.version.clone());
-                        out.kinds.push(Kind { ar, namespaced });
+                    let kind = Kind { ar, namespaced };
+                    if seen.insert(kind.gvk()) {
+                        out.versions.insert((kind.ar.group.clone(), kind.ar.kind.clone()), kind.ar.version.clone());
+                        out.kinds.push(kind);
                     }
                 }
                 Err(e) => {
@@ -374,18 +374,30 @@ impl Controller {
             out.objects.push(o);
         }
         // Leftovers of earlier syncs, to be judged and pruned.
-        for r in &memory.inventory {
-            if out.kinds.iter().any(|k| k.ar.group == r.group && k.ar.kind == r.kind) {
-                continue;
-            }
+        let leftovers: Vec<&ObjectRef> = memory
+            .inventory
+            .iter()
+            .filter(|r| !out.kinds.iter().any(|k| k.ar.group == r.group && k.ar.kind == r.kind))
+            .collect();
+        self.kinds_of(leftovers.into_iter(), &mut seen, &mut out.kinds).await;
+        out
+    }
+
+    /// Adds the kinds of `refs` not `seen` yet (those discovery does not serve are left out).
+    async fn kinds_of<'r>(
+        &self,
+        refs: impl Iterator<Item = &'r ObjectRef>,
+        seen: &mut HashSet<Gvk>,
+        kinds: &mut Vec<Kind>,
+    ) {
+        for r in refs {
             if let Ok((ar, namespaced)) = self.cluster.resolve_ref(r).await {
-                let key = (ar.group.clone(), ar.version.clone(), ar.kind.clone());
-                if seen.insert(key) {
-                    out.kinds.push(Kind { ar, namespaced });
+                let kind = Kind { ar, namespaced };
+                if seen.insert(kind.gvk()) {
+                    kinds.push(kind);
                 }
             }
         }
-        out
     }
 
     /// An Application that left this cluster: with prune on, what it created is deleted
@@ -396,15 +408,8 @@ impl Controller {
             return;
         };
         let mut kinds = Vec::new();
-        let mut seen = HashSet::new();
         if memory.last_policy.prune {
-            for r in &memory.inventory {
-                if let Ok((ar, namespaced)) = self.cluster.resolve_ref(r).await
-                    && seen.insert((ar.group.clone(), ar.version.clone(), ar.kind.clone()))
-                {
-                    kinds.push(Kind { ar, namespaced });
-                }
-            }
+            self.kinds_of(memory.inventory.iter(), &mut HashSet::new(), &mut kinds).await;
         }
         if let Err(waiting) = self.cache.use_kinds(app, &kinds) {
             info!(reason = %waiting, "waiting to delete the objects of a removed application");
