@@ -122,30 +122,25 @@ async fn ssh_repositories_with_a_deploy_key_and_pinned_host_keys() {
     assert!(err.contains("no ssh key is stored"), "{err}");
 
     // A key, but a host key that is not the server's: refused, saying what to do.
-    cp.bosun_ok(&[
-        "repo",
-        "add",
-        &prefix,
-        "--ssh-key-file",
-        deploy.to_str().unwrap(),
-        "--known-hosts",
-        wrong.to_str().unwrap(),
-    ]);
+    let add_key = |known_hosts: &std::path::Path| {
+        cp.bosun_ok(&[
+            "repo",
+            "add",
+            &prefix,
+            "--ssh-key-file",
+            deploy.to_str().unwrap(),
+            "--known-hosts",
+            known_hosts.to_str().unwrap(),
+        ])
+    };
+    add_key(&wrong);
     let o = cp.bosun(&["app", "refresh", "web"]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("host key") && o.stderr.contains("known hosts"), "{}", o.stderr);
     assert!(!o.stderr.contains(".scratch"), "private paths stay private: {}", o.stderr);
 
     // The right host key: fetched, rendered and synced.
-    cp.bosun_ok(&[
-        "repo",
-        "add",
-        &prefix,
-        "--ssh-key-file",
-        deploy.to_str().unwrap(),
-        "--known-hosts",
-        known.to_str().unwrap(),
-    ]);
+    add_key(&known);
     let listed = cp.bosun_ok(&["repo", "list", "-o", "json"]);
     assert!(
         listed.contains("\"hasSshKey\": true") && listed.contains(&format!("[127.0.0.1]:{}", server.port)),

@@ -247,13 +247,16 @@ async fn a_damaged_store_is_refused_naming_the_file_and_a_backup_restores_it() {
 
     // An online backup, taken while the control plane runs.
     let backup = root.join("backup.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
-        .arg("--data-dir")
-        .arg(&cp.data_dir)
-        .args(["backup", "--out"])
-        .arg(&backup)
-        .output()
-        .unwrap();
+    let data_dir = cp.data_dir.clone();
+    let subcommand = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = subcommand(&["backup".as_ref(), "--out".as_ref(), backup.as_os_str()]);
     assert!(out.status.success(), "backup: {}", String::from_utf8_lossy(&out.stderr));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
@@ -283,13 +286,7 @@ async fn a_damaged_store_is_refused_naming_the_file_and_a_backup_restores_it() {
     // the old admin token works, and the agent reconnects with its certificate.
     let token = cp.admin_token();
     std::fs::rename(&cp.data_dir, root.join("damaged")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
-        .arg("--data-dir")
-        .arg(&cp.data_dir)
-        .args(["restore", "--from"])
-        .arg(&backup)
-        .output()
-        .unwrap();
+    let out = subcommand(&["restore".as_ref(), "--from".as_ref(), backup.as_os_str()]);
     assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
     std::fs::write(cp.data_dir.join("admin-token"), &token).unwrap();
     cp.restart().await;

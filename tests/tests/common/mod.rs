@@ -40,6 +40,36 @@ where
     }
 }
 
+/// Sends a signal to a running child process.
+fn signal(child: &Option<Child>, sig: i32) {
+    let pid = child.as_ref().expect("running").id() as i32;
+    // SAFETY: sends a signal to our own child process.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Waits for a running child process (`what`, in the timeout message) to exit; its exit code
+/// (-1 when killed by a signal). The child is gone afterwards.
+async fn wait_exit(child: &mut Option<Child>, what: &str, timeout: Duration) -> i32 {
+    let running = child.as_mut().expect("running");
+    let status = eventually(&format!("{what} to exit"), timeout, || {
+        let s = running.try_wait().unwrap();
+        async move { s }
+    })
+    .await;
+    *child = None;
+    status.code().unwrap_or(-1)
+}
+
+/// SIGKILL, then reaps the child, if it runs.
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// Runs git in `dir` with a test identity; fails the test when git fails.
 pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
@@ -183,14 +213,13 @@ impl ControlPlane {
         self.spawn(false).await;
     }
 
-    /// Starts the process; on a first start (`new_ports_allowed`) a process that exits before
-    /// listening is started again on other ports.
-    async fn spawn(&mut self, new_ports_allowed: bool) {
-        self.starts += 1;
+    /// The control plane's command line on this data directory and these ports, its output
+    /// appended to its log.
+    fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let _ = std::fs::remove_file(self.data_dir.join("endpoints.json"));
-        let child = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
-            .arg("--data-dir")
+        let mut c = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"));
+        c.arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--admin-addr", &format!("127.0.0.1:{}", self.ports.admin)])
             .args(["--agent-addr", &format!("127.0.0.1:{}", self.ports.agent)])
@@ -200,9 +229,15 @@ impl ControlPlane {
             .args(&self.args)
             .env("RUST_LOG", "info,bosun=debug")
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("control plane starts");
+            .stderr(log);
+        c
+    }
+
+    /// Starts the process; on a first start (`new_ports_allowed`) a process that exits before
+    /// listening is started again on other ports.
+    async fn spawn(&mut self, new_ports_allowed: bool) {
+        self.starts += 1;
+        let child = self.command().spawn().expect("control plane starts");
         self.child = Some(child);
         let endpoints = self.data_dir.join("endpoints.json");
         let deadline = std::time::Instant::now() + WAIT;
@@ -236,36 +271,16 @@ impl ControlPlane {
     /// Starts again on the same data directory and ports, expecting the process to refuse to
     /// start: returns its exit code and log when it exits before listening.
     pub async fn start_refused(&mut self) -> (i32, String) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let _ = std::fs::remove_file(self.data_dir.join("endpoints.json"));
         let before = self.logs().len();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--admin-addr", &format!("127.0.0.1:{}", self.ports.admin)])
-            .args(["--agent-addr", &format!("127.0.0.1:{}", self.ports.agent)])
-            .args(["--join-addr", &format!("127.0.0.1:{}", self.ports.join)])
-            .args(["--webhook-addr", &format!("127.0.0.1:{}", self.ports.webhook)])
-            .args(&self.args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let status = eventually("the control plane to exit", WAIT, || {
-            let s = child.try_wait().unwrap();
-            async move { s }
-        })
-        .await;
+        let mut child = Some(self.command().spawn().unwrap());
+        let code = wait_exit(&mut child, "the control plane", WAIT).await;
         assert!(!self.data_dir.join("endpoints.json").exists(), "it listened");
-        (status.code().unwrap_or(-1), self.logs()[before..].to_string())
+        (code, self.logs()[before..].to_string())
     }
 
     /// Sends a signal to the process.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: sends a signal to our own child process.
-        unsafe {
-            libc::kill(self.pid() as i32, sig);
-        }
+        signal(&self.child, sig);
     }
 
     pub fn pid(&self) -> u32 {
@@ -274,22 +289,12 @@ impl ControlPlane {
 
     /// Waits for the process to exit; its exit code.
     pub async fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let child = self.child.as_mut().expect("running");
-        let status = eventually("the control plane to exit", timeout, || {
-            let s = child.try_wait().unwrap();
-            async move { s }
-        })
-        .await;
-        self.child = None;
-        status.code().unwrap_or(-1)
+        wait_exit(&mut self.child, "the control plane", timeout).await
     }
 
     /// SIGKILL: no chance to flush anything that was not already durable.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 
     pub fn ca(&self) -> PathBuf {
@@ -523,11 +528,9 @@ impl Agent {
         self.child = Some(child);
     }
 
+    /// SIGKILL.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Replaces `--join-token VALUE` with `--join-token-file PATH` for the next start.
@@ -539,23 +542,12 @@ impl Agent {
 
     /// Sends a signal to the process.
     pub fn signal(&self, sig: i32) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
-        // SAFETY: sends a signal to our own child process.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        signal(&self.child, sig);
     }
 
     /// Waits for the process to exit; its exit code.
     pub async fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let child = self.child.as_mut().expect("running");
-        let status = eventually("the agent to exit", timeout, || {
-            let s = child.try_wait().unwrap();
-            async move { s }
-        })
-        .await;
-        self.child = None;
-        status.code().unwrap_or(-1)
+        wait_exit(&mut self.child, "the agent", timeout).await
     }
 
     pub fn logs(&self) -> String {
