@@ -4,6 +4,8 @@
 //! link or a large file elsewhere in the repository does not concern a render; sources Bosun
 //! cannot render say what they are.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -11,17 +13,7 @@ use bosun_control_plane::git::GitCache;
 use bosun_control_plane::render::sandbox::{Confinement, confinement};
 use bosun_control_plane::render::{RenderKey, Renderer};
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.email=t@bosun.test", "-c", "user.name=t", "-c", "init.defaultBranch=main"])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::git;
 
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: NAME\ndata:\n  v: \"1\"\n";
 const SECRET: &str =
