@@ -91,33 +91,26 @@ pub trait Live {
 /// What the agent remembers of one Application: persisted, and written before the actions
 /// that depend on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+// Every field may be absent: files written by older agents load.
+#[serde(default)]
 pub struct Memory {
     /// The uid these counters belong to (a re-created Application starts over).
-    #[serde(default)]
     pub app_uid: String,
     /// Resources applied for the Application and not pruned since (hooks are not here).
-    #[serde(default)]
     pub inventory: Vec<ObjectRef>,
     /// The last completed sync.
-    #[serde(default)]
     pub synced: Option<Synced>,
     /// The last sync request acted on.
-    #[serde(default)]
     pub observed_request: u64,
     /// The sync in progress.
-    #[serde(default)]
     pub operation: Option<Operation>,
     /// The last failed sync of the current target, and when to try again.
-    #[serde(default)]
     pub failed: Option<Failed>,
     /// The policy last seen (decides what happens when the Application goes away).
-    #[serde(default)]
     pub last_policy: SyncPolicy,
     /// Self-heal backoff per resource: (heals in a row, last heal in Unix ms).
-    #[serde(default)]
     pub heals: BTreeMap<String, (u32, i64)>,
     /// Errors of the last actions (shown until the next actions succeed).
-    #[serde(default)]
     pub errors: Vec<String>,
 }
 
