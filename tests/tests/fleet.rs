@@ -32,10 +32,7 @@ fn app_clusters(cp: &ControlPlane, app: &str) -> Vec<String> {
 async fn selectors_follow_labels_and_new_clusters() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    repo.commit("initial");
-    repo.ready().await;
+    let (repo, _) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
     let join = |name: &str, labels: &[&str]| cp.add_cluster_labelled(name, labels);
     let (c1, c2) = (Cluster::start(root, "c1").await, Cluster::start(root, "c2").await);

@@ -153,10 +153,7 @@ async fn agent_api_refuses_foreign_expired_and_revoked_certificates_and_stale_to
 async fn admin_roles_certificates_grpcurl_and_audit() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    repo.commit("initial");
-    repo.ready().await;
+    let (repo, _) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
     cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"]);
 
@@ -467,10 +464,7 @@ impl Drop for Killed {
 async fn certificates_rotate_during_a_sync_without_interrupting_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    let rev1 = repo.commit("initial");
-    repo.ready().await;
+    let (repo, rev1) = web_repo(root).await;
     let cp = ControlPlane::start_with(root, &["--cert-validity", "6s"]).await;
     let c1 = Cluster::start(root, "c1").await;
     let agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
@@ -517,10 +511,7 @@ async fn certificates_rotate_during_a_sync_without_interrupting_it() {
 async fn the_ca_rotates_with_an_overlap() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    let rev1 = repo.commit("initial");
-    repo.ready().await;
+    let (repo, rev1) = web_repo(root).await;
     let mut cp = ControlPlane::start_with(root, &["--cert-validity", "8s"]).await;
     let c1 = Cluster::start(root, "c1").await;
     let agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));

@@ -373,10 +373,7 @@ async fn a_recreated_application_is_synced_by_an_agent_that_was_away() {
 async fn a_revoked_agent_joins_again_with_the_new_token_in_its_file() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    let rev = repo.commit("initial");
-    repo.ready().await;
+    let (repo, rev) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
     let c1 = Cluster::start(root, "c1").await;
     let token_file = root.join("join-token");
@@ -437,10 +434,7 @@ async fn an_assignment_stream_ends_when_its_certificate_expires() {
 async fn refusals_carry_the_right_codes_and_never_crash_the_control_plane() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    repo.commit("initial");
-    repo.ready().await;
+    let (repo, _) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
     cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"]);
     // Not found is exit code 3, for every kind of object.
@@ -510,10 +504,7 @@ async fn readiness_reflects_the_ca() {
 async fn an_agent_whose_certificate_expired_while_the_control_plane_was_down_joins_with_its_token() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    let rev = repo.commit("initial");
-    repo.ready().await;
+    let (repo, rev) = web_repo(root).await;
     let mut cp = ControlPlane::start_with(root, &["--cert-validity", "6s"]).await;
     let c1 = Cluster::start(root, "c1").await;
     let token_file = root.join("join-token");

@@ -584,6 +584,16 @@ pub async fn one_cluster(root: &Path, repo: &GitRepo, resync: &str) -> (ControlP
     (cp, c1, agent)
 }
 
+/// A repository served by `git daemon` whose one commit holds `k8s/cm.yaml`, a ConfigMap
+/// `web` with value "1"; and that commit.
+pub async fn web_repo(root: &Path) -> (GitRepo, String) {
+    let repo = GitRepo::new(root);
+    repo.write("k8s/cm.yaml", &configmap("web", "1"));
+    let rev = repo.commit("initial");
+    repo.ready().await;
+    (repo, rev)
+}
+
 /// One Application `web` (a ConfigMap at `k8s/`, value "1") created with `create_args` on
 /// cluster `c1` of [`one_cluster`], and synced. Bind every field you need alive: a field left
 /// to `..` is dropped at once (the Git server, the cluster or the agent stop).
@@ -596,9 +606,7 @@ pub struct OneApp {
 }
 
 pub async fn one_app(root: &Path, create_args: &[&str]) -> OneApp {
-    let repo = GitRepo::new(root);
-    repo.write("k8s/cm.yaml", &configmap("web", "1"));
-    let rev = repo.commit("initial");
+    let (repo, rev) = web_repo(root).await;
     let (cp, c1, agent) = one_cluster(root, &repo, "2s").await;
     let mut args = vec!["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"];
     args.extend(create_args);
