@@ -122,25 +122,20 @@ async fn ssh_repositories_with_a_deploy_key_and_pinned_host_keys() {
     assert!(err.contains("no ssh key is stored"), "{err}");
 
     // A key, but a host key that is not the server's: refused, saying what to do.
-    let add_key = |known_hosts: &std::path::Path| {
-        cp.bosun_ok(&[
-            "repo",
-            "add",
-            &prefix,
-            "--ssh-key-file",
-            deploy.to_str().unwrap(),
-            "--known-hosts",
-            known_hosts.to_str().unwrap(),
-        ])
+    let add_key = |url: &str, known_hosts: &std::path::Path| {
+        let args = ["repo", "add", url, "--ssh-key-file", deploy.to_str().unwrap(), "--known-hosts"];
+        cp.bosun(&[&args[..], &[known_hosts.to_str().unwrap()]].concat())
     };
-    add_key(&wrong);
+    let o = add_key(&prefix, &wrong);
+    assert_eq!(o.code, 0, "{}", o.stderr);
     let o = cp.bosun(&["app", "refresh", "web"]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("host key") && o.stderr.contains("known hosts"), "{}", o.stderr);
     assert!(!o.stderr.contains(".scratch"), "private paths stay private: {}", o.stderr);
 
     // The right host key: fetched, rendered and synced.
-    add_key(&known);
+    let o = add_key(&prefix, &known);
+    assert_eq!(o.code, 0, "{}", o.stderr);
     let listed = cp.bosun_ok(&["repo", "list", "-o", "json"]);
     assert!(
         listed.contains("\"hasSshKey\": true") && listed.contains(&format!("[127.0.0.1]:{}", server.port)),
@@ -151,26 +146,10 @@ async fn ssh_repositories_with_a_deploy_key_and_pinned_host_keys() {
     cp.wait_synced("web", &rev).await;
 
     // Validation: a key for an https URL, a key without host keys.
-    let o = cp.bosun(&[
-        "repo",
-        "add",
-        "https://example.com/x/",
-        "--ssh-key-file",
-        deploy.to_str().unwrap(),
-        "--known-hosts",
-        known.to_str().unwrap(),
-    ]);
+    let o = add_key("https://example.com/x/", &known);
     assert_ne!(o.code, 0);
     let empty = ssh_dir.join("empty");
     std::fs::write(&empty, "# nothing\n").unwrap();
-    let o = cp.bosun(&[
-        "repo",
-        "add",
-        &prefix,
-        "--ssh-key-file",
-        deploy.to_str().unwrap(),
-        "--known-hosts",
-        empty.to_str().unwrap(),
-    ]);
+    let o = add_key(&prefix, &empty);
     assert!(o.code != 0 && o.stderr.contains("host keys"), "{}", o.stderr);
 }
