@@ -449,6 +449,7 @@ pub fn decide(
 
     // Leftovers: applied before, no longer in the bundle (deleted in reverse install order).
     let gone: Vec<ObjectRef> = mem.inventory.iter().filter(|r| !desired_refs.contains(r)).cloned().collect();
+    let gone_count = gone.len();
     let leftovers: Vec<(ObjectRef, Arc<Value>)> = crate::plan::prune_candidates(&gone, &[])
         .into_iter()
         .filter_map(|r| {
@@ -564,11 +565,9 @@ pub fn decide(
         }
     }
     // Inventory: what the bundle holds plus leftovers not pruned yet (rebuilt only when it
-    // changed: a pass at rest allocates nothing for it).
-    let same = mem.inventory.len() == compared.len() + leftovers.len() && {
-        let now: HashSet<&ObjectRef> = desired_refs.iter().copied().chain(leftovers.iter().map(|(r, _)| r)).collect();
-        mem.inventory.iter().all(|r| now.contains(r))
-    };
+    // changed). It is unchanged when every remembered identity not in the bundle is still a
+    // leftover, and nothing new came: no set is built for that.
+    let same = gone_count == leftovers.len() && mem.inventory.len() == compared.len() + leftovers.len();
     if !same {
         let mut inventory: BTreeSet<ObjectRef> = compared.iter().map(|c| c.r.clone()).collect();
         inventory.extend(leftovers.iter().map(|(r, _)| r.clone()));

@@ -548,3 +548,28 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn the_inventory_holds_the_bundle_and_the_leftovers_still_there() {
+    let names = |m: &Memory| -> Vec<String> { m.inventory.iter().map(|r| r.name.clone()).collect() };
+    // Prune off: a removed object stays a leftover for as long as it lives.
+    let t = target(auto(), "d1", 0);
+    let (mut c, mut m) = (Cluster::default(), Memory::default());
+    pass(&t, &[cm("a", 0), cm("b", 0)], &mut c, &mut m, 0);
+    pass(&t, &[cm("a", 0), cm("b", 0)], &mut c, &mut m, 1);
+    assert_eq!(names(&m), ["a", "b"]);
+    let t2 = target(auto(), "d2", 0);
+    pass(&t2, &[cm("a", 0), cm("c", 0)], &mut c, &mut m, 2);
+    assert_eq!(names(&m), ["a", "b", "c"], "the new object in, the removed one a leftover");
+    let at_rest = pass(&t2, &[cm("a", 0), cm("c", 0)], &mut c, &mut m, 3);
+    assert_eq!(names(&at_rest.memory), ["a", "b", "c"], "a pass at rest keeps it");
+    // The leftover is deleted by someone: it leaves the inventory.
+    c.objects.remove(&ObjectRef::of(&cm("b", 0)).unwrap());
+    pass(&t2, &[cm("a", 0), cm("c", 0)], &mut c, &mut m, 4);
+    assert_eq!(names(&m), ["a", "c"]);
+    // As many identities as before, not the same ones: c gone from the cluster, d new.
+    c.objects.remove(&ObjectRef::of(&cm("c", 0)).unwrap());
+    let t3 = target(auto(), "d3", 0);
+    pass(&t3, &[cm("a", 0), cm("d", 0)], &mut c, &mut m, 5);
+    assert_eq!(names(&m), ["a", "d"]);
+}
