@@ -34,6 +34,8 @@ pub enum WebhookError {
     NotPush(String),
     #[error("the push payload has no {0}")]
     Missing(&'static str),
+    #[error("the push names ref {0:?}, which is not refs/heads/<branch> or refs/tags/<tag>")]
+    BadRef(String),
 }
 
 /// A repository URL reduced to `host/path` in lowercase, without scheme, credentials, port,
@@ -94,6 +96,9 @@ pub fn parse_push(provider: Provider, event: &str, body: &[u8]) -> Result<PushEv
     }
     let v: Value = serde_json::from_slice(body).map_err(|e| WebhookError::NotJson(e.to_string()))?;
     let git_ref = str_at(&v, "/ref").ok_or(WebhookError::Missing("ref"))?.to_string();
+    if short_ref(&git_ref).is_none() {
+        return Err(WebhookError::BadRef(git_ref));
+    }
     let url_fields: &[&str] = match provider {
         Provider::GitHub => {
             &["/repository/clone_url", "/repository/ssh_url", "/repository/html_url", "/repository/git_url"]
@@ -137,7 +142,7 @@ pub fn parse_push(provider: Provider, event: &str, body: &[u8]) -> Result<PushEv
             for field in ["added", "modified", "removed"] {
                 for p in c.get(field).and_then(Value::as_array).into_iter().flatten() {
                     if let Some(p) = p.as_str() {
-                        paths.push(p.to_string());
+                        paths.push(repo_relative(p).to_string());
                     }
                 }
             }
@@ -152,6 +157,11 @@ pub fn parse_push(provider: Provider, event: &str, body: &[u8]) -> Result<PushEv
 }
 
 impl PushEvent {
+    /// The branch or tag pushed (`main` for `refs/heads/main`).
+    pub fn pushed(&self) -> &str {
+        short_ref(&self.git_ref).unwrap_or(&self.git_ref)
+    }
+
     /// Whether this push may change what `source` renders: same repository, the ref the
     /// Application follows, and (when the payload lists files) a file under its path.
     /// An Application pinned to a commit is never touched.
@@ -159,11 +169,7 @@ impl PushEvent {
         if !self.repos.contains(&normalize_repo_url(&source.repo_url)) {
             return false;
         }
-        let pushed = self
-            .git_ref
-            .strip_prefix("refs/heads/")
-            .or_else(|| self.git_ref.strip_prefix("refs/tags/"))
-            .unwrap_or(&self.git_ref);
+        let pushed = self.pushed();
         let target = source.target_revision.trim();
         let follows = match target {
             "" | "HEAD" => self.default_branch.as_deref().is_none_or(|d| d == pushed),
@@ -173,12 +179,34 @@ impl PushEvent {
             return false;
         }
         let Some(paths) = &self.changed_paths else { return true };
-        let dir = source.path.trim_matches('/');
-        if dir.is_empty() || dir == "." {
+        let dir = repo_relative(&source.path);
+        if dir.is_empty() {
             return !paths.is_empty();
         }
         paths.iter().any(|p| p.strip_prefix(dir).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
     }
+}
+
+/// The branch or tag name of a pushed ref; `None` unless it is `refs/heads/<name>` or
+/// `refs/tags/<name>` with a name Git accepts (no spaces, control characters, `..` or empty
+/// components).
+fn short_ref(git_ref: &str) -> Option<&str> {
+    let name = git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/"))?;
+    let valid = !name.is_empty()
+        && !name.contains("..")
+        && name.split('/').all(|c| !c.is_empty() && !c.starts_with('.'))
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+    valid.then_some(name)
+}
+
+/// A path inside the repository as Git names it: no leading `./` or `/`, no trailing `/`
+/// (payloads and Application paths both arrive written either way).
+fn repo_relative(path: &str) -> &str {
+    let mut p = path.trim_matches('/');
+    while let Some(rest) = p.strip_prefix("./") {
+        p = rest.trim_start_matches('/');
+    }
+    if p == "." { "" } else { p }
 }
 
 #[cfg(test)]
@@ -256,6 +284,9 @@ mod tests {
             (src(url, "main", "k8s/frontend"), false),
             (src(url, "main", "k8s/back"), false),
             (src(url, "main", ""), true),
+            (src(url, "main", "./k8s/backend/"), true),
+            (src(url, "main", "/k8s"), true),
+            (src(url, "main", "./"), true),
             (src(url, "release", "k8s/backend"), false),
             (src(url, "0123456789abcdef0123456789abcdef01234567", "k8s/backend"), false),
             (src("https://github.com/acme/other", "main", "k8s/backend"), false),
@@ -263,6 +294,32 @@ mod tests {
         for (s, want) in table {
             assert_eq!(e.touches(&s), want, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_ref_that_is_no_branch_or_tag_is_refused() {
+        // Found by fuzzing: " efs/heads/main" was taken for a ref no Application could follow.
+        for bad in [" efs/heads/main", "refs/heads/", "refs/heads/a b", "refs/heads/../x", "refs/pull/1/head", "main"] {
+            let mut body: Value = serde_json::from_slice(&github(json!([]))).unwrap();
+            body["ref"] = json!(bad);
+            let err = parse_push(Provider::GitHub, "push", &serde_json::to_vec(&body).unwrap()).unwrap_err();
+            assert!(matches!(err, WebhookError::BadRef(_)), "{bad}: {err}");
+        }
+        let e = parse_push(Provider::GitHub, "push", &github(json!([]))).unwrap();
+        assert_eq!(e.pushed(), "main");
+    }
+
+    #[test]
+    fn a_listed_path_written_with_a_leading_slash_still_touches_its_directory() {
+        // Found by fuzzing: "/8s/a.yaml" did not touch the Application at path "/8s".
+        let body = github(json!([{"added": ["/8s/a.yaml", "./k8s/b.yaml"], "modified": [], "removed": []}]));
+        let e = parse_push(Provider::GitHub, "push", &body).unwrap();
+        assert_eq!(e.changed_paths.as_deref().unwrap(), ["8s/a.yaml", "k8s/b.yaml"]);
+        let url = "https://github.com/acme/gitops";
+        for path in ["/8s", "8s", "8s/", "k8s", "./k8s"] {
+            assert!(e.touches(&src(url, "main", path)), "{path}");
+        }
+        assert!(!e.touches(&src(url, "main", "s")));
     }
 
     #[test]
@@ -294,7 +351,7 @@ mod tests {
     fn bad_payloads_are_errors() {
         assert!(matches!(parse_push(Provider::GitHub, "ping", b"{}"), Err(WebhookError::NotPush(_))));
         assert!(matches!(parse_push(Provider::GitHub, "push", b"{"), Err(WebhookError::NotJson(_))));
-        assert!(matches!(parse_push(Provider::GitHub, "push", b"{\"ref\":\"x\"}"), Err(WebhookError::Missing(_))));
+        assert!(matches!(parse_push(Provider::GitHub, "push", b"{\"ref\":\"refs/heads/x\"}"), Err(WebhookError::Missing(_))));
         assert!(matches!(parse_push(Provider::GitLab, "Push Hook", b"[]"), Err(WebhookError::Missing(_))));
     }
 }

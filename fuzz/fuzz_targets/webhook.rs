@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     for r in &push.repos {
         assert_eq!(&normalize_repo_url(r), r, "repository URLs are normalised");
     }
-    let pushed = push.git_ref.rsplit('/').next().unwrap_or_default().to_string();
+    let pushed = push.pushed().to_string();
     let source = |repo: &str, rev: &str, path: &str| bosun_core::Source {
         repo_url: repo.into(),
         target_revision: rev.into(),
