@@ -351,7 +351,10 @@ mod tests {
     fn bad_payloads_are_errors() {
         assert!(matches!(parse_push(Provider::GitHub, "ping", b"{}"), Err(WebhookError::NotPush(_))));
         assert!(matches!(parse_push(Provider::GitHub, "push", b"{"), Err(WebhookError::NotJson(_))));
-        assert!(matches!(parse_push(Provider::GitHub, "push", b"{\"ref\":\"refs/heads/x\"}"), Err(WebhookError::Missing(_))));
+        assert!(matches!(
+            parse_push(Provider::GitHub, "push", b"{\"ref\":\"refs/heads/x\"}"),
+            Err(WebhookError::Missing(_))
+        ));
         assert!(matches!(parse_push(Provider::GitLab, "Push Hook", b"[]"), Err(WebhookError::Missing(_))));
     }
 }

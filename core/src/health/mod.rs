@@ -40,10 +40,9 @@ pub const HOOK_FINALIZER: &str = "argocd.argoproj.io/hook-finalizer";
 
 /// Assesses a live object; `None` when Bosun has no check for its kind.
 pub fn assess(obj: &Value) -> Option<Assessment> {
-    let deleting = obj["metadata"]["deletionTimestamp"].is_string();
-    let hook_finalizer =
-        obj["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == HOOK_FINALIZER));
-    if deleting && !hook_finalizer {
+    let meta = &obj["metadata"];
+    let deleting = meta["deletionTimestamp"].is_string();
+    if deleting && !meta["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == HOOK_FINALIZER)) {
         return Some(Assessment::new(Health::Progressing, "Pending deletion"));
     }
     let group = group_of(obj["apiVersion"].as_str().unwrap_or_default());

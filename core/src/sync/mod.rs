@@ -326,11 +326,10 @@ fn steps(objects: &[Value]) -> Result<(Vec<Step<'_>>, Vec<&Value>), options::Opt
     let mut keyed: BTreeMap<(HookType, i64), Step<'_>> = BTreeMap::new();
     let mut sync_fail = Vec::new();
     for o in objects {
-        let wave = options::wave(o)?;
-        options::options(o)?;
-        options::hook_delete_policies(o)?;
-        if options::is_hook(o) {
-            for h in options::hooks(o)? {
+        let a = options::read(o)?;
+        let wave = a.wave;
+        if a.is_hook {
+            for h in a.hooks {
                 match h {
                     HookType::SyncFail => sync_fail.push(o),
                     HookType::Skip => {}
@@ -341,7 +340,7 @@ fn steps(objects: &[Value]) -> Result<(Vec<Step<'_>>, Vec<&Value>), options::Opt
                         .push(o),
                 }
             }
-        } else if !options::hooks(o)?.contains(&HookType::Skip)
+        } else if !a.hooks.contains(&HookType::Skip)
             && let Some(r) = ObjectRef::of(o)
         {
             keyed
@@ -359,8 +358,10 @@ fn steps(objects: &[Value]) -> Result<(Vec<Step<'_>>, Vec<&Value>), options::Opt
     }
     let mut out: Vec<Step<'_>> = keyed.into_values().collect();
     for s in &mut out {
-        s.resources
-            .sort_by(|(a, _), (b, _)| (crate::plan::kind_rank(&a.kind), a).cmp(&(crate::plan::kind_rank(&b.kind), b)));
+        // Install order: kind rank, then identity (unique within a step). The rank is looked
+        // up once per object, not per comparison.
+        s.resources.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        s.resources.sort_by_cached_key(|(r, _)| crate::plan::kind_rank(&r.kind));
         s.hooks.sort_by_cached_key(|o| {
             (crate::plan::kind_rank(o["kind"].as_str().unwrap_or_default()), ObjectRef::of_manifest(o))
         });
@@ -546,11 +547,14 @@ pub fn decide(
     } else if policy.automated && policy.self_heal && !blocked_by_failure(&mem) {
         // Self-heal between operations: apply what drifted (backing off when it comes back).
         for c in &compared {
-            let key = c.r.to_string();
             if c.in_sync() {
-                mem.heals.remove(&key);
+                // No string is built for an object in sync unless a heal count waits to be reset.
+                if !mem.heals.is_empty() {
+                    mem.heals.remove(&c.r.to_string());
+                }
                 continue;
             }
+            let key = c.r.to_string();
             let (count, last) = mem.heals.get(&key).copied().unwrap_or((0, 0));
             let due = last + heal_backoff_ms(count);
             if now_ms >= due {
@@ -576,11 +580,11 @@ pub fn decide(
 
     // --- the report ---
     let mut resources: Vec<ResourceReport> = compared
-        .iter()
+        .into_iter()
         .map(|c| {
             let (sync, message, diff) = match &c.live {
-                None => (SyncStatus::OutOfSync, c.message.clone(), String::new()),
-                Some(_) if c.drift.is_empty() => (SyncStatus::Synced, c.message.clone(), String::new()),
+                None => (SyncStatus::OutOfSync, c.message, String::new()),
+                Some(_) if c.drift.is_empty() => (SyncStatus::Synced, c.message, String::new()),
                 Some(live) => {
                     let paths: Vec<String> = c
                         .drift
@@ -594,7 +598,7 @@ pub fn decide(
                     )
                 }
             };
-            ResourceReport { r: c.r.clone(), sync, health: c.health, message, diff, hook: false }
+            ResourceReport { r: c.r, sync, health: c.health, message, diff, hook: false }
         })
         .collect();
     for (r, l) in &leftovers {
