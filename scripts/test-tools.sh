@@ -2,7 +2,8 @@
 # Installs the outside clients the tests use when they are missing: git (git daemon and
 # http-backend for Git sources), a C compiler (crates that build C), openssh (an sshd on
 # loopback for ssh Git sources, ssh-keygen), kubectl (kube-sim's conformance tests) and grpcurl
-# (the admin API through reflection). Idempotent.
+# (the admin API through reflection), PostgreSQL 15 (the store's conformance suite starts
+# throwaway servers with its initdb and pg_ctl). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -12,6 +13,7 @@ command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v pip3 >/dev/null || command -v pip >/dev/null || missing+=(python3-pip)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql-15)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -132,42 +132,10 @@ fn tables() -> impl Iterator<Item = TableDefinition<'static, &'static str, &'sta
 
 impl RedbStore {
     /// Opens (or creates) the store file. A file the storage engine cannot read — truncated,
-    /// partly overwritten — is an error naming the file (the engine may panic on such input;
-    /// that is caught here), never a crash loop without a hint.
+    /// partly overwritten — is an error naming the file and what to do, never a crash loop
+    /// without a hint (see [`bosun_store::open_database`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let damaged = |why: String| {
-            StoreError(format!(
-                "the store {} cannot be read ({why}); it is damaged. Stop the control plane and restore the data \
-directory from a backup (`bosun-control-plane restore --from BACKUP`)",
-                path.display()
-            ))
-        };
-        let opened = std::panic::catch_unwind(|| -> Result<Database, String> {
-            let mut db = Database::create(path).map_err(|e| e.to_string())?;
-            match db.check_integrity() {
-                Ok(true) => Ok(db),
-                Ok(false) => Err("its integrity check failed and it was repaired; check what it holds".into()),
-                Err(e) => Err(e.to_string()),
-            }
-        });
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(why)) if why.contains("already open") || why.contains("Database already open") => {
-                return Err(StoreError(format!(
-                    "the store {} is in use by another process (is a control plane running on this data directory?)",
-                    path.display()
-                )));
-            }
-            Ok(Err(why)) => return Err(damaged(why)),
-            Err(panic) => {
-                let why = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the storage engine panicked".into());
-                return Err(damaged(why));
-            }
-        };
+        let db = bosun_store::open_database(path).map_err(se)?;
         let tx = db.begin_write().map_err(se)?;
         for t in tables() {
             tx.open_table(t).map_err(se)?;
