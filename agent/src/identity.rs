@@ -282,8 +282,8 @@ impl Joiner {
 pub struct IdentityManager {
     pub dir: Arc<StateDir>,
     pub joiner: Joiner,
-    /// The agent API URL (renewal goes there).
-    pub url: String,
+    /// The agent API's addresses (renewal goes to the one the link uses, then the others).
+    pub endpoints: Arc<crate::link::Endpoints>,
     pub creds: watch::Sender<Credentials>,
 }
 
@@ -326,12 +326,26 @@ impl IdentityManager {
     /// fresh key, and stores it. The old certificate stays valid until its own expiry.
     async fn renew(&self, current: &Credentials) -> anyhow::Result<Credentials> {
         let (key, csr) = new_csr()?;
-        let channel = Channel::from_shared(self.url.clone())?
-            .tls_config(current.tls())?
-            .connect_timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {} to renew the certificate", self.url))?;
+        let mut failures = Vec::new();
+        let mut connected = None;
+        for url in self.endpoints.in_turn() {
+            let attempt = async {
+                Channel::from_shared(url.clone())?
+                    .tls_config(current.tls())?
+                    .connect_timeout(Duration::from_secs(10))
+                    .connect()
+                    .await
+                    .with_context(|| format!("connecting to {url} to renew the certificate"))
+            };
+            match attempt.await {
+                Ok(c) => {
+                    connected = Some(c);
+                    break;
+                }
+                Err(e) => failures.push(format!("{e:#}")),
+            }
+        }
+        let channel = connected.ok_or_else(|| anyhow::anyhow!("{}", failures.join("; ")))?;
         let resp = pb::agent_service_client::AgentServiceClient::new(channel)
             .renew_certificate(pb::RenewCertificateRequest { csr_pem: csr })
             .await

@@ -34,9 +34,11 @@ use tracing::info;
     about = "Bosun agent: applies this cluster's Applications from the control plane"
 )]
 pub struct Config {
-    /// Agent API of the control plane (mTLS).
-    #[arg(long, env = "BOSUN_CONTROL_PLANE", default_value = "https://127.0.0.1:7444")]
-    pub control_plane: String,
+    /// Agent API of the control plane (mTLS). Several replicas: repeat the flag or separate
+    /// the URLs with commas; the agent moves to the next one when its connection fails (a DNS
+    /// name with several addresses works too: each address is tried in turn).
+    #[arg(long, env = "BOSUN_CONTROL_PLANE", value_delimiter = ',', num_args = 1.., default_value = "https://127.0.0.1:7444")]
+    pub control_plane: Vec<String>,
     /// Join endpoint of the control plane (used once, with --join-token).
     #[arg(long, env = "BOSUN_JOIN_URL", default_value = "https://127.0.0.1:7445")]
     pub join_url: String,
@@ -152,14 +154,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let mut reconciler = AbortOnDrop(tokio::spawn(controller::run(shared.clone(), cluster, settings)));
     let facts = facts(&client).await;
+    let endpoints = Arc::new(link::Endpoints::new(&cfg.control_plane)?);
     let identity = Arc::new(identity::IdentityManager {
         dir,
         joiner,
-        url: cfg.control_plane.clone(),
+        endpoints: endpoints.clone(),
         creds: watch::channel(creds).0,
     });
     let mut renewer = AbortOnDrop(tokio::spawn(identity.clone().renew_forever()));
-    let mut link = AbortOnDrop(tokio::spawn(link::run(shared, identity, cfg.control_plane.clone(), facts)));
+    let mut link = AbortOnDrop(tokio::spawn(link::run(shared, identity, endpoints, facts)));
     tokio::select! {
         r = &mut renewer.0 => r.context("certificate renewal")?.context("certificate renewal gave up")?,
         r = &mut reconciler.0 => r.context("controller")?,

@@ -1,11 +1,13 @@
 //! The agent's link to the control plane: an outbound mTLS connection that receives
 //! assignment snapshots, fetches bundles by digest, and streams status changes; it
-//! reconnects with jittered exponential backoff and, once back, resends every status.
+//! reconnects with jittered exponential backoff — to the next control-plane address when
+//! several are given — and, once back, resends every status.
 //! When the certificate is renewed it reconnects at once with the new one (reconciling
 //! does not depend on the link, so a sync in progress is not interrupted).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,8 +31,59 @@ enum Ended {
     Refused(String),
 }
 
+/// The control plane's agent API addresses, and the one in use. A failed connection moves
+/// the link to the next one (replicas behind separate addresses); renewals try the one in
+/// use first.
+#[derive(Debug)]
+pub struct Endpoints {
+    urls: Vec<String>,
+    current: AtomicUsize,
+}
+
+impl Endpoints {
+    /// Refuses an empty list or an address that is not an `https://` URL.
+    pub fn new(urls: &[String]) -> anyhow::Result<Self> {
+        let urls: Vec<String> = urls.iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+        anyhow::ensure!(!urls.is_empty(), "--control-plane needs at least one URL");
+        for u in &urls {
+            let parsed = tonic::transport::Endpoint::from_shared(u.clone())
+                .with_context(|| format!("--control-plane {u:?} is not a URL"))?;
+            anyhow::ensure!(
+                parsed.uri().scheme_str() == Some("https") && parsed.uri().host().is_some(),
+                "--control-plane {u:?}: expected https://HOST:PORT (the agent API is mTLS only)"
+            );
+        }
+        Ok(Self { urls, current: AtomicUsize::new(0) })
+    }
+
+    /// The address in use.
+    pub fn current(&self) -> String {
+        self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()].clone()
+    }
+
+    /// Moves to the next address (after `failed` failed; another task may have moved already).
+    fn advance(&self, failed: &str) {
+        let at = self.current.load(Ordering::Relaxed);
+        if self.urls[at % self.urls.len()] == failed {
+            let next = (at + 1) % self.urls.len();
+            let _ = self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Every address, starting with the one in use.
+    pub fn in_turn(&self) -> impl Iterator<Item = String> + '_ {
+        let start = self.current.load(Ordering::Relaxed);
+        (0..self.urls.len()).map(move |i| self.urls[(start + i) % self.urls.len()].clone())
+    }
+}
+
 /// Keeps the link up forever.
-pub async fn run(shared: Arc<Shared>, identity: Arc<IdentityManager>, url: String, facts: BTreeMap<String, String>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    identity: Arc<IdentityManager>,
+    endpoints: Arc<Endpoints>,
+    facts: BTreeMap<String, String>,
+) {
     let builder = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(200))
@@ -41,6 +94,7 @@ pub async fn run(shared: Arc<Shared>, identity: Arc<IdentityManager>, url: Strin
     loop {
         let mut connected = false;
         let current = creds.borrow_and_update().clone();
+        let url = endpoints.current();
         let ended = tokio::select! {
             r = session(&shared, &current, &url, &facts, &mut connected) => Some(r),
             _ = creds.changed() => None,
@@ -58,7 +112,10 @@ pub async fn run(shared: Arc<Shared>, identity: Arc<IdentityManager>, url: Strin
                     continue;
                 }
             }
-            Some(Ended::Retry(e)) => warn!(error = %format!("{e:#}"), "control plane link failed; retrying"),
+            Some(Ended::Retry(e)) => {
+                endpoints.advance(&url);
+                warn!(error = %format!("{e:#}"), next = %endpoints.current(), "control plane link failed; retrying");
+            }
             Some(Ended::Refused(why)) => {
                 if identity.rejoin(&why).await {
                     backoff = builder.build();
@@ -223,6 +280,32 @@ async fn report(shared: Arc<Shared>, channel: Channel) {
         sent.retain(|k, _| current.contains_key(k));
         if watch.changed().await.is_err() || call.is_finished() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoints;
+
+    #[test]
+    fn a_failed_address_moves_the_link_to_the_next_and_round() {
+        let e = Endpoints::new(&["https://a:7444".into(), " https://b:7444 ".into(), "".into()]).unwrap();
+        assert_eq!(e.current(), "https://a:7444");
+        e.advance("https://a:7444");
+        assert_eq!(e.current(), "https://b:7444");
+        // A report of a failure of an address no longer in use moves nothing.
+        e.advance("https://a:7444");
+        assert_eq!(e.current(), "https://b:7444");
+        assert_eq!(e.in_turn().collect::<Vec<_>>(), ["https://b:7444", "https://a:7444"]);
+        e.advance("https://b:7444");
+        assert_eq!(e.current(), "https://a:7444");
+    }
+
+    #[test]
+    fn addresses_must_be_https_urls() {
+        for bad in [vec![], vec!["".to_string()], vec!["http://a:7444".into()], vec!["a:7444".into()]] {
+            assert!(Endpoints::new(&bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -184,6 +184,24 @@ async fn control_plane_restart_and_agent_autonomy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_given_several_control_plane_addresses_moves_past_one_that_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (repo, rev) = web_repo(root).await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    // The first address has no control plane behind it (a replica that is down).
+    let down = format!("https://127.0.0.1:{}", free_port());
+    let up = format!("https://127.0.0.1:{}", cp.ports.agent);
+    let agent = Agent::start_with_control_planes(root, &cp, &c1, &cp.add_cluster("c1"), &[down.clone(), up.clone()]);
+    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.wait_synced("web", &rev).await;
+    assert!(has_cm(&c1, "default", "web").await);
+    let logs = agent.logs();
+    assert!(logs.contains(&format!("next={up}")), "the failed address was left for the next one: {logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_manifest_breaks_only_its_application() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();

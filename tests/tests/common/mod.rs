@@ -533,6 +533,21 @@ impl Agent {
         kill(&mut self.child);
     }
 
+    /// An agent given several control-plane addresses (`--control-plane A,B`), in that order.
+    pub fn start_with_control_planes(
+        root: &Path,
+        cp: &ControlPlane,
+        cluster: &Cluster,
+        token: &str,
+        urls: &[String],
+    ) -> Self {
+        let mut a = Self::new(root, cp, cluster, token, "2s");
+        let i = a.args.iter().position(|x| x == "--control-plane").expect("a control plane flag");
+        a.args[i + 1] = urls.join(",");
+        a.restart();
+        a
+    }
+
     /// Replaces `--join-token VALUE` with `--join-token-file PATH` for the next start.
     pub fn use_token_file(&mut self, path: &Path) {
         let i = self.args.iter().position(|a| a == "--join-token").expect("started with a token");
