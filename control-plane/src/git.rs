@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use gix::remote::Direction;
 use parking_lot::Mutex;
@@ -26,6 +27,7 @@ pub const MAX_TREE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Credentials for one fetch: https basic auth (or a token), or an ssh deploy key with the
 /// host keys to accept.
+#[derive(Clone)]
 pub struct Account {
     pub username: String,
     pub password: crate::secrets::Secret,
@@ -33,6 +35,7 @@ pub struct Account {
 }
 
 /// An ssh deploy key and the pinned host keys (known_hosts lines).
+#[derive(Clone)]
 pub struct SshAccount {
     pub private_key: crate::secrets::Secret,
     pub known_hosts: String,
@@ -85,10 +88,16 @@ impl SshFiles {
     }
 }
 
+/// The bare caches under one directory. Cloning it is cheap (the locks are shared).
+#[derive(Clone)]
 pub struct GitCache {
     root: PathBuf,
-    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+    fetch_timeout: Duration,
 }
+
+/// How long a fetch may take unless told otherwise (`--git-timeout`).
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn git_err(repo: &str, e: impl std::fmt::Display) -> Error {
     Error::Git { repo: redact_url(repo), message: e.to_string() }
@@ -148,7 +157,13 @@ impl GitCache {
     /// fetch that a kill -9 interrupted) are removed.
     pub fn new(root: PathBuf) -> Self {
         let _ = std::fs::remove_dir_all(root.join(SCRATCH));
-        Self { root, locks: Mutex::new(HashMap::new()) }
+        Self { root, locks: Default::default(), fetch_timeout: DEFAULT_FETCH_TIMEOUT }
+    }
+
+    /// Fetches that take longer than `timeout` fail (see [`GitCache::fetch`]).
+    pub fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
     }
 
     /// A private directory for one fetch's ssh files, removed when dropped.
@@ -179,10 +194,42 @@ impl GitCache {
         }
     }
 
-    /// Fetches branches, tags and HEAD of `url` into its bare cache (incremental after the first).
+    /// Fetches branches, tags and HEAD of `url` into its bare cache (incremental after the
+    /// first). Gives up after the fetch timeout: the fetch runs on a thread of its own, told
+    /// to stop, and a host that never answers holds only its own repository's lock — a later
+    /// fetch of the same URL waits for it (and times out too), other repositories do not.
     pub fn fetch(&self, url: &str, account: Option<&Account>) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let (worker, u, a, stop) = (self.clone(), url.to_string(), account.cloned(), interrupt.clone());
+        std::thread::Builder::new()
+            .name("git-fetch".into())
+            .spawn(move || {
+                let _ = tx.send(worker.fetch_now(&u, a.as_ref(), &stop));
+            })
+            .map_err(|e| git_err(url, format!("starting the fetch: {e}")))?;
+        match rx.recv_timeout(self.fetch_timeout) {
+            Ok(r) => r,
+            Err(_) => {
+                interrupt.store(true, std::sync::atomic::Ordering::Relaxed);
+                Err(git_err(
+                    url,
+                    format!(
+                        "no answer within {} (--git-timeout): the host may be down or hung; tried again at the next poll or refresh",
+                        humantime::format_duration(self.fetch_timeout)
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn fetch_now(&self, url: &str, account: Option<&Account>, interrupt: &AtomicBool) -> Result<()> {
         let lock = self.lock(url);
         let _guard = lock.lock();
+        if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            // Given up on while an earlier fetch of this URL held the lock.
+            return Err(git_err(url, "gave up waiting for an earlier fetch of this repository"));
+        }
         let mut repo = self.open(url)?;
         let mut _ssh_files = None;
         if bosun_core::app::is_ssh_url(url) {
@@ -234,7 +281,7 @@ impl GitCache {
         connection
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| with_ssh("listing references", chain(&e)))?
-            .receive(gix::progress::Discard, &AtomicBool::new(false))
+            .receive(gix::progress::Discard, interrupt)
             .map_err(|e| with_ssh("fetching", chain(&e)))?;
         Ok(())
     }

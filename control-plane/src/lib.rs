@@ -74,6 +74,10 @@ pub struct Config {
     /// How often to poll Git (±10% jitter).
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// How long one Git fetch may take; a host that does not answer fails that repository's
+    /// refresh, never another's.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub git_timeout: Duration,
     /// Lifetime of agent client certificates; agents renew at two thirds of it.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub cert_validity: Duration,
@@ -376,6 +380,7 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
         secret_key_file: None,
         server_names: vec!["localhost".into(), "127.0.0.1".into()],
         poll_interval,
+        git_timeout: Duration::from_secs(120),
         cert_validity: Duration::from_secs(86400),
         admin_cert_validity: Duration::from_secs(30 * 86400),
         trust_domain: pki::DEFAULT_TRUST_DOMAIN.into(),
@@ -413,7 +418,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let dd = data_dir(&cfg);
     dd.check()?;
     let store = Arc::new(store::RedbStore::open(&dd.store_path())?);
-    let git = Arc::new(git::GitCache::new(cfg.data_dir.join("git")));
+    let git = Arc::new(git::GitCache::new(cfg.data_dir.join("git")).with_fetch_timeout(cfg.git_timeout));
     let pki = pki::Pki::load_or_create(
         &cfg.data_dir,
         cfg.ca_cert.clone().zip(cfg.ca_key.clone()),

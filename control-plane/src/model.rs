@@ -1064,11 +1064,14 @@ impl ControlPlane {
 
     /// Refreshes every Application, fetching each repository once.
     pub async fn refresh_all(self: &Arc<Self>) {
+        use futures::StreamExt;
         let apps: Vec<(String, String)> =
             self.state.read().apps.values().map(|a| (a.name.clone(), a.spec.source.repo_url.clone())).collect();
-        let mut fetched: HashMap<String, Result<(), String>> = HashMap::new();
-        for (name, url) in apps {
-            if !fetched.contains_key(&url) {
+        // Every repository is fetched side by side (a few at a time), so a host that hangs
+        // until --git-timeout holds up only its own Applications' poll.
+        let urls: std::collections::BTreeSet<String> = apps.iter().map(|(_, u)| u.clone()).collect();
+        futures::stream::iter(urls)
+            .map(|url| async move {
                 let git = self.git.clone();
                 let u = url.clone();
                 let creds = self.repo_credentials(&url);
@@ -1081,8 +1084,11 @@ impl ControlPlane {
                 if let Err(e) = &r {
                     warn!(repo = %redact_url(&url), error = %e, "fetch failed");
                 }
-                fetched.insert(url.clone(), r);
-            }
+            })
+            .buffer_unordered(4)
+            .collect::<()>()
+            .await;
+        for (name, _) in apps {
             let _ = self.refresh_app(&name, false).await;
         }
     }

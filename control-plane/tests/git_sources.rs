@@ -233,3 +233,47 @@ fn kustomize_directories_render_through_kubectl_or_kustomize() {
     assert_eq!(b.objects[0]["metadata"]["name"], "prod-settings");
     assert_eq!(b.objects[0]["metadata"]["labels"]["env"], "prod");
 }
+
+/// A host that accepts connections and never answers (a hung Git server).
+fn hung_host() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        // Holds every connection open, saying nothing, until the test process ends.
+        for conn in listener.incoming().take(8).flatten() {
+            open.push(conn);
+        }
+        std::thread::park();
+    });
+    (port, held)
+}
+
+#[test]
+fn a_hung_host_fails_its_own_fetch_at_the_deadline_and_holds_up_no_other_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("k8s")).unwrap();
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("k8s/a.yaml"), CM.replace("NAME", "a")).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "one"]);
+    let good = format!("file://{}", work.display());
+    let (port, _held) = hung_host();
+    let hung = format!("git://127.0.0.1:{port}/repo");
+
+    // The hung fetch runs (with a long deadline) while the healthy repository is fetched.
+    let slow = GitCache::new(tmp.path().join("cache")).with_fetch_timeout(Duration::from_secs(60));
+    let waiting = {
+        let (cache, url) = (slow.clone(), hung.clone());
+        std::thread::spawn(move || cache.fetch(&url, None))
+    };
+    slow.fetch(&good, None).expect("another repository is fetched while one host hangs");
+    assert!(!waiting.is_finished(), "the hung fetch was still waiting when the other finished");
+
+    // With a short deadline the hung host's fetch fails, saying why and what happens next.
+    let quick = GitCache::new(tmp.path().join("cache2")).with_fetch_timeout(Duration::from_millis(500));
+    let err = quick.fetch(&hung, None).unwrap_err().to_string();
+    assert!(err.contains("no answer within 500ms (--git-timeout)") && err.contains("127.0.0.1"), "{err}");
+    quick.fetch(&good, None).expect("the cache still works after a fetch was given up");
+}
