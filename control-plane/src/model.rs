@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use bosun_core::Assignment;
-use bosun_core::{AppSpec, Health, SyncPolicy, SyncStatus};
+use bosun_core::schedule;
+use bosun_core::{AppSpec, Health, SyncStatus};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -386,12 +387,61 @@ fn combined_digest(variants: &BTreeMap<String, String>) -> String {
     hex::encode(Sha256::digest(serde_json::to_vec(variants).unwrap_or_default()))
 }
 
-/// The bundle `app` puts on `cluster`: a rollback's, the cluster's variant, or the one bundle.
-fn deployed_for<'a>(app: &'a AppRecord, cluster: &str) -> &'a str {
-    match &app.rollback {
-        Some(r) => &r.bundle_digest,
-        None => app.status.variants.get(cluster).unwrap_or(&app.status.bundle_digest),
+/// An Application as scheduling sees it.
+fn scheduled(a: &AppRecord) -> schedule::Application<'_> {
+    schedule::Application {
+        name: &a.name,
+        uid: &a.uid,
+        spec: &a.spec,
+        sync_request: a.sync_request,
+        bundle_digest: &a.status.bundle_digest,
+        revision: &a.status.revision,
+        templated: a.status.templated,
+        variants: &a.status.variants,
+        rollback: a
+            .rollback
+            .as_ref()
+            .map(|r| schedule::Rollback { bundle_digest: &r.bundle_digest, revision: &r.revision }),
+        rollout: &a.rollout,
     }
+}
+
+/// The scheduling view of the whole state (see [`bosun_core::schedule`]).
+fn fleet(st: &State) -> schedule::Fleet<'_> {
+    let clusters = st
+        .clusters
+        .values()
+        .map(|c| {
+            let view = schedule::Cluster {
+                name: &c.name,
+                labels: &c.labels,
+                selector_labels: cluster_labels(c),
+                connected: st.connections.get(&c.name).copied().unwrap_or(0) > 0,
+                last_seen: c.last_seen,
+            };
+            (c.name.as_str(), view)
+        })
+        .collect();
+    let apps = st.apps.values().map(|a| (a.name.as_str(), scheduled(a))).collect();
+    let statuses = &st.statuses;
+    schedule::Fleet {
+        clusters,
+        apps,
+        reports: Box::new(move |app, cluster| {
+            statuses.get(&(app.to_string(), cluster.to_string())).map(|s| schedule::Reported {
+                bundle_digest: &s.bundle_digest,
+                revision: &s.revision,
+                sync: s.sync_status,
+                health: s.health,
+            })
+        }),
+    }
+}
+
+/// Refuses a dependency on a missing Application or one that would close a cycle.
+fn check_dependencies(apps: &BTreeMap<String, AppRecord>, name: &str, deps: &[String]) -> Result<()> {
+    schedule::check_dependencies(|n| apps.get(n).map(|a| a.spec.depends_on.as_slice()), name, deps)
+        .map_err(Error::InvalidRequest)
 }
 
 /// The secret half of a new credential, returned once.
@@ -766,12 +816,13 @@ impl ControlPlane {
     pub fn app(&self, name: &str) -> Result<AppView> {
         let st = self.state.read();
         let rec = st.apps.get(name).ok_or_else(|| Error::AppNotFound(name.into()))?;
-        Ok(view(&st, rec))
+        Ok(view(&st, &fleet(&st), rec))
     }
 
     pub fn apps(&self) -> Vec<AppView> {
         let st = self.state.read();
-        st.apps.values().map(|a| view(&st, a)).collect()
+        let f = fleet(&st);
+        st.apps.values().map(|a| view(&st, &f, a)).collect()
     }
 
     /// Fetches (when `fetch`) and re-renders one Application; errors are recorded on the
@@ -1560,7 +1611,8 @@ impl ControlPlane {
     pub fn snapshot(&self, cluster: &str) -> Option<(u64, Vec<Assignment>)> {
         let st = self.state.read();
         let c = st.clusters.get(cluster)?;
-        Some((c.generation, assignments(&st, &rollout_admissions(&st), cluster)))
+        let f = fleet(&st);
+        Some((c.generation, f.assignments(&f.admissions(), cluster)))
     }
 
     pub fn connected(&self, cluster: &str, up: bool, facts: Option<(BTreeMap<String, String>, String)>) {
@@ -1654,6 +1706,7 @@ impl ControlPlane {
         let now = now();
         let updates: Vec<AppRecord> = {
             let st = self.state.read();
+            let f = fleet(&st);
             st.apps
                 .values()
                 .filter_map(|a| {
@@ -1666,7 +1719,7 @@ impl ControlPlane {
                         state =
                             bosun_core::rollout::State { digest: a.status.bundle_digest.clone(), ..Default::default() };
                     }
-                    let targets = rollout_targets(&st, a, strategy);
+                    let targets = f.rollout_targets(&scheduled(a), strategy);
                     let next = bosun_core::rollout::advance(strategy, &state, &targets, now);
                     (next != a.rollout).then(|| AppRecord { rollout: next, ..a.clone() })
                 })
@@ -1701,7 +1754,10 @@ impl ControlPlane {
                 .ok_or_else(|| Error::InvalidRequest(format!("application {name:?} has no rollout strategy")))?;
             let mut rec = a.clone();
             match action {
-                "resume" => rec.rollout = bosun_core::rollout::resume(&a.rollout, &rollout_targets(&st, a, strategy)),
+                "resume" => {
+                    rec.rollout =
+                        bosun_core::rollout::resume(&a.rollout, &fleet(&st).rollout_targets(&scheduled(a), strategy))
+                }
                 "abort" => rec.rollout.aborted = true,
                 other => return Err(Error::InvalidRequest(format!("rollout action {other:?}: use resume or abort"))),
             }
@@ -1790,7 +1846,8 @@ impl ControlPlane {
     pub fn bundle_for(&self, cluster: &str, digest: &str) -> Result<Vec<u8>> {
         let assigned = {
             let st = self.state.read();
-            assignments(&st, &rollout_admissions(&st), cluster).iter().any(|a| a.bundle_digest == digest)
+            let f = fleet(&st);
+            f.assignments(&f.admissions(), cluster).iter().any(|a| a.bundle_digest == digest)
         };
         if !assigned {
             return Err(Error::PermissionDenied(format!("bundle {digest} is not assigned to cluster {cluster:?}")));
@@ -1808,12 +1865,12 @@ impl ControlPlane {
     /// Recomputes the assignments of `clusters`; bumps and announces the generation of
     /// each whose assignments changed.
     fn reassign(&self, clusters: impl IntoIterator<Item = String>) -> Result<()> {
-        let admissions = rollout_admissions(&self.state.read());
+        let admissions = fleet(&self.state.read()).admissions();
         for name in clusters {
             let digest = {
                 let st = self.state.read();
                 hex::encode(Sha256::digest(
-                    serde_json::to_vec(&assignments(&st, &admissions, &name)).unwrap_or_default(),
+                    serde_json::to_vec(&fleet(&st).assignments(&admissions, &name)).unwrap_or_default(),
                 ))
             };
             let mut changed = false;
@@ -1842,23 +1899,6 @@ pub fn cluster_labels(c: &ClusterRecord) -> BTreeMap<String, String> {
     bosun_core::cluster::labels(&c.name, &c.labels, &c.facts)
 }
 
-/// Why `app` may not be applied on `cluster` yet: its dependencies that are not Synced and
-/// Healthy there at their current bundle.
-fn unmet_dependencies(st: &State, app: &AppRecord, cluster: &str) -> Vec<String> {
-    app.spec
-        .depends_on
-        .iter()
-        .filter(|d| {
-            let Some(dep) = st.apps.get(*d) else { return true };
-            let deployed = deployed_for(dep, cluster);
-            !st.statuses.get(&((*d).clone(), cluster.to_string())).is_some_and(|s| {
-                s.sync_status == SyncStatus::Synced && s.health == Health::Healthy && s.bundle_digest == deployed
-            })
-        })
-        .cloned()
-        .collect()
-}
-
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in labels {
         bosun_core::cluster::check_admin_label(k, v).map_err(Error::InvalidRequest)?;
@@ -1866,156 +1906,8 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a dependency on a missing Application or one that would close a cycle.
-fn check_dependencies(apps: &BTreeMap<String, AppRecord>, name: &str, deps: &[String]) -> Result<()> {
-    for d in deps {
-        if !apps.contains_key(d) {
-            return Err(Error::InvalidRequest(format!("dependsOn: application {d:?} does not exist; create it first")));
-        }
-    }
-    // Depth-first from each dependency; reaching `name` again is a cycle.
-    fn walk(apps: &BTreeMap<String, AppRecord>, at: &str, target: &str, path: &mut Vec<String>) -> bool {
-        if at == target {
-            return true;
-        }
-        if path.iter().any(|p| p == at) {
-            return false;
-        }
-        path.push(at.to_string());
-        let next = apps.get(at).map(|a| a.spec.depends_on.clone()).unwrap_or_default();
-        for n in next {
-            if walk(apps, &n, target, path) {
-                return true;
-            }
-        }
-        path.pop();
-        false
-    }
-    for d in deps {
-        let mut path = Vec::new();
-        if walk(apps, d, name, &mut path) {
-            let cycle: Vec<&str> = std::iter::once(name).chain(path.iter().map(String::as_str)).chain([name]).collect();
-            return Err(Error::InvalidRequest(format!("dependsOn would form a cycle: {}", cycle.join(" → "))));
-        }
-    }
-    Ok(())
-}
-
-/// The clusters `app` targets, in rollout order, with where each stands with its bundle.
-fn rollout_targets(
-    st: &State,
-    app: &AppRecord,
-    strategy: &bosun_core::rollout::Strategy,
-) -> Vec<bosun_core::rollout::Target> {
-    use bosun_core::rollout::{Progress, Target};
-    let keyed: Vec<(String, String)> = st
-        .clusters
-        .values()
-        .filter(|c| app.spec.destination.targets(&c.name, &cluster_labels(c)))
-        .map(|c| (c.labels.get(&strategy.order_by).cloned().unwrap_or_default(), c.name.clone()))
-        .collect();
-    bosun_core::rollout::order(keyed)
-        .into_iter()
-        .map(|name| {
-            let status = st.statuses.get(&(app.name.clone(), name.clone()));
-            let at = status.filter(|s| s.bundle_digest == deployed_for(app, &name));
-            let connected = st.connections.get(&name).copied().unwrap_or(0) > 0;
-            let progress = match at {
-                Some(s) if s.sync_status == SyncStatus::Synced && s.health == Health::Healthy => Progress::Done,
-                Some(s) if s.health == Health::Degraded => Progress::Degraded,
-                _ if !connected => {
-                    Progress::Offline { since: st.clusters.get(&name).map(|c| c.last_seen).unwrap_or_default() }
-                }
-                _ => Progress::Pending,
-            };
-            Target { name, progress }
-        })
-        .collect()
-}
-
-/// The clusters each progressive rollout admits to its current bundle, computed once for a
-/// batch of assignment computations (ordering targets is linear in the fleet).
-type Admissions = HashMap<String, std::collections::HashSet<String>>;
-
-fn rollout_admissions(st: &State) -> Admissions {
-    st.apps
-        .values()
-        .filter_map(|a| {
-            let strategy = a.spec.rollout.as_ref()?;
-            if a.rollback.is_some() {
-                return None; // a rollback goes everywhere at once
-            }
-            let admitted = if a.rollout.digest == a.status.bundle_digest {
-                rollout_targets(st, a, strategy).into_iter().take(a.rollout.admitted).map(|t| t.name).collect()
-            } else {
-                Default::default() // not started yet: the next advance admits the first step
-            };
-            Some((a.name.clone(), admitted))
-        })
-        .collect()
-}
-
-/// Whether a progressive rollout lets `cluster` have `app`'s current bundle yet.
-fn rollout_admits(admissions: &Admissions, app: &AppRecord, cluster: &str) -> bool {
-    admissions.get(&app.name).is_none_or(|set| set.contains(cluster))
-}
-
-fn assignments(st: &State, admissions: &Admissions, cluster: &str) -> Vec<Assignment> {
-    let Some(record) = st.clusters.get(cluster) else { return Vec::new() };
-    let labels = cluster_labels(record);
-    st.apps
-        .values()
-        .filter(|a| a.spec.destination.targets(cluster, &labels) && !a.status.bundle_digest.is_empty())
-        .filter_map(|a| {
-            let assignment = assignment(a, cluster);
-            let variant_missing =
-                a.status.templated && !a.status.variants.contains_key(cluster) && a.rollback.is_none();
-            if !variant_missing
-                && unmet_dependencies(st, a, cluster).is_empty()
-                && rollout_admits(admissions, a, cluster)
-            {
-                return Some(assignment);
-            }
-            // Its variant for this cluster could not be rendered, or it waits for dependencies
-            // or for its rollout step: hold what the cluster already runs, if anything.
-            let held =
-                st.statuses.get(&(a.name.clone(), cluster.to_string())).filter(|s| !s.bundle_digest.is_empty())?;
-            Some(Assignment {
-                bundle_digest: held.bundle_digest.clone(),
-                revision: held.revision.clone(),
-                ..assignment
-            })
-        })
-        .collect()
-}
-
-fn assignment(a: &AppRecord, cluster: &str) -> Assignment {
-    match &a.rollback {
-        // Rolled back: the old bundle, and no automated sync until someone asks for one.
-        Some(r) => Assignment {
-            app: a.name.clone(),
-            app_uid: a.uid.clone(),
-            bundle_digest: r.bundle_digest.clone(),
-            revision: r.revision.clone(),
-            namespace: a.spec.destination.namespace.clone(),
-            sync_policy: SyncPolicy { automated: false, self_heal: false, ..a.spec.sync_policy },
-            sync_request: a.sync_request,
-            ignore_differences: a.spec.ignore_differences.clone(),
-        },
-        None => Assignment {
-            app: a.name.clone(),
-            app_uid: a.uid.clone(),
-            bundle_digest: deployed_for(a, cluster).to_string(),
-            revision: a.status.revision.clone(),
-            namespace: a.spec.destination.namespace.clone(),
-            sync_policy: a.spec.sync_policy,
-            sync_request: a.sync_request,
-            ignore_differences: a.spec.ignore_differences.clone(),
-        },
-    }
-}
-
-fn view(st: &State, rec: &AppRecord) -> AppView {
+fn view(st: &State, f: &schedule::Fleet<'_>, rec: &AppRecord) -> AppView {
+    let app = scheduled(rec);
     let mut clusters = Vec::new();
     let (mut sync_status, mut health) = (SyncStatus::Synced, Health::Healthy);
     for (name, c) in &st.clusters {
@@ -2024,7 +1916,7 @@ fn view(st: &State, rec: &AppRecord) -> AppView {
         }
         let connected = st.connections.get(name).copied().unwrap_or(0) > 0;
         let status = st.statuses.get(&(rec.name.clone(), name.clone())).cloned();
-        let deployed = deployed_for(rec, name);
+        let deployed = schedule::deployed_for(&app, name);
         let (s, h) = match &status {
             Some(s) if s.bundle_digest == deployed && !deployed.is_empty() => (s.sync_status, s.health),
             Some(s) => (SyncStatus::OutOfSync, s.health),
@@ -2037,7 +1929,7 @@ fn view(st: &State, rec: &AppRecord) -> AppView {
             cluster: name.clone(),
             ..Default::default()
         });
-        let waiting = unmet_dependencies(st, rec, name);
+        let waiting = f.unmet_dependencies(&app, name);
         if !waiting.is_empty() {
             status.message = format!("waiting for {} to be Synced and Healthy on this cluster", waiting.join(", "));
         }

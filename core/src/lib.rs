@@ -22,6 +22,7 @@ pub mod options;
 pub mod plan;
 pub mod quantity;
 pub mod rollout;
+pub mod schedule;
 pub mod schema;
 pub mod selector;
 pub mod status;
