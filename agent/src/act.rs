@@ -34,7 +34,16 @@ fn is_crd(o: &Value) -> bool {
 }
 
 /// Runs `actions`; one outcome per action that ran, in order.
-pub async fn run(cluster: &ClusterApi, view: &View<'_>, actions: Vec<Action>, concurrency: usize) -> Vec<Outcome> {
+/// Called with each action run and what it did (metrics).
+pub type Counted<'a> = &'a (dyn Fn(&Action, &Outcome) + Sync);
+
+pub async fn run(
+    cluster: &ClusterApi,
+    view: &View<'_>,
+    actions: Vec<Action>,
+    concurrency: usize,
+    counted: Counted<'_>,
+) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(actions.len());
     let mut crd_written = false;
     let mut write_failed = false;
@@ -52,7 +61,11 @@ pub async fn run(cluster: &ClusterApi, view: &View<'_>, actions: Vec<Action>, co
         let crds_before = crd_written;
         let has_crd = batch.iter().any(|a| matches!(a, Action::Apply { object, .. } if is_crd(object)));
         let results: Vec<Outcome> = futures::stream::iter(batch)
-            .map(|a| async move { one(cluster, view, &a, crds_before).await })
+            .map(|a| async move {
+                let outcome = one(cluster, view, &a, crds_before).await;
+                counted(&a, &outcome);
+                outcome
+            })
             .buffered(concurrency.max(1))
             .collect()
             .await;

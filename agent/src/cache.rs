@@ -54,6 +54,8 @@ pub enum Change {
     /// The kind's list completed (the first time, or after a watch expired): its users
     /// can look again.
     Listed { users: Vec<String> },
+    /// The kind's watch started listing again (it expired or failed).
+    Relisting { kind: String },
 }
 
 type OnChange = Arc<dyn Fn(Change) + Send + Sync>;
@@ -182,6 +184,18 @@ impl Cache {
         });
     }
 
+    /// Kinds whose watch has not completed its first list (as `apiVersion/Kind`).
+    pub fn unsynced(&self) -> Vec<String> {
+        let kinds = self.kinds.lock();
+        let mut v: Vec<String> = kinds
+            .values()
+            .filter(|kc| !kc.state.ready.load(Ordering::Acquire))
+            .map(|kc| format!("{}/{}", kc.kind.ar.api_version, kc.kind.ar.kind))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Kinds with a running reflector.
     pub fn running(&self) -> Vec<Gvk> {
         let mut v: Vec<Gvk> = self.kinds.lock().keys().cloned().collect();
@@ -208,7 +222,9 @@ impl Cache {
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(Event::Init) => {
-                        st.epoch.fetch_add(1, Ordering::AcqRel);
+                        if st.epoch.fetch_add(1, Ordering::AcqRel) > 0 {
+                            on_change(Change::Relisting { kind: ar.kind.clone() });
+                        }
                     }
                     Ok(Event::InitApply(o)) => st.saw(&o),
                     Ok(Event::InitDone) => {

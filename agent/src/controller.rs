@@ -41,10 +41,18 @@ pub struct Shared {
     memory: Mutex<BTreeMap<String, Memory>>,
     /// Tracking label value → Application, for the cache's wake-ups.
     labels: Mutex<HashMap<String, String>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub readiness: Arc<crate::metrics::Readiness>,
 }
 
 impl Shared {
-    pub fn new(dir: Arc<StateDir>, desired: DesiredState, memory: BTreeMap<String, Memory>) -> Arc<Self> {
+    pub fn new(
+        dir: Arc<StateDir>,
+        desired: DesiredState,
+        memory: BTreeMap<String, Memory>,
+        metrics: Arc<crate::metrics::Metrics>,
+        readiness: Arc<crate::metrics::Readiness>,
+    ) -> Arc<Self> {
         let shared = Arc::new(Self {
             dir,
             state: Mutex::new(desired),
@@ -53,6 +61,8 @@ impl Shared {
             queue: Arc::new(Queue::default()),
             memory: Mutex::new(memory),
             labels: Default::default(),
+            metrics,
+            readiness,
         });
         shared.refresh_labels();
         shared
@@ -111,6 +121,9 @@ impl Shared {
                     self.queue.push(&app);
                 }
             }
+            Change::Relisting { kind } => {
+                self.metrics.watch_restarts.get_or_create(&crate::metrics::KindLabel { kind }).inc();
+            }
         }
     }
 
@@ -153,8 +166,44 @@ struct Controller {
     settings: Settings,
 }
 
+/// What the health and metrics endpoints read from the running controller.
+struct Observed {
+    shared: Arc<Shared>,
+    cache: Arc<Cache>,
+}
+
+impl crate::metrics::Observed for Observed {
+    fn unsynced(&self) -> Vec<String> {
+        self.cache.unsynced()
+    }
+
+    fn applications(&self) -> BTreeMap<(String, String), i64> {
+        let mut out = BTreeMap::new();
+        for r in self.shared.reports.borrow().values() {
+            let sync = bosun_proto::convert::sync_from_pb(r.sync_status);
+            let health = bosun_proto::convert::health_from_pb(r.health);
+            *out.entry((sync.to_string(), health.to_string())).or_default() += 1;
+        }
+        out
+    }
+
+    fn bundles(&self) -> i64 {
+        self.shared.dir.bundle_count() as i64
+    }
+
+    fn has_desired(&self) -> bool {
+        let st = self.shared.state.lock();
+        st.generation > 0 || !st.assignments.is_empty()
+    }
+}
+
 /// Runs the controller forever.
-pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, settings: Settings) {
+pub async fn run(
+    shared: Arc<Shared>,
+    cluster: Arc<ClusterApi>,
+    settings: Settings,
+    observed: Arc<std::sync::OnceLock<Arc<dyn crate::metrics::Observed>>>,
+) {
     let weak = Arc::downgrade(&shared);
     let cache = Arc::new(Cache::new(
         cluster.client().clone(),
@@ -164,6 +213,7 @@ pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, settings: Settin
             }
         }),
     ));
+    let _ = observed.set(Arc::new(Observed { shared: shared.clone(), cache: cache.clone() }));
     let ctl = Arc::new(Controller { shared: shared.clone(), cluster, cache, settings: settings.clone() });
     let resync = {
         let shared = shared.clone();
@@ -186,6 +236,28 @@ pub async fn run(shared: Arc<Shared>, cluster: Arc<ClusterApi>, settings: Settin
         })
         .await;
     drop(resync);
+}
+
+/// Counts one write: its verb, why (`reason` for applies; deletes and creates say their own),
+/// the kind and whether it worked.
+fn count_action(metrics: &crate::metrics::Metrics, reason: &str, action: &sync::Action, outcome: &sync::Outcome) {
+    let ok = !matches!(outcome, sync::Outcome::Failed { .. });
+    let kind_of = |o: &Value| o["kind"].as_str().unwrap_or_default().to_string();
+    let (verb, why, kind) = match action {
+        sync::Action::Apply { object, replace, .. } => {
+            (if *replace { "replace" } else { "apply" }, reason, kind_of(object))
+        }
+        sync::Action::Create { object, .. } => ("create", "hook", kind_of(object)),
+        sync::Action::Delete { r, why, .. } => {
+            let why = match why {
+                sync::DeleteWhy::Prune => "prune",
+                sync::DeleteWhy::Cascade => "cascade",
+                sync::DeleteWhy::Hook => "hook",
+            };
+            ("delete", why, r.kind.clone())
+        }
+    };
+    metrics.action(verb, why, &kind, ok);
 }
 
 fn now_ms() -> i64 {
@@ -214,7 +286,9 @@ impl Controller {
         match assigned {
             Some(a) => {
                 let span = info_span!("sync", app = %a.app, cluster = %cluster, revision = %short(&a.revision));
-                self.sync(&a).instrument(span).await
+                let started = std::time::Instant::now();
+                let result = self.sync(&a).instrument(span).await;
+                self.shared.metrics.pass(result, started.elapsed().as_secs_f64());
             }
             None => {
                 let span = info_span!("remove", app = %app, cluster = %cluster);
@@ -249,7 +323,8 @@ impl Controller {
         }
     }
 
-    async fn sync(&self, a: &Assigned) {
+    /// One pass over an Application; says how it went (`in_sync`, `acted`, `waiting`, `error`).
+    async fn sync(&self, a: &Assigned) -> &'static str {
         let mut memory = self.memory(&a.app);
         let bundle = match self.shared.dir.load_bundle(&a.bundle_digest).await {
             Ok(b) => b,
@@ -257,13 +332,15 @@ impl Controller {
                 self.shared.need_bundles.notify_one();
                 let message = format!("bundle {} is not available yet ({e:#}); fetching it", short(&a.bundle_digest));
                 // Fetched bundles wake every Application.
-                return self.cannot_start(a, &memory, message, None);
+                self.cannot_start(a, &memory, message, None);
+                return "waiting";
             }
         };
         let prepared = self.prepare(a, &bundle.objects, &memory).await;
         if let Err(waiting) = self.cache.use_kinds(&a.app, &prepared.kinds) {
             // Woken when the lists complete.
-            return self.cannot_start(a, &memory, waiting, Some(RETRY_SOON * 6));
+            self.cannot_start(a, &memory, waiting, Some(RETRY_SOON * 6));
+            return "waiting";
         }
         let target = Target {
             app: &a.app,
@@ -282,12 +359,8 @@ impl Controller {
             // What the actions depend on is on disk before they run.
             if let Err(e) = self.shared.remember(&a.app, &d.memory).await {
                 warn!(error = %format!("{e:#}"), "could not persist the application's state; not acting");
-                return self.cannot_start(
-                    a,
-                    &memory,
-                    format!("cannot write the agent's state: {e:#}"),
-                    Some(RETRY_SOON),
-                );
+                self.cannot_start(a, &memory, format!("cannot write the agent's state: {e:#}"), Some(RETRY_SOON));
+                return "error";
             }
             memory = d.memory;
             if d.actions.is_empty() {
@@ -305,9 +378,14 @@ impl Controller {
                     self.shared.queue.push_after(&a.app, Duration::from_millis((at - now_ms()).max(0) as u64));
                 }
                 debug!(rounds = round, "reconciled");
-                return;
+                return if round == 0 { "in_sync" } else { "acted" };
             }
-            let outcomes = crate::act::run(&self.cluster, &view, d.actions, self.settings.writes).await;
+            // An apply outside an operation is self-heal.
+            let reason = if memory.operation.is_some() { "sync" } else { "heal" };
+            let count = |action: &sync::Action, outcome: &sync::Outcome| {
+                count_action(&self.shared.metrics, reason, action, outcome)
+            };
+            let outcomes = crate::act::run(&self.cluster, &view, d.actions, self.settings.writes, &count).await;
             sync::record(&mut memory, &outcomes);
             if let Err(e) = self.shared.remember(&a.app, &memory).await {
                 // Hooks created just now are found again by their labels.
@@ -316,6 +394,7 @@ impl Controller {
         }
         // Still busy: the rest in a moment, letting other Applications have a worker.
         self.shared.queue.push_after(&a.app, Duration::from_millis(200));
+        "acted"
     }
 
     async fn prepare(&self, a: &Assigned, objects: &[Value], memory: &Memory) -> Prepared {
@@ -419,7 +498,10 @@ impl Controller {
         let view = View { cache: &self.cache, versions: &versions };
         let (actions, _) = sync::cascade(app, &memory, &view);
         if !actions.is_empty() {
-            let outcomes = crate::act::run(&self.cluster, &view, actions, self.settings.writes).await;
+            let count = |action: &sync::Action, outcome: &sync::Outcome| {
+                count_action(&self.shared.metrics, "cascade", action, outcome)
+            };
+            let outcomes = crate::act::run(&self.cluster, &view, actions, self.settings.writes, &count).await;
             if outcomes.iter().any(|o| matches!(o, sync::Outcome::Failed { .. })) {
                 self.shared.queue.push_after(app, RETRY_SOON);
             }

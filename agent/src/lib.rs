@@ -5,7 +5,7 @@
 //! state while the control plane is away, across its own restarts too.
 //!
 //! Architecture invariant: the agent needs no Git credentials and accepts no inbound
-//! connections.
+//! connections but its read-only health and metrics port (`--http-addr`, off unless set).
 
 pub mod act;
 pub mod cache;
@@ -13,6 +13,7 @@ pub mod controller;
 pub mod identity;
 pub mod kube;
 pub mod link;
+pub mod metrics;
 pub mod queue;
 pub mod state;
 
@@ -73,6 +74,10 @@ pub struct Config {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// Where to serve /healthz, /readyz and /metrics (plain HTTP, read-only), e.g.
+    /// `0.0.0.0:8080` in a Pod; not served unless set.
+    #[arg(long, env = "BOSUN_AGENT_HTTP_ADDR")]
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 pub fn init_logging(format: &str) {
@@ -126,7 +131,31 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 /// Runs the agent until one of its loops fails or the future is dropped; dropping it stops
 /// every task it started. For embedding (many agents in one process, as the benchmarks do).
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    serve_with(cfg, None).await
+}
+
+/// [`serve`], telling `bound` where the health and metrics port listens (tests ask for port 0).
+pub async fn serve_with(
+    cfg: Config,
+    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Arc::new(metrics::Metrics::default());
+    let readiness = Arc::new(metrics::Readiness::default());
+    let observed: Arc<std::sync::OnceLock<Arc<dyn metrics::Observed>>> = Default::default();
+    let _http = match cfg.http_addr {
+        Some(addr) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(metrics::serve(addr, metrics.clone(), readiness.clone(), observed.clone(), tx));
+            let at = rx.await.map_err(|_| anyhow::anyhow!("the health and metrics port did not start"))?;
+            info!(addr = %at, "serving /healthz, /readyz and /metrics");
+            if let Some(b) = bound {
+                let _ = b.send(at);
+            }
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
     let dir = Arc::new(
         state::StateDir::new(&cfg.state_dir)
             .with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?,
@@ -144,7 +173,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let client = kube_client(cfg.kubeconfig.as_ref()).await?;
     let loaded = dir.load().await?;
     info!(cluster = %creds.cluster, applications = loaded.desired.assignments.len(), generation = loaded.desired.generation, "agent starting from its last desired state");
-    let shared = controller::Shared::new(dir.clone(), loaded.desired, loaded.memory);
+    readiness.joined.store(true, std::sync::atomic::Ordering::Release);
+    let shared = controller::Shared::new(dir.clone(), loaded.desired, loaded.memory, metrics, readiness);
     let cluster = Arc::new(kube::ClusterApi::new(client.clone(), &cfg.field_manager));
     let settings = controller::Settings {
         field_manager: cfg.field_manager.clone(),
@@ -152,7 +182,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         concurrency: cfg.concurrency.into(),
         writes: 8,
     };
-    let mut reconciler = AbortOnDrop(tokio::spawn(controller::run(shared.clone(), cluster, settings)));
+    let mut reconciler = AbortOnDrop(tokio::spawn(controller::run(shared.clone(), cluster, settings, observed)));
     let facts = facts(&client).await;
     let endpoints = Arc::new(link::Endpoints::new(&cfg.control_plane)?);
     let identity = Arc::new(identity::IdentityManager {

@@ -131,6 +131,24 @@ pub async fn run(
     }
 }
 
+/// Marks the link up (readiness, the `connected` gauge) for as long as it lives.
+struct LinkUp<'a>(&'a Shared);
+
+impl<'a> LinkUp<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.readiness.connected.store(true, Ordering::Release);
+        shared.metrics.connected.set(1);
+        Self(shared)
+    }
+}
+
+impl Drop for LinkUp<'_> {
+    fn drop(&mut self) {
+        self.0.readiness.connected.store(false, Ordering::Release);
+        self.0.metrics.connected.set(0);
+    }
+}
+
 /// Whether a status says the control plane does not accept this agent's certificate.
 fn refusal(s: &tonic::Status) -> Option<String> {
     matches!(s.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated).then(|| s.message().to_string())
@@ -177,6 +195,7 @@ async fn session(
     };
     info!(cluster = %creds.cluster, known_generation = known, "connected to the control plane");
     *connected = true;
+    let _up = LinkUp::new(shared);
     // Aborted when this session ends or is dropped (a certificate handover cancels it): two
     // sessions must never report side by side.
     let _reporter = AbortOnDrop(tokio::spawn(report(shared.clone(), channel)));
@@ -274,6 +293,8 @@ async fn report(shared: Arc<Shared>, channel: Channel) {
                 if tx.send(r.clone()).await.is_err() {
                     return;
                 }
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                shared.metrics.last_report.set(now.as_secs() as i64);
                 sent.insert(app.clone(), r.clone());
             }
         }

@@ -255,6 +255,11 @@ impl StateDir {
         .await;
     }
 
+    /// Bundles kept on disk.
+    pub fn bundle_count(&self) -> usize {
+        std::fs::read_dir(self.root.join("bundles")).map(|d| d.filter_map(Result::ok).count()).unwrap_or(0)
+    }
+
     fn bundle_path(&self, digest: &str) -> PathBuf {
         let safe: String = digest.chars().filter(|c| c.is_ascii_hexdigit()).collect();
         self.root.join("bundles").join(format!("{safe}.json"))

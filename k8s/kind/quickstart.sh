@@ -62,6 +62,9 @@ install_agent() {
     awk 'BEGIN{RS="\n---\n"; ORS="\n---\n"} !/kind: Secret/' |
     kubectl --context "$ctx" apply -f -
   kubectl --context "$ctx" -n bosun-agent rollout status deployment/bosun-agent --timeout=180s
+  # Rolled out is not enough: ready means joined, connected and its watches listed (/readyz).
+  kubectl --context "$ctx" -n bosun-agent wait pod -l app.kubernetes.io/name=bosun-agent \
+    --for=condition=Ready --timeout=180s
 }
 
 up() {

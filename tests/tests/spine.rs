@@ -201,6 +201,51 @@ async fn an_agent_given_several_control_plane_addresses_moves_past_one_that_is_d
     assert!(logs.contains(&format!("next={up}")), "the failed address was left for the next one: {logs}");
 }
 
+/// The agent's own port: alive at once, ready once connected and its watches listed, still
+/// ready without the control plane (it serves what it holds), and metrics of what it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_reports_health_readiness_and_metrics_on_its_own_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (repo, rev) = web_repo(root).await;
+    let mut cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let port = free_port();
+    let flags = ["--http-addr".to_string(), format!("127.0.0.1:{port}")];
+    let _agent = Agent::start_with_flags(root, &cp, &c1, &cp.add_cluster("c1"), &flags);
+    let get = |path: &'static str| async move {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| http("GET", port, path, &[], b""))
+    };
+    eventually("/healthz answers", WAIT, || async { get("/healthz").await.filter(|(c, _)| *c == 200).map(|_| ()) })
+        .await;
+    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.wait_synced("web", &rev).await;
+    eventually("/readyz is 200", WAIT, || async { get("/readyz").await.filter(|(c, _)| *c == 200).map(|_| ()) }).await;
+    let metrics = eventually("metrics of the sync", WAIT, || async {
+        let (_, m) = get("/metrics").await?;
+        m.contains("bosun_agent_applications{sync=\"Synced\",health=\"Healthy\"} 1").then_some(m)
+    })
+    .await;
+    for want in [
+        "bosun_agent_actions_total{action=\"apply\",reason=\"sync\",kind=\"ConfigMap\",outcome=\"ok\"} 1",
+        "bosun_agent_connected 1",
+        "bosun_agent_passes_total{result=\"acted\"}",
+        "bosun_agent_pass_duration_seconds_count",
+        "bosun_agent_bundles_cached 1",
+        "bosun_agent_build_info{version=",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
+    }
+    // Without the control plane the agent still enforces what it holds: ready, not connected.
+    cp.kill();
+    eventually("connected 0", WAIT, || async {
+        get("/metrics").await.filter(|(_, m)| m.contains("bosun_agent_connected 0")).map(|_| ())
+    })
+    .await;
+    let (code, body) = get("/readyz").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_manifest_breaks_only_its_application() {
     let tmp = tempfile::tempdir().unwrap();

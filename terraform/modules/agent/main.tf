@@ -164,8 +164,6 @@ resource "kubernetes_deployment_v1" "this" {
           name              = "agent"
           image             = var.image
           image_pull_policy = "IfNotPresent"
-          # checkov:skip=CKV_K8S_8: the agent serves nothing (it only dials out), so there is no liveness endpoint
-          # checkov:skip=CKV_K8S_9: same reason, no readiness endpoint
           # checkov:skip=CKV_K8S_11: no CPU limit on purpose (throttling delays self-heal); memory is limited
           # checkov:skip=CKV_K8S_14: var.image is validated to be pinned (not :latest); checkov cannot resolve variables
           # checkov:skip=CKV_K8S_43: a digest is accepted in var.image; tags are allowed for readability
@@ -177,7 +175,31 @@ resource "kubernetes_deployment_v1" "this" {
             "--join-token-file=/etc/bosun/join/token",
             "--state-dir=/var/lib/bosun-agent",
             "--log-format=json",
+            "--http-addr=0.0.0.0:8080",
           ]
+          port {
+            name           = "http"
+            container_port = 8080
+            protocol       = "TCP"
+          }
+          # /healthz: the process answers; /readyz: joined, connected (or holding a desired
+          # state) and its watches listed — as in k8s/base/agent.
+          liveness_probe {
+            http_get {
+              path = "/healthz"
+              port = "http"
+            }
+            period_seconds    = 20
+            failure_threshold = 3
+          }
+          readiness_probe {
+            http_get {
+              path = "/readyz"
+              port = "http"
+            }
+            period_seconds    = 5
+            failure_threshold = 2
+          }
           resources {
             requests = { cpu = "50m", memory = "32Mi" }
             limits   = { memory = "256Mi" }

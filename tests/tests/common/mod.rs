@@ -548,6 +548,14 @@ impl Agent {
         a
     }
 
+    /// An agent with more flags than the usual ones.
+    pub fn start_with_flags(root: &Path, cp: &ControlPlane, cluster: &Cluster, token: &str, flags: &[String]) -> Self {
+        let mut a = Self::new(root, cp, cluster, token, "2s");
+        a.args.extend(flags.iter().cloned());
+        a.restart();
+        a
+    }
+
     /// Replaces `--join-token VALUE` with `--join-token-file PATH` for the next start.
     pub fn use_token_file(&mut self, path: &Path) {
         let i = self.args.iter().position(|a| a == "--join-token").expect("started with a token");
