@@ -529,3 +529,36 @@ async fn an_agent_whose_certificate_expired_while_the_control_plane_was_down_joi
     cp.wait_synced("web", &rev2).await;
     assert!(!expired(), "a new certificate");
 }
+
+/// In a container without an init each binary is PID 1 of its PID namespace: SIGTERM (what
+/// Kubernetes sends) must still stop it gracefully with exit code 0, and the kustomize and git
+/// processes it ran must not be left behind as zombies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_binaries_stop_gracefully_on_sigterm_as_pid_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (repo, rev) = web_repo(root).await;
+    let mut cp = ControlPlane::start_as_pid1(root).await;
+    assert_eq!(namespace_pids(cp.process_pid()).last(), Some(&1), "the control plane is PID 1 in its namespace");
+    let c1 = Cluster::start(root, "c1").await;
+    let mut agent = Agent::start_as_pid1(root, &cp, &c1, &cp.add_cluster("c1"));
+    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.wait_synced("web", &rev).await;
+    assert_eq!(namespace_pids(agent.process_pid()).last(), Some(&1), "the agent is PID 1 in its namespace");
+
+    // The control plane fetched with git (file://, `git upload-pack`): nothing it started is
+    // left as a zombie in its namespace.
+    let cp_pid = cp.process_pid();
+    let zombies: Vec<String> = std::fs::read_to_string(format!("/proc/{cp_pid}/task/{cp_pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|c| std::fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|s| s.contains(") Z ")))
+        .map(String::from)
+        .collect();
+    assert!(zombies.is_empty(), "zombie children of the control plane: {zombies:?}");
+
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(WAIT).await, 0, "{}", agent.logs());
+    cp.signal(libc::SIGTERM);
+    assert_eq!(cp.wait_exit(WAIT).await, 0, "{}", cp.logs());
+}

@@ -40,13 +40,45 @@ where
     }
 }
 
-/// Sends a signal to a running child process.
-fn signal(child: &Option<Child>, sig: i32) {
-    let pid = child.as_ref().expect("running").id() as i32;
-    // SAFETY: sends a signal to our own child process.
+/// Sends a signal to a running child process — or, when it runs a program as PID 1 of a new
+/// PID namespace (`unshare --pid --fork`), to that program.
+fn signal(child: &Option<Child>, sig: i32, pid1: bool) {
+    let mut pid = child.as_ref().expect("running").id() as i32;
+    if pid1 {
+        pid = namespaced_child(pid).expect("unshare forked its PID 1");
+    }
+    // SAFETY: sends a signal to our own child process (or its only child).
     unsafe {
         libc::kill(pid, sig);
     }
+}
+
+/// The command line that runs `program` as PID 1 of a new PID namespace (as in a container
+/// without an init), or as itself.
+fn maybe_pid1(program: &str, pid1: bool) -> Command {
+    if pid1 {
+        let mut c = Command::new("unshare");
+        c.args(["--pid", "--fork", "--kill-child", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// The host PID of the process `unshare` (at `pid`) forked.
+pub fn namespaced_child(pid: i32) -> Option<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// The PIDs of a process (host PID) in each PID namespace it belongs to, outermost first.
+pub fn namespace_pids(pid: i32) -> Vec<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|l| l.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Waits for a running child process (`what`, in the timeout message) to exit; its exit code
@@ -177,9 +209,34 @@ pub struct ControlPlane {
     planted: std::sync::Mutex<Vec<String>>,
     child: Option<Child>,
     starts: usize,
+    /// Runs as PID 1 of its own PID namespace.
+    pid1: bool,
 }
 
 impl ControlPlane {
+    /// Started as PID 1 of a new PID namespace, as in a container without an init.
+    pub async fn start_as_pid1(root: &Path) -> Self {
+        let [admin, agent, join, webhook] = free_ports();
+        let mut cp = Self {
+            data_dir: root.join("control-plane"),
+            ports: Ports { admin, agent, join, webhook },
+            log: root.join("control-plane.log"),
+            args: Vec::new(),
+            planted: Default::default(),
+            child: None,
+            starts: 0,
+            pid1: true,
+        };
+        cp.spawn(true).await;
+        cp
+    }
+
+    /// The host PID of the control plane itself (inside its namespace when it is PID 1 there).
+    pub fn process_pid(&self) -> i32 {
+        let pid = self.pid() as i32;
+        if self.pid1 { namespaced_child(pid).expect("unshare forked") } else { pid }
+    }
+
     pub async fn start(root: &Path) -> Self {
         Self::start_with(root, &[]).await
     }
@@ -196,6 +253,7 @@ impl ControlPlane {
             planted: Default::default(),
             child: None,
             starts: 0,
+            pid1: false,
         };
         cp.spawn(true).await;
         let token = cp.admin_token();
@@ -218,7 +276,7 @@ impl ControlPlane {
     fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let _ = std::fs::remove_file(self.data_dir.join("endpoints.json"));
-        let mut c = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"));
+        let mut c = maybe_pid1(env!("CARGO_BIN_EXE_e2e-control-plane"), self.pid1);
         c.arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--admin-addr", &format!("127.0.0.1:{}", self.ports.admin)])
@@ -280,7 +338,7 @@ impl ControlPlane {
 
     /// Sends a signal to the process.
     pub fn signal(&self, sig: i32) {
-        signal(&self.child, sig);
+        signal(&self.child, sig, self.pid1);
     }
 
     pub fn pid(&self) -> u32 {
@@ -467,9 +525,25 @@ pub struct Agent {
     args: Vec<String>,
     token: String,
     child: Option<Child>,
+    /// Runs as PID 1 of its own PID namespace.
+    pid1: bool,
 }
 
 impl Agent {
+    /// Started as PID 1 of a new PID namespace, as in a container without an init.
+    pub fn start_as_pid1(root: &Path, cp: &ControlPlane, cluster: &Cluster, token: &str) -> Self {
+        let mut a = Self::new(root, cp, cluster, token, "2s");
+        a.pid1 = true;
+        a.restart();
+        a
+    }
+
+    /// The host PID of the agent itself.
+    pub fn process_pid(&self) -> i32 {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        if self.pid1 { namespaced_child(pid).expect("unshare forked") } else { pid }
+    }
+
     pub fn start(root: &Path, cp: &ControlPlane, cluster: &Cluster, token: &str) -> Self {
         Self::start_with_resync(root, cp, cluster, token, "2s")
     }
@@ -513,12 +587,13 @@ impl Agent {
             args,
             token: token.into(),
             child: None,
+            pid1: false,
         }
     }
 
     pub fn restart(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
+        let child = maybe_pid1(env!("CARGO_BIN_EXE_e2e-agent"), self.pid1)
             .args(&self.args)
             .env("RUST_LOG", "info,bosun=debug")
             .stdout(log.try_clone().unwrap())
@@ -565,7 +640,7 @@ impl Agent {
 
     /// Sends a signal to the process.
     pub fn signal(&self, sig: i32) {
-        signal(&self.child, sig);
+        signal(&self.child, sig, self.pid1);
     }
 
     /// Waits for the process to exit; its exit code.
