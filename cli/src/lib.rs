@@ -78,6 +78,11 @@ pub enum Command {
     Whoami,
     /// Print the version of this client.
     Version,
+    /// Print a shell completion script: `source <(bosun completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Assess the health of one object from a YAML/JSON file (offline).
     Health {
         /// The object (a live object as `kubectl get -o yaml` prints it).
@@ -130,17 +135,33 @@ pub enum AppCmd {
     List,
     /// Show one Application with its per-cluster status.
     Get { name: String },
-    /// Ask the Application's clusters to sync now.
-    Sync { name: String },
+    /// Ask the Application's clusters to sync now, and wait until every one of them has synced
+    /// (exit code 1 when a sync fails, 4 on timeout), as `argocd app sync` does.
+    Sync {
+        name: String,
+        /// Return once the request is recorded, without waiting.
+        #[arg(long = "async")]
+        no_wait: bool,
+        /// Give up waiting after this long (exit code 4).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Fetch Git now and re-render.
     Refresh { name: String },
-    /// Delete an Application (its objects are pruned when prune is on).
-    Delete { name: String },
+    /// Delete an Application (its objects are pruned when prune is on). Asks first unless
+    /// `--yes`.
+    Delete {
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
     /// The last syncs of an Application, newest first.
     History { name: String },
     /// Deploy the revision of a history entry again; automated sync pauses until `bosun app sync`.
     Rollback { name: String, id: u64 },
     /// What differs between Git and the cluster, object by object (Secret values redacted).
+    /// Exit code 1 when something differs, as `argocd app diff` and diff(1).
     Diff {
         name: String,
         /// Only this cluster.
@@ -163,6 +184,12 @@ pub enum AppCmd {
 #[derive(Debug, Args)]
 pub struct AppSpecArgs {
     pub name: String,
+    /// Update the Application when it exists already (its spec is replaced).
+    #[arg(long)]
+    pub upsert: bool,
+    /// Accept a --cluster that is not registered yet (it gets the Application once it joins).
+    #[arg(long)]
+    pub allow_unknown_cluster: bool,
     /// Git repository URL (file://, git://, http(s)://, ssh://).
     #[arg(long)]
     pub repo: String,
@@ -664,7 +691,8 @@ fn print_history(out: Output, entries: &[pb::HistoryEntry]) -> anyhow::Result<()
     Ok(())
 }
 
-fn print_diff(out: Output, app: &pb::Application, only: Option<&str>) -> anyhow::Result<()> {
+/// Prints what differs; whether anything does.
+fn print_diff(out: Output, app: &pb::Application, only: Option<&str>) -> anyhow::Result<bool> {
     let clusters = app.status.as_ref().map(|s| s.clusters.clone()).unwrap_or_default();
     let mut items = Vec::new();
     for c in clusters.iter().filter(|c| only.is_none_or(|o| o == c.cluster)) {
@@ -682,13 +710,75 @@ fn print_diff(out: Output, app: &pb::Application, only: Option<&str>) -> anyhow:
     }
     if out != Output::Table {
         let v: Vec<Value> = items.iter().map(|(c, o, d)| json!({"cluster": c, "object": o, "diff": d})).collect();
-        return print_value(out, &json!({"modified": !items.is_empty(), "objects": v}));
+        print_value(out, &json!({"modified": !items.is_empty(), "objects": v}))?;
+        return Ok(!items.is_empty());
     }
     for (c, o, d) in &items {
         println!("=== {o} on {c}");
         print!("{d}");
     }
-    Ok(())
+    Ok(!items.is_empty())
+}
+
+/// Asks on the terminal; refuses (exit code 2) when there is no terminal to ask on.
+fn confirm(question: &str) -> Result<(), Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure { code: 2, error: anyhow!("{question} Not asked without a terminal: pass --yes") });
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure { code: 1, error: anyhow!("not confirmed; nothing was deleted") })
+    }
+}
+
+/// Waits until every cluster of `name` has acted on sync request `request` and is Synced and
+/// Healthy; a sync that failed for good on a cluster ends the wait (exit code 1).
+async fn wait_synced_at(
+    c: &mut Admin,
+    out: Output,
+    name: &str,
+    request: u64,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let app =
+            c.get_application(pb::GetApplicationRequest { name: name.into() }).await.map_err(from_status)?.into_inner();
+        let clusters = app.status.as_ref().map(|s| s.clusters.clone()).unwrap_or_default();
+        let synced = |c: &pb::ClusterAppStatus| c.sync_status == pb::SyncStatus::Synced as i32;
+        let healthy = |c: &pb::ClusterAppStatus| c.health == pb::HealthStatus::Healthy as i32;
+        let observed = |c: &pb::ClusterAppStatus| c.observed_sync_request >= request;
+        let done = clusters.iter().filter(|c| observed(c) && synced(c) && healthy(c)).count();
+        let line = format!("{name}: {done}/{} clusters synced and healthy", clusters.len());
+        if line != last {
+            eprintln!("{:>5.1}s  {line}", start.elapsed().as_secs_f64());
+            last = line;
+        }
+        if let Some(failed) = clusters.iter().find(|c| observed(c) && c.message.contains("sync failed")) {
+            return Err(Failure { code: 1, error: anyhow!("sync failed on {}: {}", failed.cluster, failed.message) });
+        }
+        if !clusters.is_empty() && done == clusters.len() {
+            return print_app(out, &app).map_err(|e| Failure { code: 1, error: e });
+        }
+        if start.elapsed() >= timeout {
+            return Err(Failure {
+                code: 4,
+                error: anyhow!(
+                    "timed out after {} waiting for {name} to sync ({done} of {} clusters synced and healthy); `bosun app get {name}` shows where it stands",
+                    humantime::format_duration(timeout),
+                    clusters.len()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn print_clusters(out: Output, cs: &[pb::Cluster]) -> anyhow::Result<()> {
@@ -734,6 +824,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let out = cli.output;
     match cli.command {
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "bosun", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Version => {
             if out == Output::Table {
                 println!("bosun {}", env!("CARGO_PKG_VERSION"));
@@ -816,11 +911,36 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                             offline_timeout_seconds: a.rollout_offline_timeout.as_secs(),
                         }),
                     };
-                    let app = c
-                        .create_application(pb::CreateApplicationRequest { name: a.name, spec: Some(spec) })
-                        .await
-                        .map_err(from_status)?
-                        .into_inner();
+                    let cluster = spec.destination.as_ref().map(|d| d.cluster.clone()).unwrap_or_default();
+                    if !cluster.is_empty() && !a.allow_unknown_cluster {
+                        match c.get_cluster(pb::GetClusterRequest { name: cluster.clone() }).await {
+                            Ok(_) => {}
+                            Err(s) if s.code() == tonic::Code::NotFound => {
+                                return Err(Failure {
+                                    code: 2,
+                                    error: anyhow!(
+                                        "cluster {cluster:?} is not registered: register it with `bosun cluster add {cluster}`, or pass --allow-unknown-cluster to create the Application anyway"
+                                    ),
+                                });
+                            }
+                            Err(s) => return Err(from_status(s)),
+                        }
+                    }
+                    let created = c
+                        .create_application(pb::CreateApplicationRequest {
+                            name: a.name.clone(),
+                            spec: Some(spec.clone()),
+                        })
+                        .await;
+                    let app = match created {
+                        Ok(app) => app.into_inner(),
+                        Err(s) if a.upsert && s.code() == tonic::Code::AlreadyExists => c
+                            .update_application(pb::UpdateApplicationRequest { name: a.name, spec: Some(spec) })
+                            .await
+                            .map_err(from_status)?
+                            .into_inner(),
+                        Err(s) => return Err(from_status(s)),
+                    };
                     print_app(out, &app)?;
                 }
                 AppCmd::List => print_apps(
@@ -835,10 +955,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     out,
                     &c.get_application(pb::GetApplicationRequest { name }).await.map_err(from_status)?.into_inner(),
                 )?,
-                AppCmd::Sync { name } => print_app(
-                    out,
-                    &c.sync_application(pb::SyncApplicationRequest { name }).await.map_err(from_status)?.into_inner(),
-                )?,
+                AppCmd::Sync { name, no_wait, timeout } => {
+                    let app = c
+                        .sync_application(pb::SyncApplicationRequest { name: name.clone() })
+                        .await
+                        .map_err(from_status)?
+                        .into_inner();
+                    if no_wait {
+                        print_app(out, &app)?;
+                    } else {
+                        let request = app.status.as_ref().map(|s| s.sync_request).unwrap_or_default();
+                        wait_synced_at(&mut c, out, &name, request, timeout).await?;
+                    }
+                }
                 AppCmd::Refresh { name } => print_app(
                     out,
                     &c.refresh_application(pb::RefreshApplicationRequest { name })
@@ -846,7 +975,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         .map_err(from_status)?
                         .into_inner(),
                 )?,
-                AppCmd::Delete { name } => {
+                AppCmd::Delete { name, yes } => {
+                    if !yes {
+                        confirm(&format!(
+                            "Delete application {name:?}? Its objects are deleted from its clusters when it prunes."
+                        ))?;
+                    }
                     c.delete_application(pb::DeleteApplicationRequest { name: name.clone() })
                         .await
                         .map_err(from_status)?;
@@ -869,7 +1003,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 AppCmd::Diff { name, cluster } => {
                     let app =
                         c.get_application(pb::GetApplicationRequest { name }).await.map_err(from_status)?.into_inner();
-                    print_diff(out, &app, cluster.as_deref())?;
+                    if print_diff(out, &app, cluster.as_deref())? {
+                        // Like diff(1): exit code 1 when something differs, nothing more to say.
+                        return Err(Failure { code: 1, error: anyhow!("") });
+                    }
                 }
                 AppCmd::Rollout { action, name } => {
                     let req = pb::RolloutApplicationRequest { name, action };

@@ -1679,7 +1679,16 @@ impl ControlPlane {
         let gating_changed = previous.as_ref().is_none_or(|p| {
             (p.sync_status, p.health, &p.bundle_digest) != (status.sync_status, status.health, &status.bundle_digest)
         });
-        if status.synced_at > previous_sync {
+        // A sync completed: a later time, or (times are in seconds: two syncs may end in the
+        // same one) the same time with a bundle the cluster was not synced at before.
+        let completed = status.synced_at > previous_sync
+            || (status.synced_at > 0
+                && status.synced_at == previous_sync
+                && status.sync_status == SyncStatus::Synced
+                && previous
+                    .as_ref()
+                    .is_some_and(|p| p.bundle_digest != status.bundle_digest || p.sync_status != SyncStatus::Synced));
+        if completed {
             self.record_sync(cluster, &status, previous_request)?;
         }
         self.store.put(Kind::Status, &status_key(&status.app, cluster), &status)?;

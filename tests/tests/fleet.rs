@@ -221,7 +221,7 @@ async fn argo_app_of_apps_creates_syncs_and_deletes_children() {
     assert_eq!(o.code, 6, "{}", o.stderr);
     assert!(o.stderr.contains("skipped: charts: Helm sources are not supported"), "{}", o.stderr);
     assert_eq!(cp.app_json("example.guestbook")["name"], "example.guestbook", "a dotted name is an object name");
-    cp.bosun_ok(&["app", "delete", "example.guestbook"]);
+    cp.bosun_ok(&["app", "delete", "example.guestbook", "--yes"]);
     let o = cp.bosun(&["app", "import", "-f", root.join("parent.yaml").to_str().unwrap(), "--cluster", "c1"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("warning: fake-news-detector: not honoured: spec.project"), "{}", o.stderr);
@@ -256,7 +256,7 @@ async fn argo_app_of_apps_creates_syncs_and_deletes_children() {
     assert!(deployments.get_opt("backend").await.unwrap().is_some(), "the other children stay");
 
     // Deleting the parent deletes its children.
-    cp.bosun_ok(&["app", "delete", "fake-news-detector"]);
+    cp.bosun_ok(&["app", "delete", "fake-news-detector", "--yes"]);
     assert_eq!(cp.bosun(&["app", "get", "fake-news-backend"]).code, 3);
 }
 
@@ -466,7 +466,7 @@ async fn per_cluster_values_in_paths_and_manifests() {
     // A label that names objects, set empty: an error on that Application and cluster (the
     // manifest never reaches the agent); the agent and the other Applications carry on.
     cp.bosun_ok(&["app", "create", "named", "--repo", &repo.url, "--path", "named", "--selector", "fleet=yes"]);
-    cp.bosun_ok(&["app", "sync", "named"]);
+    cp.bosun_ok(&["app", "sync", "named", "--async"]);
     let c1 = &clusters["c1"];
     eventually("c1's team ConfigMap", WAIT, || async { configmap_data(c1, "c1-team").await.map(|_| ()) }).await;
     cp.bosun_ok(&["cluster", "label", "c1", "team="]);

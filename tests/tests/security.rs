@@ -155,7 +155,19 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
     let root = tmp.path();
     let (repo, _) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"]);
+    // c1 joins later: created for it ahead of time.
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "web",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--allow-unknown-cluster",
+    ]);
 
     // A readonly token reads and cannot change anything.
     let v: Value =
@@ -171,9 +183,9 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
     assert_eq!(as_viewer(&["app", "list"]).code, 0);
     assert!(as_viewer(&["whoami"]).stdout.contains("viewer (role readonly, token)"));
     for args in [
-        vec!["app", "sync", "web"],
-        vec!["app", "create", "x", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"],
-        vec!["app", "delete", "web"],
+        vec!["app", "sync", "web", "--async"],
+        vec!["app", "create", "x", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--allow-unknown-cluster"],
+        vec!["app", "delete", "web", "--yes"],
         vec!["app", "refresh", "web"],
         vec!["app", "rollback", "web", "1"],
         vec!["cluster", "add", "c9"],
@@ -198,7 +210,7 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
     };
     let who = with_cert(&["whoami"]);
     assert!(who.stdout.contains("ci (role admin, certificate)"), "{} {}", who.stdout, who.stderr);
-    assert_eq!(with_cert(&["app", "sync", "web"]).code, 0);
+    assert_eq!(with_cert(&["app", "sync", "web", "--async"]).code, 0);
 
     // grpcurl with -cacert -cert -key, and with a token header.
     let addr = format!("127.0.0.1:{}", cp.ports.admin);

@@ -246,6 +246,47 @@ async fn the_agent_reports_health_readiness_and_metrics_on_its_own_port() {
     assert_eq!(code, 200, "{body}");
 }
 
+/// The verbs Argo CD users reach for behave as there: an unknown cluster is refused unless
+/// asked for, `--upsert` updates, delete asks first, and completion scripts print.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_verbs_behave_as_argo_cd_users_expect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (repo, _) = web_repo(root).await;
+    let cp = ControlPlane::start(root).await;
+    let create = |name: &str, cluster: &str, extra: &[&str]| {
+        let mut a = vec!["app", "create", name, "--repo", &repo.url, "--path", "k8s", "--cluster", cluster];
+        a.extend_from_slice(extra);
+        cp.bosun(&a)
+    };
+    let typo = create("web", "prod-eu", &[]);
+    assert_eq!(typo.code, 2, "{}", typo.stderr);
+    assert!(
+        typo.stderr.contains("not registered") && typo.stderr.contains("--allow-unknown-cluster"),
+        "{}",
+        typo.stderr
+    );
+    assert_eq!(cp.bosun(&["app", "get", "web"]).code, 3, "nothing was created");
+    assert_eq!(create("web", "prod-eu", &["--allow-unknown-cluster"]).code, 0);
+    assert_eq!(create("web", "prod-eu", &["--allow-unknown-cluster"]).code, 1, "exists already");
+    let upsert = create("web", "prod-eu", &["--allow-unknown-cluster", "--upsert", "--namespace", "shop"]);
+    assert_eq!(upsert.code, 0, "{}", upsert.stderr);
+    assert_eq!(cp.app_json("web")["spec"]["destination"]["namespace"], "shop", "updated in place");
+
+    // Without a terminal to ask on, delete refuses unless --yes.
+    let asked = cp.bosun(&["app", "delete", "web"]);
+    assert_eq!(asked.code, 2, "{}", asked.stderr);
+    assert!(asked.stderr.contains("--yes"), "{}", asked.stderr);
+    assert_eq!(cp.app_json("web")["name"], "web", "not deleted");
+    cp.bosun_ok(&["app", "delete", "web", "--yes"]);
+    assert_eq!(cp.bosun(&["app", "get", "web"]).code, 3);
+
+    for shell in ["bash", "zsh", "fish"] {
+        let script = cp.bosun_ok(&["completion", shell]);
+        assert!(script.contains("bosun") && script.contains("rollback"), "{shell}: {script}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_manifest_breaks_only_its_application() {
     let tmp = tempfile::tempdir().unwrap();
@@ -402,9 +443,13 @@ async fn manual_applications_sync_only_when_asked() {
     let timeout = cp.bosun(&["app", "wait", "web", "--synced", "--timeout", "1s"]);
     assert_eq!(timeout.code, 4, "wait times out with exit code 4: {}", timeout.stderr);
 
-    cp.bosun_ok(&["app", "sync", "web"]);
+    // `app sync` waits until the cluster has synced (as `argocd app sync` does).
+    let synced = cp.bosun_ok(&["app", "sync", "web", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&synced).unwrap();
+    assert_eq!(v["status"]["clusters"][0]["observedSyncRequest"], 1, "{v}");
+    assert_eq!(v["status"]["clusters"][0]["sync"], "Synced", "{v}");
+    assert_eq!(replicas(&c1, "default", "web").await, Some(1), "applied when the command returned");
     cp.wait_synced("web", &rev).await;
-    assert_eq!(replicas(&c1, "default", "web").await, Some(1));
     let history: serde_json::Value =
         serde_json::from_str(&cp.bosun_ok(&["app", "history", "web", "-o", "json"])).unwrap();
     assert_eq!(history[0]["initiatedBy"], "sync request 1", "{history}");
@@ -480,8 +525,9 @@ async fn watches_heal_drift_without_waiting_for_a_resync() {
     assert!(message.contains(".spec.replicas"), "{message}");
     assert_eq!(replicas(&c1, "default", "api").await, Some(5), "no self-heal, no revert");
     // `bosun app diff` shows the drift as the agent saw it (the control plane never reads the cluster).
-    let diff: serde_json::Value =
-        serde_json::from_str(&cp.bosun_ok(&["app", "diff", "watched", "-o", "json"])).unwrap();
+    let out = cp.bosun(&["app", "diff", "watched", "-o", "json"]);
+    assert_eq!(out.code, 1, "exit code 1: something differs");
+    let diff: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(diff["modified"], true);
     assert_eq!(diff["objects"][0]["diff"], ".spec.replicas: 5 → 1\n", "{diff}");
 }
@@ -672,7 +718,7 @@ async fn per_object_sync_options() {
     assert_eq!(d.spec.selector.match_labels.unwrap()["app"], "forced-v2", "Force=true recreated it");
 
     // Deleting the Application deletes what it created, except Delete=false.
-    cp.bosun_ok(&["app", "delete", "shop"]);
+    cp.bosun_ok(&["app", "delete", "shop", "--yes"]);
     eventually("cascade delete", WAIT, || async { (!has_cm(&c1, "default", "replaced").await).then_some(()) }).await;
     assert!(has_cm(&c1, "default", "stay").await, "Delete=false");
     assert!(deployments.get_opt("forced").await.unwrap().is_none());

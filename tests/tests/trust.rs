@@ -216,6 +216,7 @@ async fn a_hostile_repository_keeps_the_control_plane_small() {
             p,
             "--cluster",
             "c1",
+            "--allow-unknown-cluster",
             "--auto-sync",
         ]);
     }
@@ -358,11 +359,12 @@ async fn a_recreated_application_is_synced_by_an_agent_that_was_away() {
     })
     .await;
     agent.kill();
-    cp.bosun_ok(&["app", "delete", "web"]);
+    cp.bosun_ok(&["app", "delete", "web", "--yes"]);
     repo.write("k8s/cm.yaml", &configmap("web", "2"));
     let rev2 = repo.commit("v2");
     cp.bosun_ok(&create);
-    cp.bosun_ok(&["app", "sync", "web"]);
+    // The agent is away: the request is recorded, not waited for.
+    cp.bosun_ok(&["app", "sync", "web", "--async"]);
     agent.restart();
     cp.wait_synced("web", &rev2).await;
     let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(c1.client().await, "default");
@@ -436,7 +438,18 @@ async fn refusals_carry_the_right_codes_and_never_crash_the_control_plane() {
     let root = tmp.path();
     let (repo, _) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"]);
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "web",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--allow-unknown-cluster",
+    ]);
     // Not found is exit code 3, for every kind of object.
     for args in [
         vec!["credential", "delete", "nobody"],
