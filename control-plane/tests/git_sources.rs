@@ -180,19 +180,25 @@ fn http_basic_auth_uses_the_credentials_given() {
     assert_eq!(cache.resolve(&url, "main").unwrap(), git(&work, &["rev-parse", "HEAD"]));
 }
 
+/// A repository at `work` whose one commit holds `k8s/a.yaml` (a ConfigMap) and whatever
+/// `more` adds to `k8s/`; the commit.
+fn one_commit(work: &std::path::Path, more: impl FnOnce(&std::path::Path)) -> String {
+    std::fs::create_dir_all(work.join("k8s")).unwrap();
+    git(work, &["init", "-q"]);
+    std::fs::write(work.join("k8s/a.yaml"), CM.replace("NAME", "a")).unwrap();
+    more(&work.join("k8s"));
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-qm", "one"]);
+    git(work, &["rev-parse", "HEAD"])
+}
+
 /// Content that tries to leave the repository: a symlinked manifest pointing outside the tree
 /// is refused with a clear error naming the file; a regular file beside it is not read then.
 #[test]
 fn symlinked_manifests_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
-    std::fs::create_dir_all(work.join("k8s")).unwrap();
-    git(&work, &["init", "-q"]);
-    std::fs::write(work.join("k8s/a.yaml"), CM.replace("NAME", "a")).unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", work.join("k8s/passwd.yaml")).unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-qm", "one"]);
-    let commit = git(&work, &["rev-parse", "HEAD"]);
+    let commit = one_commit(&work, |k8s| std::os::unix::fs::symlink("/etc/passwd", k8s.join("passwd.yaml")).unwrap());
     let url = format!("file://{}", work.display());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cache = GitCache::new(tmp.path().join("cache"));
@@ -253,11 +259,7 @@ fn hung_host() -> (u16, std::thread::JoinHandle<()>) {
 fn a_hung_host_fails_its_own_fetch_at_the_deadline_and_holds_up_no_other_repository() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
-    std::fs::create_dir_all(work.join("k8s")).unwrap();
-    git(&work, &["init", "-q"]);
-    std::fs::write(work.join("k8s/a.yaml"), CM.replace("NAME", "a")).unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-qm", "one"]);
+    one_commit(&work, |_| {});
     let good = format!("file://{}", work.display());
     let (port, _held) = hung_host();
     let hung = format!("git://127.0.0.1:{port}/repo");

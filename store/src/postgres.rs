@@ -255,6 +255,11 @@ fn publish(last: &tokio::sync::watch::Sender<Revision>, revision: Revision) {
     });
 }
 
+/// A read-only transaction that sees one snapshot (every read in it at the same revision).
+async fn snapshot(client: &mut deadpool_postgres::Object) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await.map_err(pg)
+}
+
 fn to_i64(r: Revision) -> i64 {
     i64::try_from(r).unwrap_or(i64::MAX)
 }
@@ -269,13 +274,7 @@ impl Store for Postgres {
 
     async fn list(&self, prefix: &str) -> Result<Snapshot, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let revision: i64 = tx.query_one("SELECT revision FROM bosun_meta WHERE id = 1", &[]).await.map_err(pg)?.get(0);
         // Keys are printable ASCII and compared bytewise (COLLATE "C"): the prefix's range
         // ends before the prefix followed by the byte after '~'.
@@ -357,13 +356,7 @@ impl Store for Postgres {
 
     async fn changes(&self, after: Revision, max_commits: u64) -> Result<Vec<Change>, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let oldest: i64 = tx.query_one("SELECT compacted FROM bosun_meta WHERE id = 1", &[]).await.map_err(pg)?.get(0);
         if to_i64(after) < oldest {
             return Err(StoreError::Compacted { requested: after, oldest: oldest as Revision });
