@@ -513,13 +513,13 @@ pub fn app_json(a: &pb::Application) -> Value {
             "revision": st.revision,
             "bundleDigest": st.bundle_digest,
             "error": st.error,
-            "refreshedAt": st.refreshed_at,
+            "refreshedAt": rfc3339(st.refreshed_at),
             "syncRequest": st.sync_request,
             "rolledBackTo": st.rolled_back_to,
             "rollbackRevision": st.rollback_revision,
             "clusters": st.clusters.iter().map(|c| json!({
                 "cluster": c.cluster, "connected": c.connected, "sync": sync_name(c.sync_status), "health": health_name(c.health),
-                "revision": c.revision, "bundleDigest": c.bundle_digest, "message": c.message, "syncedAt": c.synced_at,
+                "revision": c.revision, "bundleDigest": c.bundle_digest, "message": c.message, "syncedAt": rfc3339(c.synced_at),
                 "observedSyncRequest": c.observed_sync_request,
                 "resources": c.resources.iter().map(|r| json!({"group": r.group, "kind": r.kind, "namespace": r.namespace, "name": r.name,
                     "sync": sync_name(r.sync_status), "health": health_name(r.health), "message": r.message})).collect::<Vec<_>>(),
@@ -529,8 +529,8 @@ pub fn app_json(a: &pb::Application) -> Value {
 }
 
 pub fn cluster_json(c: &pb::Cluster) -> Value {
-    json!({"name": c.name, "joined": c.joined, "connected": c.connected, "lastSeen": c.last_seen, "agentVersion": c.agent_version,
-           "certificateExpires": c.certificate_expires, "revokedAt": c.revoked_at,
+    json!({"name": c.name, "joined": c.joined, "connected": c.connected, "lastSeen": rfc3339(c.last_seen), "agentVersion": c.agent_version,
+           "certificateExpires": rfc3339(c.certificate_expires), "revokedAt": rfc3339(c.revoked_at),
            "labels": c.labels.iter().collect::<std::collections::BTreeMap<_, _>>(), "facts": c.facts.iter().collect::<std::collections::BTreeMap<_, _>>()})
 }
 
@@ -667,7 +667,7 @@ fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
 fn print_history(out: Output, entries: &[pb::HistoryEntry]) -> anyhow::Result<()> {
     let json: Vec<Value> = entries
         .iter()
-        .map(|e| json!({"id": e.id, "cluster": e.cluster, "revision": e.revision, "bundleDigest": e.bundle_digest, "syncedAt": e.synced_at,
+        .map(|e| json!({"id": e.id, "cluster": e.cluster, "revision": e.revision, "bundleDigest": e.bundle_digest, "syncedAt": rfc3339(e.synced_at),
                         "sync": sync_name(e.sync_status), "health": health_name(e.health), "initiatedBy": e.initiated_by}))
         .collect();
     if out != Output::Table {
@@ -680,14 +680,14 @@ fn print_history(out: Output, entries: &[pb::HistoryEntry]) -> anyhow::Result<()
                 e.id.to_string(),
                 e.cluster.clone(),
                 short(&e.revision),
-                e.synced_at.to_string(),
+                age(e.synced_at),
                 sync_name(e.sync_status),
                 health_name(e.health),
                 e.initiated_by.clone(),
             ]
         })
         .collect();
-    table(&["ID", "CLUSTER", "REVISION", "SYNCED AT (UNIX)", "SYNC", "HEALTH", "INITIATED BY"], rows);
+    table(&["ID", "CLUSTER", "REVISION", "SYNCED", "SYNC", "HEALTH", "INITIATED BY"], rows);
     Ok(())
 }
 
@@ -798,14 +798,42 @@ fn print_clusters(out: Output, cs: &[pb::Cluster]) -> anyhow::Result<()> {
             vec![
                 c.name.clone(),
                 status.into(),
+                if c.connected { "now".into() } else { age(c.last_seen) },
                 c.facts.get("kubernetesVersion").cloned().unwrap_or_default(),
                 c.agent_version.clone(),
                 c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             ]
         })
         .collect();
-    table(&["NAME", "STATUS", "KUBERNETES", "AGENT", "LABELS"], rows);
+    table(&["NAME", "STATUS", "LAST SEEN", "KUBERNETES", "AGENT", "LABELS"], rows);
     Ok(())
+}
+
+/// A Unix time (seconds) as RFC 3339, as kubectl prints timestamps; `null` for 0 (never).
+fn rfc3339(secs: i64) -> Value {
+    if secs <= 0 {
+        return Value::Null;
+    }
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs as u64);
+    Value::String(humantime::format_rfc3339_seconds(t).to_string())
+}
+
+/// A Unix time as kubectl's AGE column shows it: `45s`, `12m`, `3h`, `9d` ago, or `in 5m` for
+/// a time to come; `-` for 0 (never).
+fn age(secs: i64) -> String {
+    if secs <= 0 {
+        return "-".into();
+    }
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (delta, future) = if secs > now { (secs - now, true) } else { (now - secs, false) };
+    let text = match delta {
+        d if d < 120 => format!("{d}s"),
+        d if d < 7200 => format!("{}m", d / 60),
+        d if d < 172_800 => format!("{}h", d / 3600),
+        d => format!("{}d", d / 86_400),
+    };
+    if future { format!("in {text}") } else { text }
 }
 
 /// Reads one object from a YAML or JSON file.
@@ -1044,7 +1072,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                             r.token
                         );
                     } else {
-                        print_value(out, &json!({"cluster": r.cluster, "token": r.token, "expiresAt": r.expires_at}))?;
+                        print_value(
+                            out,
+                            &json!({"cluster": r.cluster, "token": r.token, "expiresAt": rfc3339(r.expires_at)}),
+                        )?;
                     }
                 }
                 ClusterCmd::List => print_clusters(
@@ -1159,13 +1190,13 @@ async fn credential(c: &mut Admin, out: Output, cmd: CredentialCmd) -> Result<()
             let rows: Vec<Value> = list
                 .credentials
                 .iter()
-                .map(|x| json!({"name": x.name, "role": x.role, "kind": x.kind, "createdAt": x.created_at, "expiresAt": x.expires_at}))
+                .map(|x| json!({"name": x.name, "role": x.role, "kind": x.kind, "createdAt": rfc3339(x.created_at), "expiresAt": rfc3339(x.expires_at)}))
                 .collect();
             match out {
                 Output::Table => {
                     println!("{:<24} {:<10} {:<12} EXPIRES", "NAME", "ROLE", "KIND");
                     for x in &list.credentials {
-                        let exp = if x.expires_at == 0 { "never".to_string() } else { x.expires_at.to_string() };
+                        let exp = if x.expires_at == 0 { "never".to_string() } else { age(x.expires_at) };
                         println!("{:<24} {:<10} {:<12} {exp}", x.name, x.role, x.kind);
                     }
                 }

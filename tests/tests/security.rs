@@ -17,6 +17,13 @@ fn unix_now() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
+/// An RFC 3339 time the CLI printed, as Unix seconds.
+fn unix(v: &Value) -> i64 {
+    let text = v.as_str().unwrap_or_else(|| panic!("an RFC 3339 time, not {v}"));
+    let t = humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
 fn read(p: &std::path::Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -113,7 +120,7 @@ async fn agent_api_refuses_foreign_expired_and_revoked_certificates_and_stale_to
     let v: Value = serde_json::from_str(&cp.bosun_ok(&["cluster", "add", "c3", "--ttl", "1s", "-o", "json"])).unwrap();
     let token = v["token"].as_str().unwrap().to_string();
     cp.plant(&token);
-    let expires = v["expiresAt"].as_i64().unwrap();
+    let expires = unix(&v["expiresAt"]);
     eventually("the join token's expiry passes", WAIT, || async { (unix_now() > expires).then_some(()) }).await;
     let err = cp.join_with(&token).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
@@ -138,7 +145,7 @@ async fn agent_api_refuses_foreign_expired_and_revoked_certificates_and_stale_to
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("revoked"), "{}", err.message());
     let c2_json: Value = serde_json::from_str(&cp.bosun_ok(&["cluster", "get", "c2", "-o", "json"])).unwrap();
-    assert!(c2_json["revokedAt"].as_i64().unwrap() > 0, "{c2_json}");
+    assert!(unix(&c2_json["revokedAt"]) > 0, "{c2_json}");
     eventually("the revoked agent reports the refusal", WAIT, || async { a2.logs().contains("revoked").then_some(()) })
         .await;
     // c1 is unaffected.
@@ -489,7 +496,7 @@ async fn certificates_rotate_during_a_sync_without_interrupting_it() {
     let rev2 = repo.commit("v2 with a long migration");
     let cluster_expiry = || -> i64 {
         let v: Value = serde_json::from_str(&cp.bosun_ok(&["cluster", "get", "c1", "-o", "json"])).unwrap();
-        v["certificateExpires"].as_i64().unwrap()
+        unix(&v["certificateExpires"])
     };
     let first = cluster_expiry();
     let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(c1.client().await, "default");
