@@ -169,6 +169,16 @@ fn args_of(c: &Value) -> Vec<String> {
 }
 
 /// Replaces `--flag=value` by `--flag=new`.
+/// A process killed when the test ends, even when it fails (a leftover would hold its ports).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn set_arg(args: &mut [String], flag: &str, value: &str) {
     let prefix = format!("{flag}=");
     let i = args.iter().position(|a| a.starts_with(&prefix)).unwrap_or_else(|| panic!("{flag} not in {args:?}"));
@@ -196,12 +206,14 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     set_arg(&mut args, "--secret-key-file", key.to_str().unwrap());
     assert!(args.iter().any(|a| a == "--server-name=bosun-hub-control-plane"), "spokes dial the hub by node name");
     let log = std::fs::File::create(root.join("cp.log")).unwrap();
-    let mut cp = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
-        .args(&args)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let cp = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
+            .args(&args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let http = ports[3];
     // The readiness probe as the kubelet runs it: grpc.health.v1.Health/Check, plaintext, on
     // the probe's port.
@@ -277,15 +289,20 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     set_arg(&mut agent_args, "--join-token-file", token_file.to_str().unwrap());
     set_arg(&mut agent_args, "--state-dir", root.join("agent-state").to_str().unwrap());
+    // The health port the probes use, on a free port of this machine.
+    let agent_probe = common::free_port();
+    set_arg(&mut agent_args, "--http-addr", &format!("127.0.0.1:{agent_probe}"));
     agent_args.push(format!("--kubeconfig={}", spoke.kubeconfig.display()));
     let alog = std::fs::File::create(root.join("agent.log")).unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
-        .args(&agent_args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(alog.try_clone().unwrap())
-        .stderr(alog)
-        .spawn()
-        .unwrap();
+    let agent = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
+            .args(&agent_args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(alog.try_clone().unwrap())
+            .stderr(alog)
+            .spawn()
+            .unwrap(),
+    );
     let joined = eventually("the agent joined and connected", WAIT, || async {
         let out = Command::new(env!("CARGO_BIN_EXE_e2e-bosun"))
             .arg("--data-dir")
@@ -294,10 +311,20 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
             .output()
             .ok()?;
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (v["joined"] == true && v["connected"] == true).then_some(v)
+        // The facts arrive with the connection, stored just after it counts as connected.
+        (v["joined"] == true && v["connected"] == true && v["facts"]["kubernetesVersion"].is_string()).then_some(v)
     })
     .await;
-    assert!(joined["facts"]["kubernetesVersion"].is_string(), "{joined}");
+    assert!(joined["facts"]["nodes"].is_string(), "{joined}");
+    // The rendered probes answer where they point.
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let path = ac[probe]["httpGet"]["path"].as_str().unwrap_or_else(|| panic!("{probe} in {ac}"));
+        let (code, body) = eventually(&format!("{probe} {path}"), WAIT, || async {
+            Some(common::http("GET", agent_probe, path, &[], b"")).filter(|(c, _)| *c == 200)
+        })
+        .await;
+        assert_eq!(code, 200, "{body}");
+    }
 
     // Something to report on, so every metric has samples: an Application synced through the
     // installed agent, and a webhook call (refused: no secret configured in this install).
@@ -349,9 +376,8 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
         }
     }
     assert!(asked >= 8, "the dashboard has panels");
-    let _ = agent.kill();
-    let _ = cp.kill();
-    let _ = (agent.wait(), cp.wait());
+    drop(agent);
+    drop(cp);
     let logs = std::fs::read_to_string(root.join("cp.log")).unwrap()
         + &std::fs::read_to_string(root.join("agent.log")).unwrap();
     assert_no_secrets(&logs, &[token, "ab".repeat(32)], "the install's logs");
