@@ -1,11 +1,14 @@
 //! Prometheus metrics of the control plane, served as text on `GET /metrics` of the HTTP
-//! listener. Counters are bumped where things happen; gauges describing the model (clusters,
-//! Applications by status) are computed from it at scrape time, so they can never drift.
+//! listener. Counters are bumped where things happen (and exported at zero for every outcome
+//! they can take, so rates and alerts work before the first event); gauges describing the
+//! model (clusters, Applications by status, `app_info`, per-cluster connection) are computed
+//! from it at scrape time, so they can never drift.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +33,37 @@ pub struct ClusterState {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertKind {
+    /// `join`, `renewal` or `admin`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    pub cluster: String,
+}
+
+/// One Application, as Argo CD's `argocd_app_info` describes one.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppInfo {
+    pub name: String,
+    /// Without credentials.
+    pub repo: String,
+    pub path: String,
+    pub target_revision: String,
+    /// A cluster name or `selector:<selector>`.
+    pub destination: String,
+    pub sync: String,
+    pub health: String,
+    pub autosync: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
 /// Every metric the control plane exports.
 pub struct Metrics {
     registry: Registry,
@@ -38,9 +72,19 @@ pub struct Metrics {
     pub git_fetches: Family<Outcome, Counter>,
     pub webhooks: Family<Outcome, Counter>,
     pub admin_writes: Family<Call, Counter>,
-    pub certificates_issued: Family<Outcome, Counter>,
+    pub certificates_issued: Family<CertKind, Counter>,
     pub applications: Family<AppState, Gauge>,
     pub clusters: Family<ClusterState, Gauge>,
+    pub cluster_connected: Family<ClusterLabel, Gauge>,
+    pub app_info: Family<AppInfo, Gauge>,
+    pub render_duration: Histogram,
+    pub git_fetch_duration: Histogram,
+    pub report_duration: Histogram,
+}
+
+/// Buckets from 1 ms to about 16 s (renders and fetches are slower than reports).
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.0, 15)
 }
 
 impl Default for Metrics {
@@ -56,7 +100,25 @@ impl Default for Metrics {
             certificates_issued: Family::default(),
             applications: Family::default(),
             clusters: Family::default(),
+            cluster_connected: Family::default(),
+            app_info: Family::default(),
+            render_duration: Histogram::new(seconds_buckets()),
+            git_fetch_duration: Histogram::new(seconds_buckets()),
+            report_duration: Histogram::new(seconds_buckets()),
         };
+        // Every outcome a counter can take, at zero until it happens.
+        for o in ["ok", "error", "cached", "cached_error"] {
+            let _ = m.renders.get_or_create(&Self::outcome(o));
+        }
+        for o in ["ok", "error"] {
+            let _ = m.git_fetches.get_or_create(&Self::outcome(o));
+        }
+        for o in ["unauthorized", "bad_request", "ignored", "refreshing"] {
+            let _ = m.webhooks.get_or_create(&Self::outcome(o));
+        }
+        for k in ["join", "renewal", "admin"] {
+            let _ = m.certificates_issued.get_or_create(&CertKind { kind: k.into() });
+        }
         registry.register("status_reports", "Status reports received from agents", m.status_reports.clone());
         registry.register("renders", "Bundle renders by outcome (ok, error, cached)", m.renders.clone());
         registry.register("git_fetches", "Git fetches by outcome", m.git_fetches.clone());
@@ -73,6 +135,34 @@ impl Default for Metrics {
             m.applications.clone(),
         );
         registry.register("clusters", "Clusters by state (registered, joined, connected, revoked)", m.clusters.clone());
+        registry.register("cluster_connected", "1 while the cluster's agent is connected", m.cluster_connected.clone());
+        registry.register(
+            "app_info",
+            "One series per Application with its source, destination and status",
+            m.app_info.clone(),
+        );
+        let seconds = prometheus_client::registry::Unit::Seconds;
+        registry.register_with_unit(
+            "render_duration",
+            "Renders of a path at a commit",
+            seconds.clone(),
+            m.render_duration.clone(),
+        );
+        registry.register_with_unit(
+            "git_fetch_duration",
+            "Git fetches of a repository",
+            seconds.clone(),
+            m.git_fetch_duration.clone(),
+        );
+        registry.register_with_unit(
+            "report_duration",
+            "Handling of one status report from an agent",
+            seconds,
+            m.report_duration.clone(),
+        );
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
+        registry.register("build_info", "The control plane's version", build);
         Self { registry, ..m }
     }
 }
@@ -80,6 +170,11 @@ impl Default for Metrics {
 impl Metrics {
     pub fn outcome(label: &str) -> Outcome {
         Outcome { outcome: label.into() }
+    }
+
+    /// Counts a certificate issued (`join`, `renewal`, `admin`).
+    pub fn certificate(&self, kind: &str) {
+        self.certificates_issued.get_or_create(&CertKind { kind: kind.into() }).inc();
     }
 
     /// The text exposition format.

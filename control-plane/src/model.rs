@@ -672,7 +672,7 @@ impl ControlPlane {
             Some(csr) => {
                 let validity = ttl.unwrap_or(self.settings.admin_cert_validity);
                 let issued = self.pki.sign_csr(csr, &Subject::User(name.into()), validity)?;
-                self.metrics.certificates_issued.get_or_create(&crate::metrics::Metrics::outcome("admin")).inc();
+                self.metrics.certificate("admin");
                 let cred = Credential {
                     name: name.into(),
                     role,
@@ -916,7 +916,9 @@ impl ControlPlane {
     ) -> Result<Rendered> {
         let url = &spec.source.repo_url;
         if fetch {
+            let started = std::time::Instant::now();
             let fetched = self.repo_credentials(url).and_then(|c| self.git.fetch(url, c.as_ref()));
+            self.metrics.git_fetch_duration.observe(started.elapsed().as_secs_f64());
             let outcome = if fetched.is_ok() { "ok" } else { "error" };
             self.metrics.git_fetches.get_or_create(&crate::metrics::Metrics::outcome(outcome)).inc();
             fetched?;
@@ -1058,7 +1060,7 @@ impl ControlPlane {
                 self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("cached_error")).inc();
                 return Err(Error::Source(message));
             }
-            None => match self.render_uncached(&key, commit) {
+            None => match self.render_timed(&key, commit) {
                 Ok(r) => {
                     self.metrics.renders.get_or_create(&crate::metrics::Metrics::outcome("ok")).inc();
                     self.renders.lock().insert_ok(key.clone(), r.clone());
@@ -1075,6 +1077,14 @@ impl ControlPlane {
             return Err(empty_err());
         }
         Ok((rendered.digest, rendered.children, rendered.warnings))
+    }
+
+    /// [`Self::render_uncached`], its duration observed.
+    fn render_timed(&self, key: &RenderKey, commit: &str) -> Result<RenderedPath> {
+        let started = std::time::Instant::now();
+        let r = self.render_uncached(key, commit);
+        self.metrics.render_duration.observe(started.elapsed().as_secs_f64());
+        r
     }
 
     fn render_uncached(&self, key: &RenderKey, commit: &str) -> Result<RenderedPath> {
@@ -1126,10 +1136,12 @@ impl ControlPlane {
                 let git = self.git.clone();
                 let u = url.clone();
                 let creds = self.repo_credentials(&url);
+                let started = std::time::Instant::now();
                 let r = tokio::task::spawn_blocking(move || git.fetch(&u, creds?.as_ref()))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()));
+                self.metrics.git_fetch_duration.observe(started.elapsed().as_secs_f64());
                 let outcome = if r.is_ok() { "ok" } else { "error" };
                 self.metrics.git_fetches.get_or_create(&crate::metrics::Metrics::outcome(outcome)).inc();
                 if let Err(e) = &r {
@@ -1246,7 +1258,7 @@ impl ControlPlane {
 
     /// Sets the gauges that describe the model, for a scrape.
     pub fn refresh_gauges(&self) {
-        use crate::metrics::{AppState, ClusterState};
+        use crate::metrics::{AppInfo, AppState, ClusterLabel, ClusterState};
         let st = self.state.read();
         let m = &self.metrics;
         m.applications.clear();
@@ -1256,6 +1268,7 @@ impl ControlPlane {
                 .inc();
         }
         m.clusters.clear();
+        m.cluster_connected.clear();
         for c in st.clusters.values() {
             let connected = st.connections.get(&c.name).copied().unwrap_or(0) > 0;
             let state = match (c.joined, connected, c.revoked_at > 0) {
@@ -1265,6 +1278,24 @@ impl ControlPlane {
                 (false, _, false) => "registered",
             };
             m.clusters.get_or_create(&ClusterState { state: state.into() }).inc();
+            m.cluster_connected.get_or_create(&ClusterLabel { cluster: c.name.clone() }).set(i64::from(connected));
+        }
+        m.app_info.clear();
+        let f = fleet(&st);
+        for a in st.apps.values() {
+            let v = view(&st, &f, a);
+            let d = &a.spec.destination;
+            let info = AppInfo {
+                name: a.name.clone(),
+                repo: redact_url(&a.spec.source.repo_url),
+                path: a.spec.source.path.clone(),
+                target_revision: a.spec.source.target_revision.clone(),
+                destination: if d.cluster.is_empty() { format!("selector:{}", d.selector) } else { d.cluster.clone() },
+                sync: v.sync_status.to_string(),
+                health: v.health.to_string(),
+                autosync: a.spec.sync_policy.automated.to_string(),
+            };
+            m.app_info.get_or_create(&info).set(1);
         }
     }
 
@@ -1456,7 +1487,7 @@ impl ControlPlane {
             return Err(Error::BadJoinToken);
         }
         let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(rec.cluster.clone()), self.settings.cert_validity)?;
-        self.metrics.certificates_issued.get_or_create(&crate::metrics::Metrics::outcome("join")).inc();
+        self.metrics.certificate("join");
         self.update_cluster(&rec.cluster, |c| {
             c.joined = true;
             c.agent_version = agent_version.into();
@@ -1473,7 +1504,7 @@ impl ControlPlane {
     /// with either keep working during the handover.
     pub fn renew(&self, cluster: &str, csr_pem: &str) -> Result<Issued> {
         let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(cluster.into()), self.settings.cert_validity)?;
-        self.metrics.certificates_issued.get_or_create(&crate::metrics::Metrics::outcome("renewal")).inc();
+        self.metrics.certificate("renewal");
         self.update_cluster(cluster, |c| {
             record_certificate(c, &issued);
             true
@@ -1657,6 +1688,13 @@ impl ControlPlane {
 
     /// Records an agent's report for one of its own Applications.
     pub fn report(&self, cluster: &str, status: ClusterAppStatus) -> Result<()> {
+        let started = std::time::Instant::now();
+        let r = self.record_report(cluster, status);
+        self.metrics.report_duration.observe(started.elapsed().as_secs_f64());
+        r
+    }
+
+    fn record_report(&self, cluster: &str, status: ClusterAppStatus) -> Result<()> {
         self.metrics.status_reports.inc();
         let assigned = {
             let st = self.state.read();

@@ -459,9 +459,20 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
         "bosun_webhook_requests_total{outcome=\"refreshing\"} 2",
         "bosun_clusters{state=\"connected\"} 1",
         "bosun_applications{sync=\"Synced\",health=\"Healthy\"} 2",
+        "bosun_cluster_connected{cluster=\"c1\"} 1",
+        "bosun_certificates_issued_total{kind=\"join\"} 1",
+        // Outcomes that never happened are exported at zero.
+        "bosun_renders_total{outcome=\"cached_error\"} 0",
+        "bosun_render_duration_seconds_count",
+        "bosun_git_fetch_duration_seconds_count",
+        "bosun_report_duration_seconds_count",
+        "bosun_build_info{version=",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+    let info = metrics.lines().filter(|l| l.starts_with("bosun_app_info{")).collect::<Vec<_>>();
+    assert_eq!(info.len(), 2, "one app_info series per Application: {info:?}");
+    assert!(info.iter().all(|l| l.contains("sync=\"Synced\"") && l.ends_with(" 1")), "{info:?}");
     assert!(!metrics.contains(HOOK_SECRET) && !metrics.contains(PASSWORD));
 
     let agent_logs = agent.logs();
