@@ -71,19 +71,28 @@ pub struct Config {
     /// an Application stay in order).
     #[arg(long, env = "BOSUN_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
-    /// Log format: text or json.
+    /// Log format: text or json (one flat object per line: time, level, message and fields).
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// What to log: a level (`debug`) or directives (`info,bosun_agent=debug`); default:
+    /// `RUST_LOG`, else `info`.
+    #[arg(long, env = "BOSUN_LOG_LEVEL")]
+    pub log_level: Option<String>,
     /// Where to serve /healthz, /readyz and /metrics (plain HTTP, read-only), e.g.
     /// `0.0.0.0:8080` in a Pod; not served unless set.
     #[arg(long, env = "BOSUN_AGENT_HTTP_ADDR")]
     pub http_addr: Option<std::net::SocketAddr>,
 }
 
-pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+/// Text for people, or JSON for collectors (one flat object per line); `level` (the
+/// `--log-level` directives) over `RUST_LOG` over `info`.
+pub fn init_logging(format: &str, level: Option<&str>) {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    };
     if format == "json" {
-        let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
+        let _ = tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).try_init();
     } else {
         let _ = tracing_subscriber::fmt()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))

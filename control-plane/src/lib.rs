@@ -114,9 +114,13 @@ pub struct Config {
     /// How many renders run at once.
     #[arg(long, default_value_t = 2)]
     pub render_concurrency: usize,
-    /// Log format: text or json.
+    /// Log format: text or json (one flat object per line: time, level, message and fields).
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// What to log: a level (`debug`) or directives (`info,bosun_agent=debug`); default:
+    /// `RUST_LOG`, else `info`.
+    #[arg(long, env = "BOSUN_LOG_LEVEL")]
+    pub log_level: Option<String>,
 }
 
 /// Tasks of the control plane binary besides serving.
@@ -318,15 +322,24 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub fn init_logging(format: &str) {
-    init_logging_with_default(format, "info");
+pub fn init_logging(format: &str, level: Option<&str>) {
+    match level {
+        Some(l) => init_logging_with(format, tracing_subscriber::EnvFilter::new(l)),
+        None => init_logging_with_default(format, "info"),
+    }
 }
 
 /// Logging with `RUST_LOG` when set, else `default_filter`.
 pub fn init_logging_with_default(format: &str, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
+    init_logging_with(format, filter);
+}
+
+/// Text for people, or JSON for collectors: one flat object per line (the event's fields
+/// beside `timestamp`, `level`, `message` and the current span's fields).
+pub fn init_logging_with(format: &str, filter: tracing_subscriber::EnvFilter) {
     if format == "json" {
-        let _ = tracing_subscriber::fmt().json().with_env_filter(filter).try_init();
+        let _ = tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).try_init();
     } else {
         let _ = tracing_subscriber::fmt()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -393,6 +406,7 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
         render_memory_mib: 2048,
         render_concurrency: 2,
         log_format: "text".into(),
+        log_level: None,
     };
     let endpoints_file = data_dir.join("endpoints.json");
     let _ = std::fs::remove_file(&endpoints_file);

@@ -298,6 +298,7 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
         Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
             .args(&agent_args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("BOSUN_LOG_LEVEL", "info,bosun_agent=debug")
             .stdout(alog.try_clone().unwrap())
             .stderr(alog)
             .spawn()
@@ -378,8 +379,18 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     assert!(asked >= 8, "the dashboard has panels");
     drop(agent);
     drop(cp);
-    let logs = std::fs::read_to_string(root.join("cp.log")).unwrap()
-        + &std::fs::read_to_string(root.join("agent.log")).unwrap();
+    // `--log-format=json` (as rendered): one flat object per line, message and fields side by
+    // side; `--log-level` (here from its environment variable) lets the agent's debug lines out.
+    for file in ["cp.log", "agent.log"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}: not JSON ({e}): {line}"));
+            assert!(v["message"].is_string() && v["level"].is_string() && v.get("fields").is_none(), "{file}: {line}");
+        }
+    }
+    let agent_log = std::fs::read_to_string(root.join("agent.log")).unwrap();
+    assert!(agent_log.contains("\"level\":\"DEBUG\""), "debug lines with --log-level");
+    let logs = std::fs::read_to_string(root.join("cp.log")).unwrap() + &agent_log;
     assert_no_secrets(&logs, &[token, "ab".repeat(32)], "the install's logs");
 }
 
