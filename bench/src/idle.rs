@@ -199,7 +199,7 @@ fn resync_passes(log: &str, since: std::time::SystemTime) -> Vec<Duration> {
     for line in log.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         let Some(at) = v["timestamp"].as_str().and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else { continue };
-        match v["fields"]["message"].as_str() {
+        match v["message"].as_str() {
             Some(m) if m.starts_with("resync") && at >= since => ticks.push((at, None)),
             Some("reconciled") => {
                 if let Some((_, last)) = ticks.last_mut() {
