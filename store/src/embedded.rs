@@ -173,11 +173,7 @@ impl Store for Embedded {
                 Ok(revision)
             })
             .await?;
-        self.last.send_if_modified(|last| {
-            let newer = revision > *last;
-            *last = (*last).max(revision);
-            newer
-        });
+        crate::feed::publish(&self.last, revision);
         Ok(revision)
     }
 

@@ -10,6 +10,16 @@ use futures::Stream;
 
 use crate::{Change, Revision, Store, StoreError};
 
+/// Records that commits up to `revision` exist (readers waiting on `last` wake); never moves
+/// backwards, whatever order commits and notifications arrive in.
+pub(crate) fn publish(last: &tokio::sync::watch::Sender<Revision>, revision: Revision) {
+    last.send_if_modified(|l| {
+        let newer = revision > *l;
+        *l = (*l).max(revision);
+        newer
+    });
+}
+
 /// Commits read per page.
 const PAGE: u64 = 256;
 /// How long a reader waits for a wake-up before it looks anyway.

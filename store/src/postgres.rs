@@ -23,6 +23,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 use tracing::{debug, warn};
 
 use crate::embedded::holds;
+use crate::feed::publish;
 use crate::{Change, Record, Revision, Snapshot, Store, StoreError, Txn, Write};
 
 /// Schema migrations, applied in order; each runs once per database.
@@ -245,14 +246,6 @@ where
         }
     }
     pump.await.map_err(|e| StoreError::Unavailable(e.to_string()))?
-}
-
-fn publish(last: &tokio::sync::watch::Sender<Revision>, revision: Revision) {
-    last.send_if_modified(|l| {
-        let newer = revision > *l;
-        *l = (*l).max(revision);
-        newer
-    });
 }
 
 /// A read-only transaction that sees one snapshot (every read in it at the same revision).

@@ -169,16 +169,6 @@ fn args_of(c: &Value) -> Vec<String> {
 }
 
 /// Replaces `--flag=value` by `--flag=new`.
-/// A process killed when the test ends, even when it fails (a leftover would hold its ports).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn set_arg(args: &mut [String], flag: &str, value: &str) {
     let prefix = format!("{flag}=");
     let i = args.iter().position(|a| a.starts_with(&prefix)).unwrap_or_else(|| panic!("{flag} not in {args:?}"));
@@ -206,7 +196,7 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     set_arg(&mut args, "--secret-key-file", key.to_str().unwrap());
     assert!(args.iter().any(|a| a == "--server-name=bosun-hub-control-plane"), "spokes dial the hub by node name");
     let log = std::fs::File::create(root.join("cp.log")).unwrap();
-    let cp = KillOnDrop(
+    let cp = Killed(
         Command::new(env!("CARGO_BIN_EXE_e2e-control-plane"))
             .args(&args)
             .stdout(log.try_clone().unwrap())
@@ -294,7 +284,7 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     set_arg(&mut agent_args, "--http-addr", &format!("127.0.0.1:{agent_probe}"));
     agent_args.push(format!("--kubeconfig={}", spoke.kubeconfig.display()));
     let alog = std::fs::File::create(root.join("agent.log")).unwrap();
-    let agent = KillOnDrop(
+    let agent = Killed(
         Command::new(env!("CARGO_BIN_EXE_e2e-agent"))
             .args(&agent_args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -479,15 +479,6 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     assert_no_secrets(&agent_logs, &[PASSWORD.into(), HOOK_SECRET.into(), SECRET_VALUE.into()], "the agent's log");
 }
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A PreSync hook Job that runs for longer than several certificate lifetimes: the agent
 /// renews (and reconnects) while the sync runs, and the sync completes as if nothing happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,17 @@ where
     }
 }
 
+/// A process killed (and reaped) when dropped, even when the test fails: a leftover would
+/// hold its ports.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Sends a signal to a running child process — or, when it runs a program as PID 1 of a new
 /// PID namespace (`unshare --pid --fork`), to that program.
 fn signal(child: &Option<Child>, sig: i32, pid1: bool) {
