@@ -210,6 +210,10 @@ pub struct AppSpecArgs {
     /// Applications that must be Synced and Healthy on a cluster first (repeatable or comma-separated).
     #[arg(long = "depends-on", value_delimiter = ',')]
     pub depends_on: Vec<String>,
+    /// Completed syncs kept per cluster for `app history` and `app rollback` (Argo CD's
+    /// revisionHistoryLimit; default 10).
+    #[arg(long)]
+    pub revision_history_limit: Option<u32>,
     /// Roll a new revision out in steps: a count of clusters (2) or a percentage (25%).
     #[arg(long)]
     pub rollout_step: Option<String>,
@@ -499,6 +503,7 @@ pub fn app_json(a: &pb::Application) -> Value {
             "source": {"repoURL": src.repo_url, "targetRevision": src.target_revision, "path": src.path, "recurse": src.recurse},
             "destination": {"cluster": dst.cluster, "selector": dst.selector, "namespace": dst.namespace},
             "dependsOn": spec.depends_on,
+            "revisionHistoryLimit": spec.revision_history_limit.unwrap_or(10),
             "syncPolicy": {"automated": p.automated, "prune": p.prune, "selfHeal": p.self_heal, "createNamespace": p.create_namespace, "allowEmpty": p.allow_empty},
             "ignoreDifferences": spec.ignore_differences.iter().map(|d| json!({"group": d.group, "kind": d.kind, "name": d.name,
                 "jsonPointers": d.json_pointers, "managedFieldsManagers": d.managed_fields_managers, "jqPathExpressions": d.jq_path_expressions})).collect::<Vec<_>>(),
@@ -931,6 +936,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         }),
                         sync_policy: Some(policy.into()),
                         depends_on: a.depends_on,
+                        revision_history_limit: a.revision_history_limit,
                         rollout: a.rollout_step.clone().map(|step| pb::RolloutStrategy {
                             step,
                             max_unavailable: a.rollout_max_unavailable,

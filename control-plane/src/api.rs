@@ -42,6 +42,7 @@ fn spec_from_pb(s: Option<pb::ApplicationSpec>) -> Result<AppSpec, Error> {
             .map_err(|e: bosun_proto::convert::ConvertError| Error::InvalidRequest(e.to_string()))?,
         ignore_differences: s.ignore_differences.into_iter().map(Into::into).collect(),
         depends_on: s.depends_on,
+        revision_history_limit: s.revision_history_limit,
         rollout: match s.rollout {
             None => None,
             Some(r) => Some(bosun_core::rollout::Strategy {
@@ -119,7 +120,7 @@ fn cluster_to_pb(c: &ClusterView) -> pb::Cluster {
         name: c.record.name.clone(),
         joined: c.record.joined,
         connected: c.connected,
-        last_seen: c.record.last_seen,
+        last_seen: c.last_seen,
         facts: c.record.facts.clone().into_iter().collect(),
         agent_version: c.record.agent_version.clone(),
         certificate_expires: c.record.cert_expires,
@@ -164,8 +165,11 @@ pub struct JoinApi(pub Arc<ControlPlane>);
 impl pb::join_service_server::JoinService for JoinApi {
     async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
         let r = req.into_inner();
-        let (cluster, issued) =
-            self.0.join(&r.token, &r.csr_pem, &r.agent_version).inspect_err(|e| warn!(error = %e, "join refused"))?;
+        let (cluster, issued) = self
+            .0
+            .join(&r.token, &r.csr_pem, &r.agent_version)
+            .await
+            .inspect_err(|e| warn!(error = %e, "join refused"))?;
         Ok(Response::new(pb::JoinResponse {
             cluster,
             certificate_pem: issued.pem,
@@ -217,7 +221,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let r = req.into_inner();
         let facts: BTreeMap<String, String> = r.facts.into_iter().collect();
         let cp = self.0.clone();
-        cp.connected(&cluster, true, Some((facts, r.agent_version.clone())));
+        cp.connected(&cluster, true, Some((facts, r.agent_version.clone()))).await;
         info!(cluster = %cluster, known_generation = r.known_generation, "agent connected");
         let mut changes = cp.subscribe(&cluster);
         let mut stopping = cp.stopping();
@@ -272,7 +276,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 info!(cluster = %cluster, reason = %status.message(), "closing the agent's assignment stream");
                 let _ = tx.send(Err(status)).await;
             }
-            cp.connected(&cluster, false, None);
+            cp.connected(&cluster, false, None).await;
             info!(cluster = %cluster, "agent stream closed");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -284,6 +288,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let bytes = self
             .0
             .bundle_for(&cluster, &digest)
+            .await
             .inspect_err(|e| warn!(cluster = %cluster, error = %e, "bundle refused"))?;
         Ok(Response::new(pb::Bundle { digest, objects_json: bytes }))
     }
@@ -299,7 +304,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             let report = report?;
             // Re-checked per message: a revocation ends an open stream at its next report.
             self.0.authorize_agent(&req_peer)?;
-            self.0.report(&cluster, report_from_pb(report))?;
+            self.0.report(&cluster, report_from_pb(report)).await?;
         }
         Ok(Response::new(pb::ReportStatusResponse {}))
     }
@@ -312,6 +317,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let issued = self
             .0
             .renew(&cluster, &req.into_inner().csr_pem)
+            .await
             .inspect_err(|e| warn!(cluster = %cluster, error = %e, "certificate renewal refused"))?;
         Ok(Response::new(pb::RenewCertificateResponse {
             certificate_pem: issued.pem,
@@ -472,7 +478,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let r = req.into_inner();
         let result = async {
             let spec = spec_from_pb(r.spec)?;
-            self.0.create_app(&r.name, spec)?;
+            self.0.create_app(&r.name, spec).await?;
             // The first render happens now, so the answer already says whether the source works.
             let _ = self.0.refresh_app(&r.name, true).await;
             Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
@@ -505,7 +511,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let who = self.write(&req, "UpdateApplication", &req.get_ref().name)?;
         let r = req.into_inner();
         let result = async {
-            self.0.update_app(&r.name, spec_from_pb(r.spec)?)?;
+            self.0.update_app(&r.name, spec_from_pb(r.spec)?).await?;
             let _ = self.0.refresh_app(&r.name, true).await;
             Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
         }
@@ -521,7 +527,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let who = self.write(&req, "DeleteApplication", &req.get_ref().name)?;
         let name = req.into_inner().name;
         let result =
-            self.0.delete_app(&name).map(|_| Response::new(pb::DeleteApplicationResponse {})).map_err(Into::into);
+            self.0.delete_app(&name).await.map(|_| Response::new(pb::DeleteApplicationResponse {})).map_err(Into::into);
         audit(&self.0, &who, "DeleteApplication", &name, &outcome(&result));
         result
     }
@@ -549,7 +555,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let name = req.into_inner().name;
         let result = async {
             let _ = self.0.refresh_app(&name, true).await;
-            self.0.sync_app(&name)?;
+            self.0.sync_app(&name).await?;
             Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
         }
         .await;
@@ -590,6 +596,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let result = self
             .0
             .rollback_app(&r.name, r.id)
+            .await
             .and_then(|_| self.0.app(&r.name))
             .map(|a| Response::new(app_to_pb(&a)))
             .map_err(Into::into);
@@ -607,6 +614,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let result = self
             .0
             .rollout_action(&r.name, &r.action)
+            .await
             .and_then(|_| self.0.app(&r.name))
             .map(|a| Response::new(app_to_pb(&a)))
             .map_err(Into::into);
@@ -637,6 +645,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let result = self
             .0
             .create_join_token(&r.cluster, ttl, r.labels.into_iter().collect())
+            .await
             .map(|(token, expires_at)| {
                 Response::new(pb::CreateJoinTokenResponse { cluster: r.cluster.clone(), token, expires_at })
             })
@@ -652,7 +661,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let who = self.write(&req, "DeleteCluster", &req.get_ref().name)?;
         let name = req.into_inner().name;
         let result =
-            self.0.delete_cluster(&name).map(|_| Response::new(pb::DeleteClusterResponse {})).map_err(Into::into);
+            self.0.delete_cluster(&name).await.map(|_| Response::new(pb::DeleteClusterResponse {})).map_err(Into::into);
         audit(&self.0, &who, "DeleteCluster", &name, &outcome(&result));
         result
     }
@@ -663,6 +672,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let result = self
             .0
             .revoke_cluster(&name)
+            .await
             .and_then(|_| self.0.cluster(&name))
             .map(|c| Response::new(cluster_to_pb(&c)))
             .map_err(Into::into);
@@ -679,6 +689,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let result = self
             .0
             .set_cluster_labels(&r.name, r.set.into_iter().collect(), &r.remove)
+            .await
             .and_then(|_| self.0.cluster(&r.name))
             .map(|c| Response::new(cluster_to_pb(&c)))
             .map_err(Into::into);
@@ -692,12 +703,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<pb::CreateCredentialResponse>, Status> {
         let who = self.write(&req, "CreateCredential", &req.get_ref().name)?;
         let r = req.into_inner();
-        let result = (|| {
+        let result = async {
             let role = Role::parse(&r.role)
                 .ok_or_else(|| Status::invalid_argument(format!("role {:?} is not one of admin, readonly", r.role)))?;
             let csr = (!r.csr_pem.trim().is_empty()).then_some(r.csr_pem.as_str());
             let ttl = (r.ttl_seconds > 0).then(|| Duration::from_secs(r.ttl_seconds as u64));
-            let (cred, secret) = self.0.create_credential(&r.name, role, csr, ttl)?;
+            let (cred, secret) = self.0.create_credential(&r.name, role, csr, ttl).await?;
             let mut resp =
                 pb::CreateCredentialResponse { credential: Some(credential_to_pb(&cred)), ..Default::default() };
             match secret {
@@ -708,7 +719,8 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 }
             }
             Ok(Response::new(resp))
-        })();
+        }
+        .await;
         audit(&self.0, &who, "CreateCredential", &format!("{} role={}", r.name, r.role), &outcome(&result));
         result
     }
@@ -730,8 +742,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<pb::DeleteCredentialResponse>, Status> {
         let who = self.write(&req, "DeleteCredential", &req.get_ref().name)?;
         let name = req.into_inner().name;
-        let result =
-            self.0.delete_credential(&name).map(|_| Response::new(pb::DeleteCredentialResponse {})).map_err(Into::into);
+        let result = self
+            .0
+            .delete_credential(&name)
+            .await
+            .map(|_| Response::new(pb::DeleteCredentialResponse {}))
+            .map_err(Into::into);
         audit(&self.0, &who, "DeleteCredential", &name, &outcome(&result));
         result
     }
@@ -745,11 +761,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let without = req.get_ref().without_secrets;
         let object = if without { "without secrets" } else { "with secrets" };
         let who = self.write(&req, "CreateBackup", object)?;
-        let cp = self.0.clone();
-        let result = tokio::task::spawn_blocking(move || cp.backup(without))
-            .await
-            .map_err(|e| Status::internal(format!("backup task: {e}")))
-            .and_then(|r| r.map_err(Status::from));
+        let result = self.0.backup(without).await.map_err(Status::from);
         audit(&self.0, &who, "CreateBackup", object, &outcome(&result));
         let bytes = result?;
         let chunks: Vec<Result<pb::BackupChunk, Status>> =
@@ -782,6 +794,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 &Secret::new(r.ssh_private_key),
                 &r.known_hosts,
             )
+            .await
             .map(|rec| Response::new(repo_to_pb(&rec)))
             .map_err(Into::into);
         audit(&self.0, &who, "AddRepository", &object, &outcome(&result));
@@ -805,8 +818,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let object = crate::git::redact_url(&req.get_ref().url);
         let who = self.write(&req, "DeleteRepository", &object)?;
         let url = req.into_inner().url;
-        let result =
-            self.0.delete_repository(&url).map(|_| Response::new(pb::DeleteRepositoryResponse {})).map_err(Into::into);
+        let result = self
+            .0
+            .delete_repository(&url)
+            .await
+            .map(|_| Response::new(pb::DeleteRepositoryResponse {}))
+            .map_err(Into::into);
         audit(&self.0, &who, "DeleteRepository", &object, &outcome(&result));
         result
     }

@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 /// The marker file.
 pub const MARKER_FILE: &str = "bosun-data.json";
 /// The embedded store's file.
-pub const STORE_FILE: &str = "bosun.redb";
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const STORE_FILE: &str = "bosun-store.redb";
+/// The store file of schema 1 (one table per kind), converted at start (see [`crate::legacy`]).
+pub const LEGACY_STORE_FILE: &str = "bosun.redb";
+/// The schema version this build writes and reads: 2 is the transactional store with a change
+/// feed; 1 (the per-kind tables) is converted at start.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What the marker says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,8 +24,9 @@ pub enum Error {
     Unauthenticated(String),
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The store could not serve (the message says why); the call can be retried.
     #[error("storage failed: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("certificate authority: {0}")]
@@ -53,7 +54,8 @@ impl From<Error> for tonic::Status {
             Error::BadJoinToken | Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Git { .. } | Error::Render { .. } | Error::Source(_) => Code::FailedPrecondition,
-            Error::Store(_) | Error::Pki(_) | Error::Secrets(_) | Error::Internal(_) => Code::Internal,
+            Error::Store(_) => Code::Unavailable,
+            Error::Pki(_) | Error::Secrets(_) | Error::Internal(_) => Code::Internal,
         };
         tonic::Status::new(code, e.to_string())
     }

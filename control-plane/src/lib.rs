@@ -11,12 +11,12 @@ pub mod backup;
 pub mod datadir;
 pub mod error;
 pub mod git;
+pub mod legacy;
 pub mod metrics;
 pub mod model;
 pub mod pki;
 pub mod render;
 pub mod secrets;
-pub mod store;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -47,6 +47,25 @@ pub struct Config {
     /// Directory for the embedded store, the CA, the admin token and the Git cache.
     #[arg(long, env = "BOSUN_DATA_DIR", default_value = "bosun-data")]
     pub data_dir: PathBuf,
+    /// Keep the state in PostgreSQL instead of the embedded store (several replicas share
+    /// one database): `postgres://user:password@host:5432/bosun?sslmode=require`. Every
+    /// replica needs the same CA (--ca-cert/--ca-key) and secret key (--secret-key-file).
+    #[arg(long, env = "BOSUN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// CA certificates (PEM) to verify the database server with, instead of the system's.
+    #[arg(long, env = "BOSUN_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+    /// This replica's name in leases and agents' presence (default: the host name).
+    #[arg(long, env = "BOSUN_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+    /// File holding the first admin credential's token, used when the store has no credential
+    /// yet (replicas share it from a Secret). Without it a random token is written to
+    /// <data-dir>/admin-token.
+    #[arg(long, env = "BOSUN_INITIAL_ADMIN_TOKEN_FILE")]
+    pub initial_admin_token_file: Option<PathBuf>,
+    /// How often bundles nothing refers to any more are deleted.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub collect_interval: Duration,
     /// Admin API (people, CLI, grpcurl): TLS; a bearer token or a client certificate.
     #[arg(long, env = "BOSUN_ADMIN_ADDR", default_value = "127.0.0.1:7443")]
     pub admin_addr: SocketAddr,
@@ -180,7 +199,7 @@ pub async fn run_command(cfg: &Config, cmd: &Command) -> anyhow::Result<()> {
         }
         Command::Backup { out, without_secrets, server, token, ca_file } => {
             let bytes = match server {
-                None => match backup_offline(cfg, *without_secrets)? {
+                None => match backup_offline(cfg, *without_secrets).await? {
                     Some(b) => b,
                     None => backup_online(cfg, None, token.clone(), ca_file.clone(), *without_secrets).await?,
                 },
@@ -204,7 +223,18 @@ pub async fn run_command(cfg: &Config, cmd: &Command) -> anyhow::Result<()> {
         }
         Command::Restore { from } => {
             let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-            let summary = backup::Backup::parse(&bytes)?.restore(&cfg.data_dir)?;
+            let backup = backup::Backup::parse(&bytes)?;
+            let summary = match &cfg.database_url {
+                None => backup.restore(&cfg.data_dir).await?,
+                Some(_) => {
+                    let store = open_store(cfg, &data_dir(cfg)).await?;
+                    let summary = backup.restore_into(store.as_ref()).await?;
+                    backup.write_files(&cfg.data_dir)?;
+                    datadir::DataDir { root: cfg.data_dir.clone(), required: Vec::new() }
+                        .ensure_marker(Some(&backup.installation_id))?;
+                    summary
+                }
+            };
             println!(
                 "restored {} Applications, {} clusters and {} credentials into {}",
                 summary.applications,
@@ -226,7 +256,10 @@ pub async fn run_command(cfg: &Config, cmd: &Command) -> anyhow::Result<()> {
 /// The data directory as this configuration uses it.
 fn data_dir(cfg: &Config) -> datadir::DataDir {
     let d = &cfg.data_dir;
-    let mut required = vec![d.join(datadir::STORE_FILE)];
+    let mut required = Vec::new();
+    if cfg.database_url.is_none() {
+        required.push(d.join(datadir::STORE_FILE));
+    }
     if cfg.ca_cert.is_none() {
         required.extend([d.join("ca.pem"), d.join("ca.key")]);
     }
@@ -252,18 +285,41 @@ fn backup_sources(cfg: &Config) -> std::collections::BTreeMap<String, PathBuf> {
 
 /// A backup read straight from a stopped control plane's data directory; `None` when a
 /// running control plane holds the store.
-fn backup_offline(cfg: &Config, without_secrets: bool) -> anyhow::Result<Option<Vec<u8>>> {
+async fn backup_offline(cfg: &Config, without_secrets: bool) -> anyhow::Result<Option<Vec<u8>>> {
     let dd = data_dir(cfg);
+    legacy::migrate_data_dir(&cfg.data_dir).await?;
     let marker = dd.check()?.with_context(|| {
         format!("{} is not an initialised data directory (no {})", cfg.data_dir.display(), datadir::MARKER_FILE)
     })?;
-    let store = match store::RedbStore::open(&dd.store_path()) {
+    let store = match open_store(cfg, &dd).await {
         Ok(s) => s,
         Err(e) if e.to_string().contains("in use by another process") => return Ok(None),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
-    let b = backup::Backup::take(&store, &backup_sources(cfg), &marker.installation_id, without_secrets)?;
+    let b =
+        backup::Backup::take(store.as_ref(), &backup_sources(cfg), &marker.installation_id, without_secrets).await?;
     Ok(Some(serde_json::to_vec(&b)?))
+}
+
+/// The store this configuration names: PostgreSQL with --database-url, else the embedded one
+/// in the data directory.
+async fn open_store(cfg: &Config, dd: &datadir::DataDir) -> anyhow::Result<Arc<bosun_store::Backend>> {
+    let backend = match &cfg.database_url {
+        Some(url) => {
+            let options = bosun_store::PostgresOptions {
+                url: url.clone(),
+                ca_file: cfg.database_ca_file.clone(),
+                ..bosun_store::PostgresOptions::new(url.clone())
+            };
+            bosun_store::Backend::Postgres(
+                bosun_store::Postgres::connect(&options)
+                    .await
+                    .context("connecting to the database (--database-url)")?,
+            )
+        }
+        None => bosun_store::Backend::Embedded(bosun_store::Embedded::open(&dd.store_path())?),
+    };
+    Ok(Arc::new(backend))
 }
 
 /// A backup taken by a running control plane over its admin API.
@@ -385,6 +441,11 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
     let cfg = Config {
         command: None,
         data_dir: data_dir.to_path_buf(),
+        database_url: None,
+        database_ca_file: None,
+        replica_name: None,
+        initial_admin_token_file: None,
+        collect_interval: Duration::from_secs(600),
         admin_addr: local,
         agent_addr: local,
         join_addr: local,
@@ -430,8 +491,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // A data directory that was initialised must still hold its store, CA and keys: starting
     // afresh over a lost store would lock every agent out without a word.
     let dd = data_dir(&cfg);
+    legacy::migrate_data_dir(&cfg.data_dir).await?;
     dd.check()?;
-    let store = Arc::new(store::RedbStore::open(&dd.store_path())?);
+    let store = open_store(&cfg, &dd).await?;
     let git = Arc::new(git::GitCache::new(cfg.data_dir.join("git")).with_fetch_timeout(cfg.git_timeout));
     let pki = pki::Pki::load_or_create(
         &cfg.data_dir,
@@ -474,12 +536,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             max_memory: cfg.render_memory_mib.saturating_mul(1 << 20),
         },
         render_concurrency: cfg.render_concurrency,
+        collect_interval: cfg.collect_interval,
+        replica: cfg.replica_name.clone().unwrap_or_else(replica_name),
+        initial_admin_token: match &cfg.initial_admin_token_file {
+            None => None,
+            Some(p) => {
+                let t = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                anyhow::ensure!(
+                    t.trim().len() >= 16,
+                    "the initial admin token in {} is shorter than 16 characters",
+                    p.display()
+                );
+                Some(secrets::Secret::new(t.trim()))
+            }
+        },
     };
     info!(sandbox = %render::sandbox::confinement(), remote_bases = ?cfg.allow_remote_bases, "kustomize renders are confined");
-    let (mut cp, new_admin_token) = ControlPlane::load(store, git, pki, secrets, settings)?;
     let marker = dd.ensure_marker(None)?;
-    cp.set_installation_id(&marker.installation_id);
-    let cp = Arc::new(cp);
+    let settings = Settings { installation_id: marker.installation_id.clone(), ..settings };
+    let (cp, new_admin_token) = ControlPlane::start(store, git, pki, secrets, settings).await?;
     let token_file = cfg.data_dir.join("admin-token");
     if let Some(token) = new_admin_token {
         pki::write_secret(&token_file, &token).with_context(|| format!("writing {}", token_file.display()))?;
@@ -511,7 +586,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, webhook = %endpoints.webhook, trust_domain = %cp.pki.trust_domain, data_dir = %cfg.data_dir.display(), "control plane listening");
 
     let (health, health_svc) = tonic_health::server::health_reporter();
-    set_health(&health, cp.readiness().is_ok()).await;
+    set_health(&health, cp.readiness().await.is_ok()).await;
 
     let keepalive = |b: Server| {
         b.http2_keepalive_interval(Some(Duration::from_secs(15))).http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -570,7 +645,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         AbortOnDrop(tokio::spawn(async move {
             let mut last: Option<bool> = None;
             loop {
-                let ready = cp.readiness();
+                let ready = cp.readiness().await;
                 if last != Some(ready.is_ok()) {
                     match &ready {
                         Ok(()) => info!("ready"),
@@ -583,8 +658,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         }))
     };
-    let poller = AbortOnDrop(tokio::spawn(cp.clone().poll_forever()));
-    let ticker = AbortOnDrop(tokio::spawn(cp.clone().tick_forever()));
+    cp.spawn_background();
     let servers = async {
         tokio::try_join!(
             async { hooks.await.context("webhook endpoint") },
@@ -602,9 +676,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // Graceful stop: no new work, open streams end (agents reconnect, to another replica
     // when there is one), in-flight calls finish; every acknowledged write is already durable.
     info!("stopping: draining connections");
-    drop((poller, ticker, monitor));
+    drop(monitor);
     set_health(&health, false).await;
     cp.stop();
+    cp.release_lease().await;
     stop_tx.send_replace(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, servers).await {
         Ok(r) => r?,
@@ -621,6 +696,16 @@ async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool
     for service in ["", "bosun.v1.AdminService", "bosun.v1.AgentService", "bosun.v1.JoinService"] {
         health.set_service_status(service, status).await;
     }
+}
+
+/// This host's name (a pod's name in Kubernetes), else a random one.
+fn replica_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("{h}-{}", std::process::id()))
+        .unwrap_or_else(|| format!("replica-{}", uuid::Uuid::new_v4()))
 }
 
 /// How long a graceful stop waits for connections to close (Kubernetes gives 30 s by default).

@@ -70,7 +70,7 @@ pub fn gitlab_token_ok(secret: &Secret, token: Option<&str>) -> bool {
 /// 200 when the control plane can serve (store answering, CA valid, not stopping), else 503
 /// with the reason.
 async fn ready(State(hook): State<Hook>) -> Response {
-    match hook.cp.readiness() {
+    match hook.cp.readiness().await {
         Ok(()) => reply(StatusCode::OK, "ok"),
         Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, why),
     }

@@ -173,6 +173,9 @@ pub struct AppSpec {
     /// Progressive rollout across the targeted clusters (absent: all at once).
     #[serde(default)]
     pub rollout: Option<crate::rollout::Strategy>,
+    /// Completed syncs kept per cluster (Argo CD's `revisionHistoryLimit`; absent: 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<u32>,
 }
 
 /// Fields of matching objects that are not compared.

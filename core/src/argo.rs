@@ -340,11 +340,14 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
             managed_fields_managers: strings("managedFieldsManagers"),
         });
     }
-    if let Some(limit) = spec["revisionHistoryLimit"].as_i64()
-        && limit != 10
-    {
-        warn("spec.revisionHistoryLimit", "Bosun keeps the last 10 syncs");
-    }
+    let revision_history_limit = match &spec["revisionHistoryLimit"] {
+        Value::Null => None,
+        v => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("spec.revisionHistoryLimit: {v} is not a count of syncs to keep"))?,
+        ),
+    };
     if let Some(p) = spec["project"].as_str()
         && !p.is_empty()
         && p != "default"
@@ -392,7 +395,15 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
     };
     Ok(Converted {
         name: name.to_string(),
-        spec: AppSpec { source, destination, sync_policy: policy, ignore_differences, depends_on, rollout: None },
+        spec: AppSpec {
+            source,
+            destination,
+            sync_policy: policy,
+            ignore_differences,
+            depends_on,
+            rollout: None,
+            revision_history_limit,
+        },
         warnings,
         inherits_destination,
     })
@@ -443,13 +454,10 @@ mod tests {
         a["spec"]["source"]["directory"] = json!({"recurse": true, "exclude": "*.md"});
         let c = convert(&a).unwrap();
         let fields: Vec<&str> = c.warnings.iter().map(|w| w.split(':').next().unwrap()).collect();
-        for f in [
-            "spec.destination.server",
-            "spec.revisionHistoryLimit",
-            "spec.syncPolicy.syncOptions",
-            "spec.source.directory.exclude",
-            "spec.project",
-        ] {
+        assert_eq!(c.spec.revision_history_limit, Some(3));
+        for f in
+            ["spec.destination.server", "spec.syncPolicy.syncOptions", "spec.source.directory.exclude", "spec.project"]
+        {
             assert!(fields.contains(&f), "{f} missing from {:?}", c.warnings);
         }
         assert!(c.spec.source.recurse);

@@ -25,8 +25,8 @@ pub struct Cluster<'a> {
     /// Its admin labels (a rollout orders clusters by one of them).
     pub labels: &'a BTreeMap<String, String>,
     /// What destinations' selectors match: identity, admin labels and facts
-    /// ([`crate::cluster::labels`]).
-    pub selector_labels: BTreeMap<String, String>,
+    /// ([`crate::cluster::labels`]); borrowed from a cache, or computed.
+    pub selector_labels: std::borrow::Cow<'a, BTreeMap<String, String>>,
     pub connected: bool,
     /// When its agent was last connected (Unix seconds).
     pub last_seen: i64,

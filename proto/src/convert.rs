@@ -85,6 +85,7 @@ impl From<&bosun_core::AppSpec> for pb::ApplicationSpec {
             sync_policy: Some(s.sync_policy.into()),
             ignore_differences: s.ignore_differences.iter().map(Into::into).collect(),
             depends_on: s.depends_on.clone(),
+            revision_history_limit: s.revision_history_limit,
             rollout: s.rollout.as_ref().map(|r| pb::RolloutStrategy {
                 step: match r.step {
                     bosun_core::rollout::StepSize::Count(n) => n.to_string(),

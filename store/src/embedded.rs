@@ -128,6 +128,25 @@ impl Store for Embedded {
         .await
     }
 
+    async fn keys(&self, prefix: &str) -> Result<Vec<(String, Revision)>, StoreError> {
+        let prefix = prefix.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let t = tx.open_table(RECORDS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in t.range(prefix.as_str()..).map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                let version = v.value().first_chunk::<8>().map(|b| u64::from_le_bytes(*b)).unwrap_or_default();
+                out.push((k.value().to_string(), version));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn commit(&self, txn: Txn) -> Result<Revision, StoreError> {
         txn.validate()?;
         let revision = self

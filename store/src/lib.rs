@@ -14,12 +14,14 @@
 
 use std::future::Future;
 
+mod backend;
 mod embedded;
 mod feed;
 mod postgres;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use backend::Backend;
 pub use embedded::{Embedded, open_database};
 pub use feed::watch;
 pub use postgres::{Postgres, PostgresOptions};
@@ -162,6 +164,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every record whose key starts with `prefix`, in key order, at one revision.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+
+    /// The keys (with versions) under `prefix`, in key order, without their values.
+    fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<(String, Revision)>, StoreError>> + Send;
 
     /// Checks every precondition and applies every write as one commit; returns its revision.
     /// A failed precondition is [`StoreError::Conflict`] and writes nothing.

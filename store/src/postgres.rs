@@ -286,6 +286,18 @@ impl Store for Postgres {
         Ok(Snapshot { records, revision: revision as Revision })
     }
 
+    async fn keys(&self, prefix: &str) -> Result<Vec<(String, Revision)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT key, version FROM bosun_records WHERE key >= $1 AND key < $2 ORDER BY key",
+                &[&prefix, &format!("{prefix}\u{7f}")],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get::<_, i64>(1) as Revision)).collect())
+    }
+
     async fn commit(&self, txn: Txn) -> Result<Revision, StoreError> {
         txn.validate()?;
         let mut client = self.client().await?;

@@ -55,6 +55,7 @@ conformance!(
     large_values_round_trip,
     concurrent_writers_lose_no_update,
     a_snapshot_and_the_feed_after_it_add_up,
+    keys_list_versions_without_values,
     bad_requests_are_refused,
 );
 
@@ -261,6 +262,18 @@ async fn a_snapshot_and_the_feed_after_it_add_up<S: Store>(s: Arc<S>) {
     }
     writer.await.unwrap();
     assert_eq!(keys.len(), 5);
+}
+
+async fn keys_list_versions_without_values<S: Store>(s: Arc<S>) {
+    let r1 = s.commit(Txn::new().put("bundles/a", vec![1u8; 1 << 20]).put("bundles/b", b"b".to_vec())).await.unwrap();
+    let r2 = s
+        .commit(Txn::new().put("bundles/b", b"bb".to_vec()).put("bundlesx", b"not under the prefix".to_vec()))
+        .await
+        .unwrap();
+    s.commit(Txn::new().put("apps/web", b"{}".to_vec())).await.unwrap();
+    let keys = s.keys("bundles/").await.unwrap();
+    assert_eq!(keys, vec![("bundles/a".to_string(), r1), ("bundles/b".to_string(), r2)]);
+    assert!(s.keys("nothing/").await.unwrap().is_empty());
 }
 
 async fn bad_requests_are_refused<S: Store>(s: Arc<S>) {

@@ -13,12 +13,14 @@ use std::process::{Command, Stdio};
 use common::*;
 use serde_json::Value;
 
-const KUSTOMIZATIONS: [&str; 7] = [
+const KUSTOMIZATIONS: [&str; 9] = [
     "base/control-plane",
     "base/agent",
     "overlays/kind/control-plane",
+    "overlays/kind/control-plane-replicated",
     "overlays/kind/agent",
     "overlays/eks/control-plane",
+    "overlays/eks/control-plane-replicated",
     "overlays/eks/agent",
     "overlays/agent-namespaced",
 ];
@@ -100,6 +102,50 @@ async fn every_kustomization_renders_validates_and_applies() {
     assert_eq!(svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"], "external");
     assert_eq!(
         find(&cp, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "bosun-control-plane"
+    );
+}
+
+/// The replicated control plane: three replicas on the database from a Secret, a shared CA and
+/// admin token, spread across nodes, at most one down at a time, the database reachable; on
+/// Kind, PostgreSQL runs beside it and only the control plane reaches it.
+#[test]
+fn the_replicated_control_plane_runs_three_replicas_on_postgres() {
+    for dir in ["overlays/kind/control-plane-replicated", "overlays/eks/control-plane-replicated"] {
+        let (_, objects) = render(dir);
+        let sts = objects
+            .iter()
+            .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "bosun-control-plane")
+            .unwrap();
+        assert_eq!(sts["spec"]["replicas"], 3, "{dir}");
+        assert!(sts["spec"]["volumeClaimTemplates"].is_null(), "{dir}: the state is in the database");
+        let pod = &sts["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        let env = c["env"].as_array().unwrap();
+        let db = env.iter().find(|e| e["name"] == "BOSUN_DATABASE_URL").expect("the database URL");
+        assert_eq!(db["valueFrom"]["secretKeyRef"]["name"], "bosun-database", "{dir}");
+        assert!(env.iter().any(|e| e["name"] == "BOSUN_REPLICA_NAME"), "{dir}");
+        let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        for flag in ["--ca-cert=", "--ca-key=", "--initial-admin-token-file="] {
+            assert!(args.iter().any(|a| a.starts_with(flag)), "{dir}: {flag}");
+        }
+        assert!(pod["affinity"]["podAntiAffinity"].is_object(), "{dir}");
+        assert_eq!(find(&objects, "PodDisruptionBudget")["spec"]["minAvailable"], 2, "{dir}");
+        let np = objects
+            .iter()
+            .find(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "bosun-control-plane")
+            .unwrap();
+        assert!(np.to_string().contains("5432"), "{dir}: egress to the database");
+    }
+    let (_, kind) = render("overlays/kind/control-plane-replicated");
+    let pg = kind.iter().find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "bosun-postgres").unwrap();
+    assert_eq!(
+        pg["spec"]["template"]["spec"]["containers"][0]["env"][2]["valueFrom"]["secretKeyRef"]["name"],
+        "bosun-postgres"
+    );
+    let np = kind.iter().find(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "bosun-postgres").unwrap();
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
         "bosun-control-plane"
     );
 }

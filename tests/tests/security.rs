@@ -379,7 +379,7 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let listed = cp.bosun_ok(&["repo", "list", "-o", "json"]);
     assert!(listed.contains("\"hasPassword\": true") && !listed.contains(PASSWORD), "{listed}");
-    let store = std::fs::read(cp.data_dir.join("bosun.redb")).unwrap();
+    let store = std::fs::read(cp.data_dir.join("bosun-store.redb")).unwrap();
     assert!(!store.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()), "the password is encrypted at rest");
 
     cp.bosun_ok(&["app", "refresh", "backend"]);

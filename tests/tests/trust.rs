@@ -266,14 +266,14 @@ async fn a_damaged_store_is_refused_naming_the_file_and_a_backup_restores_it() {
     // SIGTERM: a graceful stop, exit 0.
     cp.signal(libc::SIGTERM);
     assert_eq!(cp.wait_exit(Duration::from_secs(25)).await, 0, "{}", cp.logs());
-    let store = cp.data_dir.join("bosun.redb");
+    let store = cp.data_dir.join("bosun-store.redb");
     let size = std::fs::metadata(&store).unwrap().len();
 
     // Emptied: refused, naming the file and the way back (no fresh start over it).
     std::fs::write(&store, b"").unwrap();
     let (code, log) = cp.start_refused().await;
     assert_eq!(code, 1, "{log}");
-    assert!(log.contains("bosun.redb") && log.contains("restore"), "{log}");
+    assert!(log.contains("bosun-store.redb") && log.contains("restore"), "{log}");
     assert!(!log.contains("admin token created"), "a new admin token over the old one: {log}");
 
     // Partly overwritten: refused with the file named, not a panic.
@@ -281,7 +281,7 @@ async fn a_damaged_store_is_refused_naming_the_file_and_a_backup_restores_it() {
     std::fs::write(&store, &garbage).unwrap();
     let (code, log) = cp.start_refused().await;
     assert_eq!(code, 1, "{log}");
-    assert!(log.contains("bosun.redb"), "{log}");
+    assert!(log.contains("bosun-store.redb"), "{log}");
 
     // Restore into a fresh data directory at the same place, then start: everything is back,
     // the old admin token works, and the agent reconnects with its certificate.

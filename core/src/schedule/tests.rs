@@ -54,7 +54,7 @@ fn fleet(w: &World) -> Fleet<'_> {
             let c = Cluster {
                 name,
                 labels,
-                selector_labels: crate::cluster::labels(name, labels, &BTreeMap::new()),
+                selector_labels: std::borrow::Cow::Owned(crate::cluster::labels(name, labels, &BTreeMap::new())),
                 connected: *connected,
                 last_seen: 100,
             };

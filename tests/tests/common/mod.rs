@@ -272,6 +272,49 @@ impl ControlPlane {
         cp
     }
 
+    /// One replica of several on one database (`--database-url`), with the shared CA and
+    /// secret key in `shared` (`ca.pem`, `ca.key`, `secret.key`). The first replica started
+    /// creates the admin token; the others are given it (as a Secret would).
+    pub async fn start_replica(root: &Path, name: &str, database_url: &str, shared: &Path) -> Self {
+        let data_dir = root.join(name);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        if shared.join("admin-token").exists() {
+            std::fs::copy(shared.join("admin-token"), data_dir.join("admin-token")).unwrap();
+        }
+        let [admin, agent, join, webhook] = free_ports();
+        let args = [
+            "--database-url",
+            database_url,
+            "--ca-cert",
+            &shared.join("ca.pem").display().to_string(),
+            "--ca-key",
+            &shared.join("ca.key").display().to_string(),
+            "--secret-key-file",
+            &shared.join("secret.key").display().to_string(),
+            "--replica-name",
+            name,
+        ]
+        .map(str::to_string)
+        .to_vec();
+        let mut cp = Self {
+            data_dir,
+            ports: Ports { admin, agent, join, webhook },
+            log: root.join(format!("{name}.log")),
+            args,
+            planted: Default::default(),
+            child: None,
+            starts: 0,
+            pid1: false,
+        };
+        cp.spawn(true).await;
+        if !shared.join("admin-token").exists() {
+            std::fs::copy(cp.data_dir.join("admin-token"), shared.join("admin-token")).unwrap();
+        }
+        let token = cp.admin_token();
+        cp.plant(&token);
+        cp
+    }
+
     /// Remembers a secret that must never appear in this control plane's log.
     pub fn plant(&self, secret: &str) {
         self.planted.lock().unwrap().push(secret.to_string());
@@ -366,8 +409,10 @@ impl ControlPlane {
         kill(&mut self.child);
     }
 
+    /// The CA bundle agents and tools trust (the generated CA, or the one given to it).
     pub fn ca(&self) -> PathBuf {
-        self.data_dir.join("ca.pem")
+        let generated = self.data_dir.join("ca.pem");
+        if generated.exists() { generated } else { self.data_dir.join("ca-bundle.pem") }
     }
 
     pub fn admin_token(&self) -> String {

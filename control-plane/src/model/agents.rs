@@ -1,0 +1,97 @@
+//! What each cluster is assigned, and the streams on this replica that announce it.
+//!
+//! Assignments are computed from the cache (see [`bosun_core::schedule`]), never stored: an
+//! Application that targets a thousand clusters is one record. A stream learns that its
+//! cluster's assignments changed through a fingerprint of them — the same on every replica,
+//! so an agent that moves to another replica is sent a snapshot only when it lacks one.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::cache::{State, Touched};
+use super::{Assignment, ControlPlane, fleet};
+use crate::error::{Error, Result};
+
+/// The assignment streams open on this replica, by cluster: each sender holds the
+/// fingerprint of what its cluster is assigned now.
+#[derive(Default)]
+pub(super) struct Streams {
+    senders: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+/// A non-zero number that changes whenever the assignments do (agents start from 0).
+fn fingerprint(assignments: &[Assignment]) -> u64 {
+    let digest = Sha256::digest(serde_json::to_vec(assignments).unwrap_or_default());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_le_bytes(first) >> 1) | 1
+}
+
+fn assignments(st: &State, cluster: &str) -> Option<Vec<Assignment>> {
+    st.clusters.get(cluster)?;
+    let f = fleet(st);
+    Some(f.assignments(&f.admissions(), cluster))
+}
+
+impl ControlPlane {
+    /// A receiver of the fingerprint of `cluster`'s assignments; it changes when they do,
+    /// and closes when the cluster's identity changed (revoked, deleted, certificates
+    /// replaced): the stream then checks its certificate again.
+    pub fn subscribe(&self, cluster: &str) -> watch::Receiver<u64> {
+        let current = self.snapshot(cluster).map(|(f, _)| f).unwrap_or_default();
+        self.agents.senders.lock().entry(cluster.to_string()).or_insert_with(|| watch::channel(current).0).subscribe()
+    }
+
+    /// The fingerprint and the assignments of `cluster` now (`None` once it is deleted).
+    pub fn snapshot(&self, cluster: &str) -> Option<(u64, Vec<Assignment>)> {
+        let a = assignments(&self.state.read(), cluster)?;
+        Some((fingerprint(&a), a))
+    }
+
+    /// Tells the streams on this replica what changed: those of clusters whose identity
+    /// changed end their wait (and check again); those whose assignments changed learn the
+    /// new fingerprint. An Application's change concerns every cluster streaming here; a
+    /// report, a label or presence change only its own cluster.
+    pub(super) fn announce(&self, touched: &Touched) {
+        let mut senders = self.agents.senders.lock();
+        for c in &touched.identity {
+            senders.remove(c);
+        }
+        senders.retain(|_, tx| tx.receiver_count() > 0);
+        let concerned: Vec<String> = if touched.apps {
+            senders.keys().cloned().collect()
+        } else {
+            touched.clusters.iter().filter(|c| senders.contains_key(*c)).cloned().collect()
+        };
+        if concerned.is_empty() {
+            return;
+        }
+        let st = self.state.read();
+        let f = fleet(&st);
+        let admissions = f.admissions();
+        for c in concerned {
+            let print = fingerprint(&f.assignments(&admissions, &c));
+            if let Some(tx) = senders.get(&c) {
+                tx.send_if_modified(|v| std::mem::replace(v, print) != print);
+            }
+        }
+    }
+
+    /// A bundle, if it is assigned to `cluster`.
+    pub async fn bundle_for(&self, cluster: &str, digest: &str) -> Result<Vec<u8>> {
+        let assigned =
+            assignments(&self.state.read(), cluster).is_some_and(|a| a.iter().any(|a| a.bundle_digest == digest));
+        if !assigned {
+            return Err(Error::PermissionDenied(format!("bundle {digest} is not assigned to cluster {cluster:?}")));
+        }
+        use bosun_store::Store;
+        self.store
+            .get(&super::records::bundle_key(digest))
+            .await?
+            .map(|r| r.value)
+            .ok_or_else(|| Error::NotFound(format!("bundle {digest} is not stored")))
+    }
+}
