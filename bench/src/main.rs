@@ -12,6 +12,8 @@
 //! - `hooks`: commit → Synced + Healthy of an Application with a PreSync hook, three waves
 //!   and a PostSync hook; floor: a minimal client driving the same steps.
 //! - `plan`: `sync::decide` over a synced 5,000-object Application; floor: an identity pass.
+//! - `store`: Application create at N clusters and status reports recorded per second, on the
+//!   embedded store and (`--postgres`) PostgreSQL; floors: plain commits of the same records.
 //!
 //! The fleet benchmarks run the control plane in a child process (this binary, re-executed
 //! with the hidden `control-plane` subcommand) and N simulated clusters with N agents in this
@@ -26,6 +28,7 @@ mod plan;
 mod proc;
 mod report;
 mod selfheal;
+mod store;
 
 use std::path::Path;
 use std::process::Command;
@@ -103,6 +106,18 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Application create at N clusters and status reports per second, embedded and PostgreSQL.
+    Store {
+        #[arg(long, default_value_t = 1000)]
+        clusters: usize,
+        #[arg(long, default_value_t = 50)]
+        creates: usize,
+        #[arg(long, default_value_t = 20000)]
+        reports: usize,
+        /// Also on a throwaway PostgreSQL server (needs postgresql-15's binaries).
+        #[arg(long)]
+        postgres: bool,
+    },
     /// Runs the control plane (the fleet benchmarks start it in its own process).
     #[command(hide = true)]
     ControlPlane {
@@ -167,6 +182,9 @@ async fn main() -> anyhow::Result<()> {
         Bench::Plan { objects, runs } => {
             plan::run(cli.json, objects, runs);
             Ok(())
+        }
+        Bench::Store { clusters, creates, reports, postgres } => {
+            store::run(cli.json, clusters, creates, reports, postgres).await
         }
         Bench::ControlPlane { .. } | Bench::Agent { .. } => unreachable!("handled above"),
     }
