@@ -50,8 +50,11 @@ pub struct Config {
     /// Keep the state in PostgreSQL instead of the embedded store (several replicas share
     /// one database): `postgres://user:password@host:5432/bosun?sslmode=require`. Every
     /// replica needs the same CA (--ca-cert/--ca-key) and secret key (--secret-key-file).
-    #[arg(long, env = "BOSUN_DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "BOSUN_DATABASE_URL", hide_env_values = true, conflicts_with = "database_url_file")]
     pub database_url: Option<String>,
+    /// File holding the database URL (a mounted Secret), instead of --database-url.
+    #[arg(long, env = "BOSUN_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// CA certificates (PEM) to verify the database server with, instead of the system's.
     #[arg(long, env = "BOSUN_DATABASE_CA_FILE")]
     pub database_ca_file: Option<PathBuf>,
@@ -142,6 +145,18 @@ pub struct Config {
     pub log_level: Option<String>,
 }
 
+impl Config {
+    /// The configuration with values read from files (`--database-url-file`).
+    pub fn resolved(mut self) -> anyhow::Result<Self> {
+        if let Some(p) = self.database_url_file.take() {
+            let url = std::fs::read_to_string(&p).with_context(|| format!("reading the database URL from {}", p.display()))?;
+            anyhow::ensure!(!url.trim().is_empty(), "the database URL file {} is empty", p.display());
+            self.database_url = Some(url.trim().to_string());
+        }
+        Ok(self)
+    }
+}
+
 /// Tasks of the control plane binary besides serving.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -185,6 +200,8 @@ pub enum Command {
 /// Runs a task other than serving.
 pub async fn run_command(cfg: &Config, cmd: &Command) -> anyhow::Result<()> {
     install_crypto();
+    let resolved = cfg.clone().resolved()?;
+    let cfg = &resolved;
     match cmd {
         Command::GenerateCa { out, common_name } => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -442,6 +459,7 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
         command: None,
         data_dir: data_dir.to_path_buf(),
         database_url: None,
+        database_url_file: None,
         database_ca_file: None,
         replica_name: None,
         initial_admin_token_file: None,
@@ -486,6 +504,7 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
 /// Runs the control plane until the process is stopped.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     install_crypto();
+    let cfg = cfg.resolved()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     // A data directory that was initialised must still hold its store, CA and keys: starting

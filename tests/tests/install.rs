@@ -122,11 +122,12 @@ fn the_replicated_control_plane_runs_three_replicas_on_postgres() {
         let pod = &sts["spec"]["template"]["spec"];
         let c = &pod["containers"][0];
         let env = c["env"].as_array().unwrap();
-        let db = env.iter().find(|e| e["name"] == "BOSUN_DATABASE_URL").expect("the database URL");
-        assert_eq!(db["valueFrom"]["secretKeyRef"]["name"], "bosun-database", "{dir}");
         assert!(env.iter().any(|e| e["name"] == "BOSUN_REPLICA_NAME"), "{dir}");
+        // The database URL is read from the mounted Secret, not an environment variable.
+        let volumes = pod["volumes"].as_array().unwrap();
+        assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "bosun-database"), "{dir}");
         let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
-        for flag in ["--ca-cert=", "--ca-key=", "--initial-admin-token-file="] {
+        for flag in ["--ca-cert=", "--ca-key=", "--initial-admin-token-file=", "--database-url-file=/etc/bosun/database/url"] {
             assert!(args.iter().any(|a| a.starts_with(flag)), "{dir}: {flag}");
         }
         assert!(pod["affinity"]["podAntiAffinity"].is_object(), "{dir}");
@@ -139,10 +140,8 @@ fn the_replicated_control_plane_runs_three_replicas_on_postgres() {
     }
     let (_, kind) = render("overlays/kind/control-plane-replicated");
     let pg = kind.iter().find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "bosun-postgres").unwrap();
-    assert_eq!(
-        pg["spec"]["template"]["spec"]["containers"][0]["env"][2]["valueFrom"]["secretKeyRef"]["name"],
-        "bosun-postgres"
-    );
+    let pg_pod = &pg["spec"]["template"]["spec"];
+    assert!(pg_pod["volumes"].as_array().unwrap().iter().any(|v| v["secret"]["secretName"] == "bosun-postgres"));
     let np = kind.iter().find(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "bosun-postgres").unwrap();
     assert_eq!(
         np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],

@@ -146,3 +146,40 @@ fn the_control_plane_load_balancer_passes_tls_through() {
         "the control plane gets no RBAC"
     );
 }
+
+/// Several replicas get a database that survives an availability zone and is never public:
+/// RDS PostgreSQL, Multi-AZ, encrypted with the module's key, its password in Secrets
+/// Manager (encrypted too), reachable only from the given security groups; the replicas read
+/// the URL from a mounted Secret, and more than one replica without a database is refused.
+#[test]
+fn replicas_share_an_rds_database_that_is_multi_az_encrypted_and_private() {
+    let configs = configurations();
+    let module = &configs[&terraform_dir().join("modules/control-plane")];
+    let resource = |kind: &str, name: &str| {
+        blocks(module, "resource")
+            .find(|b| b.labels().len() == 2 && label(b) == kind && b.labels()[1].as_str() == name)
+            .unwrap_or_else(|| panic!("resource {kind}.{name}"))
+    };
+    let db = resource("aws_db_instance", "this");
+    let is = |b: &Block, key: &str, want: &str| {
+        assert_eq!(attr(b, key).map(|e| e.to_string()).as_deref(), Some(want), "{} {key}", label(b))
+    };
+    is(db, "engine", "\"postgres\"");
+    is(db, "multi_az", "true");
+    is(db, "storage_encrypted", "true");
+    is(db, "publicly_accessible", "false");
+    is(db, "kms_key_id", "var.kms_key_arn");
+    is(db, "deletion_protection", "true");
+    let secret = resource("aws_secretsmanager_secret", "database");
+    is(secret, "kms_key_id", "var.kms_key_arn");
+    let sg = resource("aws_security_group", "database");
+    let ingress = sg.body().blocks().find(|b| b.identifier() == "ingress").expect("an ingress rule");
+    is(ingress, "from_port", "5432");
+    assert!(attr(ingress, "cidr_blocks").is_none(), "only security groups reach the database");
+    let sts = resource("kubernetes_stateful_set_v1", "this");
+    let text = hcl::to_string(sts).unwrap();
+    assert!(text.contains("replicas = var.replicas"), "{text}");
+    assert!(text.contains("precondition"), "more than one replica without a database is refused");
+    let main = std::fs::read_to_string(terraform_dir().join("modules/control-plane/main.tf")).unwrap();
+    assert!(main.contains("--database-url-file=/etc/bosun/database/url"), "the URL comes from the mounted Secret");
+}

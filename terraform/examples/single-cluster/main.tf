@@ -76,5 +76,13 @@ module "control_plane" {
   allowed_cidrs   = var.allowed_cidrs
   kms_key_arn     = module.kms.arn
   image           = var.control_plane_image
-  depends_on      = [module.eks]
+  # Several replicas share one RDS PostgreSQL in the private subnets, reachable from the nodes.
+  replicas        = var.control_plane_replicas
+  database_ca_pem = var.database_ca_pem
+  database = var.control_plane_replicas > 1 ? {
+    vpc_id                     = module.network.vpc_id
+    subnet_ids                 = module.network.private_subnet_ids
+    allowed_security_group_ids = [module.eks.node_security_group_id]
+  } : null
+  depends_on = [module.eks]
 }

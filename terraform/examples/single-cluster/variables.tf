@@ -49,3 +49,15 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "control_plane_replicas" {
+  description = "Control-plane replicas: 1 on the embedded store, or 3 (for example) on RDS PostgreSQL, which this example then creates."
+  type        = number
+  default     = 1
+}
+
+variable "database_ca_pem" {
+  description = "RDS's CA bundle (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem), with more than one replica."
+  type        = string
+  default     = ""
+}

@@ -1,4 +1,5 @@
-# The Bosun control plane on EKS: one replica with an encrypted gp3 volume, behind a Network
+# The Bosun control plane on EKS: one replica with an encrypted gp3 volume (the embedded
+# store), or `replicas` of them on RDS PostgreSQL (database.tf), behind a Network
 # Load Balancer with plain TCP listeners — TLS passes through, so agents' mutual TLS reaches
 # the control plane (an ACM certificate would terminate TLS at the load balancer and break
 # mTLS, so none is used). It needs no Kubernetes permissions.
@@ -20,7 +21,24 @@ locals {
     "--secret-key-file=/etc/bosun/secret-key/key",
     "--cert-validity=${var.cert_validity}",
     "--log-format=json",
-  ], var.webhook_secret == "" ? [] : ["--webhook-secret-file=/etc/bosun/webhook/secret"])
+    ], var.webhook_secret == "" ? [] : ["--webhook-secret-file=/etc/bosun/webhook/secret"],
+    # Replicas share the CA and the first admin token (Secrets made out of band, so that their
+    # keys stay out of the Terraform state), and the database (its URL from bosun-database).
+    local.replicated ? [
+      "--ca-cert=/etc/bosun/ca/tls.crt",
+      "--ca-key=/etc/bosun/ca/tls.key",
+      "--initial-admin-token-file=/etc/bosun/admin/token",
+    ] : [],
+    local.db_enabled ? [
+      "--database-url-file=/etc/bosun/database/url",
+      "--database-ca-file=/etc/bosun/database-ca/ca.pem",
+    ] : [],
+  )
+  # Secrets mounted besides the secret key: name → mount path.
+  replica_secrets = merge(
+    local.replicated ? { "bosun-ca" = "/etc/bosun/ca", "bosun-admin-token" = "/etc/bosun/admin" } : {},
+    local.db_enabled ? { "bosun-database" = "/etc/bosun/database", "bosun-database-ca" = "/etc/bosun/database-ca" } : {},
+  )
 }
 
 resource "kubernetes_namespace_v1" "this" {
@@ -86,8 +104,9 @@ resource "kubernetes_stateful_set_v1" "this" {
     labels    = local.labels
   }
   spec {
-    service_name = "bosun-control-plane"
-    replicas     = 1
+    service_name          = "bosun-control-plane"
+    replicas              = var.replicas
+    pod_management_policy = local.replicated ? "Parallel" : "OrderedReady"
     selector {
       match_labels = local.labels
     }
@@ -121,6 +140,14 @@ resource "kubernetes_stateful_set_v1" "this" {
           image             = var.image
           image_pull_policy = "IfNotPresent"
           args              = local.args
+          env {
+            name = "BOSUN_REPLICA_NAME"
+            value_from {
+              field_ref {
+                field_path = "metadata.name"
+              }
+            }
+          }
           dynamic "port" {
             for_each = local.ports
             content {
@@ -168,6 +195,14 @@ resource "kubernetes_stateful_set_v1" "this" {
             read_only  = true
           }
           dynamic "volume_mount" {
+            for_each = local.replica_secrets
+            content {
+              name       = volume_mount.key
+              mount_path = volume_mount.value
+              read_only  = true
+            }
+          }
+          dynamic "volume_mount" {
             for_each = var.webhook_secret == "" ? [] : [1]
             content {
               name       = "webhook"
@@ -179,6 +214,40 @@ resource "kubernetes_stateful_set_v1" "this" {
         volume {
           name = "tmp"
           empty_dir {}
+        }
+        dynamic "volume" {
+          for_each = local.replicated ? [1] : []
+          content {
+            name = "data"
+            empty_dir {
+              size_limit = "4Gi"
+            }
+          }
+        }
+        dynamic "volume" {
+          for_each = local.replica_secrets
+          content {
+            name = volume.key
+            secret {
+              secret_name = volume.key
+            }
+          }
+        }
+        dynamic "affinity" {
+          for_each = local.replicated ? [1] : []
+          content {
+            pod_anti_affinity {
+              preferred_during_scheduling_ignored_during_execution {
+                weight = 100
+                pod_affinity_term {
+                  topology_key = "kubernetes.io/hostname"
+                  label_selector {
+                    match_labels = local.labels
+                  }
+                }
+              }
+            }
+          }
         }
         volume {
           name = "secret-key"
@@ -197,17 +266,27 @@ resource "kubernetes_stateful_set_v1" "this" {
         }
       }
     }
-    volume_claim_template {
-      metadata {
-        name = "data"
-      }
-      spec {
-        access_modes       = ["ReadWriteOnce"]
-        storage_class_name = kubernetes_storage_class_v1.gp3.metadata[0].name
-        resources {
-          requests = { storage = var.storage_size }
+    dynamic "volume_claim_template" {
+      for_each = local.replicated ? [] : [1]
+      content {
+        metadata {
+          name = "data"
+        }
+        spec {
+          access_modes       = ["ReadWriteOnce"]
+          storage_class_name = kubernetes_storage_class_v1.gp3.metadata[0].name
+          resources {
+            requests = { storage = var.storage_size }
+          }
         }
       }
+    }
+  }
+  depends_on = [kubernetes_secret_v1.database, kubernetes_secret_v1.database_ca]
+  lifecycle {
+    precondition {
+      condition     = !local.replicated || local.db_enabled
+      error_message = "more than one replica needs `database` (they share one PostgreSQL)."
     }
   }
 }
@@ -246,7 +325,9 @@ resource "kubernetes_pod_disruption_budget_v1" "this" {
     namespace = kubernetes_namespace_v1.this.metadata[0].name
   }
   spec {
-    max_unavailable = "1"
+    # One replica may go for a drain (agents hold their state); of several, two stay.
+    max_unavailable = local.replicated ? null : "1"
+    min_available   = local.replicated ? "2" : null
     selector {
       match_labels = local.labels
     }
@@ -280,6 +361,15 @@ resource "kubernetes_network_policy_v1" "this" {
       ports {
         port     = 53
         protocol = "TCP"
+      }
+    }
+    dynamic "egress" {
+      for_each = local.db_enabled ? [1] : []
+      content {
+        ports {
+          port     = 5432
+          protocol = "TCP"
+        }
       }
     }
     egress {

@@ -23,6 +23,11 @@ output "fetch_ca_command" {
   value       = "kubectl -n ${var.namespace} exec bosun-control-plane-0 -- cat /var/lib/bosun/ca-bundle.pem"
 }
 
+output "database_secret_arn" {
+  description = "Secrets Manager secret holding the database's username, password and URL (empty without a database)."
+  value       = try(aws_secretsmanager_secret.database[0].arn, "")
+}
+
 output "fetch_admin_token_command" {
   description = "Prints the first admin token (kept out of the Terraform state). Create personal credentials with `bosun credential create` and delete nothing you did not create."
   value       = "kubectl -n ${var.namespace} exec bosun-control-plane-0 -- cat /var/lib/bosun/admin-token"

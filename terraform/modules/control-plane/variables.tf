@@ -71,3 +71,41 @@ variable "resources" {
   type        = object({ cpu = string, memory = string, memory_limit = string })
   default     = { cpu = "500m", memory = "512Mi", memory_limit = "4Gi" }
 }
+
+variable "replicas" {
+  description = "Control-plane replicas. 1 keeps the state in the embedded store on an EBS volume; more than 1 needs `database` (they share one PostgreSQL) and the Secrets bosun-ca and bosun-admin-token (see README, AWS)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.replicas >= 1 && var.replicas <= 9 && floor(var.replicas) == var.replicas
+    error_message = "replicas is a whole number from 1 to 9."
+  }
+}
+
+variable "database" {
+  description = "RDS PostgreSQL for several replicas: the VPC and private subnets it lives in, the security groups allowed to reach it (the EKS cluster's), its size. null: no database (one replica on the embedded store)."
+  type = object({
+    vpc_id                     = string
+    subnet_ids                 = list(string)
+    allowed_security_group_ids = list(string)
+    instance_class             = optional(string, "db.t4g.medium")
+    allocated_storage_gb       = optional(number, 50)
+    engine_version             = optional(string, "15")
+    backup_retention_days      = optional(number, 7)
+  })
+  default = null
+  validation {
+    condition     = var.database == null || try(length(var.database.subnet_ids) >= 2, false)
+    error_message = "the database needs private subnets in at least two availability zones (Multi-AZ)."
+  }
+  validation {
+    condition     = var.database == null || try(var.database.backup_retention_days >= 1, false)
+    error_message = "keep database backups at least one day."
+  }
+}
+
+variable "database_ca_pem" {
+  description = "CA bundle the control plane verifies the database with (RDS's: https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem). Public, not secret."
+  type        = string
+  default     = ""
+}
