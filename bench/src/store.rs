@@ -41,7 +41,14 @@ fn spec() -> AppSpec {
 }
 
 /// One backend's figures.
-async fn measure(name: &str, store: Arc<Backend>, clusters: usize, creates: usize, reports: usize, json: bool) -> anyhow::Result<()> {
+async fn measure(
+    name: &str,
+    store: Arc<Backend>,
+    clusters: usize,
+    creates: usize,
+    reports: usize,
+    json: bool,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cp = model(store.clone(), dir.path()).await?;
     let labels: std::collections::BTreeMap<String, String> = [("fleet".to_string(), "bench".to_string())].into();
@@ -120,8 +127,9 @@ pub async fn run(json: bool, clusters: usize, creates: usize, reports: usize, po
     let embedded = Arc::new(Backend::Embedded(Embedded::open(&dir.path().join("store.redb"))?));
     measure("embedded", embedded, clusters, creates, reports, json).await?;
     if postgres {
-        let server =
-            tokio::task::spawn_blocking(bosun_store::testing::TestPostgres::start).await?.map_err(anyhow::Error::msg)?;
+        let server = tokio::task::spawn_blocking(bosun_store::testing::TestPostgres::start)
+            .await?
+            .map_err(anyhow::Error::msg)?;
         let pg = Arc::new(Backend::Postgres(Postgres::connect(&PostgresOptions::new(server.url())).await?));
         measure("postgresql", pg, clusters, creates, reports, json).await?;
     }

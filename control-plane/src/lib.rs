@@ -149,7 +149,8 @@ impl Config {
     /// The configuration with values read from files (`--database-url-file`).
     pub fn resolved(mut self) -> anyhow::Result<Self> {
         if let Some(p) = self.database_url_file.take() {
-            let url = std::fs::read_to_string(&p).with_context(|| format!("reading the database URL from {}", p.display()))?;
+            let url = std::fs::read_to_string(&p)
+                .with_context(|| format!("reading the database URL from {}", p.display()))?;
             anyhow::ensure!(!url.trim().is_empty(), "the database URL file {} is empty", p.display());
             self.database_url = Some(url.trim().to_string());
         }

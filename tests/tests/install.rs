@@ -127,7 +127,9 @@ fn the_replicated_control_plane_runs_three_replicas_on_postgres() {
         let volumes = pod["volumes"].as_array().unwrap();
         assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "bosun-database"), "{dir}");
         let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
-        for flag in ["--ca-cert=", "--ca-key=", "--initial-admin-token-file=", "--database-url-file=/etc/bosun/database/url"] {
+        for flag in
+            ["--ca-cert=", "--ca-key=", "--initial-admin-token-file=", "--database-url-file=/etc/bosun/database/url"]
+        {
             assert!(args.iter().any(|a| a.starts_with(flag)), "{dir}: {flag}");
         }
         assert!(pod["affinity"]["podAntiAffinity"].is_object(), "{dir}");

@@ -200,6 +200,21 @@ impl Drop for GitRepo {
     }
 }
 
+/// A new, empty database on the server `BOSUN_E2E_DATABASE_URL` names (its URL), or `None`
+/// when the variable is unset (the embedded store).
+pub fn fresh_database() -> Option<String> {
+    let base = std::env::var("BOSUN_E2E_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!("e2e_{}_{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let out = Command::new("psql")
+        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql on PATH (postgresql-client)");
+    assert!(out.status.success(), "creating {name}: {}", String::from_utf8_lossy(&out.stderr));
+    let (server, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
+    Some(format!("{server}/{name}"))
+}
+
 /// Fixed ports, so a restarted control plane comes back where agents expect it.
 #[derive(Clone, Copy)]
 pub struct Ports {
@@ -252,15 +267,21 @@ impl ControlPlane {
         Self::start_with(root, &[]).await
     }
 
-    /// Starts with extra arguments.
+    /// Starts with extra arguments. With `BOSUN_E2E_DATABASE_URL` set (a PostgreSQL server's
+    /// `postgres` database, as CI's PostgreSQL stage sets it), each control plane gets a fresh
+    /// database of its own on that server instead of the embedded store.
     pub async fn start_with(root: &Path, args: &[&str]) -> Self {
         let [admin, agent, join, webhook] = free_ports();
         let ports = Ports { admin, agent, join, webhook };
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if let Some(url) = fresh_database() {
+            args.extend(["--database-url".to_string(), url]);
+        }
         let mut cp = Self {
             data_dir: root.join("control-plane"),
             ports,
             log: root.join("control-plane.log"),
-            args: args.iter().map(|a| a.to_string()).collect(),
+            args,
             planted: Default::default(),
             child: None,
             starts: 0,
