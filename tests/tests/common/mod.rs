@@ -242,19 +242,24 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Started as PID 1 of a new PID namespace, as in a container without an init.
     pub async fn start_as_pid1(root: &Path) -> Self {
+        let mut cp = Self::unstarted(root.join("control-plane"), root.join("control-plane.log"), Vec::new(), true);
+        cp.spawn(true).await;
+        cp
+    }
+
+    /// A control plane on free ports, not started yet.
+    fn unstarted(data_dir: PathBuf, log: PathBuf, args: Vec<String>, pid1: bool) -> Self {
         let [admin, agent, join, webhook] = free_ports();
-        let mut cp = Self {
-            data_dir: root.join("control-plane"),
+        Self {
+            data_dir,
             ports: Ports { admin, agent, join, webhook },
-            log: root.join("control-plane.log"),
-            args: Vec::new(),
+            log,
+            args,
             planted: Default::default(),
             child: None,
             starts: 0,
-            pid1: true,
-        };
-        cp.spawn(true).await;
-        cp
+            pid1,
+        }
     }
 
     /// The host PID of the control plane itself (inside its namespace when it is PID 1 there).
@@ -271,22 +276,11 @@ impl ControlPlane {
     /// `postgres` database, as CI's PostgreSQL stage sets it), each control plane gets a fresh
     /// database of its own on that server instead of the embedded store.
     pub async fn start_with(root: &Path, args: &[&str]) -> Self {
-        let [admin, agent, join, webhook] = free_ports();
-        let ports = Ports { admin, agent, join, webhook };
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         if let Some(url) = fresh_database() {
             args.extend(["--database-url".to_string(), url]);
         }
-        let mut cp = Self {
-            data_dir: root.join("control-plane"),
-            ports,
-            log: root.join("control-plane.log"),
-            args,
-            planted: Default::default(),
-            child: None,
-            starts: 0,
-            pid1: false,
-        };
+        let mut cp = Self::unstarted(root.join("control-plane"), root.join("control-plane.log"), args, false);
         cp.spawn(true).await;
         let token = cp.admin_token();
         cp.plant(&token);
@@ -302,7 +296,6 @@ impl ControlPlane {
         if shared.join("admin-token").exists() {
             std::fs::copy(shared.join("admin-token"), data_dir.join("admin-token")).unwrap();
         }
-        let [admin, agent, join, webhook] = free_ports();
         let args = [
             "--database-url",
             database_url,
@@ -317,16 +310,7 @@ impl ControlPlane {
         ]
         .map(str::to_string)
         .to_vec();
-        let mut cp = Self {
-            data_dir,
-            ports: Ports { admin, agent, join, webhook },
-            log: root.join(format!("{name}.log")),
-            args,
-            planted: Default::default(),
-            child: None,
-            starts: 0,
-            pid1: false,
-        };
+        let mut cp = Self::unstarted(data_dir, root.join(format!("{name}.log")), args, false);
         cp.spawn(true).await;
         if !shared.join("admin-token").exists() {
             std::fs::copy(cp.data_dir.join("admin-token"), shared.join("admin-token")).unwrap();
