@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::cache::{State, Touched};
-use super::{Assignment, ControlPlane, fleet};
+use super::{Assignment, ControlPlane, fleet, fleet_for};
 use crate::error::{Error, Result};
 
 /// The assignment streams open on this replica, by cluster: each sender holds the
@@ -32,7 +32,7 @@ fn fingerprint(assignments: &[Assignment]) -> u64 {
 
 fn assignments(st: &State, cluster: &str) -> Option<Vec<Assignment>> {
     st.clusters.get(cluster)?;
-    let f = fleet(st);
+    let f = fleet_for(st, cluster);
     Some(f.assignments(&f.admissions(), cluster))
 }
 
@@ -70,10 +70,15 @@ impl ControlPlane {
             return;
         }
         let st = self.state.read();
-        let f = fleet(&st);
-        let admissions = f.admissions();
+        // Many clusters: one view of the fleet for all; a few: a small view each.
+        let whole = (concerned.len() > 16).then(|| fleet(&st));
+        let admissions = whole.as_ref().map(|f| f.admissions());
         for c in concerned {
-            let print = fingerprint(&f.assignments(&admissions, &c));
+            let a = match (&whole, &admissions) {
+                (Some(f), Some(adm)) => f.assignments(adm, &c),
+                _ => assignments(&st, &c).unwrap_or_default(),
+            };
+            let print = fingerprint(&a);
             if let Some(tx) = senders.get(&c) {
                 tx.send_if_modified(|v| std::mem::replace(v, print) != print);
             }

@@ -476,11 +476,24 @@ fn scheduled(a: &AppRecord) -> schedule::Application<'_> {
 
 /// The scheduling view of the whole cache (see [`bosun_core::schedule`]).
 fn fleet(st: &State) -> schedule::Fleet<'_> {
+    fleet_of(st, None)
+}
+
+/// The scheduling view for computing one cluster's assignments: only that cluster, unless a
+/// rollout needs the others to order its steps. What a stream, a bundle request or a
+/// report costs then grows with the Applications, not with the fleet.
+fn fleet_for<'a>(st: &'a State, cluster: &str) -> schedule::Fleet<'a> {
+    let rollouts = st.apps.values().any(|a| a.value.spec.rollout.is_some());
+    fleet_of(st, (!rollouts).then_some(cluster))
+}
+
+fn fleet_of<'a>(st: &'a State, only: Option<&str>) -> schedule::Fleet<'a> {
     let now = now();
     let clusters = st
         .clusters
-        .values()
-        .map(|c| {
+        .iter()
+        .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+        .map(|(_, c)| {
             let c = &c.value;
             let view = schedule::Cluster {
                 name: &c.record.name,
