@@ -134,14 +134,13 @@ impl ControlPlane {
         }
     }
 
-    /// Polls Git every `poll_interval` (±10% jitter) while holding the lease; a replica that
-    /// takes the lease over polls at once.
+    /// Polls Git every `poll_interval` (±10% jitter) while holding the lease. A replica that
+    /// takes the lease over polls at once; one that held it, lost it for a moment (a renewal
+    /// that came late) and took it back keeps its schedule instead of polling again early.
     async fn poll_forever(self: Arc<Self>) {
         let mut next: Option<Instant> = None;
         loop {
-            if !self.is_leader() {
-                next = None;
-            } else if next.is_none_or(|t| Instant::now() >= t) {
+            if self.is_leader() && next.is_none_or(|t| Instant::now() >= t) {
                 self.refresh_all().await;
                 let jitter = 0.9 + rand::random::<f64>() * 0.2;
                 let wait = Duration::from_secs_f64((self.settings.poll_interval.as_secs_f64() * jitter).max(0.05));
