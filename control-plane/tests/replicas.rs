@@ -165,6 +165,14 @@ async fn no_acknowledged_write_is_lost(r: Replicas) {
     let acknowledged = s1.await.unwrap() + s2.await.unwrap() + rollbacks.await.unwrap();
     rollouts.await.unwrap();
     for cp in [&a, &b] {
+        // Each write was answered once in its own replica's cache; the other replica's cache
+        // follows the feed a moment later. A lost write would never show up.
+        eventually("every acknowledged write in this replica's cache", || {
+            cp.app("web").is_ok_and(|v| {
+                v.record.sync_request - before == acknowledged && v.record.spec.destination.namespace == last_namespace
+            })
+        })
+        .await;
         let rec = cp.app("web").unwrap().record;
         assert_eq!(rec.sync_request - before, acknowledged, "every sync request and rollback counted once");
         assert_eq!(rec.spec.destination.namespace, last_namespace, "the last acknowledged update stands");
