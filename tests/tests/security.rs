@@ -348,6 +348,12 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     for s in [PASSWORD, HOOK_SECRET, SECRET_VALUE] {
         cp.plant(s);
     }
+    // Polling (every hour here) starts once the control plane holds the singleton lease; its
+    // first poll must be over before the pushes below, which must be the only refreshes.
+    eventually("the singleton lease", WAIT, || async {
+        cp.logs().contains("holding the singleton lease").then_some(())
+    })
+    .await;
     let c1 = Cluster::start(root, "c1").await;
     let agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
 
