@@ -379,10 +379,12 @@ impl ControlPlane {
             .values()
             .map(|a| (a.value.name.clone(), a.value.spec.source.repo_url.clone()))
             .collect();
+        let count = apps.len();
         let mut by_repo: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, url) in apps {
             by_repo.entry(url).or_default().push(name);
         }
+        let repos = by_repo.len();
         futures::stream::iter(by_repo)
             .map(|(url, names)| async move {
                 if let Err(e) = self.fetch_repo(&url).await {
@@ -395,6 +397,7 @@ impl ControlPlane {
             .buffer_unordered(4)
             .collect::<()>()
             .await;
+        info!(repositories = repos, applications = count, "git polled");
     }
 
     /// Refreshes children after their parent (boxed: refreshing is recursive through it).

@@ -33,6 +33,8 @@ pub(super) struct Signals {
     pending_refresh: Mutex<BTreeSet<String>>,
     /// Rollouts may move.
     wake: tokio::sync::Notify,
+    /// This replica just took the lease: poll now, not at the poll loop's next tick.
+    acquired: tokio::sync::Notify,
     /// Until when this replica may act as the holder (its own clock, with a margin).
     leader_until: Mutex<Option<Instant>>,
 }
@@ -113,6 +115,7 @@ impl ControlPlane {
                 *self.singleton.leader_until.lock() = Some(started + LEASE_TTL - Duration::from_secs(1));
                 if !was {
                     info!(replica = %me, "holding the singleton lease: polling Git, advancing rollouts, collecting bundles");
+                    self.singleton.acquired.notify_one();
                 }
                 Ok(true)
             }
@@ -135,7 +138,7 @@ impl ControlPlane {
     }
 
     /// Polls Git every `poll_interval` (±10% jitter) while holding the lease. A replica that
-    /// takes the lease over polls at once; one that held it, lost it for a moment (a renewal
+    /// takes the lease over polls at once (woken by the lease keeper); one that held it, lost it for a moment (a renewal
     /// that came late) and took it back keeps its schedule instead of polling again early.
     async fn poll_forever(self: Arc<Self>) {
         let mut next: Option<Instant> = None;
@@ -149,6 +152,7 @@ impl ControlPlane {
             let nap = next.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
             tokio::select! {
                 _ = tokio::time::sleep(nap.min(Duration::from_secs(1))) => {}
+                _ = self.singleton.acquired.notified() => {}
                 _ = self.stopped() => return,
             }
         }
