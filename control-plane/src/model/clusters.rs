@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bosun_store::{Expect, Store, StoreError, Txn};
+use bosun_store::{Expect, Store, Txn};
 use tracing::{info, warn};
 
 use super::records::*;
@@ -85,36 +85,27 @@ impl ControlPlane {
         }
         let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(rec.cluster.clone()), self.settings.cert_validity)?;
         let key = cluster_key(&rec.cluster);
-        for _ in 0..super::CAS_ATTEMPTS {
-            let txn = {
-                let st = self.state.read();
+        self.transact_or(
+            |st| {
                 let c = st.clusters.get(&rec.cluster).ok_or(Error::BadJoinToken)?;
                 let mut updated = c.value.record.clone();
                 updated.joined = true;
                 updated.agent_version = agent_version.into();
                 record_certificate(&mut updated, &issued);
-                Txn::new()
+                let txn = Txn::new()
                     .expect(&tkey, Expect::Version(stored.version))
                     .delete(&tkey)
                     .expect(&key, Expect::Version(c.version))
-                    .put(&key, encode(&updated))
-            };
-            match self.commit(txn).await {
-                Ok(_) => {
-                    self.metrics.certificate("join");
-                    info!(cluster = %rec.cluster, serial = %issued.serial, "agent joined");
-                    return Ok((rec.cluster, issued));
-                }
-                // Used meanwhile, here or on another replica.
-                Err(StoreError::Conflict { key: k, .. }) if k == tkey => return Err(Error::BadJoinToken),
-                Err(StoreError::Conflict { .. }) => {
-                    let latest = self.store.revision().await?;
-                    self.caught_up(latest).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Internal("joining conflicted with other writes too often; try again".into()))
+                    .put(&key, encode(&updated));
+                Ok((Some(txn), ()))
+            },
+            // Used meanwhile, here or on another replica.
+            |k| (k == tkey).then_some(Error::BadJoinToken),
+        )
+        .await?;
+        self.metrics.certificate("join");
+        info!(cluster = %rec.cluster, serial = %issued.serial, "agent joined");
+        Ok((rec.cluster, issued))
     }
 
     /// Issues a new certificate to an agent that holds a valid one (called over mTLS before

@@ -307,13 +307,27 @@ impl ControlPlane {
     /// compare-and-set preconditions) and a result, or `None` when nothing is to be written.
     /// A conflict means someone else wrote first: wait for the cache to hold their write and
     /// build again.
-    async fn transact<T>(&self, mut build: impl FnMut(&State) -> Result<(Option<Txn>, T)>) -> Result<T> {
+    async fn transact<T>(&self, build: impl FnMut(&State) -> Result<(Option<Txn>, T)>) -> Result<T> {
+        self.transact_or(build, |_| None).await
+    }
+
+    /// [`Self::transact`], where a conflict on some keys is final: `final_conflict(key)` says
+    /// what to answer instead of building again (a record that is not cached, such as a
+    /// single-use token someone else consumed).
+    async fn transact_or<T>(
+        &self,
+        mut build: impl FnMut(&State) -> Result<(Option<Txn>, T)>,
+        final_conflict: impl Fn(&str) -> Option<Error>,
+    ) -> Result<T> {
         for attempt in 0..CAS_ATTEMPTS {
             let (txn, out) = build(&self.state.read())?;
             let Some(txn) = txn else { return Ok(out) };
             match self.commit(txn).await {
                 Ok(_) => return Ok(out),
-                Err(StoreError::Conflict { .. }) => {
+                Err(StoreError::Conflict { key, .. }) => {
+                    if let Some(e) = final_conflict(&key) {
+                        return Err(e);
+                    }
                     let latest = self.store.revision().await?;
                     self.caught_up(latest).await?;
                     // Writers that keep colliding on one record spread out (full jitter,
