@@ -124,6 +124,7 @@ impl ControlPlane {
             .arg("control-plane")
             .args(["--data-dir", data.to_str().context("utf-8 path")?])
             .args(["--admin-addr", local, "--agent-addr", local, "--join-addr", local, "--http-addr", local])
+            .args(["--ui-addr", local])
             .args(["--poll-interval", "1h"])
             .env("RUST_LOG", std::env::var("BENCH_CP_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(log.try_clone()?)

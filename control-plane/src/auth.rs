@@ -104,6 +104,12 @@ impl std::fmt::Display for Principal {
     }
 }
 
+/// A caller already authenticated by another edge of this process (a dashboard session),
+/// attached to an admin API request as an extension. Only code in this process can attach
+/// one: requests from the network carry none.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Principal);
+
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

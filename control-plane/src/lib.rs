@@ -17,6 +17,7 @@ pub mod model;
 pub mod pki;
 pub mod render;
 pub mod secrets;
+pub mod ui;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -82,6 +83,13 @@ pub struct Config {
     /// (Prometheus), GET /healthz and /readyz (probes).
     #[arg(long, alias = "webhook-addr", env = "BOSUN_HTTP_ADDR", default_value = "127.0.0.1:7446")]
     pub http_addr: SocketAddr,
+    /// Web dashboard: HTTPS with the control plane's server certificate; sign in with an
+    /// admin or readonly token.
+    #[arg(long, env = "BOSUN_UI_ADDR", default_value = "127.0.0.1:7447")]
+    pub ui_addr: SocketAddr,
+    /// How long a dashboard sign-in lasts.
+    #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+    pub ui_session_ttl: Duration,
     /// File holding the shared webhook secret (GitHub secret / GitLab token). Without it
     /// webhooks are refused.
     #[arg(long, env = "BOSUN_WEBHOOK_SECRET_FILE")]
@@ -430,6 +438,9 @@ pub struct Endpoints {
     pub agent: String,
     pub join: String,
     pub webhook: String,
+    /// The dashboard (https).
+    #[serde(default)]
+    pub ui: String,
 }
 
 /// Reflection (v1 and v1alpha) advertising `service` — the one a listener serves — with the
@@ -469,6 +480,8 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
         agent_addr: local,
         join_addr: local,
         http_addr: local,
+        ui_addr: local,
+        ui_session_ttl: Duration::from_secs(8 * 3600),
         webhook_secret_file: None,
         secret_key_file: None,
         server_names: vec!["localhost".into(), "127.0.0.1".into()],
@@ -596,14 +609,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let webhook_listener = TcpListener::bind(cfg.http_addr)
         .await
         .with_context(|| format!("binding the HTTP listener to {}", cfg.http_addr))?;
+    let ui_listener = TcpListener::bind(cfg.ui_addr)
+        .await
+        .with_context(|| format!("binding the dashboard to {}", cfg.ui_addr))?;
     let endpoints = Endpoints {
         admin: admin_listener.local_addr()?.to_string(),
         agent: agent_listener.local_addr()?.to_string(),
         join: join_listener.local_addr()?.to_string(),
         webhook: webhook_listener.local_addr()?.to_string(),
+        ui: ui_listener.local_addr()?.to_string(),
     };
     std::fs::write(cfg.data_dir.join("endpoints.json"), serde_json::to_vec_pretty(&endpoints)?)?;
-    info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, webhook = %endpoints.webhook, trust_domain = %cp.pki.trust_domain, data_dir = %cfg.data_dir.display(), "control plane listening");
+    info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, webhook = %endpoints.webhook, ui = %endpoints.ui, trust_domain = %cp.pki.trust_domain, data_dir = %cfg.data_dir.display(), "control plane listening");
 
     let (health, health_svc) = tonic_health::server::health_reporter();
     set_health(&health, cp.readiness().await.is_ok()).await;
@@ -658,6 +675,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let http_router = webhook::router(cp.clone(), webhook_secret)
         .merge(tonic::service::Routes::new(health_svc.clone()).into_axum_router());
     let hooks = axum::serve(webhook_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let dashboard = ui::serve(
+        ui_listener,
+        ui::router(cp.clone(), cfg.ui_session_ttl),
+        &server_cert,
+        &server_key,
+        stopped(stop_rx.clone()),
+    );
 
     // gRPC health follows readiness (the store answers, the CA is valid).
     let monitor = {
@@ -685,6 +709,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             async { admin.await.context("admin API") },
             async { agent.await.context("agent API") },
             async { join.await.context("join endpoint") },
+            async { dashboard.await.context("dashboard") },
         )
         .map(|_| ())
     };

@@ -10,6 +10,7 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::{Error, Result};
@@ -39,9 +40,11 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Seals and opens secrets with one key.
+/// Seals and opens secrets with one key, and authenticates values (dashboard sessions) with
+/// a MAC key derived from it, so every replica sharing the secret key accepts them.
 pub struct SecretBox {
     key: LessSafeKey,
+    mac: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -79,7 +82,38 @@ impl SecretBox {
     pub fn from_key(bytes: &[u8]) -> Result<Self> {
         let key = UnboundKey::new(&CHACHA20_POLY1305, bytes)
             .map_err(|_| Error::Secrets("the secret key must be 32 bytes".into()))?;
-        Ok(Self { key: LessSafeKey::new(key), rng: SystemRandom::new() })
+        // A separate key for MACs: HMAC of a fixed label under the secret key.
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), b"bosun mac key v1");
+        Ok(Self {
+            key: LessSafeKey::new(key),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// A MAC of `data` for `purpose` (domain-separated, so a MAC for one purpose never
+    /// verifies for another).
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.mac);
+        ctx.update(purpose.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    /// Whether `tag` is the MAC of `data` for `purpose` (constant time).
+    pub fn verify_mac(&self, purpose: &str, data: &[u8], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        tag.len() == 32 && bool::from(self.mac(purpose, data).as_slice().ct_eq(tag))
+    }
+
+    /// `n` random bytes.
+    pub fn random(&self, n: usize) -> Result<Vec<u8>> {
+        let mut b = vec![0u8; n];
+        self.rng.fill(&mut b).map_err(|_| Error::Secrets("no system randomness".into()))?;
+        Ok(b)
     }
 
     /// Seals `plain`, bound to `context` (the record it belongs to).
@@ -133,6 +167,11 @@ mod tests {
         let err = other.open("https://git.example/a", &sealed).unwrap_err().to_string();
         assert!(err.contains("cannot be decrypted") && !err.contains("hunter2"), "{err}");
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+        let tag = b.mac("session", b"alice");
+        assert!(b.verify_mac("session", b"alice", &tag));
+        assert!(!b.verify_mac("csrf", b"alice", &tag), "domain-separated");
+        assert!(!b.verify_mac("session", b"alicf", &tag));
+        assert!(!other.verify_mac("session", b"alice", &tag), "another key");
         std::fs::write(&path, "short").unwrap();
         assert!(SecretBox::load_or_create(&path).is_err());
     }

@@ -233,8 +233,8 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     let cpc = container(&hub, "StatefulSet");
     let mut args = args_of(&cpc);
     let data = root.join("data");
-    let ports = [free_port(), free_port(), free_port(), free_port()];
-    for (flag, port) in ["--admin-addr", "--agent-addr", "--join-addr", "--http-addr"].iter().zip(ports) {
+    let ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
+    for (flag, port) in ["--admin-addr", "--agent-addr", "--join-addr", "--http-addr", "--ui-addr"].iter().zip(ports) {
         set_arg(&mut args, flag, &format!("127.0.0.1:{port}"));
     }
     set_arg(&mut args, "--data-dir", data.to_str().unwrap());

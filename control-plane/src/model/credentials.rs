@@ -202,6 +202,11 @@ impl ControlPlane {
         .await
     }
 
+    /// One credential by name.
+    pub fn credential(&self, name: &str) -> Option<Credential> {
+        self.state.read().credentials.values().map(|c| &c.value).find(|c| c.name == name).cloned()
+    }
+
     pub fn credentials(&self) -> Vec<Credential> {
         self.state.read().credentials.values().map(|c| c.value.clone()).collect()
     }

@@ -85,7 +85,11 @@ pub struct AppView {
     pub record: AppRecord,
     pub children: Vec<String>,
     pub rollout: String,
+    /// Each targeted cluster's last report (or an empty one) and whether its agent is connected.
     pub clusters: Vec<(ClusterAppStatus, bool)>,
+    /// Each cluster's sync status and health as judged against what it should run (a report
+    /// about an older bundle is OutOfSync), in the order of `clusters`.
+    pub verdicts: Vec<(SyncStatus, Health)>,
     pub sync_status: SyncStatus,
     pub health: Health,
 }
@@ -410,6 +414,18 @@ impl ControlPlane {
         self.stopping.subscribe()
     }
 
+    /// The store revision this replica's cache has applied; changes with every commit that
+    /// reaches it (live views follow this).
+    pub fn changes(&self) -> watch::Receiver<Revision> {
+        self.applied.subscribe()
+    }
+
+    /// The key that seals credentials and authenticates dashboard sessions (shared by
+    /// every replica).
+    pub fn secret_box(&self) -> &SecretBox {
+        &self.secrets
+    }
+
     /// Sets the gauges that describe the model, for a scrape.
     pub fn refresh_gauges(&self) {
         use crate::metrics::{AppInfo, AppState, ClusterLabel, ClusterState};
@@ -539,6 +555,7 @@ fn view(st: &State, f: &schedule::Fleet<'_>, rec: &AppRecord) -> AppView {
     let app = scheduled(rec);
     let now = now();
     let mut clusters = Vec::new();
+    let mut verdicts = Vec::new();
     let (mut sync_status, mut health) = (SyncStatus::Synced, Health::Healthy);
     for (name, c) in &st.clusters {
         if !rec.spec.destination.targets(name, &c.value.selector_labels) {
@@ -564,12 +581,14 @@ fn view(st: &State, f: &schedule::Fleet<'_>, rec: &AppRecord) -> AppView {
             status.message = format!("waiting for {} to be Synced and Healthy on this cluster", waiting.join(", "));
         }
         clusters.push((status, connected));
+        verdicts.push((s, h));
     }
     if clusters.is_empty() {
         // A name of a cluster not registered yet, or a selector matching none.
         let cluster = rec.spec.destination.cluster.clone();
         if !cluster.is_empty() {
             clusters.push((ClusterAppStatus { app: rec.name.clone(), cluster, ..Default::default() }, false));
+            verdicts.push((SyncStatus::Unknown, Health::Unknown));
         }
         (sync_status, health) = (SyncStatus::Unknown, Health::Unknown);
     }
@@ -580,7 +599,7 @@ fn view(st: &State, f: &schedule::Fleet<'_>, rec: &AppRecord) -> AppView {
         .as_ref()
         .map(|s| bosun_core::rollout::describe(s, &rec.rollout, clusters.len()))
         .unwrap_or_default();
-    AppView { record: rec.clone(), children, rollout, clusters, sync_status, health }
+    AppView { record: rec.clone(), children, rollout, clusters, verdicts, sync_status, health }
 }
 
 /// The less synced of two sync states: OutOfSync over Unknown over Synced.

@@ -9,13 +9,14 @@ locals {
     "app.kubernetes.io/name"    = "bosun-control-plane"
     "app.kubernetes.io/part-of" = "bosun"
   }
-  ports = { admin = 7443, agent = 7444, join = 7445, http = 7446 }
+  ports = { admin = 7443, agent = 7444, join = 7445, http = 7446, ui = 7447 }
   args = concat([
     "--data-dir=/var/lib/bosun",
     "--admin-addr=0.0.0.0:7443",
     "--agent-addr=0.0.0.0:7444",
     "--join-addr=0.0.0.0:7445",
     "--http-addr=0.0.0.0:7446",
+    "--ui-addr=0.0.0.0:7447",
     "--server-name=${var.hostname}",
     "--server-name=bosun-control-plane.${var.namespace}.svc",
     "--secret-key-file=/etc/bosun/secret-key/key",

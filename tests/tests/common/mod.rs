@@ -342,6 +342,7 @@ impl ControlPlane {
             .args(["--agent-addr", &format!("127.0.0.1:{}", self.ports.agent)])
             .args(["--join-addr", &format!("127.0.0.1:{}", self.ports.join)])
             .args(["--webhook-addr", &format!("127.0.0.1:{}", self.ports.webhook)])
+            .args(["--ui-addr", "127.0.0.1:0"])
             .args(if self.args.iter().any(|a| a == "--poll-interval") { vec![] } else { vec!["--poll-interval", "1s"] })
             .args(&self.args)
             .env("RUST_LOG", "info,bosun=debug")
