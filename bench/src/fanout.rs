@@ -62,9 +62,11 @@ pub async fn fanout(json_out: bool, n: usize) -> anyhow::Result<()> {
     let me = Process::new(std::process::id());
     let (cpu_cp, cpu_me) = (cp.process.cpu()?, me.cpu()?);
     let profiler = crate::proc::Profiler::start(&[me, cp.process])?;
+    let page = crate::ui::LivePage::open(&cp).await.context("opening a dashboard page")?;
     let t0 = Instant::now();
     admin.refresh_application(pb::RefreshApplicationRequest { name: "web".into() }).await?;
     let samples = watch.until_synced(&all, &rev2, t0, PHASE_TIMEOUT).await.context("new commit")?;
+    let (page_events, page_most, page_secs) = page.stop();
     drop(profiler);
     let (cpu_cp, cpu_me) = (cp.process.cpu()? - cpu_cp, me.cpu()? - cpu_me);
 
@@ -84,6 +86,9 @@ pub async fn fanout(json_out: bool, n: usize) -> anyhow::Result<()> {
     report.figure("agents joined and connected in", joined.as_secs_f64(), "s");
     report.figure("control plane CPU during the fan-out", cpu_cp.as_secs_f64(), "s");
     report.figure("agents + simulated clusters CPU during the fan-out", cpu_me.as_secs_f64(), "s");
+    report.figure("dashboard page: live updates received", page_events as f64, "");
+    report.figure("dashboard page: live updates per second", page_events as f64 / page_secs.max(1e-3), "/s");
+    report.figure("dashboard page: most live updates in one second", page_most as f64, "");
     report.print(json_out);
     fleet.shutdown().await;
     Ok(())

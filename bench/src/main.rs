@@ -14,6 +14,9 @@
 //! - `plan`: `sync::decide` over a synced 5,000-object Application; floor: an identity pass.
 //! - `store`: Application create at N clusters and status reports recorded per second, on the
 //!   embedded store and (`--postgres`) PostgreSQL; floors: plain commits of the same records.
+//! - `ui`: the dashboard's Application list and fleet matrix rendered at N × M; floor: the
+//!   admin API's list of the same Applications, encoded. (`fan-out` also counts the live
+//!   updates one open dashboard page receives.)
 //!
 //! The fleet benchmarks run the control plane in a child process (this binary, re-executed
 //! with the hidden `control-plane` subcommand) and N simulated clusters with N agents in this
@@ -29,6 +32,7 @@ mod proc;
 mod report;
 mod selfheal;
 mod store;
+mod ui;
 
 use std::path::Path;
 use std::process::Command;
@@ -118,6 +122,15 @@ enum Bench {
         #[arg(long)]
         postgres: bool,
     },
+    /// Dashboard pages' server render time (Application list, fleet matrix) at N × M.
+    Ui {
+        #[arg(long, default_value_t = 1000)]
+        clusters: usize,
+        #[arg(long, default_value_t = 10)]
+        apps: usize,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// Runs the control plane (the fleet benchmarks start it in its own process).
     #[command(hide = true)]
     ControlPlane {
@@ -185,6 +198,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Bench::Store { clusters, creates, reports, postgres } => {
             store::run(cli.json, clusters, creates, reports, postgres).await
+        }
+        Bench::Ui { clusters, apps, runs } => {
+            ui::run(cli.json, clusters, apps, runs);
+            Ok(())
         }
         Bench::ControlPlane { .. } | Bench::Agent { .. } => unreachable!("handled above"),
     }

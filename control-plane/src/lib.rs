@@ -609,9 +609,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let webhook_listener = TcpListener::bind(cfg.http_addr)
         .await
         .with_context(|| format!("binding the HTTP listener to {}", cfg.http_addr))?;
-    let ui_listener = TcpListener::bind(cfg.ui_addr)
-        .await
-        .with_context(|| format!("binding the dashboard to {}", cfg.ui_addr))?;
+    let ui_listener =
+        TcpListener::bind(cfg.ui_addr).await.with_context(|| format!("binding the dashboard to {}", cfg.ui_addr))?;
     let endpoints = Endpoints {
         admin: admin_listener.local_addr()?.to_string(),
         agent: agent_listener.local_addr()?.to_string(),

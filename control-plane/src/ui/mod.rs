@@ -76,11 +76,23 @@ pub fn router(cp: Arc<ControlPlane>, session_ttl: Duration) -> Router {
         .route("/assets/ui.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_request(host_from_authority))
         .with_state(ui)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
+}
+
+/// HTTP/2 requests name their host in the `:authority` pseudo-header (the URI), not in
+/// `Host`: give them a `Host` so that origin checks read one place.
+async fn host_from_authority(mut req: axum::extract::Request) -> axum::extract::Request {
+    if !req.headers().contains_key(header::HOST)
+        && let Some(v) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    req
 }
 
 /// Headers every answer carries.
@@ -89,7 +101,7 @@ async fn security_headers(mut resp: Response) -> Response {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     resp
@@ -114,7 +126,8 @@ impl Ui {
             .ok_or(NoSession::Missing)?;
         let now = now();
         let s = Session::decode(value, self.cp.secret_box(), now).map_err(|e| NoSession::Invalid(e.to_string()))?;
-        let who = s.principal(self.cp.credential(&s.name).as_ref(), now).map_err(|e| NoSession::Invalid(e.to_string()))?;
+        let who =
+            s.principal(self.cp.credential(&s.name).as_ref(), now).map_err(|e| NoSession::Invalid(e.to_string()))?;
         Ok((s, who))
     }
 
@@ -141,7 +154,7 @@ impl Ui {
 
     /// The principal of a state-changing request: a valid session, the same origin, and the
     /// session's CSRF token. Refusals are audited.
-    fn writer(&self, headers: &HeaderMap, csrf: &str, action: &str, object: &str) -> Result<Principal, Response> {
+    fn writer(&self, headers: &HeaderMap, csrf: &str, action: &str, object: &str) -> Result<Principal, Box<Response>> {
         let (s, who) = match self.session(headers) {
             Ok(x) => x,
             Err(e) => {
@@ -150,16 +163,20 @@ impl Ui {
                     NoSession::Invalid(why) => why,
                 };
                 warn!(target: "bosun::audit", action, object, outcome = "Unauthenticated", reason = %why, "audit: dashboard call without a session refused");
-                return Err(refusal(StatusCode::FORBIDDEN, "Not signed in", "Sign in again; the session is missing or ended."));
+                return Err(Box::new(refusal(
+                    StatusCode::FORBIDDEN,
+                    "Not signed in",
+                    "Sign in again; the session is missing or ended.",
+                )));
             }
         };
         if !same_origin(headers) || !s.csrf_ok(self.cp.secret_box(), csrf) {
             crate::api::audit(&self.cp, &who, action, object, "CsrfRejected");
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 StatusCode::FORBIDDEN,
                 "Request refused",
                 "The form's CSRF token is missing or does not belong to this session (or the request came from another site). Reload the page and try again.",
-            ));
+            )));
         }
         Ok(who)
     }
@@ -177,7 +194,7 @@ fn html(m: Markup) -> Response {
 }
 
 fn refusal(code: StatusCode, title: &str, detail: &str) -> Response {
-    (code, html(pages::problem(title, detail))).into_response()
+    (code, html(pages::standalone(title, pages::problem(title, detail)))).into_response()
 }
 
 /// The HTTP answer for an admin call's gRPC status.
@@ -252,7 +269,7 @@ struct ActionForm {
 async fn logout(State(ui): State<Shared>, headers: HeaderMap, Form(f): Form<ActionForm>) -> Response {
     // A forged sign-out is harmless but still needs the token, like every POST.
     if let Err(r) = ui.writer(&headers, &f.csrf, "SignOut", "dashboard") {
-        return r;
+        return *r;
     }
     let mut resp = Redirect::to("/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
@@ -316,14 +333,20 @@ async fn app_action(
     };
     let who = match ui.writer(&headers, &f.csrf, call, &name) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let back = Redirect::to(&format!("/apps/{name}")).into_response();
     let result = match action.as_str() {
-        "sync" => ui.api.sync_application(as_principal(&who, pb::SyncApplicationRequest { name: name.clone() })).await.map(|_| back),
-        "refresh" => {
-            ui.api.refresh_application(as_principal(&who, pb::RefreshApplicationRequest { name: name.clone() })).await.map(|_| back)
-        }
+        "sync" => ui
+            .api
+            .sync_application(as_principal(&who, pb::SyncApplicationRequest { name: name.clone() }))
+            .await
+            .map(|_| back),
+        "refresh" => ui
+            .api
+            .refresh_application(as_principal(&who, pb::RefreshApplicationRequest { name: name.clone() }))
+            .await
+            .map(|_| back),
         _ => {
             if f.confirm.trim() != name {
                 return refusal(StatusCode::BAD_REQUEST, "Not deleted", "Type the Application's name to confirm.");
@@ -346,7 +369,7 @@ async fn rollback(
     use pb::admin_service_server::AdminService;
     let who = match ui.writer(&headers, &f.csrf, "RollbackApplication", &format!("{name}@{id}")) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     ui.api
         .rollback_application(as_principal(&who, pb::RollbackApplicationRequest { name: name.clone(), id }))
@@ -364,7 +387,7 @@ async fn rollout(
     use pb::admin_service_server::AdminService;
     let who = match ui.writer(&headers, &f.csrf, "RolloutApplication", &format!("{name} {action}")) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     ui.api
         .rollout_application(as_principal(&who, pb::RolloutApplicationRequest { name: name.clone(), action }))
@@ -382,7 +405,7 @@ async fn revoke(
     use pb::admin_service_server::AdminService;
     let who = match ui.writer(&headers, &f.csrf, "RevokeCluster", &name) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     ui.api
         .revoke_cluster(as_principal(&who, pb::RevokeClusterRequest { name }))

@@ -87,6 +87,22 @@ pub fn layout(title: &str, section: Section, viewer: &Viewer<'_>, main: Markup) 
     }
 }
 
+/// A page outside the signed-in layout (refusals, errors).
+pub fn standalone(title: &str, main: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · Bosun" }
+                link rel="stylesheet" href="/assets/ui.css";
+                link rel="icon" href="data:,";
+            }
+            body.login { main #main { (main) } }
+        }
+    }
+}
+
 /// The sign-in page.
 pub fn login(error: Option<&str>) -> Markup {
     html! {
@@ -229,7 +245,9 @@ impl ListQuery {
         let r = &a.record;
         let q = self.q.trim().to_ascii_lowercase();
         if !q.is_empty()
-            && ![&r.name, &r.spec.source.repo_url, &r.spec.source.path].iter().any(|s| s.to_ascii_lowercase().contains(&q))
+            && ![&r.name, &r.spec.source.repo_url, &r.spec.source.path]
+                .iter()
+                .any(|s| s.to_ascii_lowercase().contains(&q))
         {
             return false;
         }
@@ -299,12 +317,7 @@ fn cluster_counts(a: &AppView) -> Markup {
 }
 
 /// The Application list: filters and one tile per Application.
-pub fn app_list(
-    apps: &[AppView],
-    clusters: &[ClusterView],
-    query: &ListQuery,
-    viewer: &Viewer<'_>,
-) -> Markup {
+pub fn app_list(apps: &[AppView], clusters: &[ClusterView], query: &ListQuery, viewer: &Viewer<'_>) -> Markup {
     let labels: BTreeMap<String, BTreeMap<String, String>> =
         clusters.iter().map(|c| (c.record.name.clone(), crate::model::cluster_labels(&c.record))).collect();
     let shown: Vec<&AppView> = apps.iter().filter(|a| query.keeps(a, &labels)).collect();
@@ -370,7 +383,7 @@ pub fn app_page(a: &AppView, history: &[HistoryEntry], cluster: Option<&str>, vi
                     summary.button.primary { "Sync" }
                     form method="post" action={ "/apps/" (name) "/sync" } {
                         input type="hidden" name="csrf" value=(viewer.csrf);
-                        p { "Synchronise " strong { (name) } " on " (a.clusters.len()) " cluster(s) at " code { (s.source.target_revision) } "." }
+                        p { "Synchronise " strong { (name) } " on " (a.clusters.len()) " cluster(s) at " code { (if s.source.target_revision.is_empty() { "HEAD" } else { &s.source.target_revision }) } "." }
                         p { "Prune: " (if s.sync_policy.prune { "on" } else { "off (objects removed from Git stay)" })
                             " · Self-heal: " (if s.sync_policy.self_heal { "on" } else { "off" }) }
                         @if out_of_sync.is_empty() {
@@ -401,7 +414,7 @@ pub fn app_page(a: &AppView, history: &[HistoryEntry], cluster: Option<&str>, vi
             h2 #source-h { "Source and destination" }
             dl.grid {
                 dt { "Repository" } dd { code { (s.source.repo_url) } }
-                dt { "Target revision" } dd { code { (s.source.target_revision) } }
+                dt { "Target revision" } dd { code { (if s.source.target_revision.is_empty() { "HEAD" } else { &s.source.target_revision }) } }
                 dt { "Path" } dd {
                     @if let Some(u) = &link { a href=(u) rel="noreferrer" { code { (s.source.path) } } } @else { code { (s.source.path) } }
                     @if s.source.recurse { " (recursive)" }

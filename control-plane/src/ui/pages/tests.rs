@@ -73,7 +73,8 @@ fn app(name: &str, per_cluster: &[(&str, SyncStatus, Health)]) -> AppView {
         })
         .collect();
     let verdicts: Vec<(SyncStatus, Health)> = per_cluster.iter().map(|(_, s, h)| (*s, *h)).collect();
-    let sync_status = if verdicts.iter().all(|v| v.0 == SyncStatus::Synced) { SyncStatus::Synced } else { SyncStatus::OutOfSync };
+    let sync_status =
+        if verdicts.iter().all(|v| v.0 == SyncStatus::Synced) { SyncStatus::Synced } else { SyncStatus::OutOfSync };
     let health = Health::worst(verdicts.iter().map(|v| v.1));
     AppView { record, children: Vec::new(), rollout: String::new(), clusters, verdicts, sync_status, health }
 }
@@ -85,20 +86,23 @@ fn render(m: Markup) -> String {
 #[test]
 fn readonly_sees_no_action_and_admin_sees_each() {
     let a = app("backend", &[("kind-1", SyncStatus::OutOfSync, Health::Progressing)]);
-    let history = vec![HistoryEntry { id: 3, cluster: "kind-1".into(), revision: "a".repeat(40), ..Default::default() }];
+    let history =
+        vec![HistoryEntry { id: 3, cluster: "kind-1".into(), revision: "a".repeat(40), ..Default::default() }];
     let clusters = [cluster("kind-1", "dev")];
     for (role, shown) in [(Role::Admin, true), (Role::Readonly, false)] {
         let w = who(role);
         let v = Viewer { who: &w, csrf: "TOKEN", now: 100 };
         let page = render(app_page(&a, &history, None, &v));
-        for action in ["/apps/backend/sync", "/apps/backend/refresh", "/apps/backend/delete", "/apps/backend/rollback/3"] {
+        for action in
+            ["/apps/backend/sync", "/apps/backend/refresh", "/apps/backend/delete", "/apps/backend/rollback/3"]
+        {
             assert_eq!(page.contains(action), shown, "{role:?} {action}");
         }
         assert_eq!(page.contains("name=\"csrf\" value=\"TOKEN\""), shown, "{role:?}: forms carry the CSRF token");
         let cl = render(clusters_page(&clusters, &v));
         assert_eq!(cl.contains("/clusters/kind-1/revoke"), shown, "{role:?} revoke");
         // Everyone sees statuses as text, the diff, the tree and the history.
-        for text in ["OutOfSync", "Progressing", "spec.replicas: 3 → 5", "Deployment", "Rollback" ] {
+        for text in ["OutOfSync", "Progressing", "spec.replicas: 3 → 5", "Deployment", "Rollback"] {
             assert_eq!(page.contains(text), text != "Rollback" || shown, "{role:?} {text}");
         }
     }
@@ -179,7 +183,12 @@ fn fleet_pages_and_groups() {
 #[test]
 fn source_links() {
     let table = [
-        ("https://github.com/acme/deploy.git", "main", "k8s/backend", Some("https://github.com/acme/deploy/tree/main/k8s/backend")),
+        (
+            "https://github.com/acme/deploy.git",
+            "main",
+            "k8s/backend",
+            Some("https://github.com/acme/deploy/tree/main/k8s/backend"),
+        ),
         ("git@github.com:acme/deploy.git", "v1.2", ".", Some("https://github.com/acme/deploy/tree/v1.2")),
         ("https://user:pw@gitlab.com/g/p", "", "apps", Some("https://gitlab.com/g/p/-/tree/HEAD/apps")),
         ("https://gitlab.example.com/g/p.git", "dev", "x/", Some("https://gitlab.example.com/g/p/-/tree/dev/x")),
