@@ -94,9 +94,10 @@ impl Report {
         let params: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("{} ({cores} cores, {profile} build, {})", self.name, params.join(", "));
         if !self.rows.is_empty() {
-            println!("  {:<16} {:>6} {:>10} {:>10} {:>10}", "", "n", "p50 ms", "p99 ms", "max ms");
+            let w = self.rows.iter().map(|(label, _)| label.chars().count()).max().unwrap_or(0).max(16);
+            println!("  {:<w$} {:>6} {:>10} {:>10} {:>10}", "", "n", "p50 ms", "p99 ms", "max ms");
             for (label, s) in &self.rows {
-                println!("  {:<16} {:>6} {:>10.1} {:>10.1} {:>10.1}", label, s.n, ms(s.p50), ms(s.p99), ms(s.max));
+                println!("  {:<w$} {:>6} {:>10.1} {:>10.1} {:>10.1}", label, s.n, ms(s.p50), ms(s.p99), ms(s.max));
             }
         }
         for (k, v, unit) in &self.figures {

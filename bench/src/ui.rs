@@ -155,80 +155,70 @@ pub fn run(json_out: bool, clusters: usize, apps: usize, runs: usize) {
 
 /// One open dashboard page during a benchmark: signed in with the admin token, following
 /// `/events` over TLS, counting the live updates it is sent (each would make the page fetch
-/// its `<main>` again).
+/// its `<main>` again). It runs on an OS thread and runtime of its own, as a browser is a
+/// process of its own: arrival times then measure the server's pacing, not how long the
+/// benchmark's thousand agents kept this reader off a shared runtime.
 pub struct LivePage {
     /// Arrival times of the events.
     events: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
     started: Instant,
 }
 
 impl LivePage {
     pub async fn open(cp: &crate::fleet::ControlPlane) -> anyhow::Result<Self> {
         use anyhow::Context;
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let addr = cp.endpoints.ui.clone();
         anyhow::ensure!(!addr.is_empty(), "the control plane names no dashboard address");
         let token = std::fs::read_to_string(cp.data.join("admin-token"))?.trim().to_string();
         let ca = std::fs::read(cp.data.join("ca.pem"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&ca) {
-            roots.add(c?)?;
-        }
-        let tls =
-            std::sync::Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
-        let connector = tokio_rustls::TlsConnector::from(tls);
-        let connect = || async {
-            let tcp = tokio::net::TcpStream::connect(&addr).await?;
-            let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
-            anyhow::Ok(connector.connect(name, tcp).await?)
-        };
-        // Sign in: the session cookie comes back in Set-Cookie.
-        let mut s = connect().await?;
-        let body = format!("token={token}");
-        s.write_all(
-            format!(
-                "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await?;
-        let mut head = String::new();
-        let mut reader = BufReader::new(s);
-        let mut cookie = None;
-        loop {
-            head.clear();
-            if reader.read_line(&mut head).await? == 0 || head == "\r\n" {
-                break;
-            }
-            if let Some(v) = head.strip_prefix("set-cookie: ").or_else(|| head.strip_prefix("Set-Cookie: ")) {
-                cookie = v.split(';').next().map(str::to_string);
-            }
-        }
-        let cookie = cookie.context("sign-in returned no session cookie")?;
-        let mut s = connect().await?;
-        s.write_all(
-            format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
         let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = events.clone();
-        let task = tokio::spawn(async move {
-            let mut lines = BufReader::new(s).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                if l.trim_end() == "event: change" {
-                    seen.lock().unwrap().push(Instant::now());
+        let (opened_tx, opened) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("live-page".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e.into()));
+                    return;
                 }
-            }
-        });
-        Ok(Self { events, task, started: Instant::now() })
+            };
+            rt.block_on(async move {
+                let s = match follow_events(&addr, &token, &ca).await {
+                    Ok(s) => {
+                        let _ = opened_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let read = async {
+                    use tokio::io::AsyncBufReadExt;
+                    let mut lines = tokio::io::BufReader::new(s).lines();
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        if l.trim_end() == "event: change" {
+                            seen.lock().unwrap().push(Instant::now());
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = read => {}
+                    _ = stopped => {}
+                }
+            })
+        })?;
+        opened.await.context("the live page's thread ended before it opened")??;
+        Ok(Self { events, stop, thread, started: Instant::now() })
     }
 
     /// (events received, the most in any one second, seconds followed).
     pub fn stop(self) -> (usize, usize, f64) {
-        self.task.abort();
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
         let times = self.events.lock().unwrap().clone();
         let most = times
             .iter()
@@ -238,4 +228,56 @@ impl LivePage {
             .unwrap_or(0);
         (times.len(), most, self.started.elapsed().as_secs_f64())
     }
+}
+
+/// Signs in with `token` (the session cookie comes back in Set-Cookie) and opens `/events`;
+/// returns the TLS stream positioned at the response.
+async fn follow_events(
+    addr: &str,
+    token: &str,
+    ca: &[u8],
+) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use anyhow::Context;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(ca) {
+        roots.add(c?)?;
+    }
+    let tls = std::sync::Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
+        anyhow::Ok(connector.connect(name, tcp).await?)
+    };
+    let mut s = connect().await?;
+    let body = format!("token={token}");
+    s.write_all(
+        format!(
+            "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut head = String::new();
+    let mut reader = BufReader::new(s);
+    let mut cookie = None;
+    loop {
+        head.clear();
+        if reader.read_line(&mut head).await? == 0 || head == "\r\n" {
+            break;
+        }
+        if let Some(v) = head.strip_prefix("set-cookie: ").or_else(|| head.strip_prefix("Set-Cookie: ")) {
+            cookie = v.split(';').next().map(str::to_string);
+        }
+    }
+    let cookie = cookie.context("sign-in returned no session cookie")?;
+    let mut s = connect().await?;
+    s.write_all(
+        format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    Ok(s)
 }

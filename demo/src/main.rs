@@ -1,7 +1,8 @@
 //! `bosun-demo`: the whole product on one machine with nothing installed — the control plane
 //! on its embedded store, a simulated cluster (kube-sim), an agent joined over mTLS, and a
 //! local Git repository holding the seed's FastAPI backend. It shows the first sync, a commit
-//! flowing to the cluster, a hand edit healed, and a deleted file pruned.
+//! flowing to the cluster, a hand edit healed, and a deleted file pruned. `--keep` leaves it
+//! all running afterwards so the web dashboard can be browsed.
 
 use std::path::Path;
 use std::process::Command;
@@ -97,12 +98,22 @@ async fn bosun(data_dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     bosun_cli::run(cli).await.map_err(|f| f.error)
 }
 
+/// The demo's options.
+#[derive(Parser)]
+#[command(about = "Bosun end to end on one machine: Git, control plane, agent and a simulated cluster")]
+struct Args {
+    /// Keep everything running after the story (until Ctrl-C) to browse the dashboard.
+    #[arg(long)]
+    keep: bool,
+}
+
 fn step(title: &str) {
     println!("\n== {title}");
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     bosun_control_plane::install_crypto();
     // Quiet by default so the story reads; RUST_LOG=info shows the structured logs too.
     bosun_control_plane::init_logging_with_default("text", "warn");
@@ -127,10 +138,11 @@ async fn main() -> anyhow::Result<()> {
     println!("kube-sim cluster kind-demo at {}", sim.url());
     let endpoints = bosun_control_plane::spawn_local(&data_dir, Duration::from_secs(2)).await?;
     println!(
-        "control plane: admin {} · agents {} · join {} (data in {})",
+        "control plane: admin {} · agents {} · join {} · dashboard https://{} (data in {})",
         endpoints.admin,
         endpoints.agent,
         endpoints.join,
+        endpoints.ui,
         data_dir.display()
     );
     let conn = bosun_cli::Connection::local(data_dir.clone());
@@ -227,6 +239,16 @@ async fn main() -> anyhow::Result<()> {
     println!("cluster: configmap/backend-config deleted");
     bosun(&data_dir, &["app", "get", "fake-news-backend"]).await?;
     println!("\ndemo finished: Git → control plane → agent (mTLS) → cluster, and back");
+    if args.keep {
+        println!(
+            "\ndashboard: https://{} (the certificate is the demo's own CA: {})\n\
+             sign in with the admin token in {}\nCtrl-C stops the demo",
+            endpoints.ui,
+            data_dir.join("ca.pem").display(),
+            data_dir.join("admin-token").display()
+        );
+        tokio::signal::ctrl_c().await?;
+    }
     // Exit now: tearing the simulated cluster down under a running agent would only log noise.
     drop(tmp);
     std::process::exit(0)
