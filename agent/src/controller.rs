@@ -573,10 +573,12 @@ fn to_pb(a: &Assigned, r: &sync::Report) -> pb::AppStatusReport {
                 health: health_to_pb(x.health),
                 message: x.message.clone(),
                 diff: x.diff.clone(),
+                hook: x.hook,
             })
             .collect(),
         observed_sync_request: r.observed_request,
         synced_at: r.synced_at,
+        operation: r.operation.clone(),
     }
 }
 

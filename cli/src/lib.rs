@@ -525,9 +525,9 @@ pub fn app_json(a: &pb::Application) -> Value {
             "clusters": st.clusters.iter().map(|c| json!({
                 "cluster": c.cluster, "connected": c.connected, "sync": sync_name(c.sync_status), "health": health_name(c.health),
                 "revision": c.revision, "bundleDigest": c.bundle_digest, "message": c.message, "syncedAt": rfc3339(c.synced_at),
-                "observedSyncRequest": c.observed_sync_request,
+                "observedSyncRequest": c.observed_sync_request, "operation": c.operation,
                 "resources": c.resources.iter().map(|r| json!({"group": r.group, "kind": r.kind, "namespace": r.namespace, "name": r.name,
-                    "sync": sync_name(r.sync_status), "health": health_name(r.health), "message": r.message})).collect::<Vec<_>>(),
+                    "sync": sync_name(r.sync_status), "health": health_name(r.health), "message": r.message, "hook": r.hook})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         }
     })
@@ -654,8 +654,9 @@ fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
             .flatten()
             .map(|r| {
                 let kind = r["kind"].as_str().unwrap_or_default();
+                let hook = if r["hook"] == true { " (hook)" } else { "" };
                 vec![
-                    format!("  {kind}"),
+                    format!("  {kind}{hook}"),
                     r["namespace"].as_str().unwrap_or_default().into(),
                     r["name"].as_str().unwrap_or_default().into(),
                     r["sync"].as_str().unwrap_or_default().into(),

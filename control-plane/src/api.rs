@@ -68,6 +68,7 @@ fn resource_to_pb(r: &ResourceState) -> pb::ResourceStatus {
         health: health_to_pb(r.health),
         message: r.message.clone(),
         diff: r.diff.clone(),
+        hook: r.hook,
     }
 }
 
@@ -108,6 +109,7 @@ fn cluster_status_to_pb(c: &ClusterAppStatus, connected: bool) -> pb::ClusterApp
         observed_sync_request: c.observed_sync_request,
         synced_at: c.synced_at,
         connected,
+        operation: c.operation.clone(),
     }
 }
 
@@ -150,10 +152,12 @@ fn report_from_pb(r: pb::AppStatusReport) -> ClusterAppStatus {
                 health: health_from_pb(x.health),
                 message: x.message,
                 diff: x.diff,
+                hook: x.hook,
             })
             .collect(),
         observed_sync_request: r.observed_sync_request,
         synced_at: r.synced_at,
+        operation: r.operation,
     }
 }
 

@@ -22,7 +22,7 @@ async fn hooks_and_waves_run_in_order() {
         &job(
             "migrate",
             "migrate:1",
-            "argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded",
+            "argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded, kube-sim.bosun.dev/duration: 3s",
         ),
     );
     repo.write("k8s/config.yaml", &with_wave(&configmap("config", "1"), "config", 0));
@@ -44,7 +44,18 @@ async fn hooks_and_waves_run_in_order() {
         "--auto-sync",
         "--prune",
     ]);
+    // While the PreSync hook runs, the control plane shows the operation and the hook run.
+    let status = eventually("the running PreSync hook reported", WAIT, || async {
+        let c = cp.app_json("shop")["status"]["clusters"][0].clone();
+        let running = c["resources"].as_array()?.iter().any(|r| r["name"] == "migrate" && r["hook"] == true);
+        (running && c["operation"].as_str().is_some_and(|o| !o.is_empty())).then_some(c)
+    })
+    .await;
+    let operation = status["operation"].as_str().unwrap();
+    assert!(operation.contains("PreSync") && operation.contains("migrate"), "{operation}");
     cp.wait_synced("shop", &rev).await;
+    let done = cp.app_json("shop")["status"]["clusters"][0].clone();
+    assert_eq!(done["operation"], "", "no operation once the sync completed: {done}");
 
     // The writes the cluster saw, in resourceVersion order.
     let mut seen = Vec::new();

@@ -177,6 +177,9 @@ pub struct ResourceState {
     pub message: String,
     #[serde(default)]
     pub diff: String,
+    /// A hook run of the current (or last) operation, not a resource of the bundle.
+    #[serde(default)]
+    pub hook: bool,
 }
 
 /// One Application on one cluster, as reported by its agent.
@@ -192,6 +195,9 @@ pub struct ClusterAppStatus {
     pub resources: Vec<ResourceState>,
     pub observed_sync_request: u64,
     pub synced_at: i64,
+    /// The sync operation in progress, in words (phase, wave, what it waits for).
+    #[serde(default)]
+    pub operation: String,
 }
 
 /// One completed sync of an Application on a cluster.

@@ -374,6 +374,8 @@ pub fn app_page(a: &AppView, history: &[HistoryEntry], cluster: Option<&str>, vi
         .iter()
         .flat_map(|(c, _)| c.resources.iter().filter(|x| x.sync_status == SyncStatus::OutOfSync).map(move |x| (c, x)))
         .collect();
+    let operations: Vec<&ClusterAppStatus> =
+        a.clusters.iter().map(|(c, _)| c).filter(|c| !c.operation.is_empty()).collect();
     let link = browse_url(&s.source.repo_url, &s.source.target_revision, &s.source.path);
     html! {
         h1 { (name) " " (sync_badge(a.sync_status)) " " (health_badge(a.health)) }
@@ -478,10 +480,22 @@ pub fn app_page(a: &AppView, history: &[HistoryEntry], cluster: Option<&str>, vi
                 }
             }
         }
+        @if !operations.is_empty() {
+            section aria-labelledby="operation-h" {
+                h2 #operation-h { "Operations in progress" }
+                ul.operations {
+                    @for c in operations.iter().take(50) {
+                        li { a href={ "/apps/" (name) "?cluster=" (c.cluster) "#tree-h" } { code { (c.cluster) } } " ⟳ " (c.operation) }
+                    }
+                }
+                @if operations.len() > 50 { p { "and " (operations.len() - 50) " more clusters." } }
+            }
+        }
         @if let Some(i) = selected {
             @let c = &a.clusters[i].0;
             section aria-labelledby="tree-h" {
                 h2 #tree-h { "Resources on " (c.cluster) }
+                @if !c.operation.is_empty() { p.operation { strong { "Current operation: " } (c.operation) } }
                 (resource_tree(a, c))
             }
         }
@@ -522,9 +536,10 @@ pub fn app_page(a: &AppView, history: &[HistoryEntry], cluster: Option<&str>, vi
 /// the root, namespaces, then each object with its kind, name, sync and health.
 fn resource_tree(a: &AppView, c: &ClusterAppStatus) -> Markup {
     let mut by_ns: BTreeMap<&str, Vec<&crate::model::ResourceState>> = BTreeMap::new();
-    for r in &c.resources {
+    for r in c.resources.iter().filter(|r| !r.hook) {
         by_ns.entry(r.namespace.as_str()).or_default().push(r);
     }
+    let hooks: Vec<_> = c.resources.iter().filter(|r| r.hook).collect();
     html! {
         ul.tree role="tree" aria-label={ "Resources of " (a.record.name) " on " (c.cluster) } {
             li role="treeitem" aria-expanded="true" {
@@ -535,18 +550,33 @@ fn resource_tree(a: &AppView, c: &ClusterAppStatus) -> Markup {
                         li role="treeitem" aria-expanded="true" {
                             span.node.ns { span.kind { "Namespace" } " " (if ns.is_empty() { "(cluster-scoped)" } else { ns }) }
                             ul role="group" {
-                                @for r in items {
-                                    li role="treeitem" {
-                                        span.node {
-                                            span.kind { (r.kind) } " " (r.name) " " (sync_badge(r.sync_status)) " " (health_badge(r.health))
-                                            @if !r.message.is_empty() { " " span.message { (r.message) } }
-                                        }
-                                    }
-                                }
+                                @for r in items { (tree_node(r)) }
+                            }
+                        }
+                    }
+                    @if !hooks.is_empty() {
+                        li role="treeitem" aria-expanded="true" {
+                            span.node.ns { span.kind { "Hooks" } " of the current or last operation" }
+                            ul role="group" {
+                                @for r in &hooks { (tree_node(r)) }
                             }
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// One object of the tree: kind, name (and namespace for hooks), sync, health, message.
+fn tree_node(r: &crate::model::ResourceState) -> Markup {
+    html! {
+        li role="treeitem" {
+            span.node {
+                span.kind { (r.kind) } " " (r.name)
+                @if r.hook { " " span.hook { "hook" } @if !r.namespace.is_empty() { " in " (r.namespace) } }
+                " " (sync_badge(r.sync_status)) " " (health_badge(r.health))
+                @if !r.message.is_empty() { " " span.message { (r.message) } }
             }
         }
     }

@@ -209,3 +209,36 @@ fn ages_read_like_kubectl() {
     assert_eq!(age(3 * 86_400), "3d ago");
     assert_eq!(age(-5), "0s ago");
 }
+
+#[test]
+fn current_operation_and_hooks_are_shown() {
+    let mut a = app(
+        "backend",
+        &[("kind-1", SyncStatus::Synced, Health::Progressing), ("kind-2", SyncStatus::Synced, Health::Healthy)],
+    );
+    let c = &mut a.clusters[0].0;
+    c.operation = "PreSync wave 0: waiting for hook db-migrate-x7k2p".into();
+    c.resources.push(ResourceState {
+        group: "batch".into(),
+        kind: "Job".into(),
+        namespace: "backend".into(),
+        name: "db-migrate-x7k2p".into(),
+        sync_status: SyncStatus::Synced,
+        health: Health::Progressing,
+        message: "hook: running".into(),
+        hook: true,
+        ..Default::default()
+    });
+    let w = who(Role::Readonly);
+    let v = Viewer { who: &w, csrf: "t", now: 0 };
+    let page = render(app_page(&a, &[], Some("kind-1"), &v));
+    assert!(page.contains("Operations in progress"), "{page}");
+    assert!(page.contains("Current operation: </strong>PreSync wave 0: waiting for hook db-migrate-x7k2p"), "{page}");
+    let hooks = page.find("of the current or last operation").expect("a hooks group in the tree");
+    assert!(page[hooks..].contains("db-migrate-x7k2p"), "the hook sits in the hooks group");
+    // A cluster with no operation shows none.
+    let other = render(app_page(&a, &[], Some("kind-2"), &v));
+    assert!(!other.contains("Current operation"), "{other}");
+    a.clusters[0].0.operation.clear();
+    assert!(!render(app_page(&a, &[], Some("kind-1"), &v)).contains("Operations in progress"));
+}
