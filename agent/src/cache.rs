@@ -101,7 +101,9 @@ enum Written {
 
 pub struct Cache {
     client: kube::Client,
-    kinds: Mutex<HashMap<Gvk, Arc<KindCache>>>,
+    kinds: Arc<Mutex<HashMap<Gvk, Arc<KindCache>>>>,
+    /// ReplicaSets and Pods owned by something, while a managed kind can own them.
+    owned: Mutex<Option<OwnedCache>>,
     users: Arc<Mutex<HashMap<String, HashSet<Gvk>>>>,
     overlay: Arc<Mutex<HashMap<ObjectRef, Written>>>,
     on_change: OnChange,
@@ -139,7 +141,14 @@ fn ref_of(o: &DynamicObject, ar: &ApiResource) -> ObjectRef {
 
 impl Cache {
     pub fn new(client: kube::Client, on_change: OnChange) -> Self {
-        Self { client, kinds: Default::default(), users: Default::default(), overlay: Default::default(), on_change }
+        Self {
+            client,
+            kinds: Default::default(),
+            owned: Default::default(),
+            users: Default::default(),
+            overlay: Default::default(),
+            on_change,
+        }
     }
 
     /// Declares the kinds `app` needs (its resources, hooks and leftovers), starting the
@@ -163,6 +172,8 @@ impl Cache {
             }
         }
         Self::stop_unused(&users, &mut running);
+        drop(running);
+        self.watch_owned(&users);
         if waiting.is_empty() { Ok(()) } else { Err(format!("waiting for the cache: {}", waiting.join(", "))) }
     }
 
@@ -171,6 +182,24 @@ impl Cache {
         let mut users = self.users.lock();
         users.remove(app);
         Self::stop_unused(&users, &mut self.kinds.lock());
+        self.watch_owned(&users);
+    }
+
+    /// Starts the watches of owned objects when some Application manages a kind that owns
+    /// them, and stops them when none does.
+    fn watch_owned(&self, users: &HashMap<String, HashSet<Gvk>>) {
+        let wanted = users.values().flatten().any(|(g, _, k)| bosun_core::tree::owns_children(g, k));
+        let mut owned = self.owned.lock();
+        match (wanted, owned.is_some()) {
+            (true, false) => {
+                *owned = Some(OwnedCache::start(&self.client, Arc::downgrade(&self.kinds), self.on_change.clone()))
+            }
+            (false, true) => {
+                debug!("no application manages a workload; the watches of ReplicaSets and Pods stop");
+                *owned = None;
+            }
+            _ => {}
+        }
     }
 
     fn stop_unused(users: &HashMap<String, HashSet<Gvk>>, running: &mut HashMap<Gvk, Arc<KindCache>>) {
@@ -398,6 +427,174 @@ impl KindState {
         if let Some(rv) = o.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()) {
             self.seen_rv.fetch_max(rv, Ordering::AcqRel);
         }
+    }
+}
+
+/// Kinds the cache keeps when something owns them (for the resource tree): ReplicaSets and
+/// Pods, stripped to what health and the tree need.
+const OWNED_KINDS: [(&str, &str, &str); 2] = [("apps", "v1", "ReplicaSet"), ("", "v1", "Pod")];
+
+/// Owned objects (as JSON) by the uid of their controller owner.
+type ByOwner = HashMap<String, Vec<Arc<Value>>>;
+
+/// Reflectors of owned objects, with an index by controller owner uid.
+struct OwnedCache {
+    stores: Vec<(ApiResource, Store<DynamicObject>)>,
+    /// Bumped on every event; the index is rebuilt when it lags.
+    generation: Arc<AtomicU64>,
+    /// (generation it was built at, owner uid → objects).
+    index: Mutex<(u64, ByOwner)>,
+    _tasks: Vec<AbortOnDrop<()>>,
+}
+
+/// The controller owner of an object: (kind, name, uid).
+fn controller_of(meta: &kube::api::ObjectMeta) -> Option<(&str, &str, &str)> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| (r.kind.as_str(), r.name.as_str(), r.uid.as_str()))
+}
+
+/// Keeps what the tree and health read: identity, owner, deletion, the few spec fields
+/// health looks at, and status.
+fn strip(o: &mut DynamicObject) {
+    let m = &mut o.metadata;
+    m.managed_fields = None;
+    m.annotations = None;
+    m.labels = None;
+    m.finalizers = None;
+    if let Some(spec) = o.data.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.retain(|k, _| matches!(k.as_str(), "replicas" | "restartPolicy"));
+    }
+}
+
+impl OwnedCache {
+    fn start(
+        client: &kube::Client,
+        kinds: std::sync::Weak<Mutex<HashMap<Gvk, Arc<KindCache>>>>,
+        on_change: OnChange,
+    ) -> Self {
+        debug!("watching ReplicaSets and Pods owned by managed workloads");
+        let generation = Arc::new(AtomicU64::new(0));
+        let mut stores = Vec::new();
+        let mut tasks = Vec::new();
+        let rs_store: Arc<Mutex<Option<Store<DynamicObject>>>> = Default::default();
+        for (group, version, kind) in OWNED_KINDS {
+            let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+            let plural = format!("{}s", kind.to_lowercase());
+            let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+            let writer = reflector::store::Writer::new(ar.clone());
+            let store = writer.as_reader();
+            if kind == "ReplicaSet" {
+                *rs_store.lock() = Some(store.clone());
+            }
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            let stream = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(strip)
+                // Only what has a controller owner can be in a tree.
+                .filter(|e| {
+                    std::future::ready(match e {
+                        Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => controller_of(&o.metadata).is_some(),
+                        _ => true,
+                    })
+                });
+            let stream = reflector::reflector(writer, stream);
+            let generation = generation.clone();
+            let kinds = kinds.clone();
+            let on_change = on_change.clone();
+            let rs_store = rs_store.clone();
+            let task = tokio::spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    let o = match event {
+                        Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => o,
+                        Ok(Event::InitDone) => {
+                            generation.fetch_add(1, Ordering::AcqRel);
+                            continue;
+                        }
+                        Ok(_) => continue,
+                        Err(e) => {
+                            debug!(kind, error = %e, "watching owned objects failed; retrying");
+                            continue;
+                        }
+                    };
+                    generation.fetch_add(1, Ordering::AcqRel);
+                    // Wake the Application that manages the owner (a Pod's ReplicaSet's
+                    // Deployment, or its Job, StatefulSet or DaemonSet).
+                    let Some((mut owner_kind, mut owner_name, _)) = controller_of(&o.metadata) else { continue };
+                    let namespace = o.metadata.namespace.clone().unwrap_or_default();
+                    let rs_owner;
+                    if owner_kind == "ReplicaSet" {
+                        let rs = rs_store.lock().as_ref().and_then(|s| {
+                            s.get(
+                                &KubeRef::new_with(
+                                    owner_name,
+                                    ApiResource::from_gvk_with_plural(
+                                        &kube::api::GroupVersionKind::gvk("apps", "v1", "ReplicaSet"),
+                                        "replicasets",
+                                    ),
+                                )
+                                .within(&namespace),
+                            )
+                        });
+                        let Some(rs) = rs else { continue };
+                        let Some((k, n, _)) = controller_of(&rs.metadata) else { continue };
+                        rs_owner = (k.to_string(), n.to_string());
+                        (owner_kind, owner_name) = (rs_owner.0.as_str(), rs_owner.1.as_str());
+                    }
+                    let group = if owner_kind == "Job" { "batch" } else { "apps" };
+                    let Some(kinds) = kinds.upgrade() else { return };
+                    let label = {
+                        let kinds = kinds.lock();
+                        kinds.iter().filter(|((g, _, k), _)| g == group && k == owner_kind).find_map(|(_, kc)| {
+                            let r = ObjectRef {
+                                group: group.into(),
+                                kind: owner_kind.into(),
+                                namespace: namespace.clone(),
+                                name: owner_name.into(),
+                            };
+                            let found = kc.store.get(&key(&r, &kc.kind))?;
+                            found.metadata.labels.as_ref()?.get(APP_LABEL).cloned()
+                        })
+                    };
+                    if let Some(label) = label {
+                        on_change(Change::Object { label });
+                    }
+                }
+            });
+            stores.push((ar, store));
+            tasks.push(AbortOnDrop(task));
+        }
+        Self { stores, generation, index: Mutex::new((u64::MAX, HashMap::new())), _tasks: tasks }
+    }
+
+    fn owned_by(&self, namespace: &str, uid: &str) -> Vec<Arc<Value>> {
+        let now = self.generation.load(Ordering::Acquire);
+        let mut index = self.index.lock();
+        if index.0 != now {
+            let mut by_owner = ByOwner::new();
+            for (ar, store) in &self.stores {
+                for o in store.state() {
+                    if let Some((_, _, owner)) = controller_of(&o.metadata) {
+                        by_owner.entry(owner.to_string()).or_default().push(Arc::new(to_value(&o, ar)));
+                    }
+                }
+            }
+            *index = (now, by_owner);
+        }
+        index
+            .1
+            .get(uid)
+            .map(|v| v.iter().filter(|o| o["metadata"]["namespace"] == namespace).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl bosun_core::tree::Owned for Cache {
+    fn owned_by(&self, namespace: &str, uid: &str) -> Vec<Arc<Value>> {
+        self.owned.lock().as_ref().map(|o| o.owned_by(namespace, uid)).unwrap_or_default()
     }
 }
 

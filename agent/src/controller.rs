@@ -364,7 +364,10 @@ impl Controller {
             }
             memory = d.memory;
             if d.actions.is_empty() {
-                let mut report = to_pb(a, &d.report);
+                let mut tree = d.report;
+                (tree.children, tree.children_left_out) =
+                    bosun_core::tree::children(&tree.resources, &view, self.cache.as_ref());
+                let mut report = to_pb(a, &tree);
                 if !prepared.errors.is_empty() {
                     report.sync_status = sync_to_pb(bosun_core::SyncStatus::OutOfSync);
                     let mut parts = prepared.errors.clone();
@@ -574,8 +577,25 @@ fn to_pb(a: &Assigned, r: &sync::Report) -> pb::AppStatusReport {
                 message: x.message.clone(),
                 diff: x.diff.clone(),
                 hook: x.hook,
+                ..Default::default()
             })
             .collect(),
+        children: r
+            .children
+            .iter()
+            .map(|c| pb::ResourceStatus {
+                group: c.r.group.clone(),
+                kind: c.r.kind.clone(),
+                namespace: c.r.namespace.clone(),
+                name: c.r.name.clone(),
+                health: health_to_pb(c.health),
+                message: c.message.clone(),
+                parent_kind: c.parent_kind.clone(),
+                parent_name: c.parent_name.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        children_left_out: r.children_left_out as u32,
         observed_sync_request: r.observed_request,
         synced_at: r.synced_at,
         operation: r.operation.clone(),

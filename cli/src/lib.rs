@@ -528,6 +528,8 @@ pub fn app_json(a: &pb::Application) -> Value {
                 "observedSyncRequest": c.observed_sync_request, "operation": c.operation,
                 "resources": c.resources.iter().map(|r| json!({"group": r.group, "kind": r.kind, "namespace": r.namespace, "name": r.name,
                     "sync": sync_name(r.sync_status), "health": health_name(r.health), "message": r.message, "hook": r.hook})).collect::<Vec<_>>(),
+                "children": c.children.iter().map(|r| json!({"group": r.group, "kind": r.kind, "namespace": r.namespace, "name": r.name,
+                    "health": health_name(r.health), "message": r.message, "parentKind": r.parent_kind, "parentName": r.parent_name})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         }
     })

@@ -69,6 +69,8 @@ fn resource_to_pb(r: &ResourceState) -> pb::ResourceStatus {
         message: r.message.clone(),
         diff: r.diff.clone(),
         hook: r.hook,
+        parent_kind: r.parent_kind.clone(),
+        parent_name: r.parent_name.clone(),
     }
 }
 
@@ -110,6 +112,8 @@ fn cluster_status_to_pb(c: &ClusterAppStatus, connected: bool) -> pb::ClusterApp
         synced_at: c.synced_at,
         connected,
         operation: c.operation.clone(),
+        children: c.children.iter().map(resource_to_pb).collect(),
+        children_left_out: c.children_left_out,
     }
 }
 
@@ -131,7 +135,31 @@ fn cluster_to_pb(c: &ClusterView) -> pb::Cluster {
     }
 }
 
-fn report_from_pb(r: pb::AppStatusReport) -> ClusterAppStatus {
+fn resource_from_pb(x: pb::ResourceStatus) -> ResourceState {
+    ResourceState {
+        group: x.group,
+        kind: x.kind,
+        namespace: x.namespace,
+        name: x.name,
+        sync_status: sync_from_pb(x.sync_status),
+        health: health_from_pb(x.health),
+        message: x.message,
+        diff: x.diff,
+        hook: x.hook,
+        parent_kind: x.parent_kind,
+        parent_name: x.parent_name,
+    }
+}
+
+/// Owned objects kept per report, whatever an agent sends (it sends at most this many).
+const MAX_CHILDREN: usize = 200;
+
+fn report_from_pb(mut r: pb::AppStatusReport) -> ClusterAppStatus {
+    if r.children.len() > MAX_CHILDREN {
+        let extra = (r.children.len() - MAX_CHILDREN) as u32;
+        r.children.truncate(MAX_CHILDREN);
+        r.children_left_out = r.children_left_out.saturating_add(extra);
+    }
     ClusterAppStatus {
         app: r.app,
         cluster: String::new(),
@@ -140,24 +168,12 @@ fn report_from_pb(r: pb::AppStatusReport) -> ClusterAppStatus {
         sync_status: sync_from_pb(r.sync_status),
         health: health_from_pb(r.health),
         message: r.message,
-        resources: r
-            .resources
-            .into_iter()
-            .map(|x| ResourceState {
-                group: x.group,
-                kind: x.kind,
-                namespace: x.namespace,
-                name: x.name,
-                sync_status: sync_from_pb(x.sync_status),
-                health: health_from_pb(x.health),
-                message: x.message,
-                diff: x.diff,
-                hook: x.hook,
-            })
-            .collect(),
+        resources: r.resources.into_iter().map(resource_from_pb).collect(),
         observed_sync_request: r.observed_sync_request,
         synced_at: r.synced_at,
         operation: r.operation,
+        children: r.children.into_iter().map(resource_from_pb).collect(),
+        children_left_out: r.children_left_out,
     }
 }
 

@@ -29,6 +29,7 @@ pub mod status;
 pub mod sync;
 pub mod template;
 pub mod tracking;
+pub mod tree;
 pub mod webhook;
 
 pub use app::{AppSpec, Destination, Source, SyncPolicy};

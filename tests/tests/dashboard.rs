@@ -258,6 +258,16 @@ async fn the_dashboard_in_a_real_browser() {
         (cm.data?.get("value")? == "one").then_some(())
     })
     .await;
+    // The resource tree: the Deployment's ReplicaSet and its Pods under it.
+    // (Kinds are drawn in capitals: compare without case.)
+    let tree = b
+        .wait_text_of("ul.tree", "the Deployment's ReplicaSet and Pods in the tree", |t| {
+            let t = t.to_lowercase();
+            t.contains("replicaset") && t.contains("pod") && !t.contains("progressing")
+        })
+        .await
+        .to_lowercase();
+    assert!(tree.find("deployment").unwrap() < tree.find("replicaset").unwrap(), "{tree}");
     b.screenshot("application").await;
     assert!(cp.logs().contains("action=\"SyncApplication\"") || cp.logs().contains("action=SyncApplication"));
 

@@ -56,6 +56,28 @@ async fn hooks_and_waves_run_in_order() {
     cp.wait_synced("shop", &rev).await;
     let done = cp.app_json("shop")["status"]["clusters"][0].clone();
     assert_eq!(done["operation"], "", "no operation once the sync completed: {done}");
+    // The tree: the Deployment's ReplicaSet and its Pod, reported under their owners.
+    eventually("the Deployment's ReplicaSet and Pod reported", WAIT, || async {
+        let c = cp.app_json("shop")["status"]["clusters"][0].clone();
+        let children = c["children"].as_array()?.clone();
+        let rs = children.iter().find(|x| {
+            x["kind"] == "ReplicaSet"
+                && x["parentKind"] == "Deployment"
+                && x["parentName"] == "api"
+                && x["health"] == "Healthy"
+        })?;
+        let rs_name = rs["name"].as_str()?;
+        children
+            .iter()
+            .any(|x| {
+                x["kind"] == "Pod"
+                    && x["parentKind"] == "ReplicaSet"
+                    && x["parentName"] == rs_name
+                    && x["health"] == "Healthy"
+            })
+            .then_some(())
+    })
+    .await;
 
     // The writes the cluster saw, in resourceVersion order.
     let mut seen = Vec::new();

@@ -180,6 +180,11 @@ pub struct ResourceState {
     /// A hook run of the current (or last) operation, not a resource of the bundle.
     #[serde(default)]
     pub hook: bool,
+    /// For an owned object: its controller owner (same namespace).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent_kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent_name: String,
 }
 
 /// One Application on one cluster, as reported by its agent.
@@ -198,6 +203,11 @@ pub struct ClusterAppStatus {
     /// The sync operation in progress, in words (phase, wave, what it waits for).
     #[serde(default)]
     pub operation: String,
+    /// Objects the resources own (ReplicaSets, Pods), for the tree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ResourceState>,
+    #[serde(default)]
+    pub children_left_out: u32,
 }
 
 /// One completed sync of an Application on a cluster.

@@ -5,7 +5,7 @@
 //! form (it works without script) carrying the session's CSRF token, and is drawn only for
 //! sessions whose role may perform it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use bosun_core::{Health, SyncStatus};
@@ -540,6 +540,10 @@ fn resource_tree(a: &AppView, c: &ClusterAppStatus) -> Markup {
         by_ns.entry(r.namespace.as_str()).or_default().push(r);
     }
     let hooks: Vec<_> = c.resources.iter().filter(|r| r.hook).collect();
+    let mut owned: Children<'_> = HashMap::new();
+    for x in &c.children {
+        owned.entry((x.namespace.as_str(), x.parent_kind.as_str(), x.parent_name.as_str())).or_default().push(x);
+    }
     html! {
         ul.tree role="tree" aria-label={ "Resources of " (a.record.name) " on " (c.cluster) } {
             li role="treeitem" aria-expanded="true" {
@@ -550,7 +554,7 @@ fn resource_tree(a: &AppView, c: &ClusterAppStatus) -> Markup {
                         li role="treeitem" aria-expanded="true" {
                             span.node.ns { span.kind { "Namespace" } " " (if ns.is_empty() { "(cluster-scoped)" } else { ns }) }
                             ul role="group" {
-                                @for r in items { (tree_node(r)) }
+                                @for r in items { (tree_node(r, &owned, 0)) }
                             }
                         }
                     }
@@ -558,25 +562,37 @@ fn resource_tree(a: &AppView, c: &ClusterAppStatus) -> Markup {
                         li role="treeitem" aria-expanded="true" {
                             span.node.ns { span.kind { "Hooks" } " of the current or last operation" }
                             ul role="group" {
-                                @for r in &hooks { (tree_node(r)) }
+                                @for r in &hooks { (tree_node(r, &owned, 0)) }
                             }
                         }
                     }
                 }
             }
         }
+        @if c.children_left_out > 0 { p.empty { (c.children_left_out) " more owned objects not shown." } }
     }
 }
 
+/// Owned objects by (namespace, owner kind, owner name).
+type Children<'a> = HashMap<(&'a str, &'a str, &'a str), Vec<&'a crate::model::ResourceState>>;
+
 /// One object of the tree: kind, name (and namespace for hooks), sync, health, message.
-fn tree_node(r: &crate::model::ResourceState) -> Markup {
+fn tree_node(r: &crate::model::ResourceState, owned: &Children<'_>, depth: usize) -> Markup {
+    let below = if depth < 3 { owned.get(&(r.namespace.as_str(), r.kind.as_str(), r.name.as_str())) } else { None };
     html! {
-        li role="treeitem" {
+        li role="treeitem" aria-expanded=[below.map(|_| "true")] {
             span.node {
                 span.kind { (r.kind) } " " (r.name)
                 @if r.hook { " " span.hook { "hook" } @if !r.namespace.is_empty() { " in " (r.namespace) } }
-                " " (sync_badge(r.sync_status)) " " (health_badge(r.health))
+                // Owned objects are not compared with Git: they have health, not sync.
+                @if r.parent_kind.is_empty() { " " (sync_badge(r.sync_status)) }
+                " " (health_badge(r.health))
                 @if !r.message.is_empty() { " " span.message { (r.message) } }
+            }
+            @if let Some(children) = below {
+                ul role="group" {
+                    @for x in children { (tree_node(x, owned, depth + 1)) }
+                }
             }
         }
     }

@@ -238,6 +238,11 @@ pub struct Report {
     pub synced_at: i64,
     /// The operation in progress, in words (`PreSync wave 0: waiting for hook migrate`).
     pub operation: String,
+    /// Objects the resources own (ReplicaSets, Pods), for the tree; filled in by the agent
+    /// from its cache with [`crate::tree::children`], not by `decide`.
+    pub children: Vec<crate::tree::Child>,
+    /// Owned objects past [`crate::tree::MAX_CHILDREN`], not reported.
+    pub children_left_out: usize,
 }
 
 /// What to do next.
@@ -655,6 +660,8 @@ pub fn decide(
         observed_request: mem.observed_request,
         synced_at: mem.synced.as_ref().map(|s| s.at).unwrap_or_default(),
         operation: if mem.operation.is_some() { op_text } else { String::new() },
+        children: Vec::new(),
+        children_left_out: 0,
     };
     Decision { memory: mem, actions, report, wake_at_ms }
 }

@@ -242,3 +242,37 @@ fn current_operation_and_hooks_are_shown() {
     a.clusters[0].0.operation.clear();
     assert!(!render(app_page(&a, &[], Some("kind-1"), &v)).contains("Operations in progress"));
 }
+
+#[test]
+fn owned_objects_hang_under_their_owner() {
+    let mut a = app("backend", &[("kind-1", SyncStatus::Synced, Health::Healthy)]);
+    let owned = |kind: &str, name: &str, parent_kind: &str, parent_name: &str, health| ResourceState {
+        group: if kind == "ReplicaSet" { "apps".into() } else { String::new() },
+        kind: kind.into(),
+        namespace: "backend".into(),
+        name: name.into(),
+        health,
+        parent_kind: parent_kind.into(),
+        parent_name: parent_name.into(),
+        ..Default::default()
+    };
+    a.clusters[0].0.children = vec![
+        owned("ReplicaSet", "api-7d9", "Deployment", "api", Health::Healthy),
+        owned("Pod", "api-7d9-xk2", "ReplicaSet", "api-7d9", Health::Progressing),
+    ];
+    a.clusters[0].0.children_left_out = 3;
+    let w = who(Role::Readonly);
+    let v = Viewer { who: &w, csrf: "t", now: 0 };
+    let page = render(app_page(&a, &[], Some("kind-1"), &v));
+    let deployment = page.find("</span> api ").expect("the Deployment's node");
+    let rs = page.find("api-7d9<").or_else(|| page.find("api-7d9 ")).expect("its ReplicaSet");
+    let pod = page.find("api-7d9-xk2").expect("the ReplicaSet's Pod");
+    assert!(deployment < rs && rs < pod, "owner before owned: {page}");
+    // Nested: the Pod's list sits inside the ReplicaSet's item, inside the Deployment's.
+    let between = &page[deployment..pod];
+    assert_eq!(between.matches("<ul role=\"group\">").count(), 2, "{between}");
+    assert!(page.contains("3 more owned objects not shown"));
+    // Owned objects show health, not sync.
+    let pod_node = &page[pod..page[pod..].find("</li>").map(|e| pod + e).unwrap()];
+    assert!(pod_node.contains("Progressing") && !pod_node.contains("Unknown"), "{pod_node}");
+}
