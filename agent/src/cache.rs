@@ -51,6 +51,9 @@ impl Kind {
 pub enum Change {
     /// An object carrying this tracking label value changed, appeared or went away.
     Object { label: String },
+    /// An object owned by one of this Application's workloads (a ReplicaSet, a Pod) changed:
+    /// only the tree is concerned, so the wake may wait and coalesce.
+    Owned { label: String },
     /// The kind's list completed (the first time, or after a watch expired): its users
     /// can look again.
     Listed { users: Vec<String> },
@@ -434,8 +437,9 @@ impl KindState {
 /// Pods, stripped to what health and the tree need.
 const OWNED_KINDS: [(&str, &str, &str); 2] = [("apps", "v1", "ReplicaSet"), ("", "v1", "Pod")];
 
-/// Owned objects (as JSON) by the uid of their controller owner.
-type ByOwner = HashMap<String, Vec<Arc<Value>>>;
+/// Owned objects by the uid of their controller owner: shared with the reflectors' stores
+/// (no copy), with the index of their kind in `stores`.
+type ByOwner = HashMap<String, Vec<(usize, Arc<DynamicObject>)>>;
 
 /// Reflectors of owned objects, with an index by controller owner uid.
 struct OwnedCache {
@@ -490,7 +494,8 @@ impl OwnedCache {
                 *rs_store.lock() = Some(store.clone());
             }
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-            let stream = watcher::watcher(api, watcher::Config::default())
+            // Small list pages: the first list of a big cluster's Pods is never whole in memory.
+            let stream = watcher::watcher(api, watcher::Config::default().page_size(100))
                 .default_backoff()
                 .modify(strip)
                 // Only what has a controller owner can be in a tree.
@@ -560,7 +565,7 @@ impl OwnedCache {
                         })
                     };
                     if let Some(label) = label {
-                        on_change(Change::Object { label });
+                        on_change(Change::Owned { label });
                     }
                 }
             });
@@ -575,19 +580,25 @@ impl OwnedCache {
         let mut index = self.index.lock();
         if index.0 != now {
             let mut by_owner = ByOwner::new();
-            for (ar, store) in &self.stores {
+            for (i, (_, store)) in self.stores.iter().enumerate() {
                 for o in store.state() {
                     if let Some((_, _, owner)) = controller_of(&o.metadata) {
-                        by_owner.entry(owner.to_string()).or_default().push(Arc::new(to_value(&o, ar)));
+                        by_owner.entry(owner.to_string()).or_default().push((i, o.clone()));
                     }
                 }
             }
             *index = (now, by_owner);
         }
+        // Converted when asked for: only the owned objects of the workloads in a report.
         index
             .1
             .get(uid)
-            .map(|v| v.iter().filter(|o| o["metadata"]["namespace"] == namespace).cloned().collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|(_, o)| o.metadata.namespace.as_deref() == Some(namespace))
+                    .map(|(i, o)| Arc::new(to_value(o, &self.stores[*i].0)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

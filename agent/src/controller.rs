@@ -28,6 +28,10 @@ const MAX_ROUNDS: usize = 32;
 /// How soon a pass that could not persist or read what it needs looks again.
 const RETRY_SOON: Duration = Duration::from_secs(5);
 
+/// How long changes of owned objects (ReplicaSets, Pods) gather before the pass that reports
+/// them: the tree trails the cluster by at most this much, and a rollout costs a few passes.
+const OWNED_SETTLE: Duration = Duration::from_secs(1);
+
 /// State shared by the link to the control plane and the controller.
 pub struct Shared {
     pub dir: Arc<StateDir>,
@@ -114,6 +118,14 @@ impl Shared {
                 let app = self.labels.lock().get(&label).cloned();
                 if let Some(app) = app {
                     self.queue.push(&app);
+                }
+            }
+            Change::Owned { label } => {
+                // Display only (the owner's own status drives the sync): one pass for all the
+                // changes of a rollout's Pods within [`OWNED_SETTLE`].
+                let app = self.labels.lock().get(&label).cloned();
+                if let Some(app) = app {
+                    self.queue.push_after(&app, OWNED_SETTLE);
                 }
             }
             Change::Listed { users } => {

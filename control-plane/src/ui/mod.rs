@@ -36,8 +36,9 @@ use crate::model::{ControlPlane, now};
 use pages::{FleetQuery, ListQuery, Section, Viewer};
 use session::Session;
 
-/// Live updates one page receives are at least this far apart (≤ 4 per second).
-pub const EVENT_INTERVAL: Duration = Duration::from_millis(250);
+/// Live updates one page receives are at least this far apart: ≤ 4 in any second even when
+/// network jitter brings two closer together on arrival.
+pub const EVENT_INTERVAL: Duration = Duration::from_millis(300);
 
 /// The header the page's script sends to get only a page's `<main>`.
 const FRAGMENT_HEADER: &str = "x-bosun-fragment";
