@@ -37,6 +37,20 @@ pub enum Section {
     Clusters,
 }
 
+/// The `<head>` of every page; the script (live updates, dialogs) only where signed in.
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Bosun" }
+            link rel="stylesheet" href="/assets/ui.css";
+            link rel="icon" href="data:,";
+            @if script { script src="/assets/ui.js" defer {} }
+        }
+    }
+}
+
 /// A whole page around `main`: header, navigation, who is signed in, the live indicator.
 pub fn layout(title: &str, section: Section, viewer: &Viewer<'_>, main: Markup) -> Markup {
     let nav = [
@@ -47,14 +61,7 @@ pub fn layout(title: &str, section: Section, viewer: &Viewer<'_>, main: Markup) 
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Bosun" }
-                link rel="stylesheet" href="/assets/ui.css";
-                link rel="icon" href="data:,";
-                script src="/assets/ui.js" defer {}
-            }
+            (head(title, true))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -92,12 +99,7 @@ pub fn standalone(title: &str, main: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) " · Bosun" }
-                link rel="stylesheet" href="/assets/ui.css";
-                link rel="icon" href="data:,";
-            }
+            (head(title, false))
             body.login { main #main { (main) } }
         }
     }
@@ -108,13 +110,7 @@ pub fn login(error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · Bosun" }
-                link rel="stylesheet" href="/assets/ui.css";
-                link rel="icon" href="data:,";
-            }
+            (head("Sign in", false))
             body.login {
                 main #main {
                     h1 { span aria-hidden="true" { "⚓" } " Bosun" }
