@@ -360,6 +360,7 @@ impl Controller {
             uid: &a.app_uid,
             digest: &a.bundle_digest,
             request: a.sync_request,
+            request_prune: a.sync_prune,
             policy: a.sync_policy,
             ignore: &a.ignore_differences,
         };
@@ -646,6 +647,7 @@ mod tests {
             uid: "u",
             digest: &a.bundle_digest,
             request: 0,
+            request_prune: false,
             policy: Default::default(),
             ignore: &[],
         };

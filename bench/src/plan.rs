@@ -88,6 +88,7 @@ pub fn run(json_out: bool, objects: usize, runs: usize) {
         uid: "u",
         digest: &digest,
         request: 0,
+        request_prune: false,
         policy: bosun_core::SyncPolicy { automated: true, self_heal: true, prune: true, ..Default::default() },
         ignore: &[],
     };

@@ -89,6 +89,7 @@ pub fn run(json_out: bool, clusters: usize, apps: usize, runs: usize) {
                         ..Default::default()
                     },
                     sync_request: 1,
+                    sync_prune: false,
                     status: Default::default(),
                     rollback: None,
                     parent: String::new(),

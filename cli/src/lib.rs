@@ -145,6 +145,9 @@ pub enum AppCmd {
         /// Give up waiting after this long (exit code 4).
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Prune what Git no longer has in this sync, even if the sync policy does not prune.
+        #[arg(long)]
+        prune: bool,
     },
     /// Fetch Git now and re-render.
     Refresh { name: String },
@@ -992,9 +995,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     out,
                     &c.get_application(pb::GetApplicationRequest { name }).await.map_err(from_status)?.into_inner(),
                 )?,
-                AppCmd::Sync { name, no_wait, timeout } => {
+                AppCmd::Sync { name, no_wait, timeout, prune } => {
                     let app = c
-                        .sync_application(pb::SyncApplicationRequest { name: name.clone() })
+                        .sync_application(pb::SyncApplicationRequest { name: name.clone(), prune })
                         .await
                         .map_err(from_status)?
                         .into_inner();

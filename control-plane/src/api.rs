@@ -576,10 +576,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         req: Request<pb::SyncApplicationRequest>,
     ) -> Result<Response<pb::Application>, Status> {
         let who = self.write(&req, "SyncApplication", &req.get_ref().name)?;
-        let name = req.into_inner().name;
+        let pb::SyncApplicationRequest { name, prune } = req.into_inner();
         let result = async {
             let _ = self.0.refresh_app(&name, true).await;
-            self.0.sync_app(&name).await?;
+            self.0.sync_app(&name, prune).await?;
             Ok(Response::new(app_to_pb(&self.0.app(&name)?)))
         }
         .await;

@@ -126,6 +126,7 @@ mod tests {
                     uid: String::new(),
                     spec: Default::default(),
                     sync_request: 2,
+                    sync_prune: false,
                     status: Default::default(),
                     rollback: None,
                     parent: String::new(),

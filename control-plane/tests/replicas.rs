@@ -136,7 +136,7 @@ async fn no_acknowledged_write_is_lost(r: Replicas) {
     let syncs = |cp: Arc<ControlPlane>| {
         tokio::spawn(async move {
             for _ in 0..15 {
-                cp.sync_app("web").await.unwrap();
+                cp.sync_app("web", false).await.unwrap();
             }
             15u64
         })

@@ -21,6 +21,9 @@ pub struct Assignment {
     pub sync_policy: SyncPolicy,
     /// Bumped by each sync request; the agent acts on a value it has not seen.
     pub sync_request: u64,
+    /// The latest sync request asks for pruning (that operation only).
+    #[serde(default)]
+    pub sync_prune: bool,
     /// Differences not counted as drift.
     #[serde(default)]
     pub ignore_differences: Vec<crate::app::IgnoreDifference>,

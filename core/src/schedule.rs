@@ -46,6 +46,8 @@ pub struct Application<'a> {
     pub uid: &'a str,
     pub spec: &'a AppSpec,
     pub sync_request: u64,
+    /// The latest sync request asks for pruning.
+    pub sync_prune: bool,
     /// The current bundle (with per-cluster values: a digest of every variant); empty until
     /// it first renders.
     pub bundle_digest: &'a str,
@@ -107,6 +109,7 @@ pub fn assignment(app: &Application<'_>, cluster: &str) -> Assignment {
         namespace: app.spec.destination.namespace.clone(),
         sync_policy,
         sync_request: app.sync_request,
+        sync_prune: app.sync_prune,
         ignore_differences: app.spec.ignore_differences.clone(),
     }
 }

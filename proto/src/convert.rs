@@ -194,6 +194,7 @@ impl From<&Assignment> for pb::Assignment {
             sync_policy: Some(a.sync_policy.into()),
             sync_request: a.sync_request,
             ignore_differences: a.ignore_differences.iter().map(Into::into).collect(),
+            sync_prune: a.sync_prune,
         }
     }
 }
@@ -211,6 +212,7 @@ impl TryFrom<pb::Assignment> for Assignment {
             sync_policy: a.sync_policy.unwrap_or_default().try_into()?,
             sync_request: a.sync_request,
             ignore_differences: a.ignore_differences.into_iter().map(Into::into).collect(),
+            sync_prune: a.sync_prune,
         })
     }
 }
@@ -243,6 +245,7 @@ mod tests {
             namespace: "n".into(),
             sync_policy: SyncPolicy { prune: true, ..Default::default() },
             sync_request: 3,
+            sync_prune: true,
             ignore_differences: vec![IgnoreDifference {
                 kind: "Deployment".into(),
                 json_pointers: vec!["/spec/replicas".into()],

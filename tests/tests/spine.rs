@@ -771,3 +771,35 @@ async fn status_watch_streams_the_current_state_then_every_report() {
     let unknown = admin.watch_status(bosun_cli::pb::WatchStatusRequest { application: "nope".into() }).await;
     assert_eq!(unknown.err().map(|s| s.code()), Some(tonic::Code::NotFound));
 }
+
+/// Argo CD's "Sync" with "Prune" ticked: an Application whose policy does not prune keeps what
+/// Git dropped (OutOfSync, "requires pruning") until a sync asks to prune; that sync deletes it
+/// and ends Synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_with_prune_deletes_what_git_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let OneApp { repo, cp, c1, agent: _agent, .. } = one_app(root, &[]).await;
+    repo.write("k8s/extra.yaml", &configmap("extra", "1"));
+    repo.commit("an extra ConfigMap");
+    cp.bosun_ok(&["app", "sync", "web", "--timeout", "60s"]);
+    assert!(has_cm(&c1, "default", "extra").await);
+
+    repo.remove("k8s/extra.yaml");
+    repo.commit("no more extra");
+    cp.bosun_ok(&["app", "sync", "web", "--async"]);
+    eventually("the leftover reported as requiring pruning", WAIT, || async {
+        let c = cp.app_json("web")["status"]["clusters"][0].clone();
+        c["resources"]
+            .as_array()?
+            .iter()
+            .any(|r| r["name"] == "extra" && r["message"] == "requires pruning")
+            .then_some(())
+    })
+    .await;
+    assert!(has_cm(&c1, "default", "extra").await, "a sync without prune keeps it");
+
+    cp.bosun_ok(&["app", "sync", "web", "--prune", "--timeout", "60s"]);
+    assert!(!has_cm(&c1, "default", "extra").await, "the sync with prune deleted it");
+    assert!(cp.logs().contains("prune=true"), "the request is logged with its choice");
+}

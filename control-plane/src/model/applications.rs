@@ -25,6 +25,7 @@ fn new_record(name: &str, spec: AppSpec, parent: &str, warnings: Vec<String>) ->
         uid: new_uid(),
         spec,
         sync_request: 0,
+        sync_prune: false,
         status: AppSourceStatus::default(),
         rollback: None,
         parent: parent.into(),
@@ -136,15 +137,17 @@ impl ControlPlane {
 
     /// Asks the Application's clusters to sync now (delivered durably with the assignment).
     /// A sync request ends a rollback: the latest revision is synced again.
-    pub async fn sync_app(&self, name: &str) -> Result<AppRecord> {
+    /// With `prune`, that sync prunes whatever the sync policy says.
+    pub async fn sync_app(&self, name: &str, prune: bool) -> Result<AppRecord> {
         let rec = self
             .modify_app(name, |_, rec| {
                 rec.sync_request += 1;
+                rec.sync_prune = prune;
                 rec.rollback = None;
                 Ok(true)
             })
             .await?;
-        info!(app = name, sync_request = rec.sync_request, "sync requested");
+        info!(app = name, sync_request = rec.sync_request, prune, "sync requested");
         Ok(rec)
     }
 

@@ -34,6 +34,7 @@ impl ControlPlane {
                     )));
                 }
                 rec.sync_request += 1;
+                rec.sync_prune = false;
                 rec.rollback = Some(entry.clone());
                 Ok(true)
             })

@@ -492,6 +492,7 @@ fn scheduled(a: &AppRecord) -> schedule::Application<'_> {
         uid: &a.uid,
         spec: &a.spec,
         sync_request: a.sync_request,
+        sync_prune: a.sync_prune,
         bundle_digest: &a.status.bundle_digest,
         revision: &a.status.revision,
         templated: a.status.templated,

@@ -87,6 +87,9 @@ pub struct AppRecord {
     pub spec: AppSpec,
     /// Bumped by each sync request; agents act on a value they have not seen.
     pub sync_request: u64,
+    /// The latest sync request asks for pruning (that sync only).
+    #[serde(default)]
+    pub sync_prune: bool,
     pub status: AppSourceStatus,
     /// Set while rolled back to a history entry: its bundle is deployed and automated sync
     /// is paused until the next sync request.

@@ -265,6 +265,9 @@ struct ActionForm {
     csrf: String,
     #[serde(default)]
     confirm: String,
+    /// The Sync dialog's "Prune" box (present when ticked).
+    #[serde(default)]
+    prune: Option<String>,
 }
 
 async fn logout(State(ui): State<Shared>, headers: HeaderMap, Form(f): Form<ActionForm>) -> Response {
@@ -340,7 +343,10 @@ async fn app_action(
     let result = match action.as_str() {
         "sync" => ui
             .api
-            .sync_application(as_principal(&who, pb::SyncApplicationRequest { name: name.clone() }))
+            .sync_application(as_principal(
+                &who,
+                pb::SyncApplicationRequest { name: name.clone(), prune: f.prune.is_some() },
+            ))
             .await
             .map(|_| back),
         "refresh" => ui

@@ -382,8 +382,14 @@ pub fn app_page(a: &AppView, history: &[HistoryEntry], cluster: Option<&str>, vi
                     form method="post" action={ "/apps/" (name) "/sync" } {
                         input type="hidden" name="csrf" value=(viewer.csrf);
                         p { "Synchronise " strong { (name) } " on " (a.clusters.len()) " cluster(s) at " code { (if s.source.target_revision.is_empty() { "HEAD" } else { &s.source.target_revision }) } "." }
-                        p { "Prune: " (if s.sync_policy.prune { "on" } else { "off (objects removed from Git stay)" })
-                            " · Self-heal: " (if s.sync_policy.self_heal { "on" } else { "off" }) }
+                        p {
+                            @if s.sync_policy.prune {
+                                "Prune: on (the sync policy prunes what Git no longer has)"
+                            } @else {
+                                label { input type="checkbox" name="prune" value="true"; " Prune: delete what Git no longer has, in this sync only" }
+                            }
+                        }
+                        p { "Self-heal: " (if s.sync_policy.self_heal { "on" } else { "off" }) }
                         @if out_of_sync.is_empty() {
                             p { "Dry run: no object is OutOfSync; a sync re-applies the current revision." }
                         } @else {

@@ -70,6 +70,7 @@ fn fleet(w: &World) -> Fleet<'_> {
                 uid: "uid",
                 spec: &a.spec,
                 sync_request: 0,
+                sync_prune: false,
                 bundle_digest: &a.digest,
                 revision: "rev",
                 templated: a.templated,

@@ -76,6 +76,9 @@ pub struct Target<'a> {
     pub digest: &'a str,
     /// Bumped by each sync request.
     pub request: u64,
+    /// The sync request asks for pruning: the operation it starts prunes even if the policy
+    /// does not.
+    pub request_prune: bool,
     pub policy: SyncPolicy,
     pub ignore: &'a [IgnoreDifference],
 }
@@ -126,6 +129,9 @@ pub struct Synced {
 pub struct Failed {
     pub digest: String,
     pub request: u64,
+    /// The failed operation was asked to prune (its retries are too).
+    #[serde(default)]
+    pub prune: bool,
     pub message: String,
     pub attempts: u32,
     /// Unix ms of the next attempt; `None` once the retries are spent.
@@ -153,6 +159,9 @@ pub struct Operation {
     #[serde(default)]
     pub namespace_done: bool,
     pub started_ms: i64,
+    /// Prunes whatever the policy says: its sync request asked for it.
+    #[serde(default)]
+    pub prune: bool,
 }
 
 /// One hook of an operation.
@@ -496,6 +505,9 @@ pub fn decide(
             },
         };
         if let Some(attempt) = retry {
+            // A sync request's prune choice holds for its operation and that operation's
+            // retries, never for the automated syncs after it.
+            let prune = if requested { target.request_prune } else { mem.failed.as_ref().is_some_and(|f| f.prune) };
             mem.operation = Some(Operation {
                 digest: this.0.clone(),
                 request: this.1,
@@ -507,6 +519,7 @@ pub fn decide(
                 failure: None,
                 namespace_done: false,
                 started_ms: now_ms,
+                prune,
             });
             mem.observed_request = target.request;
         }
@@ -543,7 +556,14 @@ pub fn decide(
                 if let Some(at) = retry_at_ms {
                     wake_at_ms = Some(at);
                 }
-                let failed = Failed { digest: op.digest.clone(), request: op.request, message, attempts, retry_at_ms };
+                let failed = Failed {
+                    digest: op.digest.clone(),
+                    request: op.request,
+                    prune: op.prune,
+                    message,
+                    attempts,
+                    retry_at_ms,
+                };
                 notes.push(failure_note(&failed, now_ms));
                 mem.failed = Some(failed);
             }
@@ -859,14 +879,12 @@ fn advance(
     }
     // Every step done: prune, then the hooks that go on success.
     *op_text = "pruning".into();
-    if target.policy.prune && !empty_guard && prune_actions(target, leftovers, compared, true, actions) {
+    let prune = target.policy.prune || op.prune;
+    if prune && !empty_guard && prune_actions(target, leftovers, compared, true, actions) {
         notes.push("waiting to prune (PruneLast)".into());
         return None;
     }
-    if target.policy.prune
-        && !empty_guard
-        && actions.iter().any(|a| matches!(a, Action::Delete { why: DeleteWhy::Prune, .. }))
-    {
+    if prune && !empty_guard && actions.iter().any(|a| matches!(a, Action::Delete { why: DeleteWhy::Prune, .. })) {
         return None;
     }
     delete_hooks(op, steps, sync_fail, live, HookDeletePolicy::HookSucceeded, actions);

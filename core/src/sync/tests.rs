@@ -150,7 +150,7 @@ fn job_hook(name: &str, phase: &str, policy: &str, generated: bool) -> Value {
 }
 
 fn target(policy: SyncPolicy, digest: &'static str, request: u64) -> Target<'static> {
-    Target { app: "web", namespace: "ns", uid: "u1", digest, request, policy, ignore: &[] }
+    Target { app: "web", namespace: "ns", uid: "u1", digest, request, request_prune: false, policy, ignore: &[] }
 }
 
 fn auto() -> SyncPolicy {
@@ -419,6 +419,34 @@ fn only_tracked_leftovers_are_pruned() {
     // An empty render never wipes the cluster without allowEmpty.
     let t3 = target(SyncPolicy { prune: true, ..auto() }, "d3", 0);
     assert!(!pass(&t3, &[], &mut c, &mut m, 4).actions.iter().any(|a| matches!(a, Action::Delete { .. })));
+}
+
+#[test]
+fn a_sync_request_with_prune_prunes_that_sync_only() {
+    // Automated without prune: a leftover only "requires pruning".
+    let policy = auto();
+    let (mut c, mut m) = (Cluster::default(), Memory::default());
+    let both = vec![cm("keep", 0), cm("old", 0), cm("older", 0)];
+    pass(&target(policy, "d1", 0), &both, &mut c, &mut m, 0);
+    pass(&target(policy, "d1", 0), &both, &mut c, &mut m, 1);
+    let d = pass(&target(policy, "d2", 0), &[cm("keep", 0), cm("older", 0)], &mut c, &mut m, 2);
+    assert!(!d.actions.iter().any(|a| matches!(a, Action::Delete { .. })), "the policy does not prune");
+    pass(&target(policy, "d2", 0), &[cm("keep", 0), cm("older", 0)], &mut c, &mut m, 3);
+    // Sync with Prune (Argo CD's dialog): that operation deletes the leftover.
+    let with_prune = Target { request_prune: true, ..target(policy, "d2", 1) };
+    let d = pass(&with_prune, &[cm("keep", 0), cm("older", 0)], &mut c, &mut m, 4);
+    let d =
+        if d.actions.is_empty() { pass(&with_prune, &[cm("keep", 0), cm("older", 0)], &mut c, &mut m, 5) } else { d };
+    assert_eq!(kinds(&d.actions), ["delete old (Prune)"]);
+    pass(&with_prune, &[cm("keep", 0), cm("older", 0)], &mut c, &mut m, 6);
+    assert!(m.operation.is_none() && m.synced.as_ref().is_some_and(|s| s.request == 1));
+    // The next automated sync (a new commit, the same request) does not prune.
+    let later = Target { request_prune: true, ..target(policy, "d3", 1) };
+    for now in 7..10 {
+        let d = pass(&later, &[cm("keep", 0)], &mut c, &mut m, now);
+        assert!(!d.actions.iter().any(|a| matches!(a, Action::Delete { .. })), "only the requested sync prunes");
+    }
+    assert!(m.synced.as_ref().is_some_and(|s| s.digest == "d3"));
 }
 
 #[test]

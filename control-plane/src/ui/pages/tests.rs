@@ -41,6 +41,7 @@ fn app(name: &str, per_cluster: &[(&str, SyncStatus, Health)]) -> AppView {
             ..Default::default()
         },
         sync_request: 0,
+        sync_prune: false,
         status: Default::default(),
         rollback: None,
         parent: String::new(),
@@ -275,4 +276,17 @@ fn owned_objects_hang_under_their_owner() {
     // Owned objects show health, not sync.
     let pod_node = &page[pod..page[pod..].find("</li>").map(|e| pod + e).unwrap()];
     assert!(pod_node.contains("Progressing") && !pod_node.contains("Unknown"), "{pod_node}");
+}
+
+#[test]
+fn the_sync_dialog_offers_prune_when_the_policy_does_not() {
+    let mut a = app("backend", &[("kind-1", SyncStatus::OutOfSync, Health::Healthy)]);
+    let w = who(Role::Admin);
+    let v = Viewer { who: &w, csrf: "t", now: 0 };
+    let page = render(app_page(&a, &[], None, &v));
+    assert!(page.contains("name=\"prune\""), "a Prune box: {page}");
+    assert!(page.contains("Dry run: these objects change"), "the preview lists what changes");
+    a.record.spec.sync_policy.prune = true;
+    let page = render(app_page(&a, &[], None, &v));
+    assert!(!page.contains("name=\"prune\"") && page.contains("the sync policy prunes"));
 }
