@@ -679,6 +679,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ui::router(cp.clone(), cfg.ui_session_ttl),
         &server_cert,
         &server_key,
+        &cp.pki.ca_pem,
         stopped(stop_rx.clone()),
     );
 

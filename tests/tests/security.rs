@@ -268,6 +268,30 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
     assert_eq!(o.code, 5, "{}", o.stderr);
     assert!(o.stderr.contains("agent's certificate cannot call the admin API"), "{}", o.stderr);
 
+    // The dashboard takes the same certificate for sign-in, and not an agent's.
+    let endpoints: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cp.data_dir.join("endpoints.json")).unwrap()).unwrap();
+    let ui = endpoints["ui"].as_str().expect("endpoints.json names the dashboard").to_string();
+    let curl = |cert: &std::path::Path, key: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-i", "--cacert", ca.to_str().unwrap(), "--cert", cert.to_str().unwrap()])
+            .args(["--key", key.to_str().unwrap()])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    };
+    let origin = format!("origin: https://{ui}");
+    let (login, cert_login) = (format!("https://{ui}/login"), format!("https://{ui}/login/certificate"));
+    let page = curl(&pem, &key, &[&login]);
+    assert!(page.contains("sign in as ci with your client certificate"), "{page}");
+    let signed = curl(&pem, &key, &["-X", "POST", "-H", &origin, &cert_login]);
+    assert!(signed.contains(" 303") && signed.contains("set-cookie: __host-"), "{signed}");
+    let (edge_pem, edge_key) = (root.join("edge.pem"), root.join("edge.key"));
+    assert!(!curl(&edge_pem, &edge_key, &[&login]).contains("sign in as"));
+    let refused = curl(&edge_pem, &edge_key, &["-X", "POST", "-H", &origin, &cert_login]);
+    assert!(refused.contains(" 401") && !refused.contains("set-cookie"), "{refused}");
+
     // Deleting credentials revokes them; the last admin cannot be deleted.
     cp.bosun_ok(&["credential", "delete", "viewer"]);
     let o = as_viewer(&["app", "list"]);

@@ -1,7 +1,9 @@
 //! The web dashboard: server-rendered pages over the model's views, served over TLS on
 //! `--ui-addr` by the control plane itself (no extra process, no JavaScript build).
 //!
-//! - Sign-in with an admin or readonly token gives a signed session cookie ([`session`]):
+//! - Sign-in with an admin or readonly token, or with the client certificate of an admin
+//!   credential presented on the connection (optional TLS client auth against the control
+//!   plane's CA), gives a signed session cookie ([`session`]):
 //!   HttpOnly, Secure, SameSite=Strict, expiring; every state-changing request also carries
 //!   the session's CSRF token.
 //! - Every action is the admin API's own call ([`crate::api::AdminApi`]) made for the session's
@@ -64,6 +66,7 @@ pub fn router(cp: Arc<ControlPlane>, session_ttl: Duration) -> Router {
     Router::new()
         .route("/", get(list))
         .route("/login", get(login_page).post(login))
+        .route("/login/certificate", post(login_certificate))
         .route("/logout", post(logout))
         .route("/apps/{name}", get(app))
         .route("/apps/{name}/{action}", post(app_action))
@@ -219,11 +222,33 @@ fn as_principal<T>(who: &Principal, msg: T) -> tonic::Request<T> {
     req
 }
 
-async fn login_page(State(ui): State<Shared>, headers: HeaderMap) -> Response {
+/// The verified client certificate of the connection a request came on (its DER leaf), set
+/// per connection by [`serve`].
+#[derive(Clone, Default)]
+pub struct ClientCertificate(Option<Arc<Vec<u8>>>);
+
+impl Ui {
+    /// The admin credential the connection's client certificate stands for, if it is one.
+    fn certificate_principal(&self, cert: &ClientCertificate) -> Option<Result<Principal, String>> {
+        let leaf = cert.0.as_ref()?;
+        let Some(peer) = self.cp.pki.peer(leaf) else {
+            return Some(Err("the client certificate names no bosun identity".into()));
+        };
+        Some(self.cp.authenticate_cert(&peer).map_err(|e| e.to_string()))
+    }
+}
+
+async fn login_page(
+    State(ui): State<Shared>,
+    headers: HeaderMap,
+    cert: Option<axum::Extension<ClientCertificate>>,
+) -> Response {
     if ui.session(&headers).is_ok() {
         return Redirect::to("/").into_response();
     }
-    html(pages::login(None))
+    let cert = cert.map(|c| c.0).unwrap_or_default();
+    let named = ui.certificate_principal(&cert).and_then(Result::ok).map(|p| p.name);
+    html(pages::login(None, named.as_deref()))
 }
 
 #[derive(Deserialize)]
@@ -231,20 +256,45 @@ struct LoginForm {
     token: String,
 }
 
+fn sign_in_refused(why: &str) -> Response {
+    warn!(target: "bosun::audit", action = "SignIn", outcome = "Unauthenticated", reason = %why, "audit: dashboard sign-in refused");
+    (
+        StatusCode::UNAUTHORIZED,
+        html(pages::login(Some("Those credentials are not valid (unknown, expired or deleted)."), None)),
+    )
+        .into_response()
+}
+
 async fn login(State(ui): State<Shared>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
     if !same_origin(&headers) {
         return refusal(StatusCode::FORBIDDEN, "Request refused", "Sign-in must come from this site's own page.");
     }
-    let refused = |why: String| {
-        warn!(target: "bosun::audit", action = "SignIn", outcome = "Unauthenticated", reason = %why, "audit: dashboard sign-in refused");
-        (StatusCode::UNAUTHORIZED, html(pages::login(Some("That token is not valid (unknown, expired or deleted)."))))
-            .into_response()
-    };
-    let who = match ui.cp.authenticate_token(f.token.trim()) {
-        Ok(w) => w,
-        Err(e) => return refused(e.to_string()),
-    };
-    let Some(cred) = ui.cp.credential(&who.name) else { return refused("credential vanished".into()) };
+    match ui.cp.authenticate_token(f.token.trim()) {
+        Ok(who) => start_session(&ui, who),
+        Err(e) => sign_in_refused(&e.to_string()),
+    }
+}
+
+/// Sign-in with the client certificate the browser presented on this connection (one from
+/// `bosun credential create --cert-out`), as the admin API accepts it.
+async fn login_certificate(
+    State(ui): State<Shared>,
+    headers: HeaderMap,
+    cert: Option<axum::Extension<ClientCertificate>>,
+) -> Response {
+    if !same_origin(&headers) {
+        return refusal(StatusCode::FORBIDDEN, "Request refused", "Sign-in must come from this site's own page.");
+    }
+    match ui.certificate_principal(&cert.map(|c| c.0).unwrap_or_default()) {
+        Some(Ok(who)) => start_session(&ui, who),
+        Some(Err(why)) => sign_in_refused(&why),
+        None => sign_in_refused("no client certificate was presented"),
+    }
+}
+
+/// A session for a principal that just proved who it is: the signed cookie, and the audit line.
+fn start_session(ui: &Shared, who: Principal) -> Response {
+    let Some(cred) = ui.cp.credential(&who.name) else { return sign_in_refused("credential vanished") };
     let random = match ui.cp.secret_box().random(18) {
         Ok(r) => r,
         Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", &e.to_string()),
@@ -463,13 +513,21 @@ pub async fn serve(
     router: Router,
     cert_pem: &str,
     key_pem: &str,
+    ca_pem: &str,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
-    let mut tls = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?;
+    // A client certificate is optional (tokens work without one); one that is presented must
+    // chain to the control plane's CA, and then names the credential it may sign in as.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).allow_unauthenticated().build()?;
+    let mut tls = rustls::ServerConfig::builder().with_client_cert_verifier(verifier).with_single_cert(certs, key)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     tokio::pin!(stop);
@@ -492,6 +550,8 @@ pub async fn serve(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "dashboard: TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "dashboard: TLS handshake timed out"),
             };
+            let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.to_vec()));
+            let router = router.layer(axum::Extension(ClientCertificate(leaf)));
             let service = hyper_util::service::TowerToHyperService::new(router);
             let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)

@@ -106,7 +106,9 @@ pub fn standalone(title: &str, main: Markup) -> Markup {
 }
 
 /// The sign-in page.
-pub fn login(error: Option<&str>) -> Markup {
+/// `certificate`: the credential a verified client certificate on this connection names, if
+/// any (offered as a one-click sign-in).
+pub fn login(error: Option<&str>, certificate: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -114,6 +116,12 @@ pub fn login(error: Option<&str>) -> Markup {
             body.login {
                 main #main {
                     h1 { span aria-hidden="true" { "⚓" } " Bosun" }
+                    @if let Some(name) = certificate {
+                        form method="post" action="/login/certificate" {
+                            button type="submit" { "Sign in as " (name) " with your client certificate" }
+                        }
+                        p.hint { "or with a token:" }
+                    }
                     form method="post" action="/login" {
                         label for="token" { "Admin or readonly token" }
                         input #token type="password" name="token" autocomplete="current-password" required autofocus;
