@@ -183,3 +183,31 @@ fn replicas_share_an_rds_database_that_is_multi_az_encrypted_and_private() {
     let main = std::fs::read_to_string(terraform_dir().join("modules/control-plane/main.tf")).unwrap();
     assert!(main.contains("--database-url-file=/etc/bosun/database/url"), "the URL comes from the mounted Secret");
 }
+
+/// Managed nodes can launch with volumes encrypted by the customer key: the key policy lets
+/// the Auto Scaling service-linked role use the key and create grants for AWS resources only;
+/// the EBS CSI driver's CreateGrant is conditioned the same way.
+#[test]
+fn encrypted_node_volumes_can_launch_and_grants_are_scoped() {
+    let configs = configurations();
+    let text = |dir: &str| -> String {
+        configs[&terraform_dir().join(dir)].iter().map(|b| hcl::to_string(b).unwrap()).collect::<Vec<_>>().join("\n")
+    };
+    let kms = text("modules/kms");
+    assert!(kms.contains("AWSServiceRoleForAutoScaling"), "the autoscaling role is named in the key policy");
+    for sid in ["AutoScalingUsesKey", "AutoScalingGrantsForAwsResources"] {
+        assert!(kms.contains(sid), "statement {sid}");
+    }
+    let module = &configs[&terraform_dir().join("modules/kms")];
+    let policy = blocks(module, "data").find(|b| b.labels().get(1).is_some_and(|l| l.as_str() == "key")).unwrap();
+    let eks = &configs[&terraform_dir().join("modules/eks")];
+    let csi = blocks(eks, "data").find(|b| b.labels().get(1).is_some_and(|l| l.as_str() == "ebs_csi_kms")).unwrap();
+    for doc in [policy, csi] {
+        for st in doc.body().blocks().filter(|b| b.identifier() == "statement") {
+            let st_text = hcl::to_string(st).unwrap();
+            if st_text.contains("kms:CreateGrant") && !st_text.contains("\"kms:*\"") {
+                assert!(st_text.contains("kms:GrantIsForAWSResource"), "CreateGrant only for AWS resources: {st_text}");
+            }
+        }
+    }
+}

@@ -163,8 +163,18 @@ resource "aws_iam_role_policy_attachment" "ebs_csi" {
 
 data "aws_iam_policy_document" "ebs_csi_kms" {
   statement {
-    actions   = ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+    actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
     resources = [var.kms_key_arn]
+  }
+  # Grants only for the volumes EBS attaches (as AWS's own EBS CSI KMS policy scopes them).
+  statement {
+    actions   = ["kms:CreateGrant"]
+    resources = [var.kms_key_arn]
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
   }
 }
 

@@ -3,6 +3,11 @@
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
 
+locals {
+  # The Auto Scaling service-linked role (created by AWS on first use in the account).
+  autoscaling_role = "arn:aws:iam::${data.aws_caller_identity.current.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+}
+
 data "aws_iam_policy_document" "key" {
   # A key policy's "*" resource means this key only; the account root statement is the
   # default key policy, which delegates access control to IAM.
@@ -16,6 +21,32 @@ data "aws_iam_policy_document" "key" {
     principals {
       type        = "AWS"
       identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+  # Managed node groups launch through Auto Scaling, whose service-linked role must use the
+  # key for the encrypted root volumes (else instances fail to launch with
+  # Client.InvalidKMSKey.InvalidState), and may create grants only for AWS resources.
+  statement {
+    sid       = "AutoScalingUsesKey"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.autoscaling_role]
+    }
+  }
+  statement {
+    sid       = "AutoScalingGrantsForAwsResources"
+    actions   = ["kms:CreateGrant"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.autoscaling_role]
+    }
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
     }
   }
   statement {
