@@ -211,3 +211,24 @@ fn encrypted_node_volumes_can_launch_and_grants_are_scoped() {
         }
     }
 }
+
+/// The spoke agent's state volume binds on a fresh EKS cluster: by default the module creates
+/// the gp3 class it asks for (encrypted), instead of naming a class that does not exist there.
+#[test]
+fn the_agent_state_volume_uses_a_class_that_exists() {
+    let configs = configurations();
+    let module = &configs[&terraform_dir().join("modules/agent")];
+    let default = blocks(module, "variable")
+        .find(|v| label(v) == "storage_class")
+        .and_then(|v| attr(v, "default"))
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    assert_eq!(default, "\"\"", "no class is assumed to exist");
+    let class = blocks(module, "resource")
+        .find(|b| label(b) == "kubernetes_storage_class_v1")
+        .expect("the module creates the class");
+    let text = hcl::to_string(class).unwrap();
+    assert!(text.contains("ebs.csi.aws.com") && text.contains("encrypted = \"true\""), "{text}");
+    let pvc = blocks(module, "resource").find(|b| label(b) == "kubernetes_persistent_volume_claim_v1").unwrap();
+    assert!(hcl::to_string(pvc).unwrap().contains("kubernetes_storage_class_v1.state[0].metadata[0].name"));
+}

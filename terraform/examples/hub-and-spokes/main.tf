@@ -124,6 +124,7 @@ module "agent_spoke_1" {
   ca_pem             = var.ca_pem
   join_token         = var.join_tokens["spoke-1"]
   image              = var.agent_image
+  kms_key_arn        = module.kms.arn
 }
 
 module "agent_spoke_2" {
@@ -135,4 +136,5 @@ module "agent_spoke_2" {
   ca_pem             = var.ca_pem
   join_token         = var.join_tokens["spoke-2"]
   image              = var.agent_image
+  kms_key_arn        = module.kms.arn
 }

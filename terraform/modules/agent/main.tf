@@ -115,6 +115,21 @@ resource "kubernetes_secret_v1" "join" {
   }
 }
 
+# A fresh EKS cluster has only the in-tree gp2 class (and no default gp3): without a class that
+# exists, the state volume would stay Pending.
+resource "kubernetes_storage_class_v1" "state" {
+  count = var.storage_class == "" ? 1 : 0
+  metadata {
+    name   = "bosun-agent-gp3"
+    labels = local.labels
+  }
+  storage_provisioner    = "ebs.csi.aws.com"
+  reclaim_policy         = "Retain"
+  volume_binding_mode    = "WaitForFirstConsumer"
+  allow_volume_expansion = true
+  parameters             = merge({ type = "gp3", encrypted = "true" }, var.kms_key_arn == "" ? {} : { kmsKeyId = var.kms_key_arn })
+}
+
 resource "kubernetes_persistent_volume_claim_v1" "state" {
   metadata {
     name      = "bosun-agent-state"
@@ -123,7 +138,7 @@ resource "kubernetes_persistent_volume_claim_v1" "state" {
   }
   spec {
     access_modes       = ["ReadWriteOnce"]
-    storage_class_name = var.storage_class
+    storage_class_name = var.storage_class != "" ? var.storage_class : kubernetes_storage_class_v1.state[0].metadata[0].name
     resources {
       requests = { storage = "1Gi" }
     }

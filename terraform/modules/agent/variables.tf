@@ -54,7 +54,13 @@ variable "write_namespaces" {
 }
 
 variable "storage_class" {
-  description = "Storage class of the agent's state volume (credentials and last desired state)."
+  description = "Storage class of the agent's state volume (credentials and last desired state). Empty: the module creates bosun-agent-gp3 (EBS CSI, gp3, encrypted), since a fresh EKS cluster has no gp3 class."
   type        = string
-  default     = "gp3"
+  default     = ""
+}
+
+variable "kms_key_arn" {
+  description = "KMS key for the volumes of the storage class the module creates (empty: the account's default EBS key)."
+  type        = string
+  default     = ""
 }
