@@ -232,3 +232,23 @@ fn the_agent_state_volume_uses_a_class_that_exists() {
     let pvc = blocks(module, "resource").find(|b| label(b) == "kubernetes_persistent_volume_claim_v1").unwrap();
     assert!(hcl::to_string(pvc).unwrap().contains("kubernetes_storage_class_v1.state[0].metadata[0].name"));
 }
+
+/// Several clusters never share a key: the fleet example makes one per cluster and gives each
+/// cluster (network, EKS, control plane or agent) its own.
+#[test]
+fn each_cluster_has_its_own_kms_key() {
+    let configs = configurations();
+    let example = &configs[&terraform_dir().join("examples/hub-and-spokes")];
+    let kms = blocks(example, "module").find(|m| label(m) == "kms").expect("module kms");
+    assert_eq!(attr(kms, "for_each").map(|e| e.to_string()).as_deref(), Some("local.clusters"));
+    let text = example.iter().map(|b| hcl::to_string(b).unwrap()).collect::<String>();
+    assert!(!text.contains("module.kms.arn"), "no shared key is referenced");
+    for each in [
+        "module.kms[each.key].arn",
+        "module.kms[\"hub\"].arn",
+        "module.kms[\"spoke-1\"].arn",
+        "module.kms[\"spoke-2\"].arn",
+    ] {
+        assert!(text.contains(each), "{each}");
+    }
+}

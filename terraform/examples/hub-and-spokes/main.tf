@@ -41,10 +41,12 @@ locals {
   }
 }
 
+# One key per cluster: a key's compromise or a mistaken policy touches one cluster only.
 module "kms" {
-  source = "../../modules/kms"
-  name   = "${var.name}-fleet"
-  tags   = local.tags
+  source   = "../../modules/kms"
+  for_each = local.clusters
+  name     = "${var.name}-${each.key}"
+  tags     = local.tags
 }
 
 module "network" {
@@ -54,7 +56,7 @@ module "network" {
   cidr               = each.value.cidr
   azs                = local.azs
   single_nat_gateway = each.key != "hub"
-  kms_key_arn        = module.kms.arn
+  kms_key_arn        = module.kms[each.key].arn
   tags               = local.tags
 }
 
@@ -66,7 +68,7 @@ module "eks" {
   subnet_ids             = module.network[each.key].private_subnet_ids
   endpoint_public_access = length(var.api_access_cidrs) > 0
   public_access_cidrs    = var.api_access_cidrs
-  kms_key_arn            = module.kms.arn
+  kms_key_arn            = module.kms[each.key].arn
   tags                   = local.tags
 }
 
@@ -110,7 +112,7 @@ module "control_plane" {
   route53_zone_id = var.route53_zone_id
   # The spokes reach the hub from their NAT gateways' addresses.
   allowed_cidrs = concat(var.allowed_cidrs, [for ip in module.network["spoke-1"].nat_public_ips : "${ip}/32"], [for ip in module.network["spoke-2"].nat_public_ips : "${ip}/32"])
-  kms_key_arn   = module.kms.arn
+  kms_key_arn   = module.kms["hub"].arn
   image         = var.control_plane_image
   depends_on    = [module.eks]
 }
@@ -124,7 +126,7 @@ module "agent_spoke_1" {
   ca_pem             = var.ca_pem
   join_token         = var.join_tokens["spoke-1"]
   image              = var.agent_image
-  kms_key_arn        = module.kms.arn
+  kms_key_arn        = module.kms["spoke-1"].arn
 }
 
 module "agent_spoke_2" {
@@ -136,5 +138,5 @@ module "agent_spoke_2" {
   ca_pem             = var.ca_pem
   join_token         = var.join_tokens["spoke-2"]
   image              = var.agent_image
-  kms_key_arn        = module.kms.arn
+  kms_key_arn        = module.kms["spoke-2"].arn
 }
