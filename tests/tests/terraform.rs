@@ -252,3 +252,34 @@ fn each_cluster_has_its_own_kms_key() {
         assert!(text.contains(each), "{each}");
     }
 }
+
+/// EKS as a platform team expects it: access only through explicit access entries, the VPC
+/// CNI (enforcing NetworkPolicies), CoreDNS and kube-proxy as managed add-ons at pinned
+/// versions, and provider bounds that have every feature used (`pod_identity_association` on
+/// `aws_eks_addon` needs AWS provider 5.75).
+#[test]
+fn eks_access_add_ons_and_provider_bounds() {
+    let configs = configurations();
+    let eks = &configs[&terraform_dir().join("modules/eks")];
+    let resource = |kind: &str, name: &str| {
+        blocks(eks, "resource")
+            .find(|b| b.labels().len() == 2 && label(b) == kind && b.labels()[1].as_str() == name)
+            .unwrap_or_else(|| panic!("resource {kind}.{name}"))
+    };
+    let cluster = hcl::to_string(resource("aws_eks_cluster", "this")).unwrap();
+    assert!(cluster.contains("bootstrap_cluster_creator_admin_permissions = false"), "{cluster}");
+    resource("aws_eks_access_entry", "admin");
+    resource("aws_eks_access_policy_association", "admin");
+    for name in ["vpc_cni", "coredns", "kube_proxy", "pod_identity", "ebs_csi"] {
+        let addon = resource("aws_eks_addon", name);
+        assert!(attr(addon, "addon_version").is_some(), "add-on {name} has a pinned version");
+    }
+    let cni = hcl::to_string(resource("aws_eks_addon", "vpc_cni")).unwrap();
+    assert!(cni.contains("enableNetworkPolicy"), "{cni}");
+    for (dir, bodies) in &configs {
+        let text = bodies.iter().map(|b| hcl::to_string(b).unwrap()).collect::<String>();
+        if text.contains("hashicorp/aws") {
+            assert!(text.contains(">= 5.75"), "{}: AWS provider bound", dir.display());
+        }
+    }
+}

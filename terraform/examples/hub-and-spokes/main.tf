@@ -9,7 +9,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.40"
+      version = ">= 5.75, < 7.0"
     }
     kubernetes = {
       source  = "hashicorp/kubernetes"

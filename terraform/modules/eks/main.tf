@@ -43,8 +43,10 @@ resource "aws_eks_cluster" "this" {
     public_access_cidrs     = var.endpoint_public_access ? var.public_access_cidrs : null
   }
 
+  # Access is explicit: access entries below, none granted implicitly to whoever created it.
   access_config {
-    authentication_mode = "API"
+    authentication_mode                         = "API"
+    bootstrap_cluster_creator_admin_permissions = false
   }
 
   encryption_config {
@@ -134,10 +136,86 @@ resource "aws_eks_node_group" "default" {
   depends_on = [aws_iam_role_policy_attachment.node]
 }
 
+# Cluster administrators: the identity running Terraform (it applies the Kubernetes objects
+# of the other modules) and admin_principal_arns.
+data "aws_caller_identity" "current" {}
+
+data "aws_iam_session_context" "current" {
+  arn = data.aws_caller_identity.current.arn
+}
+
+locals {
+  admins = toset(concat([data.aws_iam_session_context.current.issuer_arn], var.admin_principal_arns))
+}
+
+resource "aws_eks_access_entry" "admin" {
+  for_each      = local.admins
+  cluster_name  = aws_eks_cluster.this.name
+  principal_arn = each.value
+  type          = "STANDARD"
+  tags          = var.tags
+}
+
+resource "aws_eks_access_policy_association" "admin" {
+  for_each      = local.admins
+  cluster_name  = aws_eks_cluster.this.name
+  principal_arn = aws_eks_access_entry.admin[each.key].principal_arn
+  policy_arn    = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+  access_scope {
+    type = "cluster"
+  }
+}
+
+# Managed add-ons at pinned versions: addon_versions, else the version EKS names as the
+# default for this Kubernetes version (which does not move until the cluster is upgraded).
+locals {
+  addons = ["vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"]
+}
+
+data "aws_eks_addon_version" "default" {
+  for_each           = toset(local.addons)
+  addon_name         = each.value
+  kubernetes_version = aws_eks_cluster.this.version
+  most_recent        = false
+}
+
+locals {
+  addon_version = { for a in local.addons : a => lookup(var.addon_versions, a, data.aws_eks_addon_version.default[a].version) }
+}
+
+# The VPC CNI enforces NetworkPolicies (Bosun ships them for its own pods).
+resource "aws_eks_addon" "vpc_cni" {
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = "vpc-cni"
+  addon_version               = local.addon_version["vpc-cni"]
+  configuration_values        = jsonencode({ enableNetworkPolicy = "true" })
+  resolve_conflicts_on_create = "OVERWRITE"
+  tags                        = var.tags
+}
+
+resource "aws_eks_addon" "kube_proxy" {
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = "kube-proxy"
+  addon_version               = local.addon_version["kube-proxy"]
+  resolve_conflicts_on_create = "OVERWRITE"
+  tags                        = var.tags
+}
+
+resource "aws_eks_addon" "coredns" {
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = "coredns"
+  addon_version               = local.addon_version["coredns"]
+  resolve_conflicts_on_create = "OVERWRITE"
+  tags                        = var.tags
+  # CoreDNS runs on nodes.
+  depends_on = [aws_eks_node_group.default]
+}
+
 resource "aws_eks_addon" "pod_identity" {
-  cluster_name = aws_eks_cluster.this.name
-  addon_name   = "eks-pod-identity-agent"
-  tags         = var.tags
+  cluster_name  = aws_eks_cluster.this.name
+  addon_name    = "eks-pod-identity-agent"
+  addon_version = local.addon_version["eks-pod-identity-agent"]
+  tags          = var.tags
 }
 
 data "aws_iam_policy_document" "pod_identity_assume" {
@@ -185,8 +263,9 @@ resource "aws_iam_role_policy" "ebs_csi_kms" {
 }
 
 resource "aws_eks_addon" "ebs_csi" {
-  cluster_name = aws_eks_cluster.this.name
-  addon_name   = "aws-ebs-csi-driver"
+  cluster_name  = aws_eks_cluster.this.name
+  addon_name    = "aws-ebs-csi-driver"
+  addon_version = local.addon_version["aws-ebs-csi-driver"]
   pod_identity_association {
     role_arn        = aws_iam_role.ebs_csi.arn
     service_account = "ebs-csi-controller-sa"

@@ -79,3 +79,19 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "admin_principal_arns" {
+  description = "IAM roles or users given cluster-admin through EKS access entries, besides the identity running Terraform."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.admin_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/", a))])
+    error_message = "admin_principal_arns are IAM role or user ARNs (arn:aws:iam::123456789012:role/name)."
+  }
+}
+
+variable "addon_versions" {
+  description = "Pinned versions of the managed add-ons by name (vpc-cni, coredns, kube-proxy, eks-pod-identity-agent, aws-ebs-csi-driver); unset ones use EKS's default for the Kubernetes version."
+  type        = map(string)
+  default     = {}
+}
