@@ -114,7 +114,13 @@ module "control_plane" {
   allowed_cidrs = concat(var.allowed_cidrs, [for ip in module.network["spoke-1"].nat_public_ips : "${ip}/32"], [for ip in module.network["spoke-2"].nat_public_ips : "${ip}/32"])
   kms_key_arn   = module.kms["hub"].arn
   image         = var.control_plane_image
-  depends_on    = [module.eks]
+  load_balancer = {
+    vpc_id                  = module.network["hub"].vpc_id
+    public_subnet_ids       = module.network["hub"].public_subnet_ids
+    node_security_group_id  = module.eks["hub"].node_security_group_id
+    node_autoscaling_groups = module.eks["hub"].node_autoscaling_group_names
+  }
+  depends_on = [module.eks]
 }
 
 module "agent_spoke_1" {

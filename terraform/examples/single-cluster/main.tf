@@ -76,6 +76,12 @@ module "control_plane" {
   allowed_cidrs   = var.allowed_cidrs
   kms_key_arn     = module.kms.arn
   image           = var.control_plane_image
+  load_balancer = {
+    vpc_id                  = module.network.vpc_id
+    public_subnet_ids       = module.network.public_subnet_ids
+    node_security_group_id  = module.eks.node_security_group_id
+    node_autoscaling_groups = module.eks.node_autoscaling_group_names
+  }
   # Several replicas share one RDS PostgreSQL in the private subnets, reachable from the nodes.
   replicas        = var.control_plane_replicas
   database_ca_pem = var.database_ca_pem

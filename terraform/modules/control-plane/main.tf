@@ -10,6 +10,9 @@ locals {
     "app.kubernetes.io/part-of" = "bosun"
   }
   ports = { admin = 7443, agent = 7444, join = 7445, http = 7446, ui = 7447 }
+  tags  = local.labels
+  # Fixed node ports the load balancer's target groups forward to (30000 + the listener port).
+  node_ports = { for k, p in local.ports : k => 30000 + p }
   args = concat([
     "--data-dir=/var/lib/bosun",
     "--admin-addr=0.0.0.0:7443",
@@ -292,32 +295,107 @@ resource "kubernetes_stateful_set_v1" "this" {
   }
 }
 
+# Exposed on fixed node ports; the Network Load Balancer below (managed here, so no AWS Load
+# Balancer Controller is needed) passes TCP through to them: TLS and mTLS end in the
+# control plane, never at the load balancer.
 resource "kubernetes_service_v1" "this" {
   metadata {
     name      = "bosun-control-plane"
     namespace = kubernetes_namespace_v1.this.metadata[0].name
     labels    = local.labels
-    annotations = {
-      "service.beta.kubernetes.io/aws-load-balancer-type"                              = "external"
-      "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"                   = "ip"
-      "service.beta.kubernetes.io/aws-load-balancer-scheme"                            = "internet-facing"
-      "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled" = "true"
-    }
   }
   spec {
-    type                        = "LoadBalancer"
-    selector                    = local.labels
-    load_balancer_source_ranges = var.allowed_cidrs
+    type     = "NodePort"
+    selector = local.labels
     dynamic "port" {
       for_each = local.ports
       content {
         name        = port.key
         port        = port.value
         target_port = port.key
+        node_port   = local.node_ports[port.key]
       }
     }
   }
-  wait_for_load_balancer = true
+}
+
+resource "aws_security_group" "load_balancer" {
+  name        = "bosun-control-plane-lb"
+  description = "Bosun control plane NLB: the allowed sources in, the nodes' ports out"
+  vpc_id      = var.load_balancer.vpc_id
+  tags        = local.tags
+}
+
+resource "aws_vpc_security_group_ingress_rule" "load_balancer" {
+  for_each          = { for pair in setproduct(keys(local.ports), var.allowed_cidrs) : "${pair[0]}-${pair[1]}" => { port = local.ports[pair[0]], cidr = pair[1] } }
+  security_group_id = aws_security_group.load_balancer.id
+  description       = "bosun ${split("-", each.key)[0]} from an allowed source"
+  cidr_ipv4         = each.value.cidr
+  from_port         = each.value.port
+  to_port           = each.value.port
+  ip_protocol       = "tcp"
+}
+
+resource "aws_vpc_security_group_egress_rule" "load_balancer" {
+  security_group_id            = aws_security_group.load_balancer.id
+  description                  = "to the control plane's node ports"
+  referenced_security_group_id = var.load_balancer.node_security_group_id
+  from_port                    = min(values(local.node_ports)...)
+  to_port                      = max(values(local.node_ports)...)
+  ip_protocol                  = "tcp"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "nodes_from_load_balancer" {
+  security_group_id            = var.load_balancer.node_security_group_id
+  description                  = "bosun control plane node ports from its NLB"
+  referenced_security_group_id = aws_security_group.load_balancer.id
+  from_port                    = min(values(local.node_ports)...)
+  to_port                      = max(values(local.node_ports)...)
+  ip_protocol                  = "tcp"
+}
+
+resource "aws_lb" "this" {
+  # checkov:skip=CKV_AWS_91: TCP passthrough (TLS ends in the control plane): NLB access logs cover only TLS listeners
+  name                             = "bosun-control-plane"
+  load_balancer_type               = "network"
+  internal                         = false
+  subnets                          = var.load_balancer.public_subnet_ids
+  security_groups                  = [aws_security_group.load_balancer.id]
+  enable_cross_zone_load_balancing = true
+  enable_deletion_protection       = true
+  tags                             = local.tags
+}
+
+resource "aws_lb_target_group" "this" {
+  for_each    = local.node_ports
+  name        = "bosun-${each.key}"
+  port        = each.value
+  protocol    = "TCP"
+  target_type = "instance"
+  vpc_id      = var.load_balancer.vpc_id
+  health_check {
+    protocol = "TCP"
+  }
+  tags = local.tags
+}
+
+resource "aws_lb_listener" "this" {
+  for_each          = local.ports
+  load_balancer_arn = aws_lb.this.arn
+  port              = each.value
+  protocol          = "TCP"
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this[each.key].arn
+  }
+  tags = local.tags
+}
+
+resource "aws_autoscaling_attachment" "this" {
+  # checkov:skip=CKV2_AWS_15: the Auto Scaling group is the EKS managed node group's (EKS owns its health checks); the target groups' TCP checks take a bad node out of the load balancer
+  for_each               = { for pair in setproduct(keys(local.node_ports), var.load_balancer.node_autoscaling_groups) : "${pair[0]}-${pair[1]}" => { port = pair[0], asg = pair[1] } }
+  autoscaling_group_name = each.value.asg
+  lb_target_group_arn    = aws_lb_target_group.this[each.value.port].arn
 }
 
 resource "kubernetes_pod_disruption_budget_v1" "this" {
@@ -389,7 +467,10 @@ resource "aws_route53_record" "this" {
   count   = var.route53_zone_id == "" ? 0 : 1
   zone_id = var.route53_zone_id
   name    = var.hostname
-  type    = "CNAME"
-  ttl     = 300
-  records = [kubernetes_service_v1.this.status[0].load_balancer[0].ingress[0].hostname]
+  type    = "A"
+  alias {
+    name                   = aws_lb.this.dns_name
+    zone_id                = aws_lb.this.zone_id
+    evaluate_target_health = true
+  }
 }

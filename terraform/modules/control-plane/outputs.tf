@@ -15,7 +15,7 @@ output "join_endpoint" {
 
 output "load_balancer_hostname" {
   description = "The NLB's DNS name (point the hostname at it when Route53 is not managed here)."
-  value       = kubernetes_service_v1.this.status[0].load_balancer[0].ingress[0].hostname
+  value       = aws_lb.this.dns_name
 }
 
 output "fetch_ca_command" {

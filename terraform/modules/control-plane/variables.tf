@@ -109,3 +109,18 @@ variable "database_ca_pem" {
   type        = string
   default     = ""
 }
+
+variable "load_balancer" {
+  description = "Where the Network Load Balancer Terraform manages goes: the VPC, its public subnets, the nodes' security group and Auto Scaling groups (its targets, on fixed node ports). No AWS Load Balancer Controller is needed."
+  type = object({
+    vpc_id                  = string
+    public_subnet_ids       = list(string)
+    node_security_group_id  = string
+    node_autoscaling_groups = list(string)
+  })
+  validation {
+    condition     = length(var.load_balancer.public_subnet_ids) > 0 && length(var.load_balancer.node_autoscaling_groups) > 0
+    error_message = "load_balancer needs at least one public subnet and one node Auto Scaling group."
+  }
+}
+
