@@ -148,6 +148,9 @@ fn the_control_plane_load_balancer_passes_tls_through() {
     let service = hcl::to_string(resource("kubernetes_service_v1", "this")).unwrap();
     assert!(service.contains("\"NodePort\"") && service.contains("node_port = local.node_ports"), "{service}");
     resource("aws_autoscaling_attachment", "this");
+    // The node ports are inside Kubernetes' default range (30000–32767).
+    let locals = blocks(bodies, "locals").map(|b| hcl::to_string(b).unwrap()).collect::<String>();
+    assert!(locals.contains("30000 + p - 7400"), "{locals}");
     let dns = hcl::to_string(resource("aws_route53_record", "this")).unwrap();
     assert!(dns.contains("aws_lb.this.dns_name"), "{dns}");
     let names: BTreeSet<String> = blocks(bodies, "resource").map(label).collect();

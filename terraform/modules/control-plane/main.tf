@@ -11,8 +11,9 @@ locals {
   }
   ports = { admin = 7443, agent = 7444, join = 7445, http = 7446, ui = 7447 }
   tags  = local.labels
-  # Fixed node ports the load balancer's target groups forward to (30000 + the listener port).
-  node_ports = { for k, p in local.ports : k => 30000 + p }
+  # Fixed node ports the load balancer's target groups forward to: 30043–30047 for 7443–7447
+  # (inside Kubernetes' default node port range, 30000–32767).
+  node_ports = { for k, p in local.ports : k => 30000 + p - 7400 }
   args = concat([
     "--data-dir=/var/lib/bosun",
     "--admin-addr=0.0.0.0:7443",
