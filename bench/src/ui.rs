@@ -74,6 +74,7 @@ pub fn run(json_out: bool, clusters: usize, apps: usize, runs: usize) {
                 record: AppRecord {
                     name: name.clone(),
                     uid: "u".into(),
+                    generation: 1,
                     spec: AppSpec {
                         source: Source {
                             repo_url: "https://github.com/acme/fleet.git".into(),

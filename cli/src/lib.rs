@@ -149,6 +149,23 @@ pub enum AppCmd {
         #[arg(long)]
         prune: bool,
     },
+    /// Change some settings of an Application; the others stay (`argocd app set`).
+    Set(Box<AppSetArgs>),
+    /// Put settings of an Application back to their defaults (`argocd app unset`).
+    Unset(AppUnsetArgs),
+    /// Change an Application with a patch of its manifest (as `bosun app edit` shows it): a JSON
+    /// merge patch (RFC 7386, default) or a JSON patch (RFC 6902).
+    Patch {
+        name: String,
+        /// The patch, JSON or YAML, e.g. `{"spec":{"source":{"targetRevision":"v2"}}}`.
+        #[arg(long)]
+        patch: String,
+        #[arg(long = "type", default_value = "merge", value_parser = ["merge", "json"])]
+        patch_type: String,
+    },
+    /// Edit an Application's manifest in $VISUAL or $EDITOR (default vi), as `kubectl edit`;
+    /// saved unchanged, nothing happens. A concurrent change is refused, not overwritten.
+    Edit { name: String },
     /// Fetch Git now and re-render.
     Refresh { name: String },
     /// Delete an Application (its objects are pruned when prune is on). Asks first unless
@@ -182,6 +199,74 @@ pub enum AppCmd {
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+}
+
+/// `bosun app set`: only what is given changes.
+#[derive(Debug, Args)]
+pub struct AppSetArgs {
+    pub name: String,
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Branch, tag or commit (empty: HEAD).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Destination cluster (replaces a selector).
+    #[arg(long, conflicts_with = "selector")]
+    pub cluster: Option<String>,
+    /// Destination label selector (replaces a cluster name).
+    #[arg(long)]
+    pub selector: Option<String>,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// `automated` or `none` (manual sync).
+    #[arg(long, value_parser = ["automated", "none"])]
+    pub sync_policy: Option<String>,
+    /// Delete objects removed from Git (`--auto-prune=false` to stop).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub auto_prune: Option<bool>,
+    /// Revert changes made on the cluster.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub self_heal: Option<bool>,
+    /// Allow a render with no objects.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_empty: Option<bool>,
+    /// Include subdirectories.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub recurse: Option<bool>,
+    /// Set a sync option, `Key=value` (repeatable).
+    #[arg(long = "sync-option")]
+    pub sync_options: Vec<String>,
+    /// Add a dependency (repeatable or comma-separated).
+    #[arg(long = "depends-on", value_delimiter = ',')]
+    pub depends_on: Vec<String>,
+    #[arg(long)]
+    pub revision_history_limit: Option<u32>,
+    /// Retries of a failed sync (0: none).
+    #[arg(long)]
+    pub sync_retry_limit: Option<u32>,
+}
+
+/// `bosun app unset`: each flag puts one setting back to its default.
+#[derive(Debug, Args)]
+pub struct AppUnsetArgs {
+    pub name: String,
+    /// A sync option to remove, by key (`PruneLast`; repeatable).
+    #[arg(long = "sync-option")]
+    pub sync_options: Vec<String>,
+    /// A dependency to remove (repeatable or comma-separated).
+    #[arg(long = "depends-on", value_delimiter = ',')]
+    pub depends_on: Vec<String>,
+    /// Every ignoreDifferences rule.
+    #[arg(long)]
+    pub ignore_differences: bool,
+    /// Back to 10.
+    #[arg(long)]
+    pub revision_history_limit: bool,
+    /// The rollout strategy (new revisions go to every cluster at once).
+    #[arg(long)]
+    pub rollout: bool,
 }
 
 #[derive(Debug, Args)]
@@ -502,6 +587,7 @@ pub fn app_json(a: &pb::Application) -> Value {
     let st = a.status.clone().unwrap_or_default();
     json!({
         "name": a.name,
+        "generation": a.generation,
         "spec": {
             "source": {"repoURL": src.repo_url, "targetRevision": src.target_revision, "path": src.path, "recurse": src.recurse},
             "destination": {"cluster": dst.cluster, "selector": dst.selector, "namespace": dst.namespace},
@@ -975,7 +1061,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     let app = match created {
                         Ok(app) => app.into_inner(),
                         Err(s) if a.upsert && s.code() == tonic::Code::AlreadyExists => c
-                            .update_application(pb::UpdateApplicationRequest { name: a.name, spec: Some(spec) })
+                            .update_application(pb::UpdateApplicationRequest {
+                                name: a.name,
+                                spec: Some(spec),
+                                generation: 0,
+                            })
                             .await
                             .map_err(from_status)?
                             .into_inner(),
@@ -1008,6 +1098,26 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         wait_synced_at(&mut c, out, &name, request, timeout).await?;
                     }
                 }
+                AppCmd::Set(a) => {
+                    let name = a.name.clone();
+                    print_app(out, &modify(&mut c, &name, |spec| set(spec, &a)).await?)?
+                }
+                AppCmd::Unset(a) => {
+                    let name = a.name.clone();
+                    print_app(out, &modify(&mut c, &name, |spec| unset(spec, &a)).await?)?
+                }
+                AppCmd::Patch { name, patch, patch_type } => {
+                    let patch: Value = serde_saphyr::from_str(&patch)
+                        .map_err(|e| Failure { code: 2, error: anyhow!("--patch is not JSON or YAML: {e}") })?;
+                    let app = modify(&mut c, &name, |spec| {
+                        let mut m = bosun_core::argo::manifest(&name, &spec);
+                        apply_patch(&mut m, &patch, &patch_type)?;
+                        from_manifest(&name, &m)
+                    })
+                    .await?;
+                    print_app(out, &app)?
+                }
+                AppCmd::Edit { name } => edit(&mut c, out, &name).await?,
                 AppCmd::Refresh { name } => print_app(
                     out,
                     &c.refresh_application(pb::RefreshApplicationRequest { name })
@@ -1401,6 +1511,183 @@ fn parse_labels(
         }
     }
     Ok((set, remove))
+}
+
+/// An Application's spec as the domain type.
+fn spec_of(app: &pb::Application) -> Result<bosun_core::AppSpec, Failure> {
+    bosun_core::AppSpec::try_from(app.spec.clone().unwrap_or_default())
+        .map_err(|e| anyhow!("the control plane sent an Application this client cannot read: {e}").into())
+}
+
+/// Reads the Application, changes its spec with `change` and writes it back only while it is
+/// still at the generation read; when someone else changed it in between, it is read and
+/// changed again (a few times), so no concurrent change is overwritten.
+async fn modify(
+    c: &mut Admin,
+    name: &str,
+    mut change: impl FnMut(bosun_core::AppSpec) -> Result<bosun_core::AppSpec, Failure>,
+) -> Result<pb::Application, Failure> {
+    for _ in 0..5 {
+        let app =
+            c.get_application(pb::GetApplicationRequest { name: name.into() }).await.map_err(from_status)?.into_inner();
+        let spec = change(spec_of(&app)?)?;
+        let req =
+            pb::UpdateApplicationRequest { name: name.into(), spec: Some((&spec).into()), generation: app.generation };
+        match c.update_application(req).await {
+            Ok(a) => return Ok(a.into_inner()),
+            Err(s) if s.code() == tonic::Code::Aborted => continue,
+            Err(s) => return Err(from_status(s)),
+        }
+    }
+    Err(anyhow!("application {name:?} kept changing while this update was retried; try again").into())
+}
+
+fn usage(error: impl std::fmt::Display) -> Failure {
+    Failure { code: 2, error: anyhow!("{error}") }
+}
+
+/// The spec of an edited or patched manifest of `name`; fields that would not be honoured are
+/// refused rather than dropped.
+fn from_manifest(name: &str, m: &Value) -> Result<bosun_core::AppSpec, Failure> {
+    let c = bosun_core::argo::convert(m).map_err(usage)?;
+    if c.name != name {
+        return Err(usage(format!("metadata.name cannot change (it is {name:?}); create a new Application instead")));
+    }
+    if c.inherits_destination {
+        return Err(usage("spec.destination: give a cluster (name) or a label selector (selector)"));
+    }
+    if !c.warnings.is_empty() {
+        return Err(usage(format!("not honoured, so not accepted: {}", c.warnings.join("; "))));
+    }
+    Ok(c.spec)
+}
+
+fn apply_patch(m: &mut Value, patch: &Value, patch_type: &str) -> Result<(), Failure> {
+    if patch_type == "json" {
+        let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+            .map_err(|e| usage(format!("--patch is not a JSON patch (a list of operations): {e}")))?;
+        json_patch::patch(m, &ops).map_err(|e| usage(format!("the JSON patch does not apply: {e}")))
+    } else {
+        json_patch::merge(m, patch);
+        Ok(())
+    }
+}
+
+fn set(mut s: bosun_core::AppSpec, a: &AppSetArgs) -> Result<bosun_core::AppSpec, Failure> {
+    let assign = |slot: &mut String, v: &Option<String>| {
+        if let Some(v) = v {
+            slot.clone_from(v);
+        }
+    };
+    assign(&mut s.source.repo_url, &a.repo);
+    assign(&mut s.source.path, &a.path);
+    assign(&mut s.source.target_revision, &a.revision);
+    assign(&mut s.destination.namespace, &a.namespace);
+    if let Some(cluster) = &a.cluster {
+        (s.destination.cluster, s.destination.selector) = (cluster.clone(), String::new());
+    }
+    if let Some(selector) = &a.selector {
+        (s.destination.cluster, s.destination.selector) = (String::new(), selector.clone());
+    }
+    let p = &mut s.sync_policy;
+    if let Some(policy) = &a.sync_policy {
+        p.automated = policy == "automated";
+    }
+    for (slot, v) in [
+        (&mut p.prune, a.auto_prune),
+        (&mut p.self_heal, a.self_heal),
+        (&mut p.allow_empty, a.allow_empty),
+        (&mut s.source.recurse, a.recurse),
+    ] {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    }
+    for o in &a.sync_options {
+        p.set_option(o).map_err(usage)?;
+    }
+    if let Some(limit) = a.sync_retry_limit {
+        p.retry.limit = limit;
+    }
+    for d in &a.depends_on {
+        if !s.depends_on.contains(d) {
+            s.depends_on.push(d.clone());
+        }
+    }
+    if let Some(limit) = a.revision_history_limit {
+        s.revision_history_limit = Some(limit);
+    }
+    Ok(s)
+}
+
+fn unset(mut s: bosun_core::AppSpec, a: &AppUnsetArgs) -> Result<bosun_core::AppSpec, Failure> {
+    for key in &a.sync_options {
+        let default = match key.as_str() {
+            "CreateNamespace" | "ApplyOutOfSyncOnly" | "PruneLast" => "false",
+            "PrunePropagationPolicy" => "foreground",
+            other => {
+                return Err(usage(format!(
+                    "sync option {other:?}: give the key of CreateNamespace, ApplyOutOfSyncOnly, PruneLast or PrunePropagationPolicy"
+                )));
+            }
+        };
+        s.sync_policy.set_option(&format!("{key}={default}")).map_err(usage)?;
+    }
+    s.depends_on.retain(|d| !a.depends_on.contains(d));
+    if a.ignore_differences {
+        s.ignore_differences.clear();
+    }
+    if a.revision_history_limit {
+        s.revision_history_limit = None;
+    }
+    if a.rollout {
+        s.rollout = None;
+    }
+    Ok(s)
+}
+
+/// `bosun app edit`: the manifest in an editor, written back at the generation read.
+async fn edit(c: &mut Admin, out: Output, name: &str) -> Result<(), Failure> {
+    let app =
+        c.get_application(pb::GetApplicationRequest { name: name.into() }).await.map_err(from_status)?.into_inner();
+    let yaml = serde_saphyr::to_string(&bosun_core::argo::manifest(name, &spec_of(&app)?))
+        .map_err(|e| anyhow!("writing the manifest: {e}"))?;
+    let header = "# Edit the Application below and save; quit without saving to change nothing.\n\
+                  # Lines starting with '#' are ignored. bosun.dev/v1 fields: see `bosun app create --help`.\n";
+    let text = format!("{header}{yaml}");
+    let file = std::env::temp_dir().join(format!("bosun-edit-{name}-{}.yaml", std::process::id()));
+    write_private(&file, &text)?;
+    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
+    // Through the shell, so that an editor given with arguments (`code --wait`) works.
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("{editor} \"$1\""), "bosun-edit"])
+        .arg(&file)
+        .status()
+        .with_context(|| format!("running the editor {editor:?}"))?;
+    let kept = |why: String| Failure { code: 1, error: anyhow!("{why}; your edit is kept in {}", file.display()) };
+    if !status.success() {
+        return Err(kept(format!("the editor {editor:?} exited with {status}")));
+    }
+    let edited = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    if edited == text {
+        let _ = std::fs::remove_file(&file);
+        eprintln!("edit cancelled, no changes made");
+        return Ok(());
+    }
+    let m: Value = serde_saphyr::from_str(&edited).map_err(|e| kept(format!("the edit is not YAML: {e}")))?;
+    let spec = from_manifest(name, &m).map_err(|f| kept(format!("{:#}", f.error)))?;
+    let req =
+        pb::UpdateApplicationRequest { name: name.into(), spec: Some((&spec).into()), generation: app.generation };
+    let updated = match c.update_application(req).await {
+        Ok(a) => a.into_inner(),
+        Err(s) if s.code() == tonic::Code::Aborted => {
+            return Err(kept(format!("{name:?} was changed by someone else while you edited it; nothing was written")));
+        }
+        Err(s) => return Err(kept(s.message().to_string())),
+    };
+    let _ = std::fs::remove_file(&file);
+    print_app(out, &updated)?;
+    Ok(())
 }
 
 /// Registers `cluster` and returns its single-use join token.

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_core::{AppSpec, Destination, Source};
+use bosun_core::AppSpec;
 use bosun_proto::convert::{health_from_pb, health_to_pb, sync_from_pb, sync_to_pb};
 use bosun_proto::v1 as pb;
 use futures::{Stream, StreamExt};
@@ -25,37 +25,7 @@ use crate::secrets::Secret;
 
 fn spec_from_pb(s: Option<pb::ApplicationSpec>) -> Result<AppSpec, Error> {
     let s = s.ok_or_else(|| Error::InvalidRequest("spec is required".into()))?;
-    let src = s.source.unwrap_or_default();
-    let dst = s.destination.unwrap_or_default();
-    Ok(AppSpec {
-        source: Source {
-            repo_url: src.repo_url,
-            target_revision: src.target_revision,
-            path: src.path,
-            recurse: src.recurse,
-        },
-        destination: Destination { cluster: dst.cluster, selector: dst.selector, namespace: dst.namespace },
-        sync_policy: s
-            .sync_policy
-            .unwrap_or_default()
-            .try_into()
-            .map_err(|e: bosun_proto::convert::ConvertError| Error::InvalidRequest(e.to_string()))?,
-        ignore_differences: s.ignore_differences.into_iter().map(Into::into).collect(),
-        depends_on: s.depends_on,
-        revision_history_limit: s.revision_history_limit,
-        rollout: match s.rollout {
-            None => None,
-            Some(r) => Some(bosun_core::rollout::Strategy {
-                step: bosun_core::rollout::StepSize::parse(&r.step).ok_or_else(|| {
-                    Error::InvalidRequest(format!("rollout.step {:?}: give a count (2) or a percentage (25%)", r.step))
-                })?,
-                max_unavailable: r.max_unavailable,
-                pause_secs: r.pause_seconds,
-                order_by: r.order_by_label,
-                offline_timeout_secs: if r.offline_timeout_seconds == 0 { 300 } else { r.offline_timeout_seconds },
-            }),
-        },
-    })
+    AppSpec::try_from(s).map_err(|e| Error::InvalidRequest(e.to_string()))
 }
 
 fn resource_to_pb(r: &ResourceState) -> pb::ResourceStatus {
@@ -79,6 +49,7 @@ pub fn app_to_pb(v: &AppView) -> pb::Application {
     let s = &r.spec;
     pb::Application {
         name: r.name.clone(),
+        generation: r.generation,
         spec: Some(s.into()),
         status: Some(pb::ApplicationStatus {
             revision: r.status.revision.clone(),
@@ -535,7 +506,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let who = self.write(&req, "UpdateApplication", &req.get_ref().name)?;
         let r = req.into_inner();
         let result = async {
-            self.0.update_app(&r.name, spec_from_pb(r.spec)?).await?;
+            self.0.update_app(&r.name, spec_from_pb(r.spec)?, (r.generation != 0).then_some(r.generation)).await?;
             let _ = self.0.refresh_app(&r.name, true).await;
             Ok(Response::new(app_to_pb(&self.0.app(&r.name)?)))
         }

@@ -18,6 +18,9 @@ pub enum Error {
     InvalidSpec(#[from] SpecError),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A write conditioned on a version that is no longer current (read again and retry).
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("join token is invalid, expired or already used; create a new one with `bosun cluster add NAME`")]
     BadJoinToken,
     #[error("unauthenticated: {0}")]
@@ -51,6 +54,7 @@ impl From<Error> for tonic::Status {
             Error::AppNotFound(_) | Error::ClusterNotFound(_) | Error::NotFound(_) => Code::NotFound,
             Error::AppExists(_) => Code::AlreadyExists,
             Error::InvalidSpec(_) | Error::InvalidRequest(_) => Code::InvalidArgument,
+            Error::Conflict(_) => Code::Aborted,
             Error::BadJoinToken | Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Git { .. } | Error::Render { .. } | Error::Source(_) => Code::FailedPrecondition,

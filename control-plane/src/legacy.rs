@@ -124,6 +124,7 @@ mod tests {
                 let rec = AppRecord {
                     name: "web".into(),
                     uid: String::new(),
+                    generation: 0,
                     spec: Default::default(),
                     sync_request: 2,
                     sync_prune: false,

@@ -127,7 +127,7 @@ async fn no_acknowledged_write_is_lost(r: Replicas) {
             let mut last = String::new();
             for i in 1..=15 {
                 let ns = format!("ns-{i}");
-                a.update_app("web", spec(&repo, &ns)).await.unwrap();
+                a.update_app("web", spec(&repo, &ns), None).await.unwrap();
                 last = ns;
             }
             last

@@ -1,7 +1,8 @@
 //! Application manifests as users already have them — Argo CD's `argoproj.io/v1alpha1`
 //! Application, and Bosun's `bosun.dev/v1` Application of the same shape (plus
-//! `destination.selector` and `dependsOn`) — converted to an [`AppSpec`]. Every field Bosun
-//! cannot honour is reported, never silently dropped.
+//! `destination.selector`, `dependsOn` and `rollout`) — converted to an [`AppSpec`]. Every
+//! field Bosun cannot honour is reported, never silently dropped. [`manifest`] writes the
+//! `bosun.dev/v1` form back (what `bosun app edit` and `app patch` work on).
 
 use serde_json::Value;
 
@@ -138,6 +139,16 @@ const KNOWN: Known = Fields(&[
             ),
             ("revisionHistoryLimit", Leaf),
             ("dependsOn", Leaf),
+            (
+                "rollout",
+                Fields(&[
+                    ("step", Leaf),
+                    ("maxUnavailable", Leaf),
+                    ("pause", Leaf),
+                    ("orderByLabel", Leaf),
+                    ("offlineTimeout", Leaf),
+                ]),
+            ),
         ]),
     ),
 ]);
@@ -364,6 +375,9 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
         if spec.get("dependsOn").is_some() {
             warn("spec.dependsOn", "only bosun.dev/v1 Applications declare dependencies");
         }
+        if spec.get("rollout").is_some() {
+            warn("spec.rollout", "only bosun.dev/v1 Applications roll out progressively");
+        }
     }
     if obj["metadata"].get("namespace").is_some() {
         warn("metadata.namespace", "Argo CD's namespace; Bosun Applications are not namespaced");
@@ -393,6 +407,11 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
     } else {
         Vec::new()
     };
+    let rollout = match &spec["rollout"] {
+        Value::Null => None,
+        r if bosun => Some(rollout(r)?),
+        _ => None,
+    };
     Ok(Converted {
         name: name.to_string(),
         spec: AppSpec {
@@ -401,12 +420,136 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
             sync_policy: policy,
             ignore_differences,
             depends_on,
-            rollout: None,
+            rollout,
             revision_history_limit,
         },
         warnings,
         inherits_destination,
     })
+}
+
+/// Whole seconds from a duration field (`30s`, `5m`, `1h30m`, or a bare number of seconds).
+fn seconds(v: &Value, field: &str) -> Result<u64, String> {
+    let text = match v {
+        Value::Number(n) => format!("{n}s"),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => format!("{s}s"),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match parse_go_duration(&text) {
+        Some(ns) if ns % 1_000_000_000 == 0 => {
+            u64::try_from(ns / 1_000_000_000).map_err(|_| format!("{field}: too long"))
+        }
+        Some(_) => Err(format!("{field}: {text:?}: give whole seconds")),
+        None => Err(format!("{field}: {text:?} is not a duration (such as 30s, 5m, 1h30m)")),
+    }
+}
+
+/// Bosun's `spec.rollout`.
+fn rollout(r: &Value) -> Result<crate::rollout::Strategy, String> {
+    let step = match &r["step"] {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return Err("spec.rollout.step is required: a count of clusters (2) or a percentage (25%)".into()),
+    };
+    let step = crate::rollout::StepSize::parse(&step)
+        .ok_or_else(|| format!("spec.rollout.step {step:?}: give a count of clusters (2) or a percentage (25%)"))?;
+    let max_unavailable = match &r["maxUnavailable"] {
+        Value::Null => 0,
+        v => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("spec.rollout.maxUnavailable: {v} is not a count of clusters"))?,
+    };
+    let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+    Ok(crate::rollout::Strategy {
+        step,
+        max_unavailable,
+        pause_secs: match &r["pause"] {
+            Value::Null => 0,
+            v => seconds(v, "spec.rollout.pause")?,
+        },
+        order_by: text("orderByLabel"),
+        offline_timeout_secs: match &r["offlineTimeout"] {
+            Value::Null => 300,
+            v => seconds(v, "spec.rollout.offlineTimeout")?,
+        },
+    })
+}
+
+/// The `bosun.dev/v1` Application manifest of `spec`: what [`convert`] reads back into the
+/// same spec, with no warnings. Defaults are written out, so the manifest shows what applies.
+pub fn manifest(name: &str, spec: &AppSpec) -> Value {
+    let p = &spec.sync_policy;
+    let mut options = Vec::new();
+    if p.create_namespace {
+        options.push("CreateNamespace=true".to_string());
+    }
+    if p.apply_out_of_sync_only {
+        options.push("ApplyOutOfSyncOnly=true".to_string());
+    }
+    if p.prune_last {
+        options.push("PruneLast=true".to_string());
+    }
+    match p.prune_propagation {
+        crate::app::Propagation::Foreground => {}
+        crate::app::Propagation::Background => options.push("PrunePropagationPolicy=background".into()),
+        crate::app::Propagation::Orphan => options.push("PrunePropagationPolicy=orphan".into()),
+    }
+    let mut destination = serde_json::Map::new();
+    if spec.destination.selector.is_empty() {
+        destination.insert("name".into(), spec.destination.cluster.clone().into());
+    } else {
+        destination.insert("selector".into(), spec.destination.selector.clone().into());
+    }
+    destination.insert("namespace".into(), spec.destination.namespace.clone().into());
+    let mut out = serde_json::json!({
+        "apiVersion": "bosun.dev/v1",
+        "kind": "Application",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {
+                "repoURL": spec.source.repo_url,
+                "targetRevision": spec.source.target_revision,
+                "path": spec.source.path,
+                "directory": {"recurse": spec.source.recurse},
+            },
+            "destination": destination,
+            "syncPolicy": {
+                // Argo CD's `enabled: false` keeps prune and selfHeal written down while
+                // automation is off.
+                "automated": {"enabled": p.automated, "prune": p.prune, "selfHeal": p.self_heal, "allowEmpty": p.allow_empty},
+                "syncOptions": options,
+                "retry": {
+                    "limit": p.retry.limit,
+                    "backoff": {
+                        "duration": format!("{}s", p.retry.duration_secs),
+                        "factor": p.retry.factor,
+                        "maxDuration": format!("{}s", p.retry.max_duration_secs),
+                    },
+                },
+            },
+            "ignoreDifferences": spec.ignore_differences.iter().map(|d| serde_json::json!({
+                "group": d.group, "kind": d.kind, "name": d.name, "namespace": d.namespace,
+                "jsonPointers": d.json_pointers, "jqPathExpressions": d.jq_path_expressions,
+                "managedFieldsManagers": d.managed_fields_managers,
+            })).collect::<Vec<_>>(),
+            "dependsOn": spec.depends_on,
+        },
+    });
+    if let Some(limit) = spec.revision_history_limit {
+        out["spec"]["revisionHistoryLimit"] = limit.into();
+    }
+    if let Some(r) = &spec.rollout {
+        out["spec"]["rollout"] = serde_json::json!({
+            "step": r.step.to_string(),
+            "maxUnavailable": r.max_unavailable,
+            "pause": format!("{}s", r.pause_secs),
+            "orderByLabel": r.order_by,
+            "offlineTimeout": format!("{}s", r.offline_timeout_secs),
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -556,5 +699,129 @@ mod tests {
         dotted["spec"]["destination"] = json!({"name": "c1", "namespace": "x"});
         let c = convert(&dotted).unwrap();
         c.spec.validate(&c.name).unwrap();
+    }
+
+    #[test]
+    fn a_rollout_reads_from_bosun_manifests_only() {
+        let mut m = manifest(
+            "web",
+            &AppSpec {
+                source: Source { repo_url: "https://git.example/r".into(), ..Default::default() },
+                destination: Destination { selector: "env=prod".into(), namespace: "web".into(), ..Default::default() },
+                ..Default::default()
+            },
+        );
+        m["spec"]["rollout"] = json!({"step": "25%", "pause": "1m", "maxUnavailable": 1});
+        let r = convert(&m).unwrap().spec.rollout.unwrap();
+        assert_eq!(
+            (r.step, r.pause_secs, r.max_unavailable, r.offline_timeout_secs),
+            (crate::rollout::StepSize::Percent(25), 60, 1, 300)
+        );
+        m["spec"]["rollout"]["step"] = json!("0");
+        assert!(convert(&m).unwrap_err().contains("spec.rollout.step"));
+        m["spec"]["rollout"] = json!({"step": 2, "pause": "1.5s"});
+        assert!(convert(&m).unwrap_err().contains("whole seconds"));
+        m["apiVersion"] = json!("argoproj.io/v1alpha1");
+        m["spec"]["destination"] = json!({"name": "c1", "namespace": "web"});
+        let c = convert(&m).unwrap();
+        assert_eq!(c.spec.rollout, None);
+        assert!(c.warnings.iter().any(|w| w.starts_with("spec.rollout")), "{:?}", c.warnings);
+    }
+
+    mod round_trip {
+        use super::*;
+        use crate::app::{Propagation, Retry};
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            "[a-z0-9][a-z0-9-]{0,8}"
+        }
+
+        fn spec() -> impl Strategy<Value = AppSpec> {
+            let source = (text(), text(), text(), any::<bool>()).prop_map(|(r, t, p, recurse)| Source {
+                repo_url: format!("https://git.example/{r}"),
+                target_revision: t,
+                path: p,
+                recurse,
+            });
+            let destination = (text(), prop::option::of(text()), text()).prop_map(|(c, sel, ns)| match sel {
+                Some(s) => Destination { cluster: String::new(), selector: format!("env={s}"), namespace: ns },
+                None => Destination { cluster: c, selector: String::new(), namespace: ns },
+            });
+            let policy = (prop::array::uniform8(any::<bool>()), 0..3u8, (0..10u32, 0..600u64, 1..5u32, 0..3600u64))
+                .prop_map(|(b, prop, (limit, d, factor, max))| SyncPolicy {
+                    automated: b[0],
+                    prune: b[1],
+                    self_heal: b[2],
+                    create_namespace: b[3],
+                    allow_empty: b[4],
+                    apply_out_of_sync_only: b[5],
+                    prune_last: b[6],
+                    prune_propagation: [Propagation::Foreground, Propagation::Background, Propagation::Orphan]
+                        [prop as usize],
+                    retry: Retry { limit, duration_secs: d, factor, max_duration_secs: max },
+                });
+            let ignore = prop::collection::vec(
+                (text(), text(), prop::collection::vec(text(), 0..2), prop::collection::vec(text(), 0..2)).prop_map(
+                    |(kind, name, pointers, managers)| crate::app::IgnoreDifference {
+                        kind,
+                        name,
+                        json_pointers: pointers.into_iter().map(|p| format!("/{p}")).collect(),
+                        managed_fields_managers: managers,
+                        ..Default::default()
+                    },
+                ),
+                0..3,
+            );
+            let rollout = prop::option::of((1..100u32, any::<bool>(), 0..3u32, 0..600u64, text(), 1..900u64).prop_map(
+                |(n, percent, max_unavailable, pause_secs, order_by, offline_timeout_secs)| crate::rollout::Strategy {
+                    step: if percent {
+                        crate::rollout::StepSize::Percent(n)
+                    } else {
+                        crate::rollout::StepSize::Count(n)
+                    },
+                    max_unavailable,
+                    pause_secs,
+                    order_by,
+                    offline_timeout_secs,
+                },
+            ));
+            (
+                source,
+                destination,
+                policy,
+                ignore,
+                prop::collection::vec(text(), 0..3),
+                rollout,
+                prop::option::of(0..50u32),
+            )
+                .prop_map(
+                    |(source, destination, sync_policy, ignore_differences, depends_on, rollout, limit)| AppSpec {
+                        source,
+                        destination,
+                        sync_policy,
+                        ignore_differences,
+                        depends_on,
+                        rollout,
+                        revision_history_limit: limit,
+                    },
+                )
+        }
+
+        proptest! {
+            /// `bosun app edit` shows `manifest` and reads the edit with `convert`: an edit that
+            /// changes nothing changes nothing, and nothing is reported as not honoured.
+            #[test]
+            fn the_manifest_reads_back_as_the_same_spec(spec in spec()) {
+                let m = manifest("web", &spec);
+                let yaml = serde_saphyr::to_string(&m).unwrap();
+                let back: Value = serde_saphyr::from_str(&yaml).unwrap();
+                let c = convert(&back).unwrap();
+                prop_assert_eq!(&c.name, "web");
+                prop_assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+                prop_assert!(!c.inherits_destination);
+                prop_assert_eq!(c.spec, spec);
+            }
+        }
     }
 }

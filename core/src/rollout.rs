@@ -35,6 +35,16 @@ fn default_offline_timeout() -> u64 {
     300
 }
 
+impl std::fmt::Display for StepSize {
+    /// As [`StepSize::parse`] reads it: `2` or `25%`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepSize::Count(n) => write!(f, "{n}"),
+            StepSize::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 impl StepSize {
     /// `"25%"` or `"2"`.
     pub fn parse(s: &str) -> Option<Self> {

@@ -87,16 +87,52 @@ impl From<&bosun_core::AppSpec> for pb::ApplicationSpec {
             depends_on: s.depends_on.clone(),
             revision_history_limit: s.revision_history_limit,
             rollout: s.rollout.as_ref().map(|r| pb::RolloutStrategy {
-                step: match r.step {
-                    bosun_core::rollout::StepSize::Count(n) => n.to_string(),
-                    bosun_core::rollout::StepSize::Percent(p) => format!("{p}%"),
-                },
+                step: r.step.to_string(),
                 max_unavailable: r.max_unavailable,
                 pause_seconds: r.pause_secs,
                 order_by_label: r.order_by.clone(),
                 offline_timeout_seconds: r.offline_timeout_secs,
             }),
         }
+    }
+}
+
+impl TryFrom<pb::ApplicationSpec> for bosun_core::AppSpec {
+    type Error = ConvertError;
+
+    fn try_from(s: pb::ApplicationSpec) -> Result<Self, ConvertError> {
+        let src = s.source.unwrap_or_default();
+        let dst = s.destination.unwrap_or_default();
+        Ok(bosun_core::AppSpec {
+            source: bosun_core::app::Source {
+                repo_url: src.repo_url,
+                target_revision: src.target_revision,
+                path: src.path,
+                recurse: src.recurse,
+            },
+            destination: bosun_core::app::Destination {
+                cluster: dst.cluster,
+                selector: dst.selector,
+                namespace: dst.namespace,
+            },
+            sync_policy: s.sync_policy.unwrap_or_default().try_into()?,
+            ignore_differences: s.ignore_differences.into_iter().map(Into::into).collect(),
+            depends_on: s.depends_on,
+            revision_history_limit: s.revision_history_limit,
+            rollout: match s.rollout {
+                None => None,
+                Some(r) => Some(bosun_core::rollout::Strategy {
+                    step: bosun_core::rollout::StepSize::parse(&r.step).ok_or_else(|| ConvertError {
+                        field: "rollout.step",
+                        why: format!("{:?}: give a count (2) or a percentage (25%)", r.step),
+                    })?,
+                    max_unavailable: r.max_unavailable,
+                    pause_secs: r.pause_seconds,
+                    order_by: r.order_by_label,
+                    offline_timeout_secs: if r.offline_timeout_seconds == 0 { 300 } else { r.offline_timeout_seconds },
+                }),
+            },
+        })
     }
 }
 

@@ -163,7 +163,7 @@ async fn depends_on_waits_for_health_and_cycles_are_refused() {
     let mut spec = db.spec.take().unwrap();
     spec.depends_on = vec!["api".into()];
     let err = admin
-        .update_application(pb::UpdateApplicationRequest { name: "db".into(), spec: Some(spec) })
+        .update_application(pb::UpdateApplicationRequest { name: "db".into(), spec: Some(spec), generation: 0 })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);

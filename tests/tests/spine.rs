@@ -287,6 +287,120 @@ async fn cli_verbs_behave_as_argo_cd_users_expect() {
     }
 }
 
+/// `app set`, `unset`, `patch` and `edit` change what they are asked to and nothing else;
+/// an edit made while someone else changed the Application is refused, not written over theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_unset_patch_and_edit_change_an_application_without_losing_a_concurrent_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (repo, _) = web_repo(root).await;
+    let cp = ControlPlane::start(root).await;
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "web",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--allow-unknown-cluster",
+    ]);
+    let app = || cp.app_json("web");
+    assert_eq!(app()["generation"], 1);
+
+    cp.bosun_ok(&[
+        "app",
+        "set",
+        "web",
+        "--revision",
+        "v2",
+        "--sync-policy",
+        "automated",
+        "--auto-prune",
+        "--sync-option",
+        "PruneLast=true",
+    ]);
+    let a = app();
+    assert_eq!(a["spec"]["source"]["targetRevision"], "v2");
+    assert_eq!(
+        (a["spec"]["syncPolicy"]["automated"].as_bool(), a["spec"]["syncPolicy"]["prune"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(a["spec"]["syncPolicy"]["selfHeal"], false, "untouched");
+    assert_eq!(a["spec"]["source"]["path"], "k8s", "untouched");
+    assert_eq!(a["generation"], 2);
+    cp.bosun_ok(&["app", "set", "web", "--revision", "v2"]);
+    assert_eq!(app()["generation"], 2, "setting what is already there changes nothing");
+    cp.bosun_ok(&["app", "set", "web", "--auto-prune=false"]);
+    assert_eq!(app()["spec"]["syncPolicy"]["prune"], false);
+
+    // The manifest `edit` shows carries the sync option; unset takes it away.
+    let show = root.join("show.sh");
+    std::fs::write(&show, format!("#!/bin/sh\ncp \"$1\" {}\n", root.join("shown.yaml").display())).unwrap();
+    std::fs::set_permissions(&show, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let shown = || {
+        let o = cp.bosun_env(&["app", "edit", "web"], &[("EDITOR", show.to_str().unwrap())]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert!(o.stderr.contains("no changes made"), "{}", o.stderr);
+        std::fs::read_to_string(root.join("shown.yaml")).unwrap()
+    };
+    let m = shown();
+    assert!(m.contains("apiVersion: bosun.dev/v1") && m.contains("PruneLast=true"), "{m}");
+    cp.bosun_ok(&["app", "unset", "web", "--sync-option", "PruneLast"]);
+    assert!(!shown().contains("PruneLast"), "unset");
+
+    cp.bosun_ok(&["app", "patch", "web", "--patch", r#"{"spec":{"destination":{"namespace":"shop"}}}"#]);
+    assert_eq!(app()["spec"]["destination"]["namespace"], "shop");
+    cp.bosun_ok(&[
+        "app",
+        "patch",
+        "web",
+        "--type",
+        "json",
+        "--patch",
+        r#"[{"op":"replace","path":"/spec/source/path","value":"deploy"}]"#,
+    ]);
+    assert_eq!(app()["spec"]["source"]["path"], "deploy");
+    let unknown = cp.bosun(&["app", "patch", "web", "--patch", r#"{"spec":{"syncWindows":[]}}"#]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("spec.syncWindows"),
+        "a field that would be dropped is refused: {}",
+        unknown.stderr
+    );
+    let renamed = cp.bosun(&["app", "patch", "web", "--patch", r#"{"metadata":{"name":"other"}}"#]);
+    assert_eq!(renamed.code, 2, "{}", renamed.stderr);
+
+    // An edit saved.
+    let sed = root.join("sed.sh");
+    std::fs::write(&sed, "#!/bin/sh\nsed -i 's/namespace: shop/namespace: edited/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&sed, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = cp.bosun_env(&["app", "edit", "web"], &[("VISUAL", sed.to_str().unwrap())]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(app()["spec"]["destination"]["namespace"], "edited");
+
+    // Someone else changes the revision while the editor is open: the edit is refused and
+    // kept, their change stays.
+    let racing = root.join("race.sh");
+    std::fs::write(
+        &racing,
+        format!(
+            "#!/bin/sh\n{} app set web --revision v3 >/dev/null || exit 9\nsed -i 's/namespace: edited/namespace: lost/' \"$1\"\n",
+            env!("CARGO_BIN_EXE_e2e-bosun")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&racing, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = cp.bosun_env(&["app", "edit", "web"], &[("EDITOR", racing.to_str().unwrap())]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("changed by someone else") && o.stderr.contains("kept in"), "{}", o.stderr);
+    let a = app();
+    assert_eq!(a["spec"]["source"]["targetRevision"], "v3", "their change stays");
+    assert_eq!(a["spec"]["destination"]["namespace"], "edited", "the stale edit is not written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_manifest_breaks_only_its_application() {
     let tmp = tempfile::tempdir().unwrap();

@@ -24,6 +24,7 @@ fn new_record(name: &str, spec: AppSpec, parent: &str, warnings: Vec<String>) ->
         name: name.into(),
         uid: new_uid(),
         spec,
+        generation: 1,
         sync_request: 0,
         sync_prune: false,
         status: AppSourceStatus::default(),
@@ -97,18 +98,28 @@ impl ControlPlane {
         Ok(rec)
     }
 
-    /// Replaces an Application's spec; its status, sync requests and history stay.
-    pub async fn update_app(&self, name: &str, spec: AppSpec) -> Result<AppRecord> {
+    /// Replaces an Application's spec; its status, sync requests and history stay. With
+    /// `generation`, only while the spec is still at that generation (else [`Error::Conflict`]).
+    pub async fn update_app(&self, name: &str, spec: AppSpec, generation: Option<u64>) -> Result<AppRecord> {
         let spec = spec.validate(name)?;
         let rec = self
             .modify_app(name, |st, rec| {
+                if let Some(g) = generation.filter(|g| *g != rec.generation) {
+                    return Err(Error::Conflict(format!(
+                        "application {name:?} changed since it was read (generation {g}, now {}); read it again and retry",
+                        rec.generation
+                    )));
+                }
                 bosun_core::schedule::check_dependencies(
                     |n| st.apps.get(n).map(|a| a.value.spec.depends_on.as_slice()),
                     name,
                     &spec.depends_on,
                 )
                 .map_err(Error::InvalidRequest)?;
-                rec.spec = spec.clone();
+                if rec.spec != spec {
+                    rec.spec = spec.clone();
+                    rec.generation += 1;
+                }
                 Ok(true)
             })
             .await?;
@@ -243,7 +254,8 @@ impl ControlPlane {
                         )),
                         Some(e) if e.value.spec == spec && e.value.warnings == c.warnings => {}
                         Some(e) => {
-                            let rec = AppRecord { spec, warnings: c.warnings.clone(), ..e.value.clone() };
+                            let generation = e.value.generation + u64::from(e.value.spec != spec);
+                            let rec = AppRecord { spec, generation, warnings: c.warnings.clone(), ..e.value.clone() };
                             txn = txn.expect(&key, Expect::Version(e.version)).put(&key, encode(&rec));
                             log.push((c.name.clone(), "child application updated"));
                             changed.push(c.name.clone());

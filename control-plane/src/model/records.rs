@@ -85,6 +85,10 @@ pub struct AppRecord {
     #[serde(default)]
     pub uid: String,
     pub spec: AppSpec,
+    /// Bumped each time the spec changes (1 at creation; 0 in records written before it was
+    /// kept), like Kubernetes' `metadata.generation`.
+    #[serde(default)]
+    pub generation: u64,
     /// Bumped by each sync request; agents act on a value they have not seen.
     pub sync_request: u64,
     /// The latest sync request asks for pruning (that sync only).

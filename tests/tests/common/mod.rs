@@ -427,8 +427,16 @@ impl ControlPlane {
 
     /// Runs the `bosun` CLI against this control plane.
     pub fn bosun(&self, args: &[&str]) -> CliOut {
+        self.bosun_env(args, &[])
+    }
+
+    /// [`Self::bosun`] with extra environment variables (an editor for `app edit`).
+    pub fn bosun_env(&self, args: &[&str], env: &[(&str, &str)]) -> CliOut {
         let out = Command::new(env!("CARGO_BIN_EXE_e2e-bosun"))
             .env("BOSUN_DATA_DIR", &self.data_dir)
+            .env_remove("VISUAL")
+            .env_remove("EDITOR")
+            .envs(env.iter().copied())
             .args(args)
             .output()
             .expect("bosun runs");

@@ -30,6 +30,7 @@ fn app(name: &str, per_cluster: &[(&str, SyncStatus, Health)]) -> AppView {
     let record = AppRecord {
         name: name.into(),
         uid: "u".into(),
+        generation: 1,
         spec: AppSpec {
             source: Source {
                 repo_url: "https://github.com/acme/deploy.git".into(),
