@@ -1011,7 +1011,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         ..Default::default()
                     };
                     for o in &a.sync_options {
-                        policy.set_option(o).map_err(|e| Failure { code: 2, error: e.into() })?;
+                        policy.set_option(o).map_err(usage)?;
                     }
                     let spec = pb::ApplicationSpec {
                         ignore_differences: ignore,
@@ -1422,7 +1422,6 @@ async fn import(
     selector: Option<String>,
     strict: bool,
 ) -> Result<(), Failure> {
-    let usage = |e: String| Failure { code: 2, error: anyhow!(e) };
     let text = if file == std::path::Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading standard input")?;

@@ -288,13 +288,7 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
             [("duration", &mut policy.retry.duration_secs), ("maxDuration", &mut policy.retry.max_duration_secs)]
         {
             let Some(v) = b.get(field) else { continue };
-            // Argo CD reads a bare number as seconds.
-            let text = match v {
-                Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => format!("{s}s"),
-                Value::String(s) => s.clone(),
-                Value::Number(n) => format!("{n}s"),
-                other => other.to_string(),
-            };
+            let text = duration_text(v);
             match parse_go_duration(&text) {
                 Some(ns) => {
                     let secs = u64::try_from(ns.div_ceil(1_000_000_000)).unwrap_or(u64::MAX);
@@ -428,14 +422,19 @@ pub fn convert(obj: &Value) -> Result<Converted, String> {
     })
 }
 
-/// Whole seconds from a duration field (`30s`, `5m`, `1h30m`, or a bare number of seconds).
-fn seconds(v: &Value, field: &str) -> Result<u64, String> {
-    let text = match v {
-        Value::Number(n) => format!("{n}s"),
+/// A duration field as Go duration text; a bare number means seconds, as Argo CD reads it.
+fn duration_text(v: &Value) -> String {
+    match v {
         Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => format!("{s}s"),
         Value::String(s) => s.clone(),
+        Value::Number(n) => format!("{n}s"),
         other => other.to_string(),
-    };
+    }
+}
+
+/// Whole seconds from a duration field (`30s`, `5m`, `1h30m`, or a bare number of seconds).
+fn seconds(v: &Value, field: &str) -> Result<u64, String> {
+    let text = duration_text(v);
     match parse_go_duration(&text) {
         Some(ns) if ns % 1_000_000_000 == 0 => {
             u64::try_from(ns / 1_000_000_000).map_err(|_| format!("{field}: too long"))

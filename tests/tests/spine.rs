@@ -336,10 +336,16 @@ async fn set_unset_patch_and_edit_change_an_application_without_losing_a_concurr
     cp.bosun_ok(&["app", "set", "web", "--auto-prune=false"]);
     assert_eq!(app()["spec"]["syncPolicy"]["prune"], false);
 
+    // Editors are shell scripts that get the file to edit as $1.
+    let editor = |name: &str, body: &str| {
+        let path = root.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        path
+    };
+
     // The manifest `edit` shows carries the sync option; unset takes it away.
-    let show = root.join("show.sh");
-    std::fs::write(&show, format!("#!/bin/sh\ncp \"$1\" {}\n", root.join("shown.yaml").display())).unwrap();
-    std::fs::set_permissions(&show, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let show = editor("show.sh", &format!("cp \"$1\" {}", root.join("shown.yaml").display()));
     let shown = || {
         let o = cp.bosun_env(&["app", "edit", "web"], &[("EDITOR", show.to_str().unwrap())]);
         assert_eq!(o.code, 0, "{}", o.stderr);
@@ -374,25 +380,20 @@ async fn set_unset_patch_and_edit_change_an_application_without_losing_a_concurr
     assert_eq!(renamed.code, 2, "{}", renamed.stderr);
 
     // An edit saved.
-    let sed = root.join("sed.sh");
-    std::fs::write(&sed, "#!/bin/sh\nsed -i 's/namespace: shop/namespace: edited/' \"$1\"\n").unwrap();
-    std::fs::set_permissions(&sed, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sed = editor("sed.sh", "sed -i 's/namespace: shop/namespace: edited/' \"$1\"");
     let o = cp.bosun_env(&["app", "edit", "web"], &[("VISUAL", sed.to_str().unwrap())]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(app()["spec"]["destination"]["namespace"], "edited");
 
     // Someone else changes the revision while the editor is open: the edit is refused and
     // kept, their change stays.
-    let racing = root.join("race.sh");
-    std::fs::write(
-        &racing,
-        format!(
-            "#!/bin/sh\n{} app set web --revision v3 >/dev/null || exit 9\nsed -i 's/namespace: edited/namespace: lost/' \"$1\"\n",
+    let racing = editor(
+        "race.sh",
+        &format!(
+            "{} app set web --revision v3 >/dev/null || exit 9\nsed -i 's/namespace: edited/namespace: lost/' \"$1\"",
             env!("CARGO_BIN_EXE_e2e-bosun")
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&racing, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let o = cp.bosun_env(&["app", "edit", "web"], &[("EDITOR", racing.to_str().unwrap())]);
     assert_eq!(o.code, 1, "{}", o.stderr);
     assert!(o.stderr.contains("changed by someone else") && o.stderr.contains("kept in"), "{}", o.stderr);
