@@ -16,4 +16,6 @@ as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "-p $port -k $dir 
 trap 'as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 
 export BOSUN_E2E_DATABASE_URL="postgres://bosun@127.0.0.1:$port/postgres"
-cargo test -p bosun-e2e --test spine --test fleet --test hooks "$@"
+# --workspace (not -p bosun-e2e): the same feature selection as `cargo test --workspace`, so
+# nothing is compiled again.
+cargo test --workspace --test spine --test fleet --test hooks "$@"
