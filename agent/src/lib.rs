@@ -183,7 +183,7 @@ pub async fn serve_with(
     let loaded = dir.load().await?;
     info!(cluster = %creds.cluster, applications = loaded.desired.assignments.len(), generation = loaded.desired.generation, "agent starting from its last desired state");
     readiness.joined.store(true, std::sync::atomic::Ordering::Release);
-    let shared = controller::Shared::new(dir.clone(), loaded.desired, loaded.memory, metrics, readiness);
+    let shared = controller::Shared::new(dir.clone(), loaded.desired, loaded.memory, metrics.clone(), readiness);
     let cluster = Arc::new(kube::ClusterApi::new(client.clone(), &cfg.field_manager));
     let settings = controller::Settings {
         field_manager: cfg.field_manager.clone(),
@@ -201,6 +201,20 @@ pub async fn serve_with(
         creds: watch::channel(creds).0,
     });
     let mut renewer = AbortOnDrop(tokio::spawn(identity.clone().renew_forever()));
+    // The certificate's expiry as a gauge, for alerts on renewals that keep failing.
+    let _expiry = {
+        let mut changes = identity.creds.subscribe();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                if let Ok((_, not_after)) = changes.borrow_and_update().validity() {
+                    metrics.certificate_expiry.set(not_after);
+                }
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        }))
+    };
     let mut link = AbortOnDrop(tokio::spawn(link::run(shared, identity, endpoints, facts)));
     tokio::select! {
         r = &mut renewer.0 => r.context("certificate renewal")?.context("certificate renewal gave up")?,

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub watch_restarts: Family<KindLabel, Counter>,
     pub connected: Gauge,
     pub last_report: Gauge,
+    /// When the agent's client certificate expires (Unix seconds).
+    pub certificate_expiry: Gauge,
     pub applications: Family<AppState, Gauge>,
     pub bundles: Gauge,
 }
@@ -76,6 +78,7 @@ impl Default for Metrics {
             watch_restarts: Family::default(),
             connected: Gauge::default(),
             last_report: Gauge::default(),
+            certificate_expiry: Gauge::default(),
             applications: Family::default(),
             bundles: Gauge::default(),
         };
@@ -97,6 +100,11 @@ impl Default for Metrics {
             "last_report_timestamp_seconds",
             "When a status report was last sent to the control plane (Unix seconds; age = time() - this)",
             m.last_report.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the agent's client certificate expires (Unix seconds); it renews at two thirds of its life",
+            m.certificate_expiry.clone(),
         );
         registry.register("applications", "Applications by sync and health status", m.applications.clone());
         registry.register("bundles_cached", "Bundles kept in the state directory", m.bundles.clone());

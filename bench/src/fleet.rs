@@ -123,7 +123,8 @@ impl ControlPlane {
         let child = Command::new(exe)
             .arg("control-plane")
             .args(["--data-dir", data.to_str().context("utf-8 path")?])
-            .args(["--admin-addr", local, "--agent-addr", local, "--join-addr", local, "--http-addr", local])
+            .args(["--admin-addr", local, "--agent-addr", local, "--join-addr", local, "--webhook-addr", local])
+            .args(["--metrics-addr", local])
             .args(["--ui-addr", local])
             .args(["--poll-interval", "1h"])
             .env("RUST_LOG", std::env::var("BENCH_CP_LOG").unwrap_or_else(|_| "warn".into()))
@@ -157,7 +158,7 @@ impl ControlPlane {
 
     /// `bosun_status_reports_total` from `/metrics`.
     pub async fn status_reports(&self) -> anyhow::Result<u64> {
-        let body = http_get(&self.endpoints.webhook, "/metrics").await?;
+        let body = http_get(&self.endpoints.metrics, "/metrics").await?;
         body.lines()
             .find_map(|l| l.strip_prefix("bosun_status_reports_total "))
             .and_then(|v| v.trim().parse().ok())

@@ -1,7 +1,8 @@
 //! bosun-control-plane: tracks Git, renders bundles, stores Applications and clusters, and
 //! serves three gRPC listeners — admin (TLS; bearer token or client certificate, with
 //! roles), agent (mTLS only) and join (TLS, join tokens) — each with server reflection and
-//! the gRPC health service, plus an HTTP webhook endpoint for Git pushes.
+//! the gRPC health service — plus an HTTPS webhook endpoint for Git pushes, the dashboard,
+//! and a plain-HTTP metrics and probes listener.
 //!
 //! Architecture invariant: the control plane never connects to a cluster; agents dial in.
 
@@ -11,6 +12,7 @@ pub mod backup;
 pub mod datadir;
 pub mod error;
 pub mod git;
+pub mod https;
 pub mod legacy;
 pub mod metrics;
 pub mod model;
@@ -79,10 +81,25 @@ pub struct Config {
     /// Join endpoint: TLS; exchanges a join token for a client certificate.
     #[arg(long, env = "BOSUN_JOIN_ADDR", default_value = "127.0.0.1:7445")]
     pub join_addr: SocketAddr,
-    /// Plain HTTP listener: POST /api/webhook (GitHub, GitLab; put TLS in front), GET /metrics
-    /// (Prometheus), GET /healthz and /readyz (probes).
-    #[arg(long, alias = "webhook-addr", env = "BOSUN_HTTP_ADDR", default_value = "127.0.0.1:7446")]
-    pub http_addr: SocketAddr,
+    /// Webhook endpoint, the one listener Git hosts reach: POST /api/webhook (GitHub, GitLab)
+    /// over HTTPS with the server certificate, or the one given by --webhook-tls-cert.
+    #[arg(long, env = "BOSUN_WEBHOOK_ADDR", default_value = "127.0.0.1:7446")]
+    pub webhook_addr: SocketAddr,
+    /// Certificate chain (PEM) the webhook endpoint presents instead of the control plane's
+    /// own, e.g. a publicly trusted one so GitHub can verify it (with --webhook-tls-key).
+    #[arg(long, env = "BOSUN_WEBHOOK_TLS_CERT", requires = "webhook_tls_key")]
+    pub webhook_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --webhook-tls-cert.
+    #[arg(long, env = "BOSUN_WEBHOOK_TLS_KEY", requires = "webhook_tls_cert")]
+    pub webhook_tls_key: Option<PathBuf>,
+    /// Serve webhooks over plain HTTP, for an ingress or load balancer that terminates TLS in
+    /// front of the control plane (as `argocd-server --insecure`).
+    #[arg(long, env = "BOSUN_WEBHOOK_INSECURE", conflicts_with = "webhook_tls_cert")]
+    pub webhook_insecure: bool,
+    /// Metrics and probes, plain HTTP and read-only: GET /metrics (Prometheus), GET /healthz
+    /// and /readyz, and grpc.health.v1.Health over h2c (Kubernetes' gRPC probes).
+    #[arg(long, env = "BOSUN_METRICS_ADDR", default_value = "127.0.0.1:7448")]
+    pub metrics_addr: SocketAddr,
     /// Web dashboard: HTTPS with the control plane's server certificate; sign in with an
     /// admin or readonly token.
     #[arg(long, env = "BOSUN_UI_ADDR", default_value = "127.0.0.1:7447")]
@@ -437,7 +454,11 @@ pub struct Endpoints {
     pub admin: String,
     pub agent: String,
     pub join: String,
+    /// The webhook endpoint (https unless --webhook-insecure).
     pub webhook: String,
+    /// Metrics and probes (plain http).
+    #[serde(default)]
+    pub metrics: String,
     /// The dashboard (https).
     #[serde(default)]
     pub ui: String,
@@ -479,7 +500,11 @@ pub async fn spawn_local(data_dir: &std::path::Path, poll_interval: Duration) ->
         admin_addr: local,
         agent_addr: local,
         join_addr: local,
-        http_addr: local,
+        webhook_addr: local,
+        webhook_tls_cert: None,
+        webhook_tls_key: None,
+        webhook_insecure: false,
+        metrics_addr: local,
         ui_addr: local,
         ui_session_ttl: Duration::from_secs(8 * 3600),
         webhook_secret_file: None,
@@ -606,9 +631,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let join_listener = TcpListener::bind(cfg.join_addr)
         .await
         .with_context(|| format!("binding the join endpoint to {}", cfg.join_addr))?;
-    let webhook_listener = TcpListener::bind(cfg.http_addr)
+    let webhook_listener = TcpListener::bind(cfg.webhook_addr)
         .await
-        .with_context(|| format!("binding the HTTP listener to {}", cfg.http_addr))?;
+        .with_context(|| format!("binding the webhook endpoint to {}", cfg.webhook_addr))?;
+    let metrics_listener = TcpListener::bind(cfg.metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics listener to {}", cfg.metrics_addr))?;
     let ui_listener =
         TcpListener::bind(cfg.ui_addr).await.with_context(|| format!("binding the dashboard to {}", cfg.ui_addr))?;
     let endpoints = Endpoints {
@@ -616,10 +644,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         agent: agent_listener.local_addr()?.to_string(),
         join: join_listener.local_addr()?.to_string(),
         webhook: webhook_listener.local_addr()?.to_string(),
+        metrics: metrics_listener.local_addr()?.to_string(),
         ui: ui_listener.local_addr()?.to_string(),
     };
     std::fs::write(cfg.data_dir.join("endpoints.json"), serde_json::to_vec_pretty(&endpoints)?)?;
-    info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, webhook = %endpoints.webhook, ui = %endpoints.ui, trust_domain = %cp.pki.trust_domain, data_dir = %cfg.data_dir.display(), "control plane listening");
+    info!(admin = %endpoints.admin, agent = %endpoints.agent, join = %endpoints.join, webhook = %endpoints.webhook, metrics = %endpoints.metrics, ui = %endpoints.ui, trust_domain = %cp.pki.trust_domain, data_dir = %cfg.data_dir.display(), "control plane listening");
 
     let (health, health_svc) = tonic_health::server::health_reporter();
     set_health(&health, cp.readiness().await.is_ok()).await;
@@ -669,19 +698,42 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if webhook_secret.is_none() {
         info!("no --webhook-secret-file: webhooks are refused; Git is polled");
     }
-    // The plain-HTTP listener also serves grpc.health.v1.Health over h2c, for Kubernetes'
-    // gRPC probes (which cannot speak TLS, as every gRPC listener here does).
-    let http_router = webhook::router(cp.clone(), webhook_secret)
-        .merge(tonic::service::Routes::new(health_svc.clone()).into_axum_router());
-    let hooks = axum::serve(webhook_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let dashboard = ui::serve(
-        ui_listener,
-        ui::router(cp.clone(), cfg.ui_session_ttl),
-        &server_cert,
-        &server_key,
-        &cp.pki.ca_pem,
-        stopped(stop_rx.clone()),
-    );
+    // The metrics listener also serves grpc.health.v1.Health over h2c, for Kubernetes' gRPC
+    // probes (which cannot speak TLS, as every gRPC listener here does).
+    // Only that service's path: tonic's router would answer every other path too.
+    let metrics_router =
+        metrics::router(cp.clone()).route_service("/grpc.health.v1.Health/{*method}", health_svc.clone());
+    let metrics_server = axum::serve(metrics_listener, metrics_router).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let hook_router = webhook::router(cp.clone(), webhook_secret);
+    let hooks = async {
+        if cfg.webhook_insecure {
+            tracing::warn!("--webhook-insecure: webhooks arrive over plain HTTP; terminate TLS in front of it");
+            return axum::serve(webhook_listener, hook_router)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .await
+                .map_err(anyhow::Error::from);
+        }
+        let tls = match (&cfg.webhook_tls_cert, &cfg.webhook_tls_key) {
+            (Some(cert), Some(key)) => {
+                let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+                https::server_config(&read(cert)?, &read(key)?, None)
+                    .with_context(|| format!("loading the webhook certificate {}", cert.display()))?
+            }
+            _ => https::server_config(&server_cert, &server_key, None)?,
+        };
+        https::serve(webhook_listener, hook_router, tls, "webhook", stopped(stop_rx.clone())).await
+    };
+    let dashboard = async {
+        let tls = https::server_config(&server_cert, &server_key, Some(&cp.pki.ca_pem))?;
+        https::serve(
+            ui_listener,
+            ui::router(cp.clone(), cfg.ui_session_ttl),
+            tls,
+            "dashboard",
+            stopped(stop_rx.clone()),
+        )
+        .await
+    };
 
     // gRPC health follows readiness (the store answers, the CA is valid).
     let monitor = {
@@ -706,6 +758,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let servers = async {
         tokio::try_join!(
             async { hooks.await.context("webhook endpoint") },
+            async { metrics_server.await.context("metrics listener") },
             async { admin.await.context("admin API") },
             async { agent.await.context("agent API") },
             async { join.await.context("join endpoint") },

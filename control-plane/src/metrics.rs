@@ -1,9 +1,17 @@
-//! Prometheus metrics of the control plane, served as text on `GET /metrics` of the HTTP
-//! listener. Counters are bumped where things happen (and exported at zero for every outcome
+//! Prometheus metrics of the control plane and its probe endpoints, served on a listener of
+//! their own (`--metrics-addr`, plain HTTP, read-only): `GET /metrics`, `GET /healthz`,
+//! `GET /readyz` (and, added by the caller, `grpc.health.v1.Health` over h2c). Counters are bumped where things happen (and exported at zero for every outcome
 //! they can take, so rates and alerts work before the first event); gauges describing the
 //! model (clusters, Applications by status, `app_info`, per-cluster connection) are computed
 //! from it at scrape time, so they can never drift.
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -77,6 +85,8 @@ pub struct Metrics {
     pub clusters: Family<ClusterState, Gauge>,
     pub cluster_connected: Family<ClusterLabel, Gauge>,
     pub app_info: Family<AppInfo, Gauge>,
+    /// When the CA that signs agents' certificates expires (Unix seconds).
+    pub ca_expiry: Gauge,
     pub render_duration: Histogram,
     pub git_fetch_duration: Histogram,
     pub report_duration: Histogram,
@@ -102,6 +112,7 @@ impl Default for Metrics {
             clusters: Family::default(),
             cluster_connected: Family::default(),
             app_info: Family::default(),
+            ca_expiry: Gauge::default(),
             render_duration: Histogram::new(seconds_buckets()),
             git_fetch_duration: Histogram::new(seconds_buckets()),
             report_duration: Histogram::new(seconds_buckets()),
@@ -140,6 +151,11 @@ impl Default for Metrics {
             "app_info",
             "One series per Application with its source, destination and status",
             m.app_info.clone(),
+        );
+        registry.register(
+            "ca_expiry_timestamp_seconds",
+            "When the CA that signs agents' and admins' certificates expires (Unix seconds)",
+            m.ca_expiry.clone(),
         );
         let seconds = prometheus_client::registry::Unit::Seconds;
         registry.register_with_unit(
@@ -184,4 +200,31 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// The metrics and probes router: `GET /metrics`, `GET /healthz` (the process answers) and
+/// `GET /readyz` (200 when the control plane can serve — store answering, CA valid, not
+/// stopping — else 503 with the reason).
+pub fn router(cp: Arc<crate::model::ControlPlane>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(scrape))
+        .with_state(cp)
+}
+
+async fn ready(State(cp): State<Arc<crate::model::ControlPlane>>) -> Response {
+    match cp.readiness().await {
+        Ok(()) => (StatusCode::OK, "ok".to_string()).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+async fn scrape(State(cp): State<Arc<crate::model::ControlPlane>>) -> Response {
+    cp.refresh_gauges();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        cp.metrics.encode(),
+    )
+        .into_response()
 }

@@ -1,7 +1,5 @@
-//! The control plane's plain-HTTP listener: `/healthz` and `/readyz` (and, added by the
-//! caller, `grpc.health.v1.Health` over h2c) for probes, `/metrics` for Prometheus, and the
-//! webhook endpoint (usually behind an ingress or load balancer that
-//! terminates TLS): GitHub and GitLab push events, verified before anything is parsed —
+//! The webhook endpoint, the only listener that faces Git hosts (served over TLS by the
+//! caller): GitHub and GitLab push events, verified before anything is parsed —
 //! GitHub's `X-Hub-Signature-256` HMAC-SHA256 and GitLab's `X-Gitlab-Token`, both compared
 //! in constant time — with the payload capped. A verified push refreshes only the
 //! Applications whose repository, revision and path it touches; unknown repositories are
@@ -14,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use bosun_core::webhook::{Provider, parse_push};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
@@ -31,14 +29,11 @@ struct Hook {
     secret: Option<Arc<Secret>>,
 }
 
-/// The HTTP router: `POST /api/webhook` (GitHub or GitLab, told apart by their headers),
-/// `GET /metrics`, `GET /healthz` and `GET /readyz`.
+/// The webhook router: `POST /api/webhook` (GitHub or GitLab, told apart by their headers)
+/// and nothing else.
 pub fn router(cp: Arc<ControlPlane>, secret: Option<Secret>) -> Router {
     Router::new()
         .route("/api/webhook", post(receive))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(Hook { cp, secret: secret.map(Arc::new) })
 }
@@ -65,24 +60,6 @@ pub fn gitlab_token_ok(secret: &Secret, token: Option<&str>) -> bool {
         let (a, b) = (t.as_bytes(), secret.expose().as_bytes());
         a.len() == b.len() && bool::from(a.ct_eq(b))
     })
-}
-
-/// 200 when the control plane can serve (store answering, CA valid, not stopping), else 503
-/// with the reason.
-async fn ready(State(hook): State<Hook>) -> Response {
-    match hook.cp.readiness().await {
-        Ok(()) => reply(StatusCode::OK, "ok"),
-        Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, why),
-    }
-}
-
-async fn metrics(State(hook): State<Hook>) -> Response {
-    hook.cp.refresh_gauges();
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        hook.cp.metrics.encode(),
-    )
-        .into_response()
 }
 
 async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> Response {

@@ -437,7 +437,7 @@ async fn per_cluster_values_in_paths_and_manifests() {
     assert_eq!(digests("settings").len(), 2, "two distinct overlays");
     assert_eq!(digests("hello").len(), 3, "one variant per cluster name");
     let renders = || {
-        let (_, metrics) = http("GET", cp.ports.webhook, "/metrics", &[], b"");
+        let (_, metrics) = http("GET", cp.ports.metrics, "/metrics", &[], b"");
         metrics
             .lines()
             .find(|l| l.starts_with("bosun_renders_total{outcome=\"ok\"}"))

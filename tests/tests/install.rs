@@ -233,8 +233,9 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     let cpc = container(&hub, "StatefulSet");
     let mut args = args_of(&cpc);
     let data = root.join("data");
-    let ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
-    for (flag, port) in ["--admin-addr", "--agent-addr", "--join-addr", "--http-addr", "--ui-addr"].iter().zip(ports) {
+    let ports = [free_port(), free_port(), free_port(), free_port(), free_port(), free_port()];
+    let flags = ["--admin-addr", "--agent-addr", "--join-addr", "--webhook-addr", "--ui-addr", "--metrics-addr"];
+    for (flag, port) in flags.iter().zip(ports) {
         set_arg(&mut args, flag, &format!("127.0.0.1:{port}"));
     }
     set_arg(&mut args, "--data-dir", data.to_str().unwrap());
@@ -251,12 +252,12 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
             .spawn()
             .unwrap(),
     );
-    let http = ports[3];
+    let (webhook, http) = (ports[3], ports[5]);
     // The readiness probe as the kubelet runs it: grpc.health.v1.Health/Check, plaintext, on
-    // the probe's port.
+    // the probe's port, which is the metrics listener's.
     let probe_port = cpc["readinessProbe"]["grpc"]["port"].as_i64().unwrap();
     assert_eq!(
-        cpc["ports"].as_array().unwrap().iter().find(|p| p["name"] == "http").unwrap()["containerPort"],
+        cpc["ports"].as_array().unwrap().iter().find(|p| p["name"] == "metrics").unwrap()["containerPort"],
         probe_port
     );
     eventually("the readiness probe passes", WAIT, || async {
@@ -387,11 +388,15 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
         (v["status"]["sync"] == "Synced" && v["status"]["health"] == "Healthy").then_some(())
     })
     .await;
-    let (code, r) = common::http("POST", http, "/api/webhook", &[("X-GitHub-Event", "push".into())], b"{}");
+    let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
+    let (code, r) = common::https(&ca, "POST", webhook, "/api/webhook", &[("X-GitHub-Event", "push".into())], b"{}");
     assert_eq!(code, 403, "webhooks refused without a secret: {r}");
 
-    // The dashboard only asks for metrics this control plane exports.
+    // The dashboard and the alerts only ask for metrics the binaries export, with labels they
+    // carry; the PodMonitors point at the ports and labels the rendered pods have.
     let (_, metrics) = common::http("GET", http, "/metrics", &[], b"");
+    let (_, agent_metrics) = common::http("GET", agent_probe, "/metrics", &[], b"");
+    let exported = format!("{metrics}\n{agent_metrics}");
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("k8s/monitoring/grafana-dashboard.json")).unwrap(),
     )
@@ -399,21 +404,37 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     let mut asked = 0;
     for p in dashboard["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().unwrap() {
-            let expr = t["expr"].as_str().unwrap();
-            for name in
-                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("bosun_"))
-            {
-                let family = name.strip_suffix("_total").unwrap_or(name);
-                assert!(
-                    metrics.contains(&format!("# TYPE {family} ")),
-                    "{name} (panel {}) is not exported",
-                    p["title"]
-                );
-                asked += 1;
-            }
+            asked += assert_exported(t["expr"].as_str().unwrap(), &metrics, &format!("panel {}", p["title"]));
         }
     }
     assert!(asked >= 8, "the dashboard has panels");
+    let monitoring = |file: &str| {
+        let text = std::fs::read_to_string(repo_root().join("k8s/monitoring").join(file)).unwrap();
+        bosun_core::manifest::parse_file(file, text.as_bytes()).unwrap()
+    };
+    let rules = monitoring("prometheusrule.yaml");
+    let mut alerts = Vec::new();
+    for rule in rules[0]["spec"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()) {
+        let alert = rule["alert"].as_str().unwrap();
+        assert_exported(rule["expr"].as_str().unwrap(), &exported, alert);
+        assert!(rule["annotations"]["summary"].is_string() && rule["labels"]["severity"].is_string(), "{rule}");
+        alerts.push(alert.to_string());
+    }
+    for wanted in ["AgentDisconnected", "ApplicationDegraded", "SyncWritesFailing", "CertificateExpiring"] {
+        assert!(alerts.iter().any(|a| a.contains(wanted)), "an alert on {wanted}: {alerts:?}");
+    }
+    for monitor in monitoring("podmonitors.yaml") {
+        let pod = if monitor["metadata"]["name"] == "bosun-agent" { &agent_objs } else { &hub };
+        let deployed = pod.iter().find(|o| o["kind"] == "Deployment" || o["kind"] == "StatefulSet").unwrap();
+        let template = &deployed["spec"]["template"];
+        for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+            assert_eq!(&template["metadata"]["labels"][k], v, "{} selects the pods", monitor["metadata"]["name"]);
+        }
+        assert_eq!(monitor["metadata"]["namespace"], deployed["metadata"]["namespace"]);
+        let port = &monitor["spec"]["podMetricsEndpoints"][0]["port"];
+        let ports = template["spec"]["containers"][0]["ports"].as_array().unwrap();
+        assert!(ports.iter().any(|p| &p["name"] == port), "{port} is a port of {}", monitor["metadata"]["name"]);
+    }
     drop(agent);
     drop(cp);
     // `--log-format=json` (as rendered): one flat object per line, message and fields side by
@@ -470,4 +491,30 @@ fn dockerfiles_are_multi_stage_non_root_and_pinned() {
         }
     }
     assert!(std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap().contains("target/"));
+}
+
+/// Checks that every `bosun_*` series a PromQL expression names is exported (its family has a
+/// `# TYPE` line in `exported`) and that each label it matches on is one the family carries;
+/// returns how many series it named.
+fn assert_exported(expr: &str, exported: &str, what: &str) -> usize {
+    let mut named = 0;
+    let mut rest = expr;
+    while let Some(at) = rest.find("bosun_") {
+        let tail = &rest[at..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        let name = &tail[..end];
+        let family = ["_total", "_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        assert!(exported.contains(&format!("# TYPE {family} ")), "{name} ({what}) is not exported");
+        if let Some(matchers) = tail[end..].strip_prefix('{') {
+            let matchers = &matchers[..matchers.find('}').unwrap()];
+            for key in matchers.split(',').filter_map(|m| m.split(['=', '!', '~']).next()).map(str::trim) {
+                let carried =
+                    exported.lines().any(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("{key}=\"")));
+                assert!(carried, "{name} ({what}) has no label {key}");
+            }
+        }
+        named += 1;
+        rest = &tail[end..];
+    }
+    named
 }

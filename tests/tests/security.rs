@@ -321,8 +321,10 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
     assert!(!audit.iter().any(|l| l.contains("ListApplications")), "reads are not audited");
 }
 
-fn http_post(port: u16, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    http("POST", port, "/api/webhook", headers, body)
+/// A webhook delivery as a Git host makes it: HTTPS, verifying the control plane's certificate.
+fn http_post(cp: &ControlPlane, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let ca = std::fs::read_to_string(cp.ca()).unwrap();
+    https(&ca, "POST", cp.ports.webhook, "/api/webhook", headers, body)
 }
 
 fn github_push(url: &str, files: &[&str]) -> Vec<u8> {
@@ -437,19 +439,29 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     let body = github_push(&format!("http://127.0.0.1:{hp}/cgi-bin/git/repo.git"), &["k8s/backend/cm.yaml"]);
     let push = |sig: String| vec![("X-GitHub-Event", "push".to_string()), ("X-Hub-Signature-256", sig)];
 
-    let (code, _) = http_post(cp.ports.webhook, &push(sign("wrong", &body)), &body);
+    // Git hosts reach the webhook endpoint only, and only over TLS: plain HTTP gets no answer,
+    // and metrics are not served there (nor webhooks on the metrics listener).
+    let (code, _) = http("POST", cp.ports.webhook, "/api/webhook", &push(sign(HOOK_SECRET, &body)), &body);
+    assert_eq!(code, 0, "plain HTTP is not served on the webhook endpoint");
+    let ca = std::fs::read_to_string(cp.ca()).unwrap();
+    let (code, _) = https(&ca, "GET", cp.ports.webhook, "/metrics", &[], b"");
+    assert_eq!(code, 404, "metrics are not on the listener Git hosts reach");
+    let (code, _) = http("POST", cp.ports.metrics, "/api/webhook", &push(sign(HOOK_SECRET, &body)), &body);
+    assert!(code == 404 || code == 405, "webhooks are not on the metrics listener: {code}");
+
+    let (code, _) = http_post(&cp, &push(sign("wrong", &body)), &body);
     assert_eq!(code, 401, "a bad signature is refused");
-    let (code, _) = http_post(cp.ports.webhook, &[("X-GitHub-Event", "push".into())], &body);
+    let (code, _) = http_post(&cp, &[("X-GitHub-Event", "push".into())], &body);
     assert_eq!(code, 401, "a missing signature is refused");
     let big = vec![b' '; 2 * 1024 * 1024];
-    let (code, _) = http_post(cp.ports.webhook, &push(sign(HOOK_SECRET, &big)), &big);
+    let (code, _) = http_post(&cp, &push(sign(HOOK_SECRET, &big)), &big);
     assert_eq!(code, 413, "payloads are capped");
     let other = github_push("https://github.com/someone/else.git", &["k8s/backend/cm.yaml"]);
-    let (code, resp) = http_post(cp.ports.webhook, &push(sign(HOOK_SECRET, &other)), &other);
+    let (code, resp) = http_post(&cp, &push(sign(HOOK_SECRET, &other)), &other);
     assert!(code == 202 && resp.contains("ignored"), "{resp}");
     assert_eq!(cp.app_json("backend")["status"]["revision"], rev1, "nothing refreshed yet (polling is 1h)");
 
-    let (code, resp) = http_post(cp.ports.webhook, &push(sign(HOOK_SECRET, &body)), &body);
+    let (code, resp) = http_post(&cp, &push(sign(HOOK_SECRET, &body)), &body);
     assert!(code == 202 && resp.contains("refreshing: backend") && !resp.contains("frontend"), "{resp}");
     cp.wait_synced("backend", &rev2).await;
     assert_eq!(cp.app_json("frontend")["status"]["revision"], rev1, "the frontend path was not touched");
@@ -463,14 +475,10 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
         "commits": [{"added": [], "modified": ["k8s/frontend/cm.yaml"], "removed": []}],
     }))
     .unwrap();
-    let (code, _) =
-        http_post(cp.ports.webhook, &[("X-Gitlab-Event", "Push Hook".into()), ("X-Gitlab-Token", "nope".into())], &gl);
+    let (code, _) = http_post(&cp, &[("X-Gitlab-Event", "Push Hook".into()), ("X-Gitlab-Token", "nope".into())], &gl);
     assert_eq!(code, 401);
-    let (code, resp) = http_post(
-        cp.ports.webhook,
-        &[("X-Gitlab-Event", "Push Hook".into()), ("X-Gitlab-Token", HOOK_SECRET.into())],
-        &gl,
-    );
+    let (code, resp) =
+        http_post(&cp, &[("X-Gitlab-Event", "Push Hook".into()), ("X-Gitlab-Token", HOOK_SECRET.into())], &gl);
     assert!(code == 202 && resp.contains("frontend"), "{resp}");
     eventually("frontend at the new revision", WAIT, || async {
         let v = cp.app_json("frontend");
@@ -481,8 +489,8 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     // The Secret's value is redacted in what the API shows.
     let shown = cp.bosun_ok(&["app", "get", "backend", "-o", "json"]) + &cp.bosun_ok(&["app", "diff", "backend"]);
     assert!(!shown.contains(SECRET_VALUE), "Secret data never shown");
-    // Prometheus metrics on the same listener.
-    let (code, metrics) = http("GET", cp.ports.webhook, "/metrics", &[], b"");
+    // Prometheus metrics on their own listener.
+    let (code, metrics) = http("GET", cp.ports.metrics, "/metrics", &[], b"");
     assert_eq!(code, 200, "{metrics}");
     for line in [
         "bosun_webhook_requests_total{outcome=\"unauthorized\"} 3",

@@ -36,7 +36,7 @@ fn secret_manifest(name: &str) -> String {
 
 /// Reads a counter of the control plane's /metrics with these labels (0 when absent).
 fn metric(cp: &ControlPlane, name: &str, labels: &str) -> f64 {
-    let (_, text) = http("GET", cp.ports.webhook, "/metrics", &[], b"");
+    let (_, text) = http("GET", cp.ports.metrics, "/metrics", &[], b"");
     text.lines()
         .find(|l| {
             l.starts_with(&format!("{name}{{{labels}}}")) || (labels.is_empty() && l.starts_with(&format!("{name} ")))
@@ -506,10 +506,10 @@ async fn readiness_reflects_the_ca() {
         &["--ca-cert", dir.join("ca.pem").to_str().unwrap(), "--ca-key", dir.join("ca.key").to_str().unwrap()],
     )
     .await;
-    let (code, body) = http("GET", cp.ports.webhook, "/readyz", &[], b"");
+    let (code, body) = http("GET", cp.ports.metrics, "/readyz", &[], b"");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("CA certificate has expired"), "{body}");
-    let (code, _) = http("GET", cp.ports.webhook, "/healthz", &[], b"");
+    let (code, _) = http("GET", cp.ports.metrics, "/healthz", &[], b"");
     assert_eq!(code, 200, "alive, not ready");
 }
 

@@ -432,6 +432,7 @@ impl ControlPlane {
         let st = self.state.read();
         let m = &self.metrics;
         let now = now();
+        m.ca_expiry.set(self.pki.ca_not_after);
         m.applications.clear();
         for s in st.statuses.values() {
             m.applications

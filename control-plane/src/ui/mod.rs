@@ -28,12 +28,12 @@ use axum::{Form, Router};
 use bosun_proto::v1 as pb;
 use maud::Markup;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::api::AdminApi;
 use crate::auth::{Authenticated, Principal};
+use crate::https::PeerCertificate;
 use crate::model::{ControlPlane, now};
 use pages::{FleetQuery, ListQuery, Section, Viewer};
 use session::Session;
@@ -222,14 +222,9 @@ fn as_principal<T>(who: &Principal, msg: T) -> tonic::Request<T> {
     req
 }
 
-/// The verified client certificate of the connection a request came on (its DER leaf), set
-/// per connection by [`serve`].
-#[derive(Clone, Default)]
-pub struct ClientCertificate(Option<Arc<Vec<u8>>>);
-
 impl Ui {
     /// The admin credential the connection's client certificate stands for, if it is one.
-    fn certificate_principal(&self, cert: &ClientCertificate) -> Option<Result<Principal, String>> {
+    fn certificate_principal(&self, cert: &PeerCertificate) -> Option<Result<Principal, String>> {
         let leaf = cert.0.as_ref()?;
         let Some(peer) = self.cp.pki.peer(leaf) else {
             return Some(Err("the client certificate names no bosun identity".into()));
@@ -241,7 +236,7 @@ impl Ui {
 async fn login_page(
     State(ui): State<Shared>,
     headers: HeaderMap,
-    cert: Option<axum::Extension<ClientCertificate>>,
+    cert: Option<axum::Extension<PeerCertificate>>,
 ) -> Response {
     if ui.session(&headers).is_ok() {
         return Redirect::to("/").into_response();
@@ -280,7 +275,7 @@ async fn login(State(ui): State<Shared>, headers: HeaderMap, Form(f): Form<Login
 async fn login_certificate(
     State(ui): State<Shared>,
     headers: HeaderMap,
-    cert: Option<axum::Extension<ClientCertificate>>,
+    cert: Option<axum::Extension<PeerCertificate>>,
 ) -> Response {
     if !same_origin(&headers) {
         return refusal(StatusCode::FORBIDDEN, "Request refused", "Sign-in must come from this site's own page.");
@@ -505,59 +500,4 @@ async fn events(State(ui): State<Shared>, headers: HeaderMap) -> Response {
         }
     });
     Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
-}
-
-/// Serves the dashboard over TLS (HTTP/1.1 and HTTP/2) until `stop` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    cert_pem: &str,
-    key_pem: &str,
-    ca_pem: &str,
-    stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
-    // A client certificate is optional (tokens work without one); one that is presented must
-    // chain to the control plane's CA, and then names the credential it may sign in as.
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c?)?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).allow_unauthenticated().build()?;
-    let mut tls = rustls::ServerConfig::builder().with_client_cert_verifier(verifier).with_single_cert(certs, key)?;
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    tokio::pin!(stop);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "dashboard: accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut stop => break,
-        };
-        let (acceptor, router) = (acceptor.clone(), router.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "dashboard: TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "dashboard: TLS handshake timed out"),
-            };
-            let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.to_vec()));
-            let router = router.layer(axum::Extension(ClientCertificate(leaf)));
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
-        });
-    }
-    info!("dashboard stopped accepting connections");
-    Ok(())
 }

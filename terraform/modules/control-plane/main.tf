@@ -9,8 +9,11 @@ locals {
     "app.kubernetes.io/name"    = "bosun-control-plane"
     "app.kubernetes.io/part-of" = "bosun"
   }
-  ports = { admin = 7443, agent = 7444, join = 7445, http = 7446, ui = 7447 }
-  tags  = local.labels
+  # The listeners reached from outside the cluster (through the load balancer), and the
+  # metrics and probes listener, which stays inside it (kubelet probes, Prometheus).
+  ports        = { admin = 7443, agent = 7444, join = 7445, webhook = 7446, ui = 7447 }
+  metrics_port = 7448
+  tags         = local.labels
   # Fixed node ports the load balancer's target groups forward to: 30043–30047 for 7443–7447
   # (inside Kubernetes' default node port range, 30000–32767).
   node_ports = { for k, p in local.ports : k => 30000 + p - 7400 }
@@ -19,7 +22,8 @@ locals {
     "--admin-addr=0.0.0.0:7443",
     "--agent-addr=0.0.0.0:7444",
     "--join-addr=0.0.0.0:7445",
-    "--http-addr=0.0.0.0:7446",
+    "--webhook-addr=0.0.0.0:7446",
+    "--metrics-addr=0.0.0.0:${local.metrics_port}",
     "--ui-addr=0.0.0.0:7447",
     "--server-name=${var.hostname}",
     "--server-name=bosun-control-plane.${var.namespace}.svc",
@@ -120,7 +124,7 @@ resource "kubernetes_stateful_set_v1" "this" {
         labels = local.labels
         annotations = {
           "prometheus.io/scrape" = "true"
-          "prometheus.io/port"   = "7446"
+          "prometheus.io/port"   = tostring(local.metrics_port)
           "prometheus.io/path"   = "/metrics"
         }
       }
@@ -154,26 +158,35 @@ resource "kubernetes_stateful_set_v1" "this" {
             }
           }
           dynamic "port" {
-            for_each = local.ports
+            for_each = merge(local.ports, { metrics = local.metrics_port })
             content {
               name           = port.key
               container_port = port.value
             }
           }
-          # The gRPC health service, served over h2c on the HTTP listener: Kubernetes' gRPC
+          # The gRPC health service, served over h2c on the metrics listener: Kubernetes' gRPC
           # probes cannot do TLS, and the gRPC listeners are TLS-only.
           readiness_probe {
             grpc {
-              port = 7446
+              port = local.metrics_port
             }
             period_seconds = 5
           }
           liveness_probe {
             grpc {
-              port = 7446
+              port = local.metrics_port
             }
             period_seconds    = 10
             failure_threshold = 6
+          }
+          # Opening a large store or PostgreSQL migrations may take a while at first start.
+          startup_probe {
+            http_get {
+              path = "/healthz"
+              port = "metrics"
+            }
+            period_seconds    = 2
+            failure_threshold = 60
           }
           resources {
             requests = { cpu = var.resources.cpu, memory = var.resources.memory }
@@ -431,6 +444,16 @@ resource "kubernetes_network_policy_v1" "this" {
           port     = ports.value
           protocol = "TCP"
         }
+      }
+    }
+    # Metrics from inside the cluster only (Prometheus); kubelet probes are not filtered.
+    ingress {
+      from {
+        namespace_selector {}
+      }
+      ports {
+        port     = local.metrics_port
+        protocol = "TCP"
       }
     }
     egress {

@@ -221,7 +221,10 @@ pub struct Ports {
     pub admin: u16,
     pub agent: u16,
     pub join: u16,
+    /// The webhook endpoint (HTTPS with the control plane's server certificate).
     pub webhook: u16,
+    /// Metrics and probes (plain HTTP).
+    pub metrics: u16,
 }
 
 /// The control plane as a real process.
@@ -249,10 +252,10 @@ impl ControlPlane {
 
     /// A control plane on free ports, not started yet.
     fn unstarted(data_dir: PathBuf, log: PathBuf, args: Vec<String>, pid1: bool) -> Self {
-        let [admin, agent, join, webhook] = free_ports();
+        let [admin, agent, join, webhook, metrics] = free_ports();
         Self {
             data_dir,
-            ports: Ports { admin, agent, join, webhook },
+            ports: Ports { admin, agent, join, webhook, metrics },
             log,
             args,
             planted: Default::default(),
@@ -342,6 +345,7 @@ impl ControlPlane {
             .args(["--agent-addr", &format!("127.0.0.1:{}", self.ports.agent)])
             .args(["--join-addr", &format!("127.0.0.1:{}", self.ports.join)])
             .args(["--webhook-addr", &format!("127.0.0.1:{}", self.ports.webhook)])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", self.ports.metrics)])
             .args(["--ui-addr", "127.0.0.1:0"])
             .args(if self.args.iter().any(|a| a == "--poll-interval") { vec![] } else { vec!["--poll-interval", "1s"] })
             .args(&self.args)
@@ -380,8 +384,8 @@ impl ControlPlane {
                 "the control plane exited at start; see {}",
                 self.log.display()
             );
-            let [admin, agent, join, webhook] = free_ports();
-            self.ports = Ports { admin, agent, join, webhook };
+            let [admin, agent, join, webhook, metrics] = free_ports();
+            self.ports = Ports { admin, agent, join, webhook, metrics };
             Box::pin(self.spawn(true)).await;
         }
     }
@@ -833,8 +837,54 @@ pub fn configmap(name: &str, value: &str) -> String {
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`: (status code, whole response).
 pub fn http(method: &str, port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
+    exchange(s, method, path, headers, body)
+}
+
+/// [`http`] over TLS, trusting only the CA certificates in `ca_pem` and checking that the
+/// server's certificate names `localhost`. A failed handshake answers code 0 and the error.
+pub fn https(
+    ca_pem: &str,
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            return (0, format!("TLS handshake: {e}"));
+        }
+    }
+    exchange(tls, method, path, headers, body)
+}
+
+/// Writes one HTTP/1.1 request on `s` and reads the response to the end: (status, text).
+fn exchange(
+    mut s: impl std::io::Read + std::io::Write,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -843,9 +893,9 @@ pub fn http(method: &str, port: u16, path: &str, headers: &[(&str, String)], bod
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    use std::io::{Read, Write};
     let _ = s.write_all(head.as_bytes());
     let _ = s.write_all(body); // the server may answer 413 and close before reading it all
+    let _ = s.flush();
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp).into_owned();
