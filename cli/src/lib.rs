@@ -27,8 +27,19 @@ pub struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
+    /// The table with more columns (source, destination, policy; cluster facts).
+    Wide,
     Json,
     Yaml,
+    /// Only the names, one per line (for scripts, as `kubectl get -o name`).
+    Name,
+}
+
+impl Output {
+    /// Table or wide: printed by the caller as text for people.
+    pub fn is_table(self) -> bool {
+        matches!(self, Output::Table | Output::Wide)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -132,9 +143,18 @@ pub enum AppCmd {
         strict: bool,
     },
     /// List Applications.
-    List,
+    List {
+        /// Keep printing what changes, until interrupted (as `kubectl get --watch`).
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
     /// Show one Application with its per-cluster status.
-    Get { name: String },
+    Get {
+        name: String,
+        /// Keep printing the Application each time it changes, until interrupted.
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
     /// Ask the Application's clusters to sync now, and wait until every one of them has synced
     /// (exit code 1 when a sync fails, 4 on timeout), as `argocd app sync` does.
     Sync {
@@ -399,19 +419,22 @@ pub enum ClusterCmd {
         #[arg(required = true)]
         changes: Vec<String>,
     },
-    List,
+    List {
+        /// Keep printing what changes, until interrupted (as `kubectl get --watch`).
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
     Get {
+        /// Keep printing the cluster each time it changes, until interrupted.
+        #[arg(short = 'w', long)]
+        watch: bool,
         name: String,
     },
     /// Delete a cluster; its agent's certificate is refused from then on.
-    Delete {
-        name: String,
-    },
+    Delete { name: String },
     /// Revoke a cluster's certificates and close its streams; its Applications stay.
     /// `bosun cluster add NAME` gives a token to join again.
-    Revoke {
-        name: String,
-    },
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -634,25 +657,207 @@ fn print_value(out: Output, v: &Value) -> anyhow::Result<()> {
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
         Output::Yaml => print!("{}", serde_saphyr::to_string(v)?),
-        Output::Table => unreachable!("tables are printed by the caller"),
+        Output::Name => {
+            let items = match v {
+                Value::Array(items) => items.iter().collect(),
+                one => vec![one],
+            };
+            for item in items {
+                // Repositories are named by their URL.
+                let name = item.get("name").or_else(|| item.get("url")).and_then(Value::as_str);
+                println!(
+                    "{}",
+                    name.ok_or_else(|| anyhow!("-o name: what this command prints has no name; use -o json"))?
+                );
+            }
+        }
+        Output::Table | Output::Wide => unreachable!("tables are printed by the caller"),
     }
     Ok(())
 }
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let widths = column_widths(headers, &rows);
+    table_line(&widths, headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        table_line(&widths, r);
+    }
+}
+
+/// Each column as wide as its widest cell or header.
+fn column_widths(headers: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in &rows {
+    for r in rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.len());
         }
     }
-    let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
-        println!("{}", s.join("   ").trim_end());
+    widths
+}
+
+fn table_line(widths: &[usize], cells: Vec<String>) {
+    let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+    println!("{}", s.join("   ").trim_end());
+}
+
+/// What `--watch` follows: every Application or one, every cluster or one.
+enum Watched {
+    Apps(Option<String>),
+    Clusters(Option<String>),
+}
+
+enum WatchedItem {
+    App(Box<pb::Application>),
+    Cluster(Box<pb::Cluster>),
+}
+
+impl WatchedItem {
+    fn name(&self) -> &str {
+        match self {
+            WatchedItem::App(a) => &a.name,
+            WatchedItem::Cluster(c) => &c.name,
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            WatchedItem::App(a) => app_json(a),
+            WatchedItem::Cluster(c) => cluster_json(c),
+        }
+    }
+
+    /// What counts as a change: everything but the times that move on their own (the last
+    /// refresh of an Application, when a cluster was last seen).
+    fn key(&self) -> Value {
+        let mut v = self.json();
+        if let Some(status) = v.get_mut("status").and_then(Value::as_object_mut) {
+            status.remove("refreshedAt");
+        }
+        if let Some(o) = v.as_object_mut() {
+            o.remove("lastSeen");
+        }
+        v
+    }
+
+    fn row(&self, wide: bool) -> Vec<String> {
+        match self {
+            WatchedItem::App(a) => app_row(a, wide),
+            WatchedItem::Cluster(c) => cluster_row(c, wide),
+        }
+    }
+}
+
+async fn fetch_watched(c: &mut Admin, what: &Watched) -> Result<Vec<WatchedItem>, Failure> {
+    Ok(match what {
+        Watched::Apps(None) => c
+            .list_applications(pb::ListApplicationsRequest {})
+            .await
+            .map_err(from_status)?
+            .into_inner()
+            .applications
+            .into_iter()
+            .map(|a| WatchedItem::App(Box::new(a)))
+            .collect(),
+        Watched::Apps(Some(name)) => {
+            let a = c.get_application(pb::GetApplicationRequest { name: name.clone() }).await.map_err(from_status)?;
+            vec![WatchedItem::App(Box::new(a.into_inner()))]
+        }
+        Watched::Clusters(None) => c
+            .list_clusters(pb::ListClustersRequest {})
+            .await
+            .map_err(from_status)?
+            .into_inner()
+            .clusters
+            .into_iter()
+            .map(|c| WatchedItem::Cluster(Box::new(c)))
+            .collect(),
+        Watched::Clusters(Some(name)) => {
+            let cl = c.get_cluster(pb::GetClusterRequest { name: name.clone() }).await.map_err(from_status)?;
+            vec![WatchedItem::Cluster(Box::new(cl.into_inner()))]
+        }
+    })
+}
+
+/// `--watch`, as `kubectl get --watch`: prints what is there, then whatever changes until
+/// interrupted — a table's header once and then the rows that changed, or the changed objects
+/// in JSON, YAML or by name (one Application's detail view is printed whole each time).
+/// Status reports are noticed at once through `WatchStatus`; changes without a report (a
+/// spec, a connection, labels) within two seconds. A watched object that is deleted ends the
+/// watch with NotFound's exit code.
+async fn watch(c: &mut Admin, out: Output, what: Watched) -> Result<(), Failure> {
+    let application = match &what {
+        Watched::Apps(Some(name)) => name.clone(),
+        _ => String::new(),
     };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        line(r);
+    let mut seen: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut widths: Option<Vec<usize>> = None;
+    let mut stream: Option<tonic::Streaming<pb::StatusEvent>> = None;
+    loop {
+        if stream.is_none() {
+            let req = pb::WatchStatusRequest { application: application.clone() };
+            stream = c.clone().watch_status(req).await.ok().map(|r| r.into_inner());
+        }
+        let items = fetch_watched(c, &what).await?;
+        let changed: Vec<&WatchedItem> = items.iter().filter(|i| seen.get(i.name()) != Some(&i.key())).collect();
+        let wide = out == Output::Wide;
+        match (&what, out) {
+            (Watched::Apps(Some(_)), Output::Table | Output::Wide) => {
+                for item in &changed {
+                    if let WatchedItem::App(a) = item {
+                        if !seen.is_empty() {
+                            println!();
+                        }
+                        print_app(out, a).map_err(|e| Failure { code: 1, error: e })?;
+                    }
+                }
+            }
+            (_, Output::Table | Output::Wide) => {
+                let headers = match what {
+                    Watched::Apps(_) => app_columns(out),
+                    Watched::Clusters(_) => cluster_columns(out),
+                };
+                let rows: Vec<Vec<String>> = changed.iter().map(|i| i.row(wide)).collect();
+                let w = widths.get_or_insert_with(|| {
+                    let w = column_widths(headers, &rows);
+                    table_line(&w, headers.iter().map(|h| h.to_string()).collect());
+                    w
+                });
+                for r in rows {
+                    table_line(w, r);
+                }
+            }
+            _ => {
+                for item in &changed {
+                    print_value(out, &item.json()).map_err(|e| Failure { code: 1, error: e })?;
+                }
+            }
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        seen = items.iter().map(|i| (i.name().to_string(), i.key())).collect();
+        // Wait for a status report or the next look, whichever comes first; a burst of
+        // reports is taken as one change.
+        let Some(s) = stream.as_mut() else {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        };
+        tokio::select! {
+            m = s.message() => {
+                if !matches!(m, Ok(Some(_))) {
+                    stream = None;
+                    continue;
+                }
+                let settle = tokio::time::sleep(Duration::from_millis(100));
+                tokio::pin!(settle);
+                loop {
+                    tokio::select! {
+                        m = s.message() => if !matches!(m, Ok(Some(_))) { stream = None; break; },
+                        _ = &mut settle => break,
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
     }
 }
 
@@ -660,29 +865,59 @@ fn short(s: &str) -> String {
     s.chars().take(12).collect()
 }
 
-fn app_row(a: &pb::Application) -> Vec<String> {
+/// One Application's row: NAME CLUSTER SYNC HEALTH REVISION ERROR, and with `wide` also
+/// NAMESPACE, SYNC POLICY, REPO, PATH and TARGET before ERROR (as `argocd app list` shows them).
+fn app_row(a: &pb::Application, wide: bool) -> Vec<String> {
     let v = app_json(a);
-    let s = &v["status"];
-    vec![
-        a.name.clone(),
-        v["spec"]["destination"]["cluster"].as_str().unwrap_or_default().to_string(),
-        s["sync"].as_str().unwrap_or_default().to_string(),
-        s["health"].as_str().unwrap_or_default().to_string(),
-        short(s["revision"].as_str().unwrap_or_default()),
-        s["error"].as_str().unwrap_or_default().to_string(),
-    ]
+    let (spec, s) = (&v["spec"], &v["status"]);
+    let text = |x: &Value| x.as_str().unwrap_or_default().to_string();
+    let destination = match spec["destination"]["selector"].as_str().filter(|s| !s.is_empty()) {
+        Some(sel) => format!("selector:{sel}"),
+        None => text(&spec["destination"]["cluster"]),
+    };
+    let mut row = vec![a.name.clone(), destination, text(&s["sync"]), text(&s["health"]), short(&text(&s["revision"]))];
+    if wide {
+        let p = &spec["syncPolicy"];
+        let policy = match (p["automated"] == true, p["prune"] == true, p["selfHeal"] == true) {
+            (false, ..) => "Manual".to_string(),
+            (true, prune, heal) => ["Auto", if prune { "Prune" } else { "" }, if heal { "SelfHeal" } else { "" }]
+                .iter()
+                .filter(|x| !x.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("-"),
+        };
+        let target = spec["source"]["targetRevision"].as_str().filter(|t| !t.is_empty()).unwrap_or("HEAD");
+        row.extend([
+            text(&spec["destination"]["namespace"]),
+            policy,
+            text(&spec["source"]["repoURL"]),
+            text(&spec["source"]["path"]),
+            target.to_string(),
+        ]);
+    }
+    row.push(text(&s["error"]));
+    row
+}
+
+const APP_COLUMNS: &[&str] = &["NAME", "CLUSTER", "SYNC", "HEALTH", "REVISION", "ERROR"];
+const APP_COLUMNS_WIDE: &[&str] =
+    &["NAME", "CLUSTER", "SYNC", "HEALTH", "REVISION", "NAMESPACE", "SYNC POLICY", "REPO", "PATH", "TARGET", "ERROR"];
+
+fn app_columns(out: Output) -> &'static [&'static str] {
+    if out == Output::Wide { APP_COLUMNS_WIDE } else { APP_COLUMNS }
 }
 
 fn print_apps(out: Output, apps: &[pb::Application]) -> anyhow::Result<()> {
-    if out == Output::Table {
-        table(&["NAME", "CLUSTER", "SYNC", "HEALTH", "REVISION", "ERROR"], apps.iter().map(app_row).collect());
+    if out.is_table() {
+        table(app_columns(out), apps.iter().map(|a| app_row(a, out == Output::Wide)).collect());
         return Ok(());
     }
     print_value(out, &Value::Array(apps.iter().map(app_json).collect()))
 }
 
 fn print_app(out: Output, a: &pb::Application) -> anyhow::Result<()> {
-    if out != Output::Table {
+    if !out.is_table() {
         return print_value(out, &app_json(a));
     }
     let v = app_json(a);
@@ -767,7 +1002,7 @@ fn print_history(out: Output, entries: &[pb::HistoryEntry]) -> anyhow::Result<()
         .map(|e| json!({"id": e.id, "cluster": e.cluster, "revision": e.revision, "bundleDigest": e.bundle_digest, "syncedAt": rfc3339(e.synced_at),
                         "sync": sync_name(e.sync_status), "health": health_name(e.health), "initiatedBy": e.initiated_by}))
         .collect();
-    if out != Output::Table {
+    if !out.is_table() {
         return print_value(out, &Value::Array(json));
     }
     let rows = entries
@@ -805,7 +1040,7 @@ fn print_diff(out: Output, app: &pb::Application, only: Option<&str>) -> anyhow:
             items.push((c.cluster.clone(), object, text));
         }
     }
-    if out != Output::Table {
+    if !out.is_table() {
         let v: Vec<Value> = items.iter().map(|(c, o, d)| json!({"cluster": c, "object": o, "diff": d})).collect();
         print_value(out, &json!({"modified": !items.is_empty(), "objects": v}))?;
         return Ok(!items.is_empty());
@@ -878,31 +1113,45 @@ async fn wait_synced_at(
     }
 }
 
+/// One cluster's row: NAME STATUS LAST SEEN KUBERNETES AGENT LABELS, and with `wide` also
+/// NODES and CERTIFICATE (when the agent's certificate expires) before LABELS.
+fn cluster_row(c: &pb::Cluster, wide: bool) -> Vec<String> {
+    let status = if c.connected {
+        "Connected"
+    } else if c.joined {
+        "Disconnected"
+    } else {
+        "Awaiting join"
+    };
+    let mut row = vec![
+        c.name.clone(),
+        status.into(),
+        if c.connected { "now".into() } else { age(c.last_seen) },
+        c.facts.get("kubernetesVersion").cloned().unwrap_or_default(),
+        c.agent_version.clone(),
+    ];
+    if wide {
+        row.extend([c.facts.get("nodes").cloned().unwrap_or_default(), age(c.certificate_expires)]);
+    }
+    let mut labels: Vec<_> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    labels.sort();
+    row.push(labels.join(","));
+    row
+}
+
+fn cluster_columns(out: Output) -> &'static [&'static str] {
+    if out == Output::Wide {
+        &["NAME", "STATUS", "LAST SEEN", "KUBERNETES", "AGENT", "NODES", "CERTIFICATE", "LABELS"]
+    } else {
+        &["NAME", "STATUS", "LAST SEEN", "KUBERNETES", "AGENT", "LABELS"]
+    }
+}
+
 fn print_clusters(out: Output, cs: &[pb::Cluster]) -> anyhow::Result<()> {
-    if out != Output::Table {
+    if !out.is_table() {
         return print_value(out, &Value::Array(cs.iter().map(cluster_json).collect()));
     }
-    let rows = cs
-        .iter()
-        .map(|c| {
-            let status = if c.connected {
-                "Connected"
-            } else if c.joined {
-                "Disconnected"
-            } else {
-                "Awaiting join"
-            };
-            vec![
-                c.name.clone(),
-                status.into(),
-                if c.connected { "now".into() } else { age(c.last_seen) },
-                c.facts.get("kubernetesVersion").cloned().unwrap_or_default(),
-                c.agent_version.clone(),
-                c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-            ]
-        })
-        .collect();
-    table(&["NAME", "STATUS", "LAST SEEN", "KUBERNETES", "AGENT", "LABELS"], rows);
+    table(cluster_columns(out), cs.iter().map(|c| cluster_row(c, out == Output::Wide)).collect());
     Ok(())
 }
 
@@ -955,7 +1204,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Version => {
-            if out == Output::Table {
+            if out.is_table() {
                 println!("bosun {}", env!("CARGO_PKG_VERSION"));
             } else {
                 print_value(out, &json!({"client": env!("CARGO_PKG_VERSION")}))?;
@@ -966,7 +1215,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let obj = read_object(&file)?;
             let a = bosun_core::health::assess(&obj);
             let v = json!({"status": a.as_ref().map(|a| a.health.to_string()), "message": a.as_ref().map(|a| a.message.clone()).unwrap_or_default()});
-            if out == Output::Table {
+            if out.is_table() {
                 match a {
                     Some(a) if a.message.is_empty() => println!("{}", a.health),
                     Some(a) => println!("{}: {}", a.health, a.message),
@@ -982,7 +1231,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let opts = bosun_core::diff::Options { ignore: &[], manager: Some(&field_manager) };
             let drift = bosun_core::diff::drift(&d, &l, opts);
             let text = bosun_core::diff::describe_drift(&d, &l, &drift);
-            if out == Output::Table {
+            if out.is_table() {
                 print!("{text}");
             } else {
                 print_value(out, &json!({"modified": !text.is_empty(), "diff": text}))?;
@@ -1073,7 +1322,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     };
                     print_app(out, &app)?;
                 }
-                AppCmd::List => print_apps(
+                AppCmd::List { watch: true } => watch(&mut c, out, Watched::Apps(None)).await?,
+                AppCmd::Get { name, watch: true } => watch(&mut c, out, Watched::Apps(Some(name))).await?,
+                AppCmd::List { watch: false } => print_apps(
                     out,
                     &c.list_applications(pb::ListApplicationsRequest {})
                         .await
@@ -1081,7 +1332,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         .into_inner()
                         .applications,
                 )?,
-                AppCmd::Get { name } => print_app(
+                AppCmd::Get { name, watch: false } => print_app(
                     out,
                     &c.get_application(pb::GetApplicationRequest { name }).await.map_err(from_status)?.into_inner(),
                 )?,
@@ -1134,7 +1385,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     c.delete_application(pb::DeleteApplicationRequest { name: name.clone() })
                         .await
                         .map_err(from_status)?;
-                    if out == Output::Table {
+                    if out.is_table() {
                         println!("application {name:?} deleted");
                     }
                 }
@@ -1182,7 +1433,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         labels: labels.into_iter().collect(),
                     };
                     let r = c.create_join_token(req).await.map_err(from_status)?.into_inner();
-                    if out == Output::Table {
+                    if out.is_table() {
                         println!(
                             "cluster {:?} registered; single-use join token (expires in {}):",
                             r.cluster,
@@ -1200,21 +1451,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         )?;
                     }
                 }
-                ClusterCmd::List => print_clusters(
+                ClusterCmd::List { watch: true } => watch(&mut c, out, Watched::Clusters(None)).await?,
+                ClusterCmd::Get { name, watch: true } => watch(&mut c, out, Watched::Clusters(Some(name))).await?,
+                ClusterCmd::List { watch: false } => print_clusters(
                     out,
                     &c.list_clusters(pb::ListClustersRequest {}).await.map_err(from_status)?.into_inner().clusters,
                 )?,
-                ClusterCmd::Get { name } => {
+                ClusterCmd::Get { name, watch: false } => {
                     let cl = c.get_cluster(pb::GetClusterRequest { name }).await.map_err(from_status)?.into_inner();
-                    if out == Output::Table {
-                        print_clusters(out, &[cl])?
-                    } else {
-                        print_value(out, &cluster_json(&cl))?
-                    }
+                    if out.is_table() { print_clusters(out, &[cl])? } else { print_value(out, &cluster_json(&cl))? }
                 }
                 ClusterCmd::Delete { name } => {
                     c.delete_cluster(pb::DeleteClusterRequest { name: name.clone() }).await.map_err(from_status)?;
-                    if out == Output::Table {
+                    if out.is_table() {
                         println!("cluster {name:?} deleted");
                     }
                 }
@@ -1223,16 +1472,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     let req =
                         pb::SetClusterLabelsRequest { name: name.clone(), set: set.into_iter().collect(), remove };
                     let cl = c.set_cluster_labels(req).await.map_err(from_status)?.into_inner();
-                    if out == Output::Table {
-                        print_clusters(out, &[cl])?
-                    } else {
-                        print_value(out, &cluster_json(&cl))?
-                    }
+                    if out.is_table() { print_clusters(out, &[cl])? } else { print_value(out, &cluster_json(&cl))? }
                 }
                 ClusterCmd::Revoke { name } => {
                     let cl =
                         c.revoke_cluster(pb::RevokeClusterRequest { name: name.clone() }).await.map_err(from_status)?;
-                    if out == Output::Table {
+                    if out.is_table() {
                         println!("cluster {name:?} revoked; `bosun cluster add {name}` gives a token to join again");
                     } else {
                         print_value(out, &cluster_json(&cl.into_inner()))?
@@ -1253,7 +1498,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let mut c = connect(&cli.conn).await?;
             let w = c.who_am_i(pb::WhoAmIRequest {}).await.map_err(from_status)?.into_inner();
             match out {
-                Output::Table => println!("{} (role {}, {})", w.name, w.role, w.kind),
+                Output::Table | Output::Wide => println!("{} (role {}, {})", w.name, w.role, w.kind),
                 _ => print_value(out, &json!({"name": w.name, "role": w.role, "kind": w.kind}))?,
             }
             Ok(())
@@ -1288,7 +1533,7 @@ async fn credential(c: &mut Admin, out: Output, cmd: CredentialCmd) -> Result<()
                     std::fs::write(dir.join(format!("{name}.pem")), &r.certificate_pem)
                         .context("writing the certificate")?;
                     std::fs::write(dir.join("ca.pem"), &r.ca_pem).context("writing ca.pem")?;
-                    if out == Output::Table {
+                    if out.is_table() {
                         let d = dir.display();
                         println!(
                             "credential {name:?} (role {}) issued: {d}/{name}.pem, {d}/{name}.key, {d}/ca.pem",
@@ -1298,7 +1543,7 @@ async fn credential(c: &mut Admin, out: Output, cmd: CredentialCmd) -> Result<()
                     }
                 }
                 _ => {
-                    if out == Output::Table {
+                    if out.is_table() {
                         println!("credential {name:?} (role {}) created; its token, shown only now:", cred.role);
                         println!("{}", r.token);
                     } else {
@@ -1315,7 +1560,7 @@ async fn credential(c: &mut Admin, out: Output, cmd: CredentialCmd) -> Result<()
                 .map(|x| json!({"name": x.name, "role": x.role, "kind": x.kind, "createdAt": rfc3339(x.created_at), "expiresAt": rfc3339(x.expires_at)}))
                 .collect();
             match out {
-                Output::Table => {
+                Output::Table | Output::Wide => {
                     println!("{:<24} {:<10} {:<12} EXPIRES", "NAME", "ROLE", "KIND");
                     for x in &list.credentials {
                         let exp = if x.expires_at == 0 { "never".to_string() } else { age(x.expires_at) };
@@ -1327,7 +1572,7 @@ async fn credential(c: &mut Admin, out: Output, cmd: CredentialCmd) -> Result<()
         }
         CredentialCmd::Delete { name } => {
             c.delete_credential(pb::DeleteCredentialRequest { name: name.clone() }).await.map_err(from_status)?;
-            if out == Output::Table {
+            if out.is_table() {
                 println!("credential {name:?} deleted");
             }
         }
@@ -1373,7 +1618,7 @@ async fn repo(c: &mut Admin, out: Output, cmd: RepoCmd) -> Result<(), Failure> {
                 .await
                 .map_err(from_status)?
                 .into_inner();
-            if out == Output::Table {
+            if out.is_table() {
                 if r.has_ssh_key {
                     println!("ssh key stored for {} (known hosts: {})", r.url, r.known_hosts.join(", "));
                 } else {
@@ -1386,7 +1631,7 @@ async fn repo(c: &mut Admin, out: Output, cmd: RepoCmd) -> Result<(), Failure> {
         RepoCmd::List => {
             let list = c.list_repositories(pb::ListRepositoriesRequest {}).await.map_err(from_status)?.into_inner();
             match out {
-                Output::Table => {
+                Output::Table | Output::Wide => {
                     println!("{:<60} {:<20} SECRET", "URL", "USERNAME");
                     for r in &list.repositories {
                         let secret = match (r.has_password, r.has_ssh_key) {
@@ -1402,7 +1647,7 @@ async fn repo(c: &mut Admin, out: Output, cmd: RepoCmd) -> Result<(), Failure> {
         }
         RepoCmd::Delete { url } => {
             c.delete_repository(pb::DeleteRepositoryRequest { url: url.clone() }).await.map_err(from_status)?;
-            if out == Output::Table {
+            if out.is_table() {
                 println!("credentials for {url} deleted");
             }
         }
@@ -1727,7 +1972,7 @@ async fn wait(
             last = line;
         }
         if (!synced || s == "Synced") && (!healthy || h == "Healthy") {
-            if out != Output::Table {
+            if !out.is_table() {
                 print_value(out, &v)?;
             }
             return Ok(());

@@ -555,6 +555,21 @@ async fn manual_applications_sync_only_when_asked() {
     })
     .await;
     assert_eq!(replicas(&c1, "default", "web").await, None);
+    // `-o wide` adds the source and the policy, `-o name` prints names only.
+    let wide = cp.bosun_ok(&["app", "list", "-o", "wide"]);
+    assert!(wide.contains("SYNC POLICY") && wide.contains("Manual") && wide.contains(&repo.url), "{wide}");
+    assert!(!cp.bosun_ok(&["app", "list"]).contains(&repo.url), "the narrow table has no REPO column");
+    assert_eq!(cp.bosun_ok(&["app", "list", "-o", "name"]), "web\n");
+    assert_eq!(cp.bosun_ok(&["cluster", "list", "-o", "name"]), "c1\n");
+    assert!(cp.bosun_ok(&["cluster", "list", "-o", "wide"]).contains("CERTIFICATE"));
+    // Watches started now print the current state, then the change the sync makes.
+    let list_watch = cp.bosun_running(&["app", "list", "--watch"]);
+    let get_watch = cp.bosun_running(&["app", "get", "web", "-w", "-o", "json"]);
+    eventually("the watch prints the table", WAIT, || async {
+        let out = list_watch.output();
+        (out.starts_with("NAME") && out.contains("OutOfSync")).then_some(())
+    })
+    .await;
     let timeout = cp.bosun(&["app", "wait", "web", "--synced", "--timeout", "1s"]);
     assert_eq!(timeout.code, 4, "wait times out with exit code 4: {}", timeout.stderr);
 
@@ -565,6 +580,17 @@ async fn manual_applications_sync_only_when_asked() {
     assert_eq!(v["status"]["clusters"][0]["sync"], "Synced", "{v}");
     assert_eq!(replicas(&c1, "default", "web").await, Some(1), "applied when the command returned");
     cp.wait_synced("web", &rev).await;
+    // The list's header is printed once, then the row that changed; the single object is
+    // printed again whole (one `generation` per printed Application).
+    eventually("the watches print the change", WAIT, || async {
+        let rows = list_watch.output();
+        let synced_row =
+            rows.lines().skip(1).any(|l| l.starts_with("web") && l.contains("Synced") && !l.contains("OutOfSync"));
+        let objects = get_watch.output();
+        (synced_row && rows.matches("NAME").count() == 1 && objects.matches("\"generation\"").count() >= 2)
+            .then_some(())
+    })
+    .await;
     let history: serde_json::Value =
         serde_json::from_str(&cp.bosun_ok(&["app", "history", "web", "-o", "json"])).unwrap();
     assert_eq!(history[0]["initiatedBy"], "sync request 1", "{history}");

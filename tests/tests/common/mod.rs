@@ -215,6 +215,26 @@ pub fn fresh_database() -> Option<String> {
     Some(format!("{server}/{name}"))
 }
 
+/// A `bosun` command left running (see [`ControlPlane::bosun_running`]).
+pub struct Running {
+    child: Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Running {
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Fixed ports, so a restarted control plane comes back where agents expect it.
 #[derive(Clone, Copy)]
 pub struct Ports {
@@ -449,6 +469,32 @@ impl ControlPlane {
             stdout: String::from_utf8_lossy(&out.stdout).into(),
             stderr: String::from_utf8_lossy(&out.stderr).into(),
         }
+    }
+
+    /// Starts a long-running `bosun` command (`--watch`); what it prints so far is in
+    /// [`Running::output`], and it is killed when dropped.
+    pub fn bosun_running(&self, args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-bosun"))
+            .env("BOSUN_DATA_DIR", &self.data_dir)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("bosun runs");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running { child, output }
     }
 
     pub fn bosun_ok(&self, args: &[&str]) -> String {
