@@ -474,22 +474,46 @@ fn dockerfiles_are_multi_stage_non_root_and_pinned() {
             instructions.iter().enumerate().filter(|(_, (i, _))| i == "FROM").map(|(n, _)| n).collect();
         assert!(stages.len() >= 2, "{file}: multi-stage");
         for &s in &stages {
-            let image = instructions[s].1.split_whitespace().next().unwrap();
+            let image = instructions[s].1.split_whitespace().find(|w| !w.starts_with("--")).unwrap();
             assert!(image.contains(':') && !image.ends_with(":latest"), "{file}: {image} is pinned to a tag");
         }
+        // The build stage runs on the builder's platform and cross-compiles for the target's.
+        assert!(instructions[stages[0]].1.starts_with("--platform=$BUILDPLATFORM"), "{file}: cross-compiles");
         let last = &instructions[*stages.last().unwrap()..];
         let user = last.iter().rev().find(|(i, _)| i == "USER").map(|(_, u)| u.as_str());
         assert_eq!(user, Some("65532:65532"), "{file}: the final stage runs as a non-root user");
+        let labels = last.iter().filter(|(i, _)| i == "LABEL").map(|(_, l)| l.as_str()).collect::<String>();
+        for label in ["title", "licenses", "version", "revision"] {
+            assert!(labels.contains(&format!("org.opencontainers.image.{label}=")), "{file}: OCI label {label}");
+        }
         let entry = last.iter().find(|(i, _)| i == "ENTRYPOINT").map(|(_, e)| e.clone()).unwrap();
         let entry: Vec<String> = serde_json::from_str(&entry).expect("ENTRYPOINT in exec (JSON) form");
         assert!(binaries.iter().any(|b| entry[0].ends_with(b)), "{file}: {entry:?}");
         assert!(!instructions.iter().any(|(i, a)| i == "ADD" && a.contains("://")), "{file}: no remote ADD");
-        let build = instructions.iter().find(|(i, a)| i == "RUN" && a.contains("cargo build")).unwrap();
-        assert!(build.1.contains("--locked") && build.1.contains("--release"), "{file}");
+        let build = instructions.iter().find(|(i, a)| i == "RUN" && a.contains("cross-build.sh")).unwrap();
         for b in binaries {
-            assert!(build.1.contains(b), "{file}: copies {b} from the build");
+            assert!(build.1.contains(b), "{file}: installs {b} from the build");
+        }
+        // The default arguments are ones the binary accepts.
+        if let Some((_, cmd)) = last.iter().find(|(i, _)| i == "CMD") {
+            let cmd: Vec<String> = serde_json::from_str(cmd).expect("CMD in exec (JSON) form");
+            let help = Command::new(env!("CARGO_BIN_EXE_e2e-control-plane")).arg("--help").output().unwrap();
+            let help = String::from_utf8_lossy(&help.stdout);
+            for flag in cmd.iter().filter(|a| a.starts_with("--")) {
+                assert!(help.contains(&format!("{flag} ")), "{file}: {flag} is not a flag of {}", entry[0]);
+            }
         }
     }
+    let script = std::fs::read_to_string(repo_root().join("docker/cross-build.sh")).unwrap();
+    assert!(script.contains("--release --locked") && script.contains("strip"), "release builds, locked and stripped");
+    // The release workflow builds both images for both architectures.
+    let workflow = std::fs::read_to_string(repo_root().join(".github/workflows/release.yml")).unwrap();
+    let workflow: Value = serde_saphyr::from_str(&workflow).unwrap();
+    let job = &workflow["jobs"]["images"];
+    assert_eq!(job["strategy"]["matrix"]["image"], serde_json::json!(["control-plane", "agent"]));
+    let build = job["steps"].as_array().unwrap().iter().find(|s| s["id"] == "build").unwrap();
+    assert_eq!(build["with"]["platforms"], "linux/amd64,linux/arm64");
+    assert_eq!(build["with"]["file"], "docker/${{ matrix.image }}.Dockerfile");
     assert!(std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap().contains("target/"));
 }
 
