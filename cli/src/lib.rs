@@ -3,6 +3,8 @@
 //! 0 success, 1 error (or, for diffs, "they differ"), 2 usage, 3 not found, 4 timed out,
 //! 5 not authenticated, 6 partly done (an import that skipped documents).
 
+pub mod config;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -59,15 +61,27 @@ pub struct Connection {
     /// CA certificate(s) of the control plane (default: --data-dir's ca-bundle.pem, else ca.pem).
     #[arg(long, global = true, env = "BOSUN_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// The control plane's data directory, when on the same machine.
-    #[arg(long, global = true, env = "BOSUN_DATA_DIR", default_value = "bosun-data")]
-    pub data_dir: PathBuf,
+    /// The control plane's data directory, when on the same machine (default: the current
+    /// context from `bosun login`, else ./bosun-data).
+    #[arg(long, global = true, env = "BOSUN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A context saved by `bosun login` (default: the current one).
+    #[arg(long, global = true, env = "BOSUN_CONTEXT")]
+    pub context: Option<String>,
 }
 
 impl Connection {
     /// A control plane on this machine: address, admin token and CA from its data directory.
     pub fn local(data_dir: impl Into<PathBuf>) -> Self {
-        Self { server: None, token: None, cert: None, key: None, ca_file: None, data_dir: data_dir.into() }
+        Self {
+            server: None,
+            token: None,
+            cert: None,
+            key: None,
+            ca_file: None,
+            data_dir: Some(data_dir.into()),
+            context: None,
+        }
     }
 }
 
@@ -87,6 +101,20 @@ pub enum Command {
     Repo(RepoCmd),
     /// Who the control plane takes you for, and your role.
     Whoami,
+    /// Check a credential against a control plane and save it as a context (made current):
+    /// `bosun login https://bosun.example.com:7443 --ca-file ca.pem` reads the token from
+    /// --token/BOSUN_TOKEN or standard input, or uses --cert/--key.
+    Login {
+        /// The admin API's address.
+        server: String,
+        /// The context's name (default: the server's host and port).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Forget the token of a context (default: the current one); its address and CA stay.
+    Logout { name: Option<String> },
+    /// List contexts, or make one current: `bosun context NAME`.
+    Context { name: Option<String> },
     /// Print the version of this client.
     Version,
     /// Print a shell completion script: `source <(bosun completion bash)`.
@@ -515,9 +543,25 @@ struct Resolved {
 }
 
 fn resolve(c: &Connection) -> anyhow::Result<Resolved> {
+    // An address or a data directory given says where to go; otherwise a context does, when
+    // one is saved, and else ./bosun-data.
+    let wanted = c.context.is_some() || (c.server.is_none() && c.data_dir.is_none());
+    if let Some(path) = config::path().filter(|_| wanted) {
+        let cfg = config::Config::load(&path)?;
+        match cfg.context(c.context.as_deref()) {
+            Some(ctx) => return resolve_context(c, ctx),
+            None if c.context.is_some() => anyhow::bail!(
+                "no context {} in {} (bosun context lists them; bosun login adds one)",
+                c.context.as_deref().unwrap_or_default(),
+                path.display()
+            ),
+            None => {}
+        }
+    }
+    let data_dir = c.data_dir.clone().unwrap_or_else(|| PathBuf::from("bosun-data"));
     let server = match &c.server {
         Some(s) => s.clone(),
-        None => match std::fs::read(c.data_dir.join("endpoints.json")) {
+        None => match std::fs::read(data_dir.join("endpoints.json")) {
             Ok(b) => {
                 let v: Value = serde_json::from_slice(&b)?;
                 format!("https://{}", v["admin"].as_str().unwrap_or("127.0.0.1:7443"))
@@ -525,34 +569,122 @@ fn resolve(c: &Connection) -> anyhow::Result<Resolved> {
             Err(_) => "https://127.0.0.1:7443".into(),
         },
     };
-    let identity = match (&c.cert, &c.key) {
-        (Some(cert), Some(key)) => Some((
-            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?,
-            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
-        )),
-        _ => None,
-    };
+    let identity = read_identity(c.cert.as_deref(), c.key.as_deref())?;
     let token = match (&c.token, &identity) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(_)) => None,
         (None, None) => {
-            Some(std::fs::read_to_string(c.data_dir.join("admin-token")).map(|t| t.trim().to_string()).with_context(
+            Some(std::fs::read_to_string(data_dir.join("admin-token")).map(|t| t.trim().to_string()).with_context(
                 || {
                     format!(
-                        "no --token or --cert given and no admin token in {} (set BOSUN_TOKEN or --data-dir)",
-                        c.data_dir.display()
+                        "no --token or --cert given, no context saved by `bosun login`, and no admin token in {} (set BOSUN_TOKEN or --data-dir)",
+                        data_dir.display()
                     )
                 },
             )?)
         }
     };
     let ca_path = c.ca_file.clone().unwrap_or_else(|| {
-        let bundle = c.data_dir.join("ca-bundle.pem");
-        if bundle.exists() { bundle } else { c.data_dir.join("ca.pem") }
+        let bundle = data_dir.join("ca-bundle.pem");
+        if bundle.exists() { bundle } else { data_dir.join("ca.pem") }
     });
     let ca = std::fs::read_to_string(&ca_path)
         .with_context(|| format!("reading the control plane CA {} (set --ca-file)", ca_path.display()))?;
     Ok(Resolved { server, token, identity, ca })
+}
+
+/// A saved context, with whatever the command line or environment gives taking precedence.
+fn resolve_context(c: &Connection, ctx: &config::Context) -> anyhow::Result<Resolved> {
+    let identity = match read_identity(c.cert.as_deref(), c.key.as_deref())? {
+        Some(i) => Some(i),
+        None if c.token.is_none() => read_identity(ctx.cert.as_deref(), ctx.key.as_deref())?,
+        None => None,
+    };
+    let token = match (&c.token, &identity) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(ctx.token.clone().ok_or_else(|| {
+            anyhow!("context {} has no credential (logged out): bosun login {} again", ctx.name, ctx.server)
+        })?),
+    };
+    let ca = match &c.ca_file {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading the control plane CA {}", p.display()))?
+        }
+        None => ctx.ca.clone(),
+    };
+    Ok(Resolved { server: c.server.clone().unwrap_or_else(|| ctx.server.clone()), token, identity, ca })
+}
+
+fn read_identity(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<Option<(String, String)>> {
+    Ok(match (cert, key) {
+        (Some(cert), Some(key)) => Some((
+            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?,
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
+        )),
+        _ => None,
+    })
+}
+
+/// `bosun login`: checks the credential with WhoAmI, then saves the context and makes it
+/// current.
+async fn login(conn: &Connection, out: Output, server: String, name: Option<String>) -> Result<(), Failure> {
+    use std::io::{BufRead, IsTerminal};
+    let server = if server.contains("://") { server } else { format!("https://{server}") };
+    let ca_file = conn.ca_file.clone().ok_or_else(|| Failure {
+        code: 2,
+        error: anyhow!("--ca-file is required: the control plane's CA (bosun-data/ca-bundle.pem on its machine)"),
+    })?;
+    let ca = std::fs::read_to_string(&ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
+    let token = match (&conn.token, &conn.cert) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(_)) => None,
+        (None, None) => {
+            if std::io::stdin().is_terminal() {
+                eprint!("Token: ");
+            }
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("reading the token from standard input")?;
+            let t = line.trim().to_string();
+            if t.is_empty() {
+                return Err(Failure { code: 2, error: anyhow!("no token: pass --token, set BOSUN_TOKEN, or type it") });
+            }
+            Some(t)
+        }
+    };
+    let absolute = |p: &Option<PathBuf>| p.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    let ctx = config::Context {
+        name: name.unwrap_or_else(|| config::name_of(&server)),
+        server: server.clone(),
+        ca,
+        token,
+        cert: absolute(&conn.cert),
+        key: absolute(&conn.key),
+    };
+    let check = Connection {
+        server: Some(server.clone()),
+        token: ctx.token.clone(),
+        cert: ctx.cert.clone(),
+        key: ctx.key.clone(),
+        ca_file: Some(ca_file),
+        data_dir: None,
+        context: None,
+    };
+    let who = connect(&check).await?.who_am_i(pb::WhoAmIRequest {}).await.map_err(from_status)?.into_inner();
+    let path = config::path().ok_or_else(|| anyhow!("no home directory: set BOSUN_CONFIG"))?;
+    let mut cfg = config::Config::load(&path)?;
+    let name = ctx.name.clone();
+    cfg.upsert(ctx);
+    cfg.save(&path)?;
+    if out.is_table() {
+        println!("logged in to {server} as {} (role {}); context {name} is current", who.name, who.role);
+        Ok(())
+    } else {
+        Ok(print_value(out, &json!({"context": name, "server": server, "name": who.name, "role": who.role}))?)
+    }
 }
 
 /// The admin API client the CLI uses.
@@ -1493,6 +1625,60 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Repo(cmd) => {
             let mut c = connect(&cli.conn).await?;
             repo(&mut c, out, cmd).await
+        }
+        Command::Login { server, name } => login(&cli.conn, out, server, name).await,
+        Command::Logout { name } => {
+            let path = config::path().ok_or_else(|| anyhow!("no home directory: set BOSUN_CONFIG"))?;
+            let mut cfg = config::Config::load(&path)?;
+            let name = name.unwrap_or_else(|| cfg.current_context.clone());
+            let ctx = cfg
+                .contexts
+                .iter_mut()
+                .find(|c| c.name == name)
+                .ok_or_else(|| Failure { code: 3, error: anyhow!("no context {name:?} in {}", path.display()) })?;
+            ctx.token = None;
+            cfg.save(&path)?;
+            eprintln!("logged out of {name}; its token is forgotten (revoke it with bosun credential delete)");
+            Ok(())
+        }
+        Command::Context { name } => {
+            let path = config::path().ok_or_else(|| anyhow!("no home directory: set BOSUN_CONFIG"))?;
+            let mut cfg = config::Config::load(&path)?;
+            if let Some(name) = name {
+                if cfg.context(Some(&name)).is_none() {
+                    return Err(Failure { code: 3, error: anyhow!("no context {name:?} in {}", path.display()) });
+                }
+                cfg.current_context = name.clone();
+                cfg.save(&path)?;
+                eprintln!("switched to context {name}");
+                return Ok(());
+            }
+            let rows: Vec<Value> = cfg
+                .contexts
+                .iter()
+                .map(|c| {
+                    let credential = if c.cert.is_some() { "certificate" } else if c.token.is_some() { "token" } else { "none" };
+                    json!({"name": c.name, "server": c.server, "current": c.name == cfg.current_context, "credential": credential})
+                })
+                .collect();
+            if out.is_table() {
+                let cells = rows
+                    .iter()
+                    .map(|r| {
+                        let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                        vec![
+                            if r["current"] == true { "*".into() } else { String::new() },
+                            text("name"),
+                            text("server"),
+                            text("credential"),
+                        ]
+                    })
+                    .collect();
+                table(&["CURRENT", "NAME", "SERVER", "CREDENTIAL"], cells);
+                Ok(())
+            } else {
+                Ok(print_value(out, &Value::Array(rows))?)
+            }
         }
         Command::Whoami => {
             let mut c = connect(&cli.conn).await?;

@@ -944,3 +944,68 @@ async fn a_sync_with_prune_deletes_what_git_dropped() {
     assert!(!has_cm(&c1, "default", "extra").await, "the sync with prune deleted it");
     assert!(cp.logs().contains("prune=true"), "the request is logged with its choice");
 }
+
+/// `bosun login` saves a context (address, CA, credential) that later commands use without
+/// any flag, as `argocd login` and kubeconfig contexts do; a bad token saves nothing; logout
+/// forgets the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_saves_a_context_that_later_commands_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cp = ControlPlane::start(root).await;
+    let config = root.join("home/.config/bosun/config.yaml");
+    let token = std::fs::read_to_string(cp.data_dir.join("admin-token")).unwrap().trim().to_string();
+    cp.plant(&token);
+    // Run from an empty directory with no data directory and no server: only the context.
+    let cwd = root.join("elsewhere");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let bosun = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_e2e-bosun"))
+            .current_dir(&cwd)
+            .env_remove("BOSUN_DATA_DIR")
+            .env_remove("BOSUN_SERVER")
+            .env_remove("BOSUN_TOKEN")
+            .env_remove("BOSUN_CONFIG")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", root.join("home"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    };
+    let server = format!("https://localhost:{}", cp.ports.admin);
+    let ca = cp.ca();
+    let ca = ca.to_str().unwrap();
+
+    let (code, _, err) = bosun(&["app", "list"], "");
+    assert_ne!(code, 0, "nothing to connect to yet");
+    assert!(err.contains("bosun login"), "the error says what to do: {err}");
+    let (code, _, err) = bosun(&["login", &server, "--ca-file", ca], "not-a-token\n");
+    assert_eq!(code, 5, "a bad token is refused: {err}");
+    assert!(!config.exists(), "and nothing is saved");
+
+    let (code, out, err) = bosun(&["login", &server, "--ca-file", ca, "--name", "lab"], &format!("{token}\n"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("as admin") && out.contains("context lab"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600, "the token is private");
+    let (code, out, err) = bosun(&["app", "list", "-o", "json"], "");
+    assert_eq!((code, out.trim()), (0, "[]"), "{err}");
+    let (_, out, _) = bosun(&["context"], "");
+    assert!(out.lines().any(|l| l.starts_with('*') && l.contains("lab") && l.contains(&server)), "{out}");
+    let (code, _, err) = bosun(&["--context", "nope", "app", "list"], "");
+    assert!(code != 0 && err.contains("no context nope"), "{err}");
+
+    let (code, _, err) = bosun(&["logout"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(!std::fs::read_to_string(&config).unwrap().contains(&token), "logout forgets the token");
+    let (code, _, err) = bosun(&["app", "list"], "");
+    assert!(code != 0 && err.contains("logged out"), "{err}");
+}
