@@ -57,10 +57,8 @@ install_agent() {
   kubectl --context "$ctx" -n bosun-agent create secret generic bosun-agent-join \
     --from-literal=token="$token" --from-file=ca.pem="$WORK/ca.pem" --dry-run=client -o yaml |
     kubectl --context "$ctx" apply -f -
-  # Apply everything but the placeholder Secret from the base.
-  kubectl kustomize k8s/overlays/kind/agent |
-    awk 'BEGIN{RS="\n---\n"; ORS="\n---\n"} !/kind: Secret/' |
-    kubectl --context "$ctx" apply -f -
+  # The overlay holds no Secret, so it cannot overwrite the one just made.
+  kubectl --context "$ctx" apply -k k8s/overlays/kind/agent
   kubectl --context "$ctx" -n bosun-agent rollout status deployment/bosun-agent --timeout=180s
   # Rolled out is not enough: ready means joined, connected and its watches listed (/readyz).
   kubectl --context "$ctx" -n bosun-agent wait pod -l app.kubernetes.io/name=bosun-agent \

@@ -207,6 +207,83 @@ fn the_agent_rbac_covers_what_it_does() {
     }
 }
 
+/// Kubernetes' escalation check (RBAC's `ConfirmNoEscalation`): a subject may create or
+/// update a Role, or bind one, only when its own rules cover every permission the role grants
+/// (short of holding `escalate` or `bind`). Coverage as the API server decides it: a holder's
+/// `*` matches anything, a non-resource URL ending in `*` matches by prefix, and a wanted `*`
+/// is covered only by a `*`.
+fn covers(holder: &Value, wanted: &Value) -> bool {
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect()
+    };
+    let matches = |held: &[String], want: &str| held.iter().any(|h| h == "*" || h == want);
+    let url_matches = |held: &[String], want: &str| {
+        held.iter().any(|h| h == want || h.strip_suffix('*').is_some_and(|prefix| want.starts_with(prefix)))
+    };
+    let holder: Vec<&Value> = holder.as_array().into_iter().flatten().collect();
+    wanted.as_array().into_iter().flatten().all(|rule| {
+        let verbs = list(&rule["verbs"]);
+        if let Some(urls) = rule["nonResourceURLs"].as_array().filter(|u| !u.is_empty()) {
+            return urls.iter().filter_map(Value::as_str).all(|url| {
+                verbs.iter().all(|verb| {
+                    holder
+                        .iter()
+                        .any(|h| url_matches(&list(&h["nonResourceURLs"]), url) && matches(&list(&h["verbs"]), verb))
+                })
+            });
+        }
+        list(&rule["apiGroups"]).iter().all(|group| {
+            list(&rule["resources"]).iter().all(|resource| {
+                verbs.iter().all(|verb| {
+                    holder.iter().any(|h| {
+                        matches(&list(&h["apiGroups"]), group)
+                            && matches(&list(&h["resources"]), resource)
+                            && matches(&list(&h["verbs"]), verb)
+                    })
+                })
+            })
+        })
+    })
+}
+
+/// The agent applies what Git declares, RBAC included: a ClusterRoleBinding to cluster-admin,
+/// a Role granting `*`. Kubernetes lets it only if its own role covers those; the namespaced
+/// variant can do so in its namespaces and nowhere else.
+#[test]
+fn the_agent_passes_the_escalation_check_for_what_git_may_declare() {
+    let cluster_admin = serde_json::json!([
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+        {"nonResourceURLs": ["*"], "verbs": ["*"]},
+    ]);
+    let grant_all_in_namespace = serde_json::json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]);
+    let (_, objects) = render("overlays/kind/agent");
+    let role = &find(&objects, "ClusterRole")["rules"];
+    assert!(covers(role, &cluster_admin), "the agent may bind cluster-admin and create any (Cluster)Role");
+    // The reasoning has teeth: a role listing the verbs it uses is admin in effect, yet fails.
+    let listed = serde_json::json!([
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
+        {"nonResourceURLs": ["/version", "/api", "/api/*", "/apis", "/apis/*"], "verbs": ["get"]},
+    ]);
+    assert!(!covers(&listed, &cluster_admin) && !covers(&listed, &grant_all_in_namespace));
+    assert!(covers(&listed, &serde_json::json!([{"nonResourceURLs": ["/apis/apps"], "verbs": ["get"]}])));
+
+    let (_, objects) = render("overlays/agent-namespaced");
+    let cluster_rules = &find(&objects, "ClusterRole")["rules"];
+    let ns_rules = &find(&objects, "Role")["rules"];
+    assert!(covers(ns_rules, &grant_all_in_namespace), "namespaced: Roles granting * in its namespaces");
+    assert!(!covers(cluster_rules, &grant_all_in_namespace), "namespaced: no cluster-wide writes");
+    assert!(!covers(cluster_rules, &cluster_admin));
+
+    // Terraform's agent module grants the same: every verb cluster-wide unless namespaced.
+    let tf = std::fs::read_to_string(repo_root().join("terraform/modules/agent/main.tf")).unwrap();
+    assert!(tf.contains("all_verbs  = [\"*\"]") || tf.contains("all_verbs = [\"*\"]"), "terraform: all verbs");
+    assert!(
+        tf.contains("verbs      = local.namespaced ? local.read_verbs : local.all_verbs"),
+        "terraform: cluster-wide"
+    );
+    assert!(tf.contains(": [\"*\"]") && tf.contains("non_resource_urls = local.namespaced ?"), "terraform: URLs");
+}
+
 fn container(objects: &[Value], kind: &str) -> Value {
     find(objects, kind)["spec"]["template"]["spec"]["containers"][0].clone()
 }
@@ -280,16 +357,13 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     let v: Value = serde_json::from_str(&bosun(&["cluster", "add", "bosun-spoke-1", "-o", "json"])).unwrap();
     let token = v["token"].as_str().unwrap().to_string();
 
-    // The spoke: its manifests applied to kube-sim (minus the placeholder Secret, as the script
+    // The spoke: its manifests applied to kube-sim (the join Secret is made apart, as the script
     // does), then the agent run with the rendered Deployment's arguments and environment.
     let spoke = Cluster::start(root, "bosun-spoke-1").await;
     let (_, agent_objs) = render("overlays/kind/agent");
-    let without_secret: Vec<&Value> = agent_objs.iter().filter(|o| o["kind"] != "Secret").collect();
-    let yaml: String = without_secret
-        .iter()
-        .map(|o| format!("---\n{}", serde_json::to_string(o).unwrap()))
-        .collect::<Vec<_>>()
-        .join("\n");
+    assert!(!agent_objs.iter().any(|o| o["kind"] == "Secret"), "no placeholder join Secret to overwrite the real one");
+    let yaml: String =
+        agent_objs.iter().map(|o| format!("---\n{}", serde_json::to_string(o).unwrap())).collect::<Vec<_>>().join("\n");
     let out = kubectl_apply(spoke.sim.url(), &yaml, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 

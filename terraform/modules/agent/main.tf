@@ -1,15 +1,16 @@
 # A Bosun agent in one cluster: it dials out to the control plane, so nothing here opens a
-# port. Its RBAC is what applying and pruning arbitrary manifests needs (see k8s/base/agent),
-# optionally narrowed to some namespaces.
+# port. Cluster-wide it is cluster-admin in effect, as Argo CD's application controller (see
+# k8s/base/agent/clusterrole.yaml for why anything narrower fails Kubernetes' escalation check);
+# with write_namespaces it may read everywhere and write only in those namespaces.
 
 locals {
   labels = {
     "app.kubernetes.io/name"    = "bosun-agent"
     "app.kubernetes.io/part-of" = "bosun"
   }
-  write_verbs = ["get", "list", "watch", "create", "patch", "update", "delete"]
-  read_verbs  = ["get", "list", "watch"]
-  namespaced  = length(var.write_namespaces) > 0
+  all_verbs  = ["*"]
+  read_verbs = ["get", "list", "watch"]
+  namespaced = length(var.write_namespaces) > 0
 }
 
 resource "kubernetes_namespace_v1" "this" {
@@ -40,11 +41,11 @@ resource "kubernetes_cluster_role_v1" "this" {
   rule {
     api_groups = ["*"]
     resources  = ["*"]
-    verbs      = local.namespaced ? local.read_verbs : local.write_verbs
+    verbs      = local.namespaced ? local.read_verbs : local.all_verbs
   }
   rule {
-    non_resource_urls = ["/version", "/api", "/api/*", "/apis", "/apis/*"]
-    verbs             = ["get"]
+    non_resource_urls = local.namespaced ? ["/version", "/api", "/api/*", "/apis", "/apis/*"] : ["*"]
+    verbs             = local.namespaced ? ["get"] : local.all_verbs
   }
 }
 
@@ -76,7 +77,7 @@ resource "kubernetes_role_v1" "write" {
   rule {
     api_groups = ["*"]
     resources  = ["*"]
-    verbs      = local.write_verbs
+    verbs      = local.all_verbs
   }
 }
 
