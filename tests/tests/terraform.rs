@@ -305,3 +305,166 @@ fn eks_access_add_ons_and_provider_bounds() {
         }
     }
 }
+
+/// The objects `kubectl kustomize` renders from `dir` (under k8s/).
+fn render(dir: &str) -> Vec<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("k8s").join(dir);
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize", path.to_str().unwrap()])
+        .output()
+        .expect("kubectl on PATH (.ci/run installs it)");
+    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    bosun_core::manifest::parse_file(dir, &out.stdout).unwrap()
+}
+
+fn object<'a>(objects: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    objects.iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+/// The `--flag` names in a piece of text (Terraform's argument lists).
+fn flags_in(text: &str) -> BTreeSet<String> {
+    text.split("\"--").skip(1).map(|rest| rest.split(['=', '"']).next().unwrap().to_string()).collect()
+}
+
+/// Terraform's source without whitespace, for checking one block's shape.
+fn squeezed(file: &str) -> String {
+    std::fs::read_to_string(terraform_dir().join(file)).unwrap().split_whitespace().collect()
+}
+
+/// `terraform/modules/*` and `k8s/overlays/eks` deploy the same Kubernetes objects: the same
+/// arguments, ports, node ports, probes, NetworkPolicy, resources and encrypted gp3 classes with
+/// a KMS key — so the kubectl path and the Terraform path cannot drift apart.
+#[test]
+fn terraform_and_the_eks_overlays_deploy_the_same_objects() {
+    use serde_json::Value;
+    let configs = configurations();
+    let module = &configs[&terraform_dir().join("modules/control-plane")];
+    let locals: Vec<&hcl::Attribute> = blocks(module, "locals").flat_map(|b| b.body().attributes()).collect();
+    let local = |name: &str| locals.iter().find(|a| a.key() == name).unwrap_or_else(|| panic!("local.{name}")).expr();
+    let number = |e: &hcl::Expression| e.to_string().parse::<i64>().unwrap();
+    let mut ports: BTreeMap<String, i64> = match local("ports") {
+        hcl::Expression::Object(o) => o.iter().map(|(k, v)| (k.to_string(), number(v))).collect(),
+        other => panic!("local.ports is an object: {other}"),
+    };
+    let public = ports.clone();
+    let metrics = number(local("metrics_port"));
+    ports.insert("metrics".into(), metrics);
+    let (always, conditional) = match local("args") {
+        hcl::Expression::FuncCall(f) => (flags_in(&f.args[0].to_string()), flags_in(&local("args").to_string())),
+        other => panic!("local.args is concat(...): {other}"),
+    };
+
+    let cp = render("overlays/eks/control-plane");
+    let container = &object(&cp, "StatefulSet")["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let overlay_flags: BTreeSet<String> = args.iter().map(|a| a[2..].split('=').next().unwrap().to_string()).collect();
+    for f in &always {
+        assert!(overlay_flags.contains(f), "--{f} is set by Terraform but not by the overlay");
+    }
+    for f in &overlay_flags {
+        assert!(conditional.contains(f), "--{f} is set by the overlay but not by Terraform");
+    }
+    let vars = &configs[&terraform_dir().join("modules/control-plane")];
+    let default = |name: &str| {
+        let v = blocks(vars, "variable").find(|v| label(v) == name).unwrap_or_else(|| panic!("var.{name}"));
+        attr(v, "default").unwrap().clone()
+    };
+    let cert_validity = default("cert_validity").to_string();
+    assert!(args.contains(&format!("--cert-validity={}", cert_validity.trim_matches('"')).as_str()), "{args:?}");
+
+    // Ports, node ports, probes.
+    let container_ports: BTreeMap<String, i64> = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["containerPort"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(container_ports, ports, "container ports");
+    let service = object(&cp, "Service");
+    assert_eq!(service["spec"]["type"], "NodePort");
+    let node_ports: BTreeMap<String, i64> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["nodePort"].as_i64().unwrap()))
+        .collect();
+    let expected: BTreeMap<String, i64> = public.iter().map(|(k, p)| (k.clone(), 30000 + p - 7400)).collect();
+    assert_eq!(node_ports, expected, "node ports (Terraform's local.node_ports)");
+    assert!(service["metadata"]["annotations"].is_null(), "no AWS Load Balancer Controller annotations");
+    assert_eq!(container["readinessProbe"]["grpc"]["port"], metrics);
+    assert_eq!(container["livenessProbe"]["grpc"]["port"], metrics);
+    assert_eq!(container["startupProbe"]["httpGet"], serde_json::json!({"path": "/healthz", "port": "metrics"}));
+    let tf = squeezed("modules/control-plane/main.tf");
+    for probe in [
+        "readiness_probe{grpc{port=local.metrics_port}",
+        "liveness_probe{grpc{port=local.metrics_port}",
+        "startup_probe{http_get{path=\"/healthz\"port=\"metrics\"}",
+    ] {
+        assert!(tf.contains(probe), "Terraform has {probe}");
+    }
+
+    // NetworkPolicy: the public listeners from anywhere, metrics from inside the cluster.
+    let policy = object(&cp, "NetworkPolicy");
+    let ingress = policy["spec"]["ingress"].as_array().unwrap();
+    let open: BTreeSet<i64> = ingress
+        .iter()
+        .filter(|r| r["from"].is_null())
+        .flat_map(|r| r["ports"].as_array().unwrap())
+        .map(|p| p["port"].as_i64().unwrap())
+        .collect();
+    assert_eq!(open, public.values().copied().collect::<BTreeSet<_>>());
+    let inside = ingress.iter().find(|r| !r["from"].is_null()).unwrap();
+    assert_eq!(inside["from"], serde_json::json!([{"namespaceSelector": {}}]));
+    assert_eq!(inside["ports"][0]["port"], metrics);
+    assert!(tf.contains("ingress{from{namespace_selector{}}ports{port=local.metrics_port"), "Terraform's metrics rule");
+    assert!(tf.contains("ingress{dynamic\"ports\"{for_each=local.ports"), "Terraform's public rule");
+
+    // Resources and the data volume.
+    let resources = default("resources").to_string().replace(' ', "");
+    let req = &container["resources"];
+    for (key, value) in [
+        ("cpu", &req["requests"]["cpu"]),
+        ("memory", &req["requests"]["memory"]),
+        ("memory_limit", &req["limits"]["memory"]),
+    ] {
+        assert!(resources.contains(&format!("{key}=\"{}\"", value.as_str().unwrap())), "{key}: {resources} vs {req}");
+    }
+    let claim = &object(&cp, "StatefulSet")["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(default("storage_size").to_string().trim_matches('"'), claim["resources"]["requests"]["storage"]);
+    let class = object(&cp, "StorageClass");
+    assert_eq!(claim["storageClassName"], class["metadata"]["name"]);
+    assert!(tf.contains(&format!("name=\"{}\"", class["metadata"]["name"].as_str().unwrap())));
+    let same_class = |class: &Value, tf: &str| {
+        assert_eq!(class["provisioner"], "ebs.csi.aws.com");
+        assert_eq!(class["parameters"]["type"], "gp3");
+        assert_eq!(class["parameters"]["encrypted"], "true");
+        assert!(class["parameters"]["kmsKeyId"].as_str().unwrap().starts_with("arn:aws:kms:"), "a KMS key");
+        assert!(
+            tf.contains("kmsKeyId") && tf.contains("type=\"gp3\"") && tf.contains("encrypted=\"true\""),
+            "Terraform's class"
+        );
+        assert!(tf.contains("reclaim_policy=\"Retain\"") && class["reclaimPolicy"] == "Retain");
+        assert!(
+            tf.contains("volume_binding_mode=\"WaitForFirstConsumer\"")
+                && class["volumeBindingMode"] == "WaitForFirstConsumer"
+        );
+    };
+    same_class(class, &tf);
+
+    // The agent: its arguments, and a state volume on a class of its own that exists.
+    let agent = render("overlays/eks/agent");
+    let tf_agent = squeezed("modules/agent/main.tf");
+    let agent_container = &object(&agent, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let agent_flags: BTreeSet<String> = agent_container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap()[2..].split('=').next().unwrap().to_string())
+        .collect();
+    let tf_agent_text = std::fs::read_to_string(terraform_dir().join("modules/agent/main.tf")).unwrap();
+    assert_eq!(agent_flags, flags_in(&tf_agent_text), "the agent's flags");
+    let agent_class = object(&agent, "StorageClass");
+    assert_eq!(object(&agent, "PersistentVolumeClaim")["spec"]["storageClassName"], agent_class["metadata"]["name"]);
+    assert!(tf_agent.contains(&format!("name=\"{}\"", agent_class["metadata"]["name"].as_str().unwrap())));
+    same_class(agent_class, &tf_agent);
+}
