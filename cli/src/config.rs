@@ -61,22 +61,10 @@ impl Config {
 
     /// Writes the configuration (mode 0600: it holds tokens), replacing the file atomically.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = path.with_extension("yaml.tmp");
         let text = serde_saphyr::to_string(self)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        bosun_process::write_atomic(path, text.as_bytes(), 0o600).with_context(|| format!("writing {}", path.display()))
     }
 
     /// The named context, or the current one when `name` is `None`.
