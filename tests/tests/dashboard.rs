@@ -82,6 +82,23 @@ impl Browser {
         out
     }
 
+    /// Clicks the element `css` selects, finding it again when the page re-rendered in between
+    /// (the live view refreshes on every change, which makes a found element stale).
+    async fn click(&self, css: &str) {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let clicked = match self.client.find(Locator::Css(css)).await {
+                Ok(e) => e.click().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(e) if std::time::Instant::now() >= deadline => panic!("clicking {css}: {e}"),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// Waits until the text of `<main>` satisfies `pred`.
     async fn wait_text(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         self.wait_text_of("main", what, pred).await
@@ -247,11 +264,15 @@ async fn the_dashboard_in_a_real_browser() {
     b.screenshot("application-outofsync").await;
 
     // Sync from the page (the dialog lists what changes), then Synced again and healed.
-    b.client.find(Locator::Css("details.dialog summary.primary")).await.unwrap().click().await.unwrap();
-    let dialog = b.client.find(Locator::Css("details.dialog[open] form")).await.unwrap().text().await.unwrap();
+    b.click("details.dialog summary.primary").await;
+    let dialog = b.text_of("details.dialog[open] form").await;
     assert!(dialog.contains("settings"), "the sync dialog lists the object that changes: {dialog}");
     b.screenshot("sync-dialog").await;
-    b.client.find(Locator::Css("details.dialog[open] button.primary")).await.unwrap().click().await.unwrap();
+    // A live refresh may re-render the page and close the dialog: open it again then.
+    if b.client.find(Locator::Css("details.dialog[open]")).await.is_err() {
+        b.click("details.dialog summary.primary").await;
+    }
+    b.click("details.dialog[open] button.primary").await;
     b.wait_text_of("h1", "backend Synced again after Sync", |t| t.contains("Synced") && !t.contains("OutOfSync")).await;
     eventually("the hand edit reverted by the sync", WAIT, || async {
         let cm = cms.get("settings").await.ok()?;
