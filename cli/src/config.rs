@@ -49,6 +49,11 @@ pub fn path() -> Option<PathBuf> {
     Some(base.join("bosun").join("config.yaml"))
 }
 
+/// [`path`], or an error saying how to name one when there is no home directory.
+pub fn required_path() -> anyhow::Result<PathBuf> {
+    path().ok_or_else(|| anyhow::anyhow!("no home directory to keep contexts in: set BOSUN_CONFIG"))
+}
+
 impl Config {
     /// The configuration at `path`; empty when the file does not exist.
     pub fn load(path: &Path) -> anyhow::Result<Self> {

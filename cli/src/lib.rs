@@ -674,7 +674,7 @@ async fn login(conn: &Connection, out: Output, server: String, name: Option<Stri
         context: None,
     };
     let who = connect(&check).await?.who_am_i(pb::WhoAmIRequest {}).await.map_err(from_status)?.into_inner();
-    let path = config::path().ok_or_else(|| anyhow!("no home directory: set BOSUN_CONFIG"))?;
+    let path = config::required_path()?;
     let mut cfg = config::Config::load(&path)?;
     let name = ctx.name.clone();
     cfg.upsert(ctx);
@@ -930,7 +930,9 @@ async fn watch(c: &mut Admin, out: Output, what: Watched) -> Result<(), Failure>
             stream = c.clone().watch_status(req).await.ok().map(|r| r.into_inner());
         }
         let items = fetch_watched(c, &what).await?;
-        let changed: Vec<&WatchedItem> = items.iter().filter(|i| seen.get(i.name()) != Some(&i.key())).collect();
+        let keys: Vec<Value> = items.iter().map(WatchedItem::key).collect();
+        let changed: Vec<&WatchedItem> =
+            items.iter().zip(&keys).filter(|(i, k)| seen.get(i.name()) != Some(*k)).map(|(i, _)| i).collect();
         let wide = out == Output::Wide;
         match (&what, out) {
             (Watched::Apps(Some(_)), Output::Table | Output::Wide) => {
@@ -966,7 +968,7 @@ async fn watch(c: &mut Admin, out: Output, what: Watched) -> Result<(), Failure>
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        seen = items.iter().map(|i| (i.name().to_string(), i.key())).collect();
+        seen = items.iter().map(|i| i.name().to_string()).zip(keys).collect();
         // Wait for a status report or the next look, whichever comes first; a burst of
         // reports is taken as one change.
         let Some(s) = stream.as_mut() else {
@@ -976,7 +978,10 @@ async fn watch(c: &mut Admin, out: Output, what: Watched) -> Result<(), Failure>
         tokio::select! {
             m = s.message() => {
                 if !matches!(m, Ok(Some(_))) {
+                    // The stream ended: look again after the usual interval, then reopen it
+                    // (never in a tight loop against a server that keeps closing it).
                     stream = None;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                     continue;
                 }
                 let settle = tokio::time::sleep(Duration::from_millis(100));
@@ -1628,7 +1633,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Login { server, name } => login(&cli.conn, out, server, name).await,
         Command::Logout { name } => {
-            let path = config::path().ok_or_else(|| anyhow!("no home directory: set BOSUN_CONFIG"))?;
+            let path = config::required_path()?;
             let mut cfg = config::Config::load(&path)?;
             let name = name.unwrap_or_else(|| cfg.current_context.clone());
             let ctx = cfg
@@ -1642,7 +1647,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Context { name } => {
-            let path = config::path().ok_or_else(|| anyhow!("no home directory: set BOSUN_CONFIG"))?;
+            let path = config::required_path()?;
             let mut cfg = config::Config::load(&path)?;
             if let Some(name) = name {
                 if cfg.context(Some(&name)).is_none() {

@@ -1,9 +1,10 @@
 //! Prometheus metrics of the control plane and its probe endpoints, served on a listener of
 //! their own (`--metrics-addr`, plain HTTP, read-only): `GET /metrics`, `GET /healthz`,
-//! `GET /readyz` (and, added by the caller, `grpc.health.v1.Health` over h2c). Counters are bumped where things happen (and exported at zero for every outcome
-//! they can take, so rates and alerts work before the first event); gauges describing the
-//! model (clusters, Applications by status, `app_info`, per-cluster connection) are computed
-//! from it at scrape time, so they can never drift.
+//! `GET /readyz` (and, added by the caller, `grpc.health.v1.Health` over h2c). Counters are
+//! bumped where things happen (and exported at zero for every outcome they can take, so rates
+//! and alerts work before the first event); gauges describing the model (clusters,
+//! Applications by status, `app_info`, per-cluster connection) are computed from it at scrape
+//! time, so they can never drift; the CA's expiry is set once at start.
 
 use std::sync::Arc;
 

@@ -221,28 +221,23 @@ fn covers(holder: &Value, wanted: &Value) -> bool {
     let url_matches = |held: &[String], want: &str| {
         held.iter().any(|h| h == want || h.strip_suffix('*').is_some_and(|prefix| want.starts_with(prefix)))
     };
-    let holder: Vec<&Value> = holder.as_array().into_iter().flatten().collect();
+    let held: Vec<&Value> = holder.as_array().into_iter().flatten().collect();
     wanted.as_array().into_iter().flatten().all(|rule| {
         let verbs = list(&rule["verbs"]);
         if let Some(urls) = rule["nonResourceURLs"].as_array().filter(|u| !u.is_empty()) {
             return urls.iter().filter_map(Value::as_str).all(|url| {
                 verbs.iter().all(|verb| {
-                    holder
-                        .iter()
+                    held.iter()
                         .any(|h| url_matches(&list(&h["nonResourceURLs"]), url) && matches(&list(&h["verbs"]), verb))
                 })
             });
         }
+        // Resource rules: each (group, resource, verb) the wanted rule names, matched as
+        // `allows` matches them (a holder's `*` or the same name; a wanted `*` only by `*`).
         list(&rule["apiGroups"]).iter().all(|group| {
-            list(&rule["resources"]).iter().all(|resource| {
-                verbs.iter().all(|verb| {
-                    holder.iter().any(|h| {
-                        matches(&list(&h["apiGroups"]), group)
-                            && matches(&list(&h["resources"]), resource)
-                            && matches(&list(&h["verbs"]), verb)
-                    })
-                })
-            })
+            list(&rule["resources"])
+                .iter()
+                .all(|resource| verbs.iter().all(|verb| allows(holder, group, resource, verb)))
         })
     })
 }

@@ -364,9 +364,8 @@ fn terraform_and_the_eks_overlays_deploy_the_same_objects() {
     for f in &overlay_flags {
         assert!(conditional.contains(f), "--{f} is set by the overlay but not by Terraform");
     }
-    let vars = &configs[&terraform_dir().join("modules/control-plane")];
     let default = |name: &str| {
-        let v = blocks(vars, "variable").find(|v| label(v) == name).unwrap_or_else(|| panic!("var.{name}"));
+        let v = blocks(module, "variable").find(|v| label(v) == name).unwrap_or_else(|| panic!("var.{name}"));
         attr(v, "default").unwrap().clone()
     };
     let cert_validity = default("cert_validity").to_string();
@@ -461,8 +460,7 @@ fn terraform_and_the_eks_overlays_deploy_the_same_objects() {
         .iter()
         .map(|a| a.as_str().unwrap()[2..].split('=').next().unwrap().to_string())
         .collect();
-    let tf_agent_text = std::fs::read_to_string(terraform_dir().join("modules/agent/main.tf")).unwrap();
-    assert_eq!(agent_flags, flags_in(&tf_agent_text), "the agent's flags");
+    assert_eq!(agent_flags, flags_in(&tf_agent), "the agent's flags");
     let agent_class = object(&agent, "StorageClass");
     assert_eq!(object(&agent, "PersistentVolumeClaim")["spec"]["storageClassName"], agent_class["metadata"]["name"]);
     assert!(tf_agent.contains(&format!("name=\"{}\"", agent_class["metadata"]["name"].as_str().unwrap())));

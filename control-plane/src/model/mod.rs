@@ -166,11 +166,14 @@ impl ControlPlane {
         settings: Settings,
     ) -> Result<(Arc<Self>, Option<String>)> {
         let render_slots = tokio::sync::Semaphore::new(settings.render_concurrency.max(1));
+        let metrics = crate::metrics::Metrics::default();
+        // The signing CA is fixed for the life of the process.
+        metrics.ca_expiry.set(pki.ca_not_after);
         let cp = Arc::new(Self {
             store,
             git,
             pki,
-            metrics: Default::default(),
+            metrics,
             secrets,
             settings,
             state: RwLock::new(State::default()),
@@ -432,7 +435,6 @@ impl ControlPlane {
         let st = self.state.read();
         let m = &self.metrics;
         let now = now();
-        m.ca_expiry.set(self.pki.ca_not_after);
         m.applications.clear();
         for s in st.statuses.values() {
             m.applications
