@@ -14,14 +14,37 @@ use serde_json::Value;
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Ports handed to servers the tests start are taken below Linux's ephemeral range
+/// (32768–60999): a port chosen there can be taken by any outgoing connection while a
+/// server is down for a restart, and the restart then fails with "address in use".
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port no listener holds, outside the ephemeral range, never handed out twice by this
+/// process (different test binaries start at different places in the range).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
-/// `n` distinct free ports (each held until all are chosen).
+/// `n` distinct free ports.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+    std::array::from_fn(|_| free_port())
+}
+
+/// The last `n` lines of a log, to show why a process stopped.
+pub fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Polls `f` until it returns `Some`, failing after `timeout`.
@@ -401,8 +424,9 @@ impl ControlPlane {
         if !started {
             assert!(
                 new_ports_allowed && self.starts < 4,
-                "the control plane exited at start; see {}",
-                self.log.display()
+                "the control plane exited at start; the end of {}:\n{}",
+                self.log.display(),
+                tail(&self.logs(), 40)
             );
             let [admin, agent, join, webhook, metrics] = free_ports();
             self.ports = Ports { admin, agent, join, webhook, metrics };
