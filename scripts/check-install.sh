@@ -18,7 +18,7 @@ hash -r
 checkov -d terraform --framework terraform --quiet --compact
 rendered="$(mktemp -d)"
 trap 'rm -rf "$rendered"' EXIT
-for k in k8s/base/* k8s/overlays/kind/* k8s/overlays/eks/* k8s/overlays/agent-namespaced; do
+for k in k8s/base/* k8s/overlays/kind/* k8s/overlays/eks/*; do
   kubectl kustomize "$k" >"$rendered/$(echo "$k" | tr / -).yaml"
 done
 checkov -d "$rendered" --framework kubernetes --quiet --compact

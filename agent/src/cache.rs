@@ -33,6 +33,56 @@ use bosun_process::AbortOnDrop;
 /// A kind as the cache knows it: group, version, kind.
 pub type Gvk = (String, String, String);
 
+/// One reflector: a kind, and the namespace it watches (`""`: all namespaces, or a
+/// cluster-scoped kind).
+type Slot = (Gvk, String);
+
+/// Where the agent may act: the whole cluster, or only some namespaces (a namespaced
+/// install, whose ServiceAccount has Roles there and nothing cluster-wide).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    #[default]
+    Cluster,
+    Namespaces(Vec<String>),
+}
+
+impl Scope {
+    /// The scope `--namespace` asks for: none given is the whole cluster.
+    pub fn of(namespaces: &[String]) -> Self {
+        let mut v: Vec<String> = namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+        v.sort();
+        v.dedup();
+        if v.is_empty() { Scope::Cluster } else { Scope::Namespaces(v) }
+    }
+
+    /// Why an object of a kind (namespaced or not) in `namespace` is outside the scope, if
+    /// it is.
+    pub fn refuses(&self, namespaced: bool, namespace: &str) -> Option<String> {
+        let Scope::Namespaces(allowed) = self else { return None };
+        let list = allowed.join(", ");
+        if !namespaced {
+            Some(format!(
+                "the agent manages only the namespaces {list} (--namespace) and cannot manage cluster-scoped kinds; apply it with a cluster-wide agent or from outside Bosun"
+            ))
+        } else if !allowed.iter().any(|a| a == namespace) {
+            Some(format!(
+                "namespace {namespace:?} is not one the agent manages ({list}, set by --namespace); add it there, with a Role for the agent"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The namespaces a kind's watches cover: one watch across the cluster (`""`), or one
+    /// per namespace of the scope.
+    fn watched(&self, namespaced: bool) -> Vec<String> {
+        match self {
+            Scope::Namespaces(v) if namespaced => v.clone(),
+            _ => vec![String::new()],
+        }
+    }
+}
+
 /// A resolved kind: its API resource and whether it is namespaced.
 #[derive(Debug, Clone)]
 pub struct Kind {
@@ -65,6 +115,8 @@ type OnChange = Arc<dyn Fn(Change) + Send + Sync>;
 
 struct KindCache {
     kind: Kind,
+    /// The namespace watched; empty for all.
+    namespace: String,
     store: Store<DynamicObject>,
     state: Arc<KindState>,
     /// The watch; aborted when the kind is no longer used.
@@ -104,7 +156,8 @@ enum Written {
 
 pub struct Cache {
     client: kube::Client,
-    kinds: Arc<Mutex<HashMap<Gvk, Arc<KindCache>>>>,
+    scope: Scope,
+    kinds: Arc<Mutex<HashMap<Slot, Arc<KindCache>>>>,
     /// ReplicaSets and Pods owned by something, while a managed kind can own them.
     owned: Mutex<Option<OwnedCache>>,
     users: Arc<Mutex<HashMap<String, HashSet<Gvk>>>>,
@@ -143,9 +196,10 @@ fn ref_of(o: &DynamicObject, ar: &ApiResource) -> ObjectRef {
 }
 
 impl Cache {
-    pub fn new(client: kube::Client, on_change: OnChange) -> Self {
+    pub fn new(client: kube::Client, scope: Scope, on_change: OnChange) -> Self {
         Self {
             client,
+            scope,
             kinds: Default::default(),
             owned: Default::default(),
             users: Default::default(),
@@ -165,12 +219,15 @@ impl Cache {
         let mut running = self.kinds.lock();
         let mut waiting = Vec::new();
         for k in kinds {
-            let kc = running.entry(k.gvk()).or_insert_with(|| self.start(k.clone()));
-            if !kc.state.ready.load(Ordering::Acquire) {
-                let what = format!("{}/{}", kc.kind.ar.api_version, kc.kind.ar.kind);
-                match kc.state.error.lock().as_ref() {
-                    Some(e) => waiting.push(format!("watching {what} fails: {e}")),
-                    None => waiting.push(format!("listing {what}")),
+            for namespace in self.scope.watched(k.namespaced) {
+                let kc =
+                    running.entry((k.gvk(), namespace.clone())).or_insert_with(|| self.start(k.clone(), namespace));
+                if !kc.state.ready.load(Ordering::Acquire) {
+                    let what = kc.describe();
+                    match kc.state.error.lock().as_ref() {
+                        Some(e) => waiting.push(format!("watching {what} fails: {e}")),
+                        None => waiting.push(format!("listing {what}")),
+                    }
                 }
             }
         }
@@ -195,7 +252,12 @@ impl Cache {
         let mut owned = self.owned.lock();
         match (wanted, owned.is_some()) {
             (true, false) => {
-                *owned = Some(OwnedCache::start(&self.client, Arc::downgrade(&self.kinds), self.on_change.clone()))
+                *owned = Some(OwnedCache::start(
+                    &self.client,
+                    &self.scope,
+                    Arc::downgrade(&self.kinds),
+                    self.on_change.clone(),
+                ))
             }
             (false, true) => {
                 debug!("no application manages a workload; the watches of ReplicaSets and Pods stop");
@@ -205,9 +267,9 @@ impl Cache {
         }
     }
 
-    fn stop_unused(users: &HashMap<String, HashSet<Gvk>>, running: &mut HashMap<Gvk, Arc<KindCache>>) {
+    fn stop_unused(users: &HashMap<String, HashSet<Gvk>>, running: &mut HashMap<Slot, Arc<KindCache>>) {
         let used: HashSet<&Gvk> = users.values().flatten().collect();
-        running.retain(|gvk, kc| {
+        running.retain(|(gvk, _), kc| {
             let keep = used.contains(gvk);
             if !keep {
                 debug!(kind = %kc.kind.ar.kind, version = %kc.kind.ar.version, "no application uses this kind; its watch stops");
@@ -219,33 +281,32 @@ impl Cache {
     /// Kinds whose watch has not completed its first list (as `apiVersion/Kind`).
     pub fn unsynced(&self) -> Vec<String> {
         let kinds = self.kinds.lock();
-        let mut v: Vec<String> = kinds
-            .values()
-            .filter(|kc| !kc.state.ready.load(Ordering::Acquire))
-            .map(|kc| format!("{}/{}", kc.kind.ar.api_version, kc.kind.ar.kind))
-            .collect();
+        let mut v: Vec<String> =
+            kinds.values().filter(|kc| !kc.state.ready.load(Ordering::Acquire)).map(|kc| kc.describe()).collect();
         v.sort();
         v
     }
 
     /// Kinds with a running reflector.
     pub fn running(&self) -> Vec<Gvk> {
-        let mut v: Vec<Gvk> = self.kinds.lock().keys().cloned().collect();
+        let mut v: Vec<Gvk> = self.kinds.lock().keys().map(|(gvk, _)| gvk.clone()).collect();
         v.sort();
+        v.dedup();
         v
     }
 
-    fn start(&self, kind: Kind) -> Arc<KindCache> {
-        debug!(kind = %kind.ar.kind, version = %kind.ar.version, "watching managed objects of a kind");
+    fn start(&self, kind: Kind, namespace: String) -> Arc<KindCache> {
+        debug!(kind = %kind.ar.kind, version = %kind.ar.version, namespace = %namespace, "watching managed objects of a kind");
         let writer = reflector::store::Writer::new(kind.ar.clone());
         let store = writer.as_reader();
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.ar);
+        let api: Api<DynamicObject> = scoped_api(&self.client, &kind.ar, &namespace);
         let stream = watcher::watcher(api, watcher::Config::default().labels(APP_LABEL)).default_backoff();
         let stream = reflector::reflector(writer, stream);
         let state = Arc::new(KindState::default());
         let on_change = self.on_change.clone();
         let overlay = self.overlay.clone();
         let ar = kind.ar.clone();
+        let watched = namespace.clone();
         let users = self.users_of_fn(kind.gvk());
         let st = state.clone();
         let reader = store.clone();
@@ -271,6 +332,7 @@ impl Cache {
                             // What was written before this list started is in it.
                             !(r.group == ar.group
                                 && r.kind == ar.kind
+                                && (watched.is_empty() || r.namespace == watched)
                                 && matches!(w, Written::Object { epoch, .. } if *epoch < listed))
                         });
                         on_change(Change::Listed { users: users() });
@@ -313,7 +375,7 @@ impl Cache {
                 }
             }
         });
-        Arc::new(KindCache { kind, store, state, _task: AbortOnDrop(task) })
+        Arc::new(KindCache { kind, namespace, store, state, _task: AbortOnDrop(task) })
     }
 
     /// A function listing the Applications that use a kind, for the kind's watch task
@@ -326,22 +388,25 @@ impl Cache {
         }
     }
 
-    fn kind_for(&self, group: &str, kind: &str, version: Option<&str>) -> Option<Arc<KindCache>> {
+    /// The reflector holding objects of a kind in `namespace` (at `version` when one runs
+    /// at it, else at the first version running).
+    fn kind_for(&self, group: &str, kind: &str, version: Option<&str>, namespace: &str) -> Option<Arc<KindCache>> {
         let kinds = self.kinds.lock();
-        if let Some(v) = version
-            && let Some(kc) = kinds.get(&(group.to_string(), v.to_string(), kind.to_string()))
-        {
-            return Some(kc.clone());
-        }
-        let mut matching: Vec<(&Gvk, &Arc<KindCache>)> =
-            kinds.iter().filter(|((g, _, k), _)| g == group && k == kind).collect();
+        let mut matching: Vec<(&Slot, &Arc<KindCache>)> = kinds
+            .iter()
+            .filter(|(((g, _, k), ns), _)| g == group && k == kind && (ns.is_empty() || ns == namespace))
+            .collect();
         matching.sort_by(|a, b| a.0.cmp(b.0));
-        matching.first().map(|(_, kc)| (*kc).clone())
+        matching
+            .iter()
+            .find(|(((_, v, _), _), _)| Some(v.as_str()) == version)
+            .or(matching.first())
+            .map(|(_, kc)| (*kc).clone())
     }
 
     /// The live object, as the cache (and the agent's latest writes) show it.
     pub fn get(&self, r: &ObjectRef, version: Option<&str>) -> Option<Arc<Value>> {
-        let kc = self.kind_for(&r.group, &r.kind, version);
+        let kc = self.kind_for(&r.group, &r.kind, version, &r.namespace);
         let cached = kc.as_ref().and_then(|kc| kc.store.get(&key(r, &kc.kind)).map(|o| kc.json_of(&o)));
         match self.overlay.lock().get(r) {
             None => cached,
@@ -367,7 +432,7 @@ impl Cache {
         value: &str,
         version: Option<&str>,
     ) -> Vec<Arc<Value>> {
-        let Some(kc) = self.kind_for(group, kind, version) else { return Vec::new() };
+        let Some(kc) = self.kind_for(group, kind, version, namespace) else { return Vec::new() };
         let mut out: BTreeMap<ObjectRef, Arc<Value>> = BTreeMap::new();
         for o in kc.store.state() {
             let r = ref_of(&o, &kc.kind.ar);
@@ -394,8 +459,10 @@ impl Cache {
     /// Records what a write returned (an apply, a create, a delete that is pending).
     pub fn wrote(&self, object: &Value) {
         let Some(r) = ObjectRef::of(object) else { return };
-        let epoch =
-            self.kind_for(&r.group, &r.kind, None).map(|kc| kc.state.epoch.load(Ordering::Acquire)).unwrap_or(0);
+        let epoch = self
+            .kind_for(&r.group, &r.kind, None, &r.namespace)
+            .map(|kc| kc.state.epoch.load(Ordering::Acquire))
+            .unwrap_or(0);
         let (rv, rv_text) = rv_of(object);
         self.overlay.lock().insert(r, Written::Object { object: Arc::new(object.clone()), rv, rv_text, epoch });
     }
@@ -407,6 +474,12 @@ impl Cache {
 }
 
 impl KindCache {
+    /// `apiVersion/Kind`, with the namespace when the watch covers one.
+    fn describe(&self) -> String {
+        let what = format!("{}/{}", self.kind.ar.api_version, self.kind.ar.kind);
+        if self.namespace.is_empty() { what } else { format!("{what} in {}", self.namespace) }
+    }
+
     /// The object as JSON, converted once per resourceVersion.
     fn json_of(&self, o: &DynamicObject) -> Arc<Value> {
         let uid = o.metadata.uid.as_deref().unwrap_or_default();
@@ -476,24 +549,28 @@ fn strip(o: &mut DynamicObject) {
 impl OwnedCache {
     fn start(
         client: &kube::Client,
-        kinds: std::sync::Weak<Mutex<HashMap<Gvk, Arc<KindCache>>>>,
+        scope: &Scope,
+        kinds: std::sync::Weak<Mutex<HashMap<Slot, Arc<KindCache>>>>,
         on_change: OnChange,
     ) -> Self {
         debug!("watching ReplicaSets and Pods owned by managed workloads");
         let generation = Arc::new(AtomicU64::new(0));
         let mut stores = Vec::new();
         let mut tasks = Vec::new();
-        let rs_store: Arc<Mutex<Option<Store<DynamicObject>>>> = Default::default();
-        for (group, version, kind) in OWNED_KINDS {
+        // ReplicaSets by the namespace their watch covers ("" for all).
+        let rs_stores: Arc<Mutex<HashMap<String, Store<DynamicObject>>>> = Default::default();
+        let watches =
+            OWNED_KINDS.iter().flat_map(|k| scope.watched(true).into_iter().map(move |namespace| (*k, namespace)));
+        for ((group, version, kind), watched) in watches {
             let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
             let plural = format!("{}s", kind.to_lowercase());
             let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
             let writer = reflector::store::Writer::new(ar.clone());
             let store = writer.as_reader();
             if kind == "ReplicaSet" {
-                *rs_store.lock() = Some(store.clone());
+                rs_stores.lock().insert(watched.clone(), store.clone());
             }
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            let api: Api<DynamicObject> = scoped_api(client, &ar, &watched);
             // Small list pages: the first list of a big cluster's Pods is never whole in memory.
             let stream = watcher::watcher(api, watcher::Config::default().page_size(100))
                 .default_backoff()
@@ -509,7 +586,7 @@ impl OwnedCache {
             let generation = generation.clone();
             let kinds = kinds.clone();
             let on_change = on_change.clone();
-            let rs_store = rs_store.clone();
+            let rs_stores = rs_stores.clone();
             let task = tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 while let Some(event) = stream.next().await {
@@ -532,7 +609,8 @@ impl OwnedCache {
                     let namespace = o.metadata.namespace.clone().unwrap_or_default();
                     let rs_owner;
                     if owner_kind == "ReplicaSet" {
-                        let rs = rs_store.lock().as_ref().and_then(|s| {
+                        let stores = rs_stores.lock();
+                        let rs = stores.get(&namespace).or_else(|| stores.get("")).and_then(|s| {
                             s.get(
                                 &KubeRef::new_with(
                                     owner_name,
@@ -544,6 +622,7 @@ impl OwnedCache {
                                 .within(&namespace),
                             )
                         });
+                        drop(stores);
                         let Some(rs) = rs else { continue };
                         let Some((k, n, _)) = controller_of(&rs.metadata) else { continue };
                         rs_owner = (k.to_string(), n.to_string());
@@ -553,7 +632,10 @@ impl OwnedCache {
                     let Some(kinds) = kinds.upgrade() else { return };
                     let label = {
                         let kinds = kinds.lock();
-                        kinds.iter().filter(|((g, _, k), _)| g == group && k == owner_kind).find_map(|(_, kc)| {
+                        let of_owner = |(((g, _, k), ns), _): &(&Slot, &Arc<KindCache>)| {
+                            g == group && k == owner_kind && (ns.is_empty() || *ns == namespace)
+                        };
+                        kinds.iter().filter(of_owner).find_map(|(_, kc)| {
                             let r = ObjectRef {
                                 group: group.into(),
                                 kind: owner_kind.into(),
@@ -609,6 +691,15 @@ impl bosun_core::tree::Owned for Cache {
     }
 }
 
+/// The API of a kind across the cluster (`namespace` empty) or in one namespace.
+fn scoped_api(client: &kube::Client, ar: &ApiResource, namespace: &str) -> Api<DynamicObject> {
+    if namespace.is_empty() {
+        Api::all_with(client.clone(), ar)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, ar)
+    }
+}
+
 fn key(r: &ObjectRef, kind: &Kind) -> KubeRef<DynamicObject> {
     let k = KubeRef::new_with(&r.name, kind.ar.clone());
     if kind.namespaced { k.within(&r.namespace) } else { k }
@@ -635,5 +726,30 @@ impl Live for View<'_> {
 
     fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Arc<Value>> {
         self.cache.labeled(group, kind, namespace, label, value, self.version(group, kind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespaced_scope_refuses_what_its_roles_cannot_reach() {
+        let scope = Scope::of(&["team-b".into(), " apps".into(), "apps".into(), String::new()]);
+        assert_eq!(scope, Scope::Namespaces(vec!["apps".into(), "team-b".into()]));
+        for (namespaced, namespace, refused) in
+            [(true, "apps", false), (true, "team-b", false), (true, "default", true), (false, "", true)]
+        {
+            assert_eq!(scope.refuses(namespaced, namespace).is_some(), refused, "{namespaced} {namespace}");
+        }
+        assert!(scope.refuses(false, "").unwrap().contains("cluster-scoped"));
+        assert!(scope.refuses(true, "default").unwrap().contains("\"default\""));
+        assert_eq!(scope.watched(true), vec!["apps".to_string(), "team-b".to_string()]);
+        assert_eq!(scope.watched(false), vec![String::new()], "cluster-scoped kinds are never watched per namespace");
+
+        let cluster = Scope::of(&[]);
+        assert_eq!(cluster, Scope::Cluster);
+        assert!(cluster.refuses(false, "").is_none() && cluster.refuses(true, "anything").is_none());
+        assert_eq!(cluster.watched(true), vec![String::new()]);
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::cache::{Cache, Change, Gvk, Kind, View};
+use crate::cache::{Cache, Change, Gvk, Kind, Scope, View};
 use crate::kube::{ClusterApi, KubeError};
 use crate::queue::Queue;
 use crate::state::{Assigned, DesiredState, StateDir};
@@ -169,6 +169,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Writes in flight per Application (within one install rank).
     pub writes: usize,
+    /// The whole cluster, or the namespaces the agent may manage.
+    pub scope: Scope,
 }
 
 struct Controller {
@@ -219,6 +221,7 @@ pub async fn run(
     let weak = Arc::downgrade(&shared);
     let cache = Arc::new(Cache::new(
         cluster.client().clone(),
+        settings.scope.clone(),
         Arc::new(move |c| {
             if let Some(s) = weak.upgrade() {
                 s.on_change(c);
@@ -438,6 +441,14 @@ impl Controller {
             let empty_ns = o["metadata"]["namespace"].as_str().is_none_or(str::is_empty);
             match self.cluster.resolve(&o).await {
                 Ok((ar, namespaced)) => {
+                    let namespace =
+                        if empty_ns { default_ns } else { o["metadata"]["namespace"].as_str().unwrap_or_default() };
+                    if let Some(why) = self.settings.scope.refuses(namespaced, namespace) {
+                        let what =
+                            ObjectRef::of(&o).map(|r| r.to_string()).unwrap_or_else(|| format!("object {}", i + 1));
+                        out.errors.push(format!("{what} was skipped: {why}"));
+                        continue;
+                    }
                     if !namespaced {
                         if let Some(m) = o["metadata"].as_object_mut() {
                             m.remove("namespace");
@@ -486,7 +497,9 @@ impl Controller {
         kinds: &mut Vec<Kind>,
     ) {
         for r in refs {
-            if let Ok((ar, namespaced)) = self.cluster.resolve_ref(r).await {
+            if let Ok((ar, namespaced)) = self.cluster.resolve_ref(r).await
+                && self.settings.scope.refuses(namespaced, &r.namespace).is_none()
+            {
                 let kind = Kind { ar, namespaced };
                 if seen.insert(kind.gvk()) {
                     kinds.push(kind);

@@ -59,6 +59,12 @@ pub struct Config {
     /// Kubeconfig of the cluster to manage (default: in-cluster or $KUBECONFIG).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Manage only these namespaces (repeat the flag or separate with commas): the namespaced
+    /// install, whose ServiceAccount has Roles in them and nothing cluster-wide. The agent
+    /// watches only there; an object elsewhere, or of a cluster-scoped kind, fails its
+    /// Application with an error naming it. Default: the whole cluster.
+    #[arg(long = "namespace", env = "BOSUN_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// Field manager name for server-side apply.
     #[arg(long, default_value = "bosun-agent")]
     pub field_manager: String,
@@ -190,6 +196,7 @@ pub async fn serve_with(
         resync: cfg.resync_interval,
         concurrency: cfg.concurrency.into(),
         writes: 8,
+        scope: cache::Scope::of(&cfg.namespaces),
     };
     let mut reconciler = AbortOnDrop(tokio::spawn(controller::run(shared.clone(), cluster, settings, observed)));
     let facts = facts(&client).await;

@@ -44,6 +44,12 @@ pub struct FaultSettings {
     /// Images whose workloads fail (in addition to the built-in trigger, see `image_fails`).
     #[serde(default)]
     pub failing_images: Vec<String>,
+    /// Answer as for a client whose only permissions are Roles in these namespaces (a
+    /// namespaced install): requests outside them (cluster-scoped resources, lists and
+    /// watches across all namespaces, other namespaces) are Forbidden. Discovery stays open,
+    /// as `system:discovery` grants it to every authenticated client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces_only: Option<Vec<String>>,
 }
 
 /// What open watch streams are told to do.
@@ -96,6 +102,37 @@ impl Faults {
 
     pub fn add_failing_image(&self, image: &str) {
         self.settings.lock().0.failing_images.push(image.to_string());
+    }
+
+    /// Restricts every client to these namespaces (see [`FaultSettings::namespaces_only`]).
+    pub fn set_namespaces_only(&self, namespaces: &[&str]) {
+        self.settings.lock().0.namespaces_only = Some(namespaces.iter().map(|n| n.to_string()).collect());
+    }
+
+    /// Refuses a request outside the namespaces clients are restricted to, with the API
+    /// server's wording.
+    pub fn check_scope(
+        &self,
+        verb: &str,
+        group: &str,
+        plural: &str,
+        namespaced: bool,
+        namespace: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let s = self.settings.lock();
+        let Some(allowed) = &s.0.namespaces_only else { return Ok(()) };
+        let within = namespaced && namespace.is_some_and(|n| allowed.iter().any(|a| a == n));
+        if within {
+            return Ok(());
+        }
+        let resource = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let scope = match namespace {
+            Some(n) => format!("in the namespace \"{n}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        Err(ApiError::forbidden(format!(
+            "{resource} is forbidden: User \"system:serviceaccount:kube-sim:client\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}"
+        )))
     }
 
     pub fn image_fails(&self, image: &str) -> bool {
@@ -209,6 +246,27 @@ pub fn image_fails(image: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_restriction_refuses_what_roles_would_not_grant() {
+        let f = Faults::default();
+        assert!(f.check_scope("list", "", "configmaps", true, None).is_ok(), "unrestricted by default");
+        f.set_namespaces_only(&["apps"]);
+        for (verb, group, plural, namespaced, ns, allowed) in [
+            ("watch", "", "configmaps", true, Some("apps"), true),
+            ("patch", "apps", "deployments", true, Some("apps"), true),
+            ("watch", "", "configmaps", true, None, false),
+            ("get", "", "configmaps", true, Some("other"), false),
+            ("patch", "rbac.authorization.k8s.io", "clusterroles", false, None, false),
+        ] {
+            let got = f.check_scope(verb, group, plural, namespaced, ns);
+            assert_eq!(got.is_ok(), allowed, "{verb} {group}/{plural} in {ns:?}");
+            if let Err(e) = got {
+                assert_eq!(e.code, 403);
+                assert!(e.message.contains(plural) && e.message.contains(verb), "{}", e.message);
+            }
+        }
+    }
 
     #[test]
     fn failure_trigger() {

@@ -275,6 +275,9 @@ async fn resource(
     if rp.namespace.is_some() && !rt.namespaced {
         return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
+    if let Err(e) = st.faults.check_scope(verb, &rp.group, &rp.plural, rt.namespaced, rp.namespace.as_deref()) {
+        return error_response(&e);
+    }
     if verb == "watch" {
         return watch(st, rt, rp, q, format_of(headers));
     }

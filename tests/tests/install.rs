@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use common::*;
 use serde_json::Value;
 
-const KUSTOMIZATIONS: [&str; 9] = [
+const KUSTOMIZATIONS: [&str; 10] = [
     "base/control-plane",
     "base/agent",
     "overlays/kind/control-plane",
@@ -22,7 +22,8 @@ const KUSTOMIZATIONS: [&str; 9] = [
     "overlays/eks/control-plane",
     "overlays/eks/control-plane-replicated",
     "overlays/eks/agent",
-    "overlays/agent-namespaced",
+    "overlays/kind/agent-namespaced",
+    "overlays/eks/agent-namespaced",
 ];
 
 fn repo_root() -> PathBuf {
@@ -79,7 +80,7 @@ async fn every_kustomization_renders_validates_and_applies() {
             }
         }
         let cluster = Cluster::start(tmp.path(), &dir.replace('/', "-")).await;
-        if dir == "overlays/agent-namespaced" {
+        if dir.ends_with("agent-namespaced") {
             // The namespaces granted to the agent exist before the Roles in them.
             let ns =
                 kubectl_apply(cluster.sim.url(), "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n", &[]);
@@ -193,19 +194,54 @@ fn the_agent_rbac_covers_what_it_does() {
     assert_eq!(binding["subjects"][0]["namespace"], sa["metadata"]["namespace"]);
     assert_eq!(find(&objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"], sa["metadata"]["name"]);
 
-    // Namespaced variant: read everywhere (watches, health), write only where granted.
-    let (_, objects) = render("overlays/agent-namespaced");
-    let cluster_rules = &find(&objects, "ClusterRole")["rules"];
-    let ns_rules = &find(&objects, "Role")["rules"];
-    for (group, resource) in AGENT_USES {
-        for verb in ["get", "list", "watch"] {
-            assert!(allows(cluster_rules, group, resource, verb));
+    // Namespaced variants: Roles only, in exactly the namespaces the agent is told to manage.
+    for dir in ["overlays/kind/agent-namespaced", "overlays/eks/agent-namespaced"] {
+        let (_, objects) = render(dir);
+        let namespaces = namespaced_grants(&objects, dir);
+        assert_eq!(namespaces, ["apps"], "{dir}");
+        let ns_rules = &find(&objects, "Role")["rules"];
+        for (group, resource) in AGENT_USES {
+            for verb in AGENT_VERBS {
+                assert!(allows(ns_rules, group, resource, verb), "{dir}: {verb} {group}/{resource}");
+            }
         }
-        for verb in AGENT_VERBS {
-            assert!(allows(ns_rules, group, resource, verb), "namespaced: {verb} {group}/{resource}");
-        }
-        assert!(!allows(cluster_rules, group, resource, "patch"), "no cluster-wide writes");
     }
+}
+
+/// For a namespaced agent: no cluster-wide RBAC at all, and each `--namespace` of the agent
+/// has a Role bound to its ServiceAccount in that namespace (and no Role elsewhere). The
+/// namespaces, sorted.
+fn namespaced_grants(objects: &[Value], dir: &str) -> Vec<String> {
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding"),
+        "{dir}: nothing cluster-wide"
+    );
+    let sa = find(objects, "ServiceAccount");
+    let mut flagged: Vec<String> = args_of(&container(objects, "Deployment"))
+        .iter()
+        .filter_map(|a| a.strip_prefix("--namespace=").map(str::to_string))
+        .collect();
+    flagged.sort();
+    let namespace_of = |o: &Value| o["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+    let mut bound: Vec<String> = objects
+        .iter()
+        .filter(|b| b["kind"] == "RoleBinding")
+        .filter(|b| {
+            b["subjects"].as_array().into_iter().flatten().any(|s| {
+                s["kind"] == "ServiceAccount"
+                    && s["name"] == sa["metadata"]["name"]
+                    && s["namespace"] == sa["metadata"]["namespace"]
+            }) && objects.iter().any(|r| {
+                r["kind"] == "Role"
+                    && r["metadata"]["name"] == b["roleRef"]["name"]
+                    && namespace_of(r) == namespace_of(b)
+            })
+        })
+        .map(namespace_of)
+        .collect();
+    bound.sort();
+    assert_eq!(flagged, bound, "{dir}: the agent's --namespace flags and its Roles agree");
+    flagged
 }
 
 /// Kubernetes' escalation check (RBAC's `ConfirmNoEscalation`): a subject may create or
@@ -263,21 +299,23 @@ fn the_agent_passes_the_escalation_check_for_what_git_may_declare() {
     assert!(!covers(&listed, &cluster_admin) && !covers(&listed, &grant_all_in_namespace));
     assert!(covers(&listed, &serde_json::json!([{"nonResourceURLs": ["/apis/apps"], "verbs": ["get"]}])));
 
-    let (_, objects) = render("overlays/agent-namespaced");
-    let cluster_rules = &find(&objects, "ClusterRole")["rules"];
+    // Namespaced: Roles granting `*` in its namespaces, so Git's RBAC there passes; nothing
+    // cluster-wide, so cluster-admin can never be bound.
+    let (_, objects) = render("overlays/kind/agent-namespaced");
+    namespaced_grants(&objects, "overlays/kind/agent-namespaced");
     let ns_rules = &find(&objects, "Role")["rules"];
     assert!(covers(ns_rules, &grant_all_in_namespace), "namespaced: Roles granting * in its namespaces");
-    assert!(!covers(cluster_rules, &grant_all_in_namespace), "namespaced: no cluster-wide writes");
-    assert!(!covers(cluster_rules, &cluster_admin));
 
-    // Terraform's agent module grants the same: every verb cluster-wide unless namespaced.
+    // Terraform's agent module grants the same: every verb cluster-wide, or Roles only.
     let tf = std::fs::read_to_string(repo_root().join("terraform/modules/agent/main.tf")).unwrap();
-    assert!(tf.contains("all_verbs  = [\"*\"]") || tf.contains("all_verbs = [\"*\"]"), "terraform: all verbs");
+    let all_verbs = tf.contains("all_verbs  = [\"*\"]") || tf.contains("all_verbs = [\"*\"]");
+    assert!(all_verbs && tf.contains("verbs      = local.all_verbs"), "terraform: all verbs");
+    assert!(tf.contains("non_resource_urls = [\"*\"]"), "terraform: URLs");
+    assert_eq!(tf.matches("count = local.namespaced ? 0 : 1").count(), 2, "terraform: no ClusterRole when namespaced");
     assert!(
-        tf.contains("verbs      = local.namespaced ? local.read_verbs : local.all_verbs"),
-        "terraform: cluster-wide"
+        tf.contains("[for n in var.namespaces : \"--namespace=${n}\"]"),
+        "terraform: the agent told its namespaces"
     );
-    assert!(tf.contains(": [\"*\"]") && tf.contains("non_resource_urls = local.namespaced ?"), "terraform: URLs");
 }
 
 fn container(objects: &[Value], kind: &str) -> Value {

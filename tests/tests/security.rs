@@ -630,3 +630,71 @@ async fn the_ca_rotates_with_an_overlap() {
     })
     .await;
 }
+
+/// A namespaced install: the cluster answers as it does to a ServiceAccount whose only
+/// permission is a Role in `apps` (everything cluster-wide is Forbidden). The agent, told
+/// `--namespace=apps`, watches only there: what Git puts in `apps` is applied and healed; a
+/// ClusterRole and an object in another namespace fail their Application with errors naming
+/// them, while that Application's objects in `apps` and the other Application are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespaced_agent_manages_its_namespaces_and_names_what_it_cannot() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cm = |name: &str, ns: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n  v: \"1\"\n")
+    };
+    let repo = GitRepo::new(root);
+    repo.write("inside/cm.yaml", &cm("inside", "apps"));
+    repo.write("mixed/cm.yaml", &cm("mixed", "apps"));
+    repo.write("mixed/elsewhere.yaml", &cm("elsewhere", "other"));
+    repo.write(
+        "mixed/role.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: mixed-reader\nrules: []\n",
+    );
+    let rev = repo.commit("one namespace");
+    repo.ready().await;
+    let cp = ControlPlane::start(root).await;
+    let c1 = Cluster::start(root, "c1").await;
+    let client = c1.client().await;
+    for ns in ["apps", "other"] {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        kube::Api::<Namespace>::all(client.clone()).create(&Default::default(), &ns).await.unwrap();
+    }
+    c1.sim.faults().set_namespaces_only(&["apps"]);
+    let _agent = Agent::start_with_flags(root, &cp, &c1, &cp.add_cluster("c1"), &["--namespace=apps".into()]);
+    for app in ["inside", "mixed"] {
+        cp.bosun_ok(&[
+            "app",
+            "create",
+            app,
+            "--repo",
+            &repo.url,
+            "--path",
+            app,
+            "--cluster",
+            "c1",
+            "--auto-sync",
+            "--self-heal",
+        ]);
+    }
+    cp.wait_synced("inside", &rev).await;
+    let message = eventually("mixed names what it cannot manage", WAIT, || async {
+        let c = cp.app_json("mixed")["status"]["clusters"][0].clone();
+        let m = c["message"].as_str().unwrap_or_default().to_string();
+        (m.contains("mixed-reader") && m.contains("elsewhere")).then_some((c["sync"].clone(), m))
+    })
+    .await;
+    assert_eq!(message.0, "OutOfSync", "{}", message.1);
+    assert!(message.1.contains("cluster-scoped") && message.1.contains("\"other\""), "{}", message.1);
+    assert!(message.1.contains("--namespace"), "says how to change it: {}", message.1);
+
+    // The rest is applied, and healed through the namespaced watch.
+    let apps: kube::Api<ConfigMap> = kube::Api::namespaced(client, "apps");
+    eventually("mixed's ConfigMap in apps applied", WAIT, || async { apps.get_opt("mixed").await.unwrap() }).await;
+    apps.delete("inside", &Default::default()).await.unwrap();
+    eventually("inside healed", WAIT, || async { apps.get_opt("inside").await.unwrap() }).await;
+    // Every watch it opened was allowed (a Forbidden one would be retried and logged).
+    let logs = _agent.logs();
+    assert!(!logs.contains("failed; retrying"), "the agent watched outside apps: {logs}");
+}

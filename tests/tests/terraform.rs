@@ -450,17 +450,23 @@ fn terraform_and_the_eks_overlays_deploy_the_same_objects() {
     };
     same_class(class, &tf);
 
-    // The agent: its arguments, and a state volume on a class of its own that exists.
+    // The agent: its arguments (--namespace only in the namespaced variants of both), and a
+    // state volume on a class of its own that exists.
     let agent = render("overlays/eks/agent");
     let tf_agent = squeezed("modules/agent/main.tf");
-    let agent_container = &object(&agent, "Deployment")["spec"]["template"]["spec"]["containers"][0];
-    let agent_flags: BTreeSet<String> = agent_container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap()[2..].split('=').next().unwrap().to_string())
-        .collect();
-    assert_eq!(agent_flags, flags_in(&tf_agent), "the agent's flags");
+    let flags_of = |objects: &[serde_json::Value]| -> BTreeSet<String> {
+        object(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap()[2..].split('=').next().unwrap().to_string())
+            .collect()
+    };
+    let mut tf_flags = flags_in(&tf_agent);
+    assert!(tf_flags.remove("namespace"), "terraform's agent takes --namespace when namespaced");
+    assert_eq!(flags_of(&agent), tf_flags, "the agent's flags");
+    tf_flags.insert("namespace".into());
+    assert_eq!(flags_of(&render("overlays/eks/agent-namespaced")), tf_flags, "the namespaced agent's flags");
     let agent_class = object(&agent, "StorageClass");
     assert_eq!(object(&agent, "PersistentVolumeClaim")["spec"]["storageClassName"], agent_class["metadata"]["name"]);
     assert!(tf_agent.contains(&format!("name=\"{}\"", agent_class["metadata"]["name"].as_str().unwrap())));

@@ -1,7 +1,8 @@
 # A Bosun agent in one cluster: it dials out to the control plane, so nothing here opens a
 # port. Cluster-wide it is cluster-admin in effect, as Argo CD's application controller (see
 # k8s/base/agent/clusterrole.yaml for why anything narrower fails Kubernetes' escalation check);
-# with write_namespaces it may read everywhere and write only in those namespaces.
+# with `namespaces` it is a namespaced install, as k8s/components/namespaced: a Role in each of
+# those namespaces, nothing cluster-wide, and the agent told to watch and manage only there.
 
 locals {
   labels = {
@@ -9,8 +10,7 @@ locals {
     "app.kubernetes.io/part-of" = "bosun"
   }
   all_verbs  = ["*"]
-  read_verbs = ["get", "list", "watch"]
-  namespaced = length(var.write_namespaces) > 0
+  namespaced = length(var.namespaces) > 0
 }
 
 resource "kubernetes_namespace_v1" "this" {
@@ -29,11 +29,12 @@ resource "kubernetes_service_account_v1" "this" {
 }
 
 resource "kubernetes_cluster_role_v1" "this" {
+  count = local.namespaced ? 0 : 1
   metadata {
     name   = "bosun-agent"
     labels = local.labels
   }
-  # checkov:skip=CKV_K8S_49: a GitOps agent applies whatever kinds the repositories hold (as Argo CD's controller does); narrow it with write_namespaces
+  # checkov:skip=CKV_K8S_49: a GitOps agent applies whatever kinds the repositories hold (as Argo CD's controller does); narrow it with var.namespaces
   # checkov:skip=CKV_K8S_155: same reason — it must be able to apply RBAC objects that Git declares
   # checkov:skip=CKV_K8S_156: same reason
   # checkov:skip=CKV_K8S_157: same reason
@@ -41,15 +42,16 @@ resource "kubernetes_cluster_role_v1" "this" {
   rule {
     api_groups = ["*"]
     resources  = ["*"]
-    verbs      = local.namespaced ? local.read_verbs : local.all_verbs
+    verbs      = local.all_verbs
   }
   rule {
-    non_resource_urls = local.namespaced ? ["/version", "/api", "/api/*", "/apis", "/apis/*"] : ["*"]
-    verbs             = local.namespaced ? ["get"] : local.all_verbs
+    non_resource_urls = ["*"]
+    verbs             = local.all_verbs
   }
 }
 
 resource "kubernetes_cluster_role_binding_v1" "this" {
+  count = local.namespaced ? 0 : 1
   metadata {
     name   = "bosun-agent"
     labels = local.labels
@@ -57,7 +59,7 @@ resource "kubernetes_cluster_role_binding_v1" "this" {
   role_ref {
     api_group = "rbac.authorization.k8s.io"
     kind      = "ClusterRole"
-    name      = kubernetes_cluster_role_v1.this.metadata[0].name
+    name      = kubernetes_cluster_role_v1.this[0].metadata[0].name
   }
   subject {
     kind      = "ServiceAccount"
@@ -67,13 +69,13 @@ resource "kubernetes_cluster_role_binding_v1" "this" {
 }
 
 resource "kubernetes_role_v1" "write" {
-  for_each = toset(var.write_namespaces)
+  for_each = toset(var.namespaces)
   metadata {
     name      = "bosun-agent-write"
     namespace = each.value
     labels    = local.labels
   }
-  # checkov:skip=CKV_K8S_49: write access confined to this namespace is the narrow variant
+  # checkov:skip=CKV_K8S_49: every verb in this namespace only, so that Roles and RoleBindings Git declares here pass the escalation check
   rule {
     api_groups = ["*"]
     resources  = ["*"]
@@ -82,7 +84,7 @@ resource "kubernetes_role_v1" "write" {
 }
 
 resource "kubernetes_role_binding_v1" "write" {
-  for_each = toset(var.write_namespaces)
+  for_each = toset(var.namespaces)
   metadata {
     name      = "bosun-agent-write"
     namespace = each.value
@@ -184,7 +186,7 @@ resource "kubernetes_deployment_v1" "this" {
           # checkov:skip=CKV_K8S_14: var.image is validated to be pinned (not :latest); checkov cannot resolve variables
           # checkov:skip=CKV_K8S_43: a digest is accepted in var.image; tags are allowed for readability
           # checkov:skip=CKV_K8S_15: IfNotPresent with pinned images avoids a registry dependency at every restart
-          args = [
+          args = concat([
             "--control-plane=https://${var.control_plane_host}:7444",
             "--join-url=https://${var.control_plane_host}:7445",
             "--ca-file=/etc/bosun/join/ca.pem",
@@ -192,7 +194,7 @@ resource "kubernetes_deployment_v1" "this" {
             "--state-dir=/var/lib/bosun-agent",
             "--log-format=json",
             "--http-addr=0.0.0.0:8080",
-          ]
+          ], [for n in var.namespaces : "--namespace=${n}"])
           port {
             name           = "http"
             container_port = 8080

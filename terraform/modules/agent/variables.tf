@@ -47,8 +47,8 @@ variable "namespace" {
   default     = "bosun-agent"
 }
 
-variable "write_namespaces" {
-  description = "Empty: the agent may change any object in the cluster (ClusterRole). Otherwise only objects in these namespaces (Roles), with cluster-wide read."
+variable "namespaces" {
+  description = "Empty: the agent manages the whole cluster (a ClusterRole with every verb, as Argo CD's controller). Otherwise a namespaced install: it watches and manages only these namespaces (a Role in each, no cluster-wide permission); cluster-scoped objects in Git fail their Application."
   type        = list(string)
   default     = []
 }
