@@ -204,6 +204,30 @@ pub struct Joiner {
     pub url: String,
     pub token: TokenSource,
     pub ca_file: Option<PathBuf>,
+    /// The cluster to register with a registration token (none with a join token, which
+    /// names its cluster).
+    pub cluster_name: ClusterName,
+}
+
+/// Where the name to register under comes from: a flag, or a file read at each join (a key
+/// of the mounted join Secret; a missing file means no name).
+#[derive(Debug, Clone)]
+pub enum ClusterName {
+    Value(String),
+    File(PathBuf),
+}
+
+impl ClusterName {
+    pub async fn read(&self) -> anyhow::Result<String> {
+        match self {
+            ClusterName::Value(v) => Ok(v.trim().to_string()),
+            ClusterName::File(f) => match tokio::fs::read_to_string(f).await {
+                Ok(s) => Ok(s.trim().to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+                Err(e) => Err(e).with_context(|| format!("reading the cluster name {}", f.display())),
+            },
+        }
+    }
 }
 
 impl Joiner {
@@ -212,6 +236,16 @@ impl Joiner {
         let Some(token) = self.token.read().await? else { return Ok(None) };
         let used = current.is_some_and(|c| c.joined_with == token_digest(&token));
         Ok((!used).then_some(token))
+    }
+
+    /// The token to join again with once the control plane refused the certificate: one not
+    /// used yet, or a registration token (reusable by design, `brt_`), which re-registers
+    /// this cluster if the control plane still allows it (the certificate lapsed, say).
+    async fn token_to_rejoin(&self, current: &Credentials) -> anyhow::Result<Option<String>> {
+        if let Some(t) = self.fresh_token(Some(current)).await? {
+            return Ok(Some(t));
+        }
+        Ok(self.token.read().await?.filter(|t| t.starts_with("brt_")))
     }
 
     /// Joins with a single-use token: generates a key, sends a CSR, stores the identity.
@@ -225,6 +259,7 @@ impl Joiner {
             Some(f) => tokio::fs::read_to_string(f).await.with_context(|| format!("reading {}", f.display()))?,
             None => fallback_ca.ok_or(JoinError::NoCa)?.to_string(),
         };
+        let cluster = self.cluster_name.read().await?;
         let (key, csr) = new_csr()?;
         let channel = Channel::from_shared(self.url.clone())
             .context("the join URL")?
@@ -239,6 +274,7 @@ impl Joiner {
                 token: token.to_string(),
                 csr_pem: csr,
                 agent_version: env!("CARGO_PKG_VERSION").into(),
+                cluster,
             })
             .await
             .map_err(|s| JoinError::Refused(s.message().to_string()))?
@@ -296,7 +332,7 @@ impl IdentityManager {
     /// has not used is available. Returns whether a new identity was obtained.
     pub async fn rejoin(&self, why: &str) -> bool {
         let current = self.current();
-        let token = match self.joiner.fresh_token(Some(&current)).await {
+        let token = match self.joiner.token_to_rejoin(&current).await {
             Ok(Some(t)) => t,
             Ok(None) => {
                 warn!(cluster = %current.cluster, reason = why,
@@ -408,6 +444,19 @@ impl IdentityManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_cluster_name_file_is_read_at_each_join_and_may_be_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cluster-name");
+        let name = ClusterName::File(f.clone());
+        assert_eq!(name.read().await.unwrap(), "", "no key in the Secret: no name");
+        std::fs::write(&f, "spoke-1\n").unwrap();
+        assert_eq!(name.read().await.unwrap(), "spoke-1");
+        std::fs::write(&f, "spoke-2").unwrap();
+        assert_eq!(name.read().await.unwrap(), "spoke-2", "an updated Secret is seen");
+        assert_eq!(ClusterName::Value(" c1 ".into()).read().await.unwrap(), "c1");
+    }
 
     fn self_signed() -> (String, String) {
         let key = KeyPair::generate().unwrap();

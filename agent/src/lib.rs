@@ -43,13 +43,23 @@ pub struct Config {
     /// Join endpoint of the control plane (used once, with --join-token).
     #[arg(long, env = "BOSUN_JOIN_URL", default_value = "https://127.0.0.1:7445")]
     pub join_url: String,
-    /// Single-use join token from `bosun cluster add NAME` (only needed the first time).
+    /// Join token: single-use from `bosun cluster add NAME`, or a registration token from
+    /// `bosun cluster registration-token create` (reusable; give --cluster-name too). Only
+    /// needed until the agent has joined.
     #[arg(long, env = "BOSUN_JOIN_TOKEN", default_value = "", hide_env_values = true)]
     pub join_token: String,
     /// File holding the join token (a mounted Secret); preferred over --join-token, which
     /// shows in the process list and environment.
     #[arg(long, env = "BOSUN_JOIN_TOKEN_FILE", conflicts_with = "join_token")]
     pub join_token_file: Option<PathBuf>,
+    /// The name this cluster registers under, with a registration token (a DNS label); with
+    /// a single-use join token, empty or the token's cluster.
+    #[arg(long, env = "BOSUN_CLUSTER_NAME", default_value = "")]
+    pub cluster_name: String,
+    /// File holding --cluster-name (a key of the mounted join Secret), read at each join; a
+    /// missing file means no name.
+    #[arg(long, env = "BOSUN_CLUSTER_NAME_FILE", conflicts_with = "cluster_name")]
+    pub cluster_name_file: Option<PathBuf>,
     /// CA certificate of the control plane (PEM), to trust it when joining.
     #[arg(long, env = "BOSUN_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -183,6 +193,10 @@ pub async fn serve_with(
             (None, true) => identity::TokenSource::None,
         },
         ca_file: cfg.ca_file.clone(),
+        cluster_name: match &cfg.cluster_name_file {
+            Some(f) => identity::ClusterName::File(f.clone()),
+            None => identity::ClusterName::Value(cfg.cluster_name.clone()),
+        },
     };
     let creds = joiner.startup(&dir).await?;
     let client = kube_client(cfg.kubeconfig.as_ref()).await?;

@@ -463,6 +463,29 @@ pub enum ClusterCmd {
     /// Revoke a cluster's certificates and close its streams; its Applications stay.
     /// `bosun cluster add NAME` gives a token to join again.
     Revoke { name: String },
+    /// Registration tokens: one token for many spokes (Terraform, Helm values), reusable
+    /// until it expires; each agent names its cluster (`--cluster-name`) and gets its own
+    /// identity.
+    #[command(subcommand)]
+    RegistrationToken(RegistrationTokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistrationTokenCmd {
+    /// Create one and print it (once; only its hash is stored).
+    Create {
+        name: String,
+        /// Lifetime (at most 30 days); agents that registered keep their identities after.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// A label every cluster registered with it starts with, KEY=VALUE (repeatable).
+        #[arg(long = "label", short = 'l')]
+        labels: Vec<String>,
+    },
+    /// Registration tokens, with when they expire and the clusters they registered.
+    List,
+    /// Delete one: no agent can register with it any more.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1611,6 +1634,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     let cl = c.set_cluster_labels(req).await.map_err(from_status)?.into_inner();
                     if out.is_table() { print_clusters(out, &[cl])? } else { print_value(out, &cluster_json(&cl))? }
                 }
+                ClusterCmd::RegistrationToken(cmd) => registration_token(&mut c, out, cmd).await?,
                 ClusterCmd::Revoke { name } => {
                     let cl =
                         c.revoke_cluster(pb::RevokeClusterRequest { name: name.clone() }).await.map_err(from_status)?;
@@ -1765,6 +1789,73 @@ async fn credential(c: &mut Admin, out: Output, cmd: CredentialCmd) -> Result<()
             c.delete_credential(pb::DeleteCredentialRequest { name: name.clone() }).await.map_err(from_status)?;
             if out.is_table() {
                 println!("credential {name:?} deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn registration_token(c: &mut Admin, out: Output, cmd: RegistrationTokenCmd) -> Result<(), Failure> {
+    match cmd {
+        RegistrationTokenCmd::Create { name, ttl, labels } => {
+            let (labels, _) = parse_labels(&labels, false)?;
+            let req = pb::CreateRegistrationTokenRequest {
+                name: name.clone(),
+                ttl_seconds: ttl.as_secs() as i64,
+                labels: labels.into_iter().collect(),
+            };
+            let r = c.create_registration_token(req).await.map_err(from_status)?.into_inner();
+            if out.is_table() {
+                println!("registration token {:?} (reusable, expires in {}):", r.name, humantime::format_duration(ttl));
+                println!("{}", r.token);
+                println!(
+                    "\nstart each spoke's agent with its own name:\n  bosun-agent --join-token {} --cluster-name NAME --ca-file ca.pem",
+                    r.token
+                );
+            } else {
+                print_value(out, &json!({"name": r.name, "token": r.token, "expiresAt": rfc3339(r.expires_at)}))?;
+            }
+        }
+        RegistrationTokenCmd::List => {
+            let list = c
+                .list_registration_tokens(pb::ListRegistrationTokensRequest {})
+                .await
+                .map_err(from_status)?
+                .into_inner();
+            match out {
+                Output::Table | Output::Wide => {
+                    println!("{:<24} {:<10} {:<10} CLUSTERS", "NAME", "EXPIRES", "AGE");
+                    for t in &list.tokens {
+                        let expired = std::time::UNIX_EPOCH + Duration::from_secs(t.expires_at.max(0) as u64)
+                            <= std::time::SystemTime::now();
+                        let expires = if expired { "expired".to_string() } else { age(t.expires_at) };
+                        println!("{:<24} {:<10} {:<10} {}", t.name, expires, age(t.created_at), t.clusters.join(","));
+                    }
+                }
+                Output::Name => {
+                    for t in &list.tokens {
+                        println!("registration-token/{}", t.name);
+                    }
+                }
+                _ => {
+                    let rows: Vec<Value> = list
+                        .tokens
+                        .iter()
+                        .map(|t| {
+                            json!({"name": t.name, "createdAt": rfc3339(t.created_at), "expiresAt": rfc3339(t.expires_at),
+                                   "labels": t.labels, "clusters": t.clusters})
+                        })
+                        .collect();
+                    print_value(out, &Value::Array(rows))?
+                }
+            }
+        }
+        RegistrationTokenCmd::Delete { name } => {
+            c.delete_registration_token(pb::DeleteRegistrationTokenRequest { name: name.clone() })
+                .await
+                .map_err(from_status)?;
+            if out.is_table() {
+                println!("registration token {name:?} deleted; the clusters it registered stay");
             }
         }
     }

@@ -158,7 +158,7 @@ impl pb::join_service_server::JoinService for JoinApi {
         let r = req.into_inner();
         let (cluster, issued) = self
             .0
-            .join(&r.token, &r.csr_pem, &r.agent_version)
+            .join(&r.token, &r.cluster, &r.csr_pem, &r.agent_version)
             .await
             .inspect_err(|e| warn!(error = %e, "join refused"))?;
         Ok(Response::new(pb::JoinResponse {
@@ -646,6 +646,63 @@ impl pb::admin_service_server::AdminService for AdminApi {
             })
             .map_err(Into::into);
         audit(&self.0, &who, "CreateJoinToken", &r.cluster, &outcome(&result));
+        result
+    }
+
+    async fn create_registration_token(
+        &self,
+        req: Request<pb::CreateRegistrationTokenRequest>,
+    ) -> Result<Response<pb::CreateRegistrationTokenResponse>, Status> {
+        let who = self.write(&req, "CreateRegistrationToken", &req.get_ref().name)?;
+        let r = req.into_inner();
+        let ttl =
+            if r.ttl_seconds > 0 { Duration::from_secs(r.ttl_seconds as u64) } else { Duration::from_secs(86400) };
+        let result = self
+            .0
+            .create_registration_token(&r.name, ttl, r.labels.into_iter().collect())
+            .await
+            .map(|(token, expires_at)| {
+                Response::new(pb::CreateRegistrationTokenResponse { name: r.name.clone(), token, expires_at })
+            })
+            .map_err(Into::into);
+        audit(&self.0, &who, "CreateRegistrationToken", &r.name, &outcome(&result));
+        result
+    }
+
+    async fn list_registration_tokens(
+        &self,
+        req: Request<pb::ListRegistrationTokensRequest>,
+    ) -> Result<Response<pb::ListRegistrationTokensResponse>, Status> {
+        self.read(&req)?;
+        let tokens = self
+            .0
+            .registration_tokens()
+            .await?
+            .into_iter()
+            .map(|(r, clusters)| pb::RegistrationToken {
+                name: r.name,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                labels: r.labels.into_iter().collect(),
+                clusters,
+            })
+            .collect();
+        Ok(Response::new(pb::ListRegistrationTokensResponse { tokens }))
+    }
+
+    async fn delete_registration_token(
+        &self,
+        req: Request<pb::DeleteRegistrationTokenRequest>,
+    ) -> Result<Response<pb::DeleteRegistrationTokenResponse>, Status> {
+        let who = self.write(&req, "DeleteRegistrationToken", &req.get_ref().name)?;
+        let name = req.into_inner().name;
+        let result = self
+            .0
+            .delete_registration_token(&name)
+            .await
+            .map(|_| Response::new(pb::DeleteRegistrationTokenResponse {}))
+            .map_err(Into::into);
+        audit(&self.0, &who, "DeleteRegistrationToken", &name, &outcome(&result));
         result
     }
 

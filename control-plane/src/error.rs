@@ -14,6 +14,9 @@ pub enum Error {
     /// credentials, a history entry, a bundle): the message says what and what to do.
     #[error("{0}")]
     NotFound(String),
+    /// Something created by name that exists already: the message says what to do.
+    #[error("{0}")]
+    Exists(String),
     #[error(transparent)]
     InvalidSpec(#[from] SpecError),
     #[error("invalid request: {0}")]
@@ -52,7 +55,7 @@ impl From<Error> for tonic::Status {
         use tonic::Code;
         let code = match &e {
             Error::AppNotFound(_) | Error::ClusterNotFound(_) | Error::NotFound(_) => Code::NotFound,
-            Error::AppExists(_) => Code::AlreadyExists,
+            Error::AppExists(_) | Error::Exists(_) => Code::AlreadyExists,
             Error::InvalidSpec(_) | Error::InvalidRequest(_) => Code::InvalidArgument,
             Error::Conflict(_) => Code::Aborted,
             Error::BadJoinToken | Error::Unauthenticated(_) => Code::Unauthenticated,

@@ -200,7 +200,7 @@ async fn revocations_reach_every_replica(r: Replicas) {
         rcgen::CertificateParams::new(vec!["c2".into()]).unwrap().serialize_request(&key).unwrap().pem().unwrap()
     };
     let (csr_a, csr_b) = (csr(), csr());
-    let (ja, jb) = tokio::join!(a.join(&token, &csr_a, "t"), b.join(&token, &csr_b, "t"));
+    let (ja, jb) = tokio::join!(a.join(&token, "", &csr_a, "t"), b.join(&token, "", &csr_b, "t"));
     assert!(ja.is_ok() != jb.is_ok(), "one join wins: {:?} / {:?}", ja.as_ref().err(), jb.as_ref().err());
     b.revoke_cluster("c2").await.unwrap();
     eventually("the revocation on a", || !a.cluster("c2").unwrap().record.joined).await;

@@ -434,6 +434,8 @@ async fn the_kind_install_starts_and_an_agent_joins_from_the_rendered_config() {
     let token_file = root.join("join-token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     set_arg(&mut agent_args, "--join-token-file", token_file.to_str().unwrap());
+    // A single-use token's Secret has no `cluster-name`: the file is absent.
+    set_arg(&mut agent_args, "--cluster-name-file", root.join("no-such-file").to_str().unwrap());
     set_arg(&mut agent_args, "--state-dir", root.join("agent-state").to_str().unwrap());
     // The health port the probes use, on a free port of this machine.
     let agent_probe = common::free_port();

@@ -698,3 +698,115 @@ async fn a_namespaced_agent_manages_its_namespaces_and_names_what_it_cannot() {
     let logs = _agent.logs();
     assert!(!logs.contains("failed; retrying"), "the agent watched outside apps: {logs}");
 }
+
+/// One registration token for many spokes (Fleet's ClusterRegistrationToken): each agent
+/// registers the name it is given, with the token's labels, and gets its own identity; the
+/// token never takes over a cluster that has an agent, was added otherwise or was revoked,
+/// and stops registering once deleted. Clusters it registered keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_registration_token_registers_many_spokes_each_with_its_own_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (repo, rev) = web_repo(root).await;
+    let cp = ControlPlane::start(root).await;
+    let created: Value = serde_json::from_str(&cp.bosun_ok(&[
+        "cluster",
+        "registration-token",
+        "create",
+        "spokes",
+        "--ttl",
+        "1h",
+        "-l",
+        "env=prod",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("brt_"), "{created}");
+    cp.plant(&token);
+    let again = cp.bosun(&["cluster", "registration-token", "create", "spokes"]);
+    assert_eq!(again.code, 1, "a name is taken once: {}", again.stderr);
+    assert!(again.stderr.contains("exists"), "{}", again.stderr);
+
+    let mut clusters = Vec::new();
+    let mut agents = Vec::new();
+    for name in ["spoke-a", "spoke-b"] {
+        let c = Cluster::start(root, name).await;
+        agents.push(Agent::start_with_flags(root, &cp, &c, &token, &[format!("--cluster-name={name}")]));
+        clusters.push(c);
+    }
+    // An Application selecting the token's label reaches both: each is registered, labelled
+    // and connected under its own name.
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "web",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--selector",
+        "env=prod",
+        "--auto-sync",
+    ]);
+    eventually("both spokes synced", WAIT, || async {
+        let v = cp.app_json("web");
+        let synced = v["status"]["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["sync"] == "Synced" && c["revision"] == rev.as_str())
+            .count();
+        (synced == 2).then_some(())
+    })
+    .await;
+    let (cert_a, _) = agent_identity(&agents[0].state_dir);
+    let (cert_b, _) = agent_identity(&agents[1].state_dir);
+    assert_ne!(cert_a, cert_b, "each spoke has its own certificate");
+    let listed: Value =
+        serde_json::from_str(&cp.bosun_ok(&["cluster", "registration-token", "list", "-o", "json"])).unwrap();
+    assert_eq!(listed[0]["clusters"], json!(["spoke-a", "spoke-b"]), "{listed}");
+    assert!(!listed.to_string().contains(&token), "the token is never shown again");
+
+    // What the token may not do: register a second agent over spoke-a (it has a valid
+    // certificate), a cluster added with a join token, or one without a name.
+    cp.add_cluster("added");
+    for (sim, flags, refusal) in [
+        ("intruder-1", vec!["--cluster-name=spoke-a".to_string()], "valid certificate"),
+        ("intruder-2", vec!["--cluster-name=added".to_string()], "not registered with registration token"),
+        ("intruder-3", vec![], "--cluster-name"),
+    ] {
+        let c = Cluster::start(root, sim).await;
+        let mut a = Agent::start_with_flags(root, &cp, &c, &token, &flags);
+        assert_ne!(a.wait_exit(WAIT).await, 0, "{sim}: {}", a.logs());
+        assert!(a.logs().contains(refusal), "{sim}: {}", a.logs());
+    }
+    // A revoked spoke stays revoked: its agent cannot register itself back.
+    cp.bosun_ok(&["cluster", "revoke", "spoke-b"]);
+    std::fs::remove_dir_all(&agents[1].state_dir).unwrap();
+    agents[1].kill();
+    agents[1].restart();
+    assert_ne!(agents[1].wait_exit(WAIT).await, 0);
+    assert!(agents[1].logs().contains("was revoked"), "{}", agents[1].logs());
+
+    // Deleted: it registers nothing more; spoke-a keeps its identity and its Application.
+    cp.bosun_ok(&["cluster", "registration-token", "delete", "spokes"]);
+    let c = Cluster::start(root, "spoke-c").await;
+    let mut late = Agent::start_with_flags(root, &cp, &c, &token, &["--cluster-name=spoke-c".into()]);
+    assert_ne!(late.wait_exit(WAIT).await, 0);
+    assert!(late.logs().contains("join token is invalid"), "{}", late.logs());
+    repo.write("k8s/cm.yaml", &configmap("web", "2"));
+    let rev2 = repo.commit("after the token is gone");
+    eventually("spoke-a still syncs", WAIT, || async {
+        let v = cp.app_json("web");
+        v["status"]["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["cluster"] == "spoke-a" && c["sync"] == "Synced" && c["revision"] == rev2.as_str())
+            .then_some(())
+    })
+    .await;
+    drop(clusters);
+}

@@ -495,8 +495,18 @@ async fn agent_api_refuses_unauthenticated_and_foreign_requests() {
         .await
         .unwrap();
     let mut j = pb::join_service_client::JoinServiceClient::new(join);
-    j.join(pb::JoinRequest { token: token.clone(), csr_pem: csr.clone(), agent_version: "test".into() }).await.unwrap();
-    let again = j.join(pb::JoinRequest { token, csr_pem: csr, agent_version: "test".into() }).await.unwrap_err();
+    j.join(pb::JoinRequest {
+        token: token.clone(),
+        csr_pem: csr.clone(),
+        agent_version: "test".into(),
+        cluster: String::new(),
+    })
+    .await
+    .unwrap();
+    let again = j
+        .join(pb::JoinRequest { token, csr_pem: csr, agent_version: "test".into(), cluster: String::new() })
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), tonic::Code::Unauthenticated);
 
     // A deleted cluster's certificate is refused from then on.

@@ -1,4 +1,5 @@
-//! Clusters: join tokens (single use, stored hashed), joining and certificate renewal (every
+//! Clusters: join tokens (single use, stored hashed), registration tokens (reusable until they
+//! expire; each agent names its cluster), joining and certificate renewal (every
 //! replica can issue), labels, revocation and deletion — each a compare-and-set on the
 //! cluster's record, so concurrent changes from several replicas never overwrite each other
 //! and a revocation made anywhere is refused everywhere once it reaches each cache.
@@ -51,7 +52,7 @@ impl ControlPlane {
         }
         let token = super::credentials::new_token("bjt_");
         let expires_at = now() + ttl.as_secs() as i64;
-        let token_rec = TokenRecord { cluster: cluster.into(), expires_at };
+        let token_rec = TokenRecord { cluster: cluster.into(), expires_at, registration: String::new() };
         let key = cluster_key(cluster);
         self.transact(|st| {
             let mut txn = Txn::new().put(token_key(&hash_token(&token)), encode(&token_rec));
@@ -74,14 +75,118 @@ impl ControlPlane {
         Ok((token, expires_at))
     }
 
-    /// Exchanges a join token and CSR for a client certificate. The token is consumed in the
-    /// same transaction that records the certificate: two replicas never both accept it.
-    pub async fn join(&self, token: &str, csr_pem: &str, agent_version: &str) -> Result<(String, Issued)> {
+    /// Creates a registration token: many agents may join with it until it expires, each
+    /// registering the cluster it names (with these labels) and getting its own certificate.
+    pub async fn create_registration_token(
+        &self,
+        name: &str,
+        ttl: Duration,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(String, i64)> {
+        if !bosun_core::app::is_dns_label(name) {
+            return Err(Error::InvalidRequest(format!(
+                "registration token name {name:?} must be a DNS label: lowercase letters, digits and '-'"
+            )));
+        }
+        check_labels(&labels)?;
+        if ttl > MAX_JOIN_TOKEN_TTL || ttl.is_zero() {
+            return Err(Error::InvalidRequest(format!(
+                "registration token ttl {}s: give between 1 s and {} days",
+                ttl.as_secs(),
+                MAX_JOIN_TOKEN_TTL.as_secs() / 86400
+            )));
+        }
+        let token = super::credentials::new_token("brt_");
+        let sha = hash_token(&token);
+        let created_at = now();
+        let expires_at = created_at + ttl.as_secs() as i64;
+        let reg = RegistrationRecord { name: name.into(), token_sha256: sha.clone(), created_at, expires_at, labels };
+        let token_rec = TokenRecord { cluster: String::new(), expires_at, registration: name.into() };
+        let rkey = registration_key(name);
+        let txn =
+            Txn::new().expect(&rkey, Expect::Absent).put(&rkey, encode(&reg)).put(token_key(&sha), encode(&token_rec));
+        match self.commit(txn).await {
+            Ok(_) => {}
+            Err(bosun_store::StoreError::Conflict { .. }) => {
+                return Err(Error::Exists(format!(
+                    "registration token {name:?} exists; delete it first (`bosun cluster registration-token delete {name}`) or choose another name"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        info!(registration = name, expires_at, "registration token created");
+        Ok((token, expires_at))
+    }
+
+    /// Registration tokens with the clusters each one registered, by name.
+    pub async fn registration_tokens(&self) -> Result<Vec<(RegistrationRecord, Vec<String>)>> {
+        let records = self.store.list(REGISTRATIONS).await?;
+        let st = self.state.read();
+        let mut out = Vec::new();
+        for r in records.records {
+            let Ok(reg) = serde_json::from_slice::<RegistrationRecord>(&r.value) else {
+                warn!(key = %r.key, "unreadable registration token record skipped");
+                continue;
+            };
+            let clusters = st
+                .clusters
+                .values()
+                .filter(|c| c.value.record.registered_by == reg.name)
+                .map(|c| c.value.record.name.clone())
+                .collect();
+            out.push((reg, clusters));
+        }
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(out)
+    }
+
+    /// Deletes a registration token: no agent can register with it any more; the clusters it
+    /// registered keep their identities.
+    pub async fn delete_registration_token(&self, name: &str) -> Result<()> {
+        let rkey = registration_key(name);
+        let not_found = || {
+            Error::NotFound(format!(
+                "registration token {name:?} not found; `bosun cluster registration-token list` shows them"
+            ))
+        };
+        let stored = self.store.get(&rkey).await?.ok_or_else(not_found)?;
+        let reg: RegistrationRecord = serde_json::from_slice(&stored.value).map_err(|_| not_found())?;
+        let txn = Txn::new()
+            .expect(&rkey, Expect::Version(stored.version))
+            .delete(&rkey)
+            .delete(token_key(&reg.token_sha256));
+        match self.commit(txn).await {
+            Ok(_) | Err(bosun_store::StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        info!(registration = name, "registration token deleted");
+        Ok(())
+    }
+
+    /// Exchanges a token and CSR for a client certificate. A join token is consumed in the
+    /// same transaction that records the certificate: two replicas never both accept it. A
+    /// registration token registers the cluster the agent names (`cluster`), and stays.
+    pub async fn join(
+        &self,
+        token: &str,
+        cluster: &str,
+        csr_pem: &str,
+        agent_version: &str,
+    ) -> Result<(String, Issued)> {
         let tkey = token_key(&hash_token(token));
         let stored = self.store.get(&tkey).await?.ok_or(Error::BadJoinToken)?;
         let rec: TokenRecord = serde_json::from_slice(&stored.value).map_err(|_| Error::BadJoinToken)?;
         if rec.expires_at < now() {
             return Err(Error::BadJoinToken);
+        }
+        if !rec.registration.is_empty() {
+            return self.register(&rec.registration, cluster, csr_pem, agent_version).await;
+        }
+        if !cluster.is_empty() && cluster != rec.cluster {
+            return Err(Error::InvalidRequest(format!(
+                "this join token is for cluster {:?}, not {cluster:?}; give the agent the matching --cluster-name or none",
+                rec.cluster
+            )));
         }
         let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(rec.cluster.clone()), self.settings.cert_validity)?;
         let key = cluster_key(&rec.cluster);
@@ -106,6 +211,85 @@ impl ControlPlane {
         self.metrics.certificate("join");
         info!(cluster = %rec.cluster, serial = %issued.serial, "agent joined");
         Ok((rec.cluster, issued))
+    }
+
+    /// Registers (or re-registers) `cluster` with the registration token `registration`. A
+    /// cluster registered otherwise, or whose agent holds a valid certificate, is refused:
+    /// the token lets its holders add clusters, never take over one that has an agent.
+    async fn register(
+        &self,
+        registration: &str,
+        cluster: &str,
+        csr_pem: &str,
+        agent_version: &str,
+    ) -> Result<(String, Issued)> {
+        if cluster.is_empty() {
+            return Err(Error::InvalidRequest(
+                "a registration token registers the cluster the agent names: give the agent --cluster-name".into(),
+            ));
+        }
+        if !bosun_core::app::is_dns_label(cluster) {
+            return Err(Error::InvalidRequest(format!(
+                "cluster name {cluster:?} must be a DNS label: lowercase letters, digits and '-'"
+            )));
+        }
+        let rkey = registration_key(registration);
+        let stored = self.store.get(&rkey).await?.ok_or(Error::BadJoinToken)?;
+        let reg: RegistrationRecord = serde_json::from_slice(&stored.value).map_err(|_| Error::BadJoinToken)?;
+        if reg.expires_at < now() {
+            return Err(Error::BadJoinToken);
+        }
+        let issued = self.pki.sign_csr(csr_pem, &Subject::Cluster(cluster.into()), self.settings.cert_validity)?;
+        let key = cluster_key(cluster);
+        self.transact_or(
+            |st| {
+                // The token still exists when the cluster is recorded.
+                let txn = Txn::new().expect(&rkey, Expect::Version(stored.version));
+                let (txn, mut rec) = match st.clusters.get(cluster) {
+                    None => (
+                        txn.expect(&key, Expect::Absent),
+                        ClusterRecord {
+                            name: cluster.into(),
+                            labels: reg.labels.clone(),
+                            registered_by: reg.name.clone(),
+                            ..Default::default()
+                        },
+                    ),
+                    Some(c) => {
+                        let existing = &c.value.record;
+                        if existing.registered_by != reg.name {
+                            return Err(Error::PermissionDenied(format!(
+                                "cluster {cluster:?} exists and was not registered with registration token {:?}; choose another --cluster-name, or join it with `bosun cluster add {cluster}`",
+                                reg.name
+                            )));
+                        }
+                        if existing.revoked_at != 0 {
+                            return Err(Error::PermissionDenied(format!(
+                                "cluster {cluster:?} was revoked; a registration token cannot bring it back: `bosun cluster add {cluster}` gives a single-use token"
+                            )));
+                        }
+                        let mut valid = existing.certificates.clone();
+                        auth::prune_expired(&mut valid, now());
+                        if !valid.is_empty() {
+                            return Err(Error::PermissionDenied(format!(
+                                "cluster {cluster:?} already has an agent with a valid certificate; choose another --cluster-name, or move the name to this agent with `bosun cluster revoke {cluster}` and then `bosun cluster add {cluster}`"
+                            )));
+                        }
+                        (txn.expect(&key, Expect::Version(c.version)), existing.clone())
+                    }
+                };
+                rec.joined = true;
+                rec.agent_version = agent_version.into();
+                record_certificate(&mut rec, &issued);
+                Ok((Some(txn.put(&key, encode(&rec))), ()))
+            },
+            // Deleted meanwhile.
+            |k| (k == rkey).then_some(Error::BadJoinToken),
+        )
+        .await?;
+        self.metrics.certificate("join");
+        info!(cluster, registration, serial = %issued.serial, "agent registered its cluster");
+        Ok((cluster.to_string(), issued))
     }
 
     /// Issues a new certificate to an agent that holds a valid one (called over mTLS before

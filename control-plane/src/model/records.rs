@@ -11,7 +11,8 @@
 //! | `history/<app>/<cluster>/<id>` | [`HistoryEntry`]: one completed sync |
 //! | `credentials/<name>` | an admin [`Credential`](crate::auth::Credential) |
 //! | `repos/<hex(url)>` | [`RepoRecord`] (secrets sealed) |
-//! | `tokens/<sha256>` | [`TokenRecord`], a join token (the token itself is never stored) |
+//! | `tokens/<sha256>` | [`TokenRecord`], a join or registration token (the token itself is never stored) |
+//! | `registrations/<name>` | [`RegistrationRecord`]: a registration token, by name |
 //! | `bundles/<digest>` | a rendered bundle's bytes |
 //! | `leases/<name>` | [`Lease`]: who runs a singleton task, until when |
 
@@ -30,6 +31,7 @@ pub const HISTORY: &str = "history/";
 pub const CREDENTIALS: &str = "credentials/";
 pub const REPOS: &str = "repos/";
 pub const TOKENS: &str = "tokens/";
+pub const REGISTRATIONS: &str = "registrations/";
 pub const BUNDLES: &str = "bundles/";
 pub const LEASES: &str = "leases/";
 
@@ -63,6 +65,9 @@ pub fn repo_key(url: &str) -> String {
 }
 pub fn token_key(sha256: &str) -> String {
     format!("{TOKENS}{sha256}")
+}
+pub fn registration_key(name: &str) -> String {
+    format!("{REGISTRATIONS}{name}")
 }
 pub fn bundle_key(digest: &str) -> String {
     format!("{BUNDLES}{digest}")
@@ -153,6 +158,9 @@ pub struct ClusterRecord {
     /// When the cluster was last revoked (Unix seconds; 0 = never).
     #[serde(default)]
     pub revoked_at: i64,
+    /// The registration token the cluster registered itself with (empty: an admin added it).
+    #[serde(default)]
+    pub registered_by: String,
 }
 
 /// Where a cluster's agent is connected, written by the replica that streams to it.
@@ -165,11 +173,30 @@ pub struct Presence {
     pub last_seen: i64,
 }
 
-/// A join token as stored, keyed by the SHA-256 of the token.
+/// A token as stored, keyed by the SHA-256 of the token: a single-use join token bound to a
+/// cluster, or a registration token (reusable until it expires, see [`RegistrationRecord`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenRecord {
+    /// The cluster a join token is for; empty for a registration token.
     pub cluster: String,
     pub expires_at: i64,
+    /// The name of the registration token this is; empty for a join token.
+    #[serde(default)]
+    pub registration: String,
+}
+
+/// A registration token (Fleet's ClusterRegistrationToken): many agents join with it, each
+/// naming its cluster, each getting an identity of its own; it stops working when it expires
+/// or is deleted. The clusters it registered keep their identities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistrationRecord {
+    pub name: String,
+    /// SHA-256 of the token (the key of its [`TokenRecord`]).
+    pub token_sha256: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Labels every cluster registered with it starts with.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Per-object state reported by an agent.

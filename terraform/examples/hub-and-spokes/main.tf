@@ -1,7 +1,7 @@
 # A hub running the control plane and two spoke EKS clusters running agents. Two applies:
 #   1. terraform apply                      # VPCs, clusters, the control plane
-#   2. fetch the CA and one join token per spoke (README "Deploy on AWS"), then
-#      terraform apply -var-file=agents.tfvars   # with ca_pem and join_tokens set
+#   2. fetch the CA and create one registration token for the spokes (README "Deploy on
+#      AWS"), then terraform apply -var-file=agents.tfvars   # ca_pem, registration_token
 # Spokes only dial out to the hub; the hub holds no credential of theirs.
 
 terraform {
@@ -125,24 +125,24 @@ module "control_plane" {
 
 module "agent_spoke_1" {
   source             = "../../modules/agent"
-  count              = contains(keys(var.join_tokens), "spoke-1") ? 1 : 0
+  count              = var.registration_token == "" ? 0 : 1
   providers          = { kubernetes = kubernetes.spoke_1 }
   cluster_name       = "spoke-1"
   control_plane_host = var.hostname
   ca_pem             = var.ca_pem
-  join_token         = var.join_tokens["spoke-1"]
+  join_token         = var.registration_token
   image              = var.agent_image
   kms_key_arn        = module.kms["spoke-1"].arn
 }
 
 module "agent_spoke_2" {
   source             = "../../modules/agent"
-  count              = contains(keys(var.join_tokens), "spoke-2") ? 1 : 0
+  count              = var.registration_token == "" ? 0 : 1
   providers          = { kubernetes = kubernetes.spoke_2 }
   cluster_name       = "spoke-2"
   control_plane_host = var.hostname
   ca_pem             = var.ca_pem
-  join_token         = var.join_tokens["spoke-2"]
+  join_token         = var.registration_token
   image              = var.agent_image
   kms_key_arn        = module.kms["spoke-2"].arn
 }

@@ -57,13 +57,13 @@ variable "ca_pem" {
   default     = ""
 }
 
-variable "join_tokens" {
-  description = "Join tokens by spoke name (second apply): `bosun cluster add spoke-1 -o json`. Sensitive; single-use, expire in 1 h."
-  type        = map(string)
-  default     = {}
+variable "registration_token" {
+  description = "One registration token for both spokes (second apply): `bosun cluster registration-token create spokes --ttl 2h -o json`. Each spoke's agent registers its own cluster name with it and gets its own certificate; it expires on its own. Sensitive."
+  type        = string
+  default     = ""
   sensitive   = true
   validation {
-    condition     = alltrue([for k in keys(var.join_tokens) : contains(["spoke-1", "spoke-2"], k)])
-    error_message = "join_tokens keys are spoke-1 and spoke-2."
+    condition     = var.registration_token == "" || can(regex("^brt_[0-9a-f]+$", var.registration_token))
+    error_message = "registration_token looks like brt_… (from `bosun cluster registration-token create NAME -o json`)."
   }
 }

@@ -108,13 +108,13 @@ resource "kubernetes_secret_v1" "join" {
     namespace = kubernetes_namespace_v1.this.metadata[0].name
     labels    = local.labels
   }
+  # A registration token serves every spoke and only until it expires; the agent uses it
+  # to join (and to join again after its certificate lapsed), never afterwards. Applying a
+  # new token or a new CA bundle updates this Secret in place, and the agent reads it anew.
   data = {
-    token    = var.join_token
-    "ca.pem" = var.ca_pem
-  }
-  # The token is spent at the first join; a later apply must not rotate anything here.
-  lifecycle {
-    ignore_changes = [data]
+    token          = var.join_token
+    "ca.pem"       = var.ca_pem
+    "cluster-name" = var.cluster_name
   }
 }
 
@@ -191,6 +191,7 @@ resource "kubernetes_deployment_v1" "this" {
             "--join-url=https://${var.control_plane_host}:7445",
             "--ca-file=/etc/bosun/join/ca.pem",
             "--join-token-file=/etc/bosun/join/token",
+            "--cluster-name-file=/etc/bosun/join/cluster-name",
             "--state-dir=/var/lib/bosun-agent",
             "--log-format=json",
             "--http-addr=0.0.0.0:8080",

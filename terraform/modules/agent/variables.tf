@@ -22,12 +22,12 @@ variable "ca_pem" {
 }
 
 variable "join_token" {
-  description = "Single-use join token from `bosun cluster add NAME` (expires in 1 h; spent once the agent joins, so later applies ignore changes to it). Sensitive."
+  description = "A registration token from `bosun cluster registration-token create NAME --ttl 2h` (brt_…: one for every spoke, reusable until it expires; each agent registers cluster_name and gets its own certificate), or a single-use join token from `bosun cluster add NAME` (bjt_…). Needed only until the agent has joined; nothing long-lived. Sensitive."
   type        = string
   sensitive   = true
   validation {
-    condition     = can(regex("^bjt_[0-9a-f]+$", var.join_token))
-    error_message = "join_token looks like bjt_… (from `bosun cluster add NAME -o json`)."
+    condition     = can(regex("^b[jr]t_[0-9a-f]+$", var.join_token))
+    error_message = "join_token looks like brt_… (`bosun cluster registration-token create NAME -o json`) or bjt_… (`bosun cluster add NAME -o json`)."
   }
 }
 

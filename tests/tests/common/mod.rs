@@ -566,7 +566,12 @@ impl ControlPlane {
             .await
             .unwrap();
         let resp = bosun_proto::v1::join_service_client::JoinServiceClient::new(channel)
-            .join(bosun_proto::v1::JoinRequest { token: token.into(), csr_pem: csr, agent_version: "test".into() })
+            .join(bosun_proto::v1::JoinRequest {
+                token: token.into(),
+                csr_pem: csr,
+                agent_version: "test".into(),
+                cluster: String::new(),
+            })
             .await?
             .into_inner();
         Ok((resp.certificate_pem, key.serialize_pem()))
