@@ -515,8 +515,11 @@ impl Controller {
             self.cache.release(app);
             return;
         };
+        // How it was deleted, if the control plane said (kept with the desired state).
+        let notice = self.shared.state.lock().removals.iter().find(|r| r.app == app).cloned();
+        let cascades = sync::removal_cascades(&memory, notice.as_ref());
         let mut kinds = Vec::new();
-        if memory.last_policy.prune {
+        if cascades {
             self.kinds_of(memory.inventory.iter(), &mut HashSet::new(), &mut kinds).await;
         }
         if let Err(waiting) = self.cache.use_kinds(app, &kinds) {
@@ -525,7 +528,7 @@ impl Controller {
         }
         let versions = HashMap::new();
         let view = View { cache: &self.cache, versions: &versions };
-        let (actions, _) = sync::cascade(app, &memory, &view);
+        let (actions, _) = sync::cascade(app, &memory, notice.as_ref(), &view);
         if !actions.is_empty() {
             let count = |action: &sync::Action, outcome: &sync::Outcome| {
                 count_action(&self.shared.metrics, "cascade", action, outcome)
@@ -535,7 +538,7 @@ impl Controller {
                 self.shared.queue.push_after(app, RETRY_SOON);
             }
         }
-        if !sync::cascade(app, &memory, &view).1.is_empty() {
+        if !sync::cascade(app, &memory, notice.as_ref(), &view).1.is_empty() {
             // Woken as the deletions complete.
             return;
         }
@@ -547,10 +550,15 @@ impl Controller {
         self.shared.refresh_labels();
         self.shared.queue.cancel_timer(app);
         self.cache.release(app);
-        if memory.last_policy.prune {
-            info!("application removed from this cluster; its objects were deleted");
-        } else {
-            info!("application removed from this cluster; its objects were left in place (prune is off)");
+        match (cascades, &notice) {
+            (true, _) => info!("application removed from this cluster; its objects were deleted"),
+            (false, Some(n)) if n.app_uid == memory.app_uid => {
+                info!(
+                    objects = memory.inventory.len(),
+                    "application deleted without cascade; its objects were left in place"
+                )
+            }
+            (false, _) => info!("application removed from this cluster; its objects were left in place (prune is off)"),
         }
     }
 }

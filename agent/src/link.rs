@@ -270,6 +270,7 @@ async fn apply_snapshot(
         st.cluster = snap.cluster.clone();
         st.generation = snap.generation;
         st.assignments = assignments;
+        st.removals = snap.removals.into_iter().map(Into::into).collect();
     }
     shared.persist().await?;
     let applications = keep.len();

@@ -27,6 +27,10 @@ pub struct DesiredState {
     pub cluster: String,
     pub generation: u64,
     pub assignments: Vec<Assigned>,
+    /// Applications deleted lately and whether their objects go with them (kept with the
+    /// assignments, so a restart in the middle of a removal still knows).
+    #[serde(default)]
+    pub removals: Vec<bosun_core::Removal>,
     /// Older versions kept the per-Application bookkeeping here; read once and moved to
     /// `apps/` (see [`StateDir::load`]).
     #[serde(default, skip_serializing)]

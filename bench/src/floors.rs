@@ -126,6 +126,7 @@ pub async fn delivery(n: usize, payload: usize) -> anyhow::Result<Vec<Duration>>
         cluster: "floor".into(),
         generation: 1,
         assignments: vec![pb::Assignment { app: "floor".into(), revision: "x".repeat(payload), ..Default::default() }],
+        removals: Vec::new(),
     };
     start.set(Instant::now())?;
     tx.send(Arc::new(message)).map_err(|_| anyhow::anyhow!("no client subscribed"))?;

@@ -216,10 +216,14 @@ pub enum AppCmd {
     Edit { name: String },
     /// Fetch Git now and re-render.
     Refresh { name: String },
-    /// Delete an Application (its objects are pruned when prune is on). Asks first unless
+    /// Delete an Application and, as with `argocd app delete`, its objects from its clusters
+    /// (whatever its prune policy); `--cascade=false` leaves them in place. Asks first unless
     /// `--yes`.
     Delete {
         name: String,
+        /// Delete the Application's objects too; `--cascade=false` orphans them.
+        #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        cascade: bool,
         /// Do not ask for confirmation.
         #[arg(short = 'y', long)]
         yes: bool,
@@ -1536,17 +1540,23 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         .map_err(from_status)?
                         .into_inner(),
                 )?,
-                AppCmd::Delete { name, yes } => {
+                AppCmd::Delete { name, cascade, yes } => {
                     if !yes {
-                        confirm(&format!(
-                            "Delete application {name:?}? Its objects are deleted from its clusters when it prunes."
-                        ))?;
+                        confirm(&if cascade {
+                            format!("Delete application {name:?} and its objects on every cluster it targets?")
+                        } else {
+                            format!("Delete application {name:?}, leaving its objects in place (orphaned)?")
+                        })?;
                     }
-                    c.delete_application(pb::DeleteApplicationRequest { name: name.clone() })
+                    c.delete_application(pb::DeleteApplicationRequest { name: name.clone(), cascade: Some(cascade) })
                         .await
                         .map_err(from_status)?;
                     if out.is_table() {
-                        println!("application {name:?} deleted");
+                        if cascade {
+                            println!("application {name:?} deleted; its clusters delete its objects");
+                        } else {
+                            println!("application {name:?} deleted; its objects stay where they are");
+                        }
                     }
                 }
                 AppCmd::History { name } => {

@@ -237,7 +237,8 @@ impl pb::agent_service_server::AgentService for AgentApi {
                     let snap = pb::AssignmentSnapshot {
                         cluster: cluster.clone(),
                         generation,
-                        assignments: assignments.iter().map(pb::Assignment::from).collect(),
+                        assignments: assignments.assignments.iter().map(pb::Assignment::from).collect(),
+                        removals: assignments.removals.iter().map(pb::Removal::from).collect(),
                     };
                     if tx.send(Ok(snap)).await.is_err() {
                         break None;
@@ -520,10 +521,16 @@ impl pb::admin_service_server::AdminService for AdminApi {
         req: Request<pb::DeleteApplicationRequest>,
     ) -> Result<Response<pb::DeleteApplicationResponse>, Status> {
         let who = self.write(&req, "DeleteApplication", &req.get_ref().name)?;
-        let name = req.into_inner().name;
-        let result =
-            self.0.delete_app(&name).await.map(|_| Response::new(pb::DeleteApplicationResponse {})).map_err(Into::into);
-        audit(&self.0, &who, "DeleteApplication", &name, &outcome(&result));
+        let r = req.into_inner();
+        let (name, cascade) = (r.name, r.cascade.unwrap_or(true));
+        let result = self
+            .0
+            .delete_app(&name, cascade)
+            .await
+            .map(|_| Response::new(pb::DeleteApplicationResponse {}))
+            .map_err(Into::into);
+        let object = if cascade { name.clone() } else { format!("{name} (orphaning its objects)") };
+        audit(&self.0, &who, "DeleteApplication", &object, &outcome(&result));
         result
     }
 

@@ -206,6 +206,39 @@ async fn revocations_reach_every_replica(r: Replicas) {
     eventually("the revocation on a", || !a.cluster("c2").unwrap().record.joined).await;
 }
 
+/// A deletion's notice (cascade or orphan) reaches the clusters through every replica's
+/// snapshot; two replicas registering one name with one registration token: one wins.
+async fn deletions_and_registrations_agree_across_replicas(r: Replicas) {
+    let (a, b) = (r.a.clone(), r.b.clone());
+    a.create_join_token("c1", Duration::from_secs(600), Default::default()).await.unwrap();
+    let rec = a.create_app("web", spec(&r.repo, "ns-0")).await.unwrap();
+    eventually("web on b", || b.app("web").is_ok()).await;
+    a.delete_app("web", false).await.unwrap();
+    eventually("the notice on b", || {
+        b.snapshot("c1").is_some_and(|(_, s)| {
+            s.assignments.is_empty()
+                && s.removals == [bosun_core::Removal { app: "web".into(), app_uid: rec.uid.clone(), cascade: false }]
+        })
+    })
+    .await;
+    let (print_a, _) = a.snapshot("c1").unwrap();
+    assert_eq!(Some(print_a), b.snapshot("c1").map(|(p, _)| p), "the same fingerprint on both");
+
+    let (token, _) = a.create_registration_token("spokes", Duration::from_secs(600), Default::default()).await.unwrap();
+    let csr = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(vec!["x".into()]).unwrap().serialize_request(&key).unwrap().pem().unwrap()
+    };
+    let (csr_a, csr_b) = (csr(), csr());
+    let (ja, jb) = tokio::join!(a.join(&token, "spoke-1", &csr_a, "t"), b.join(&token, "spoke-1", &csr_b, "t"));
+    assert!(ja.is_ok() != jb.is_ok(), "one registration wins: {:?} / {:?}", ja.as_ref().err(), jb.as_ref().err());
+    let (again, _) = a.create_registration_token("other", Duration::from_secs(600), Default::default()).await.unwrap();
+    let taken = b.join(&again, "spoke-1", &csr(), "t").await.unwrap_err().to_string();
+    assert!(taken.contains("not registered with registration token"), "{taken}");
+    a.delete_registration_token("spokes").await.unwrap();
+    assert!(b.join(&token, "spoke-2", &csr(), "t").await.is_err(), "a deleted token registers nothing");
+}
+
 macro_rules! both {
     ($($case:ident),*) => {
         mod embedded {
@@ -223,4 +256,8 @@ macro_rules! both {
     };
 }
 
-both!(no_acknowledged_write_is_lost, revocations_reach_every_replica);
+both!(
+    no_acknowledged_write_is_lost,
+    revocations_reach_every_replica,
+    deletions_and_registrations_agree_across_replicas
+);

@@ -28,3 +28,17 @@ pub struct Assignment {
     #[serde(default)]
     pub ignore_differences: Vec<crate::app::IgnoreDifference>,
 }
+
+/// An Application deleted at the control plane, as every cluster learns it (Argo CD's
+/// cascade): its objects are deleted with it (`cascade`), or left in place, orphaned. Kept
+/// for a while after the deletion so that an agent that was away still learns it; an agent
+/// that loses an Application without one (a selector stopped matching) follows the
+/// Application's last prune policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Removal {
+    pub app: String,
+    /// The identity of the Application deleted (one of the same name created later is
+    /// another).
+    pub app_uid: String,
+    pub cascade: bool,
+}

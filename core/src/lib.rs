@@ -33,7 +33,7 @@ pub mod tree;
 pub mod webhook;
 
 pub use app::{AppSpec, Destination, Source, SyncPolicy};
-pub use assignment::Assignment;
+pub use assignment::{Assignment, Removal};
 pub use bundle::Bundle;
 pub use object::ObjectRef;
 pub use status::{Health, SyncStatus};

@@ -2,7 +2,7 @@
 //! every edge (control plane, agent, CLI).
 
 use bosun_core::app::{IgnoreDifference, Propagation, Retry};
-use bosun_core::{Assignment, Health, SyncPolicy, SyncStatus};
+use bosun_core::{Assignment, Health, Removal, SyncPolicy, SyncStatus};
 
 use crate::v1 as pb;
 
@@ -232,6 +232,18 @@ impl From<&Assignment> for pb::Assignment {
             ignore_differences: a.ignore_differences.iter().map(Into::into).collect(),
             sync_prune: a.sync_prune,
         }
+    }
+}
+
+impl From<&Removal> for pb::Removal {
+    fn from(r: &Removal) -> Self {
+        pb::Removal { app: r.app.clone(), app_uid: r.app_uid.clone(), cascade: r.cascade }
+    }
+}
+
+impl From<pb::Removal> for Removal {
+    fn from(r: pb::Removal) -> Self {
+        Removal { app: r.app, app_uid: r.app_uid, cascade: r.cascade }
     }
 }
 

@@ -875,6 +875,52 @@ async fn per_object_sync_options() {
     assert!(deployments.get_opt("forced").await.unwrap().is_none());
 }
 
+/// As `argocd app delete`: deleting an Application deletes its objects (prune off or on);
+/// `--cascade=false` leaves them in place — also when the agent was away at the time, since
+/// the notice waits for it with the assignments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_cascades_by_default_and_orphans_with_cascade_false_even_for_an_agent_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Prune off: the deletion still takes the ConfigMap with it.
+    let OneApp { repo, cp, c1, mut agent, .. } = one_app(root, &["--auto-sync"]).await;
+    assert!(has_cm(&c1, "default", "web").await);
+    cp.bosun_ok(&["app", "delete", "web", "--yes"]);
+    eventually("the objects of a deleted Application go", WAIT, || async {
+        (!has_cm(&c1, "default", "web").await).then_some(())
+    })
+    .await;
+
+    // Prune on, deleted with --cascade=false while its agent is down: the ConfigMap stays,
+    // and the agent forgets the Application.
+    cp.bosun_ok(&[
+        "app",
+        "create",
+        "kept",
+        "--repo",
+        &repo.url,
+        "--path",
+        "k8s",
+        "--cluster",
+        "c1",
+        "--auto-sync",
+        "--prune",
+        "--self-heal",
+    ]);
+    eventually("kept applied", WAIT, || async { has_cm(&c1, "default", "web").await.then_some(()) }).await;
+    agent.kill();
+    let orphan = cp.bosun_ok(&["app", "delete", "kept", "--cascade=false", "--yes"]);
+    assert!(orphan.contains("stay"), "{orphan}");
+    assert_eq!(cp.bosun(&["app", "get", "kept"]).code, 3, "the Application is gone at once");
+    agent.restart();
+    eventually("the agent forgot the orphaned Application", WAIT, || async {
+        agent.logs().contains("application deleted without cascade; its objects were left in place").then_some(())
+    })
+    .await;
+    assert!(has_cm(&c1, "default", "web").await, "orphaned objects stay");
+    assert!(!agent.state_dir.join("apps").join("kept.json").exists(), "and the agent keeps no record of them");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_watch_streams_the_current_state_then_every_report() {
     let tmp = tempfile::tempdir().unwrap();

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::cache::{State, Touched};
 use super::{Assignment, ControlPlane, fleet, fleet_for};
 use crate::error::{Error, Result};
+use bosun_core::Removal;
 
 /// The assignment streams open on this replica, by cluster: each sender holds the
 /// fingerprint of what its cluster is assigned now.
@@ -22,9 +23,25 @@ pub(super) struct Streams {
     senders: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
-/// A non-zero number that changes whenever the assignments do (agents start from 0).
-fn fingerprint(assignments: &[Assignment]) -> u64 {
-    let digest = Sha256::digest(serde_json::to_vec(assignments).unwrap_or_default());
+/// What a cluster's agent is sent: its assignments, and the Applications deleted lately
+/// (every cluster gets them all; an agent acts on those it holds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub assignments: Vec<Assignment>,
+    pub removals: Vec<Removal>,
+}
+
+fn removals(st: &State) -> Vec<Removal> {
+    st.removed
+        .values()
+        .map(|r| Removal { app: r.value.app.clone(), app_uid: r.value.app_uid.clone(), cascade: r.value.cascade })
+        .collect()
+}
+
+/// A non-zero number that changes whenever the assignments or removals do (agents start
+/// from 0).
+fn fingerprint(assignments: &[Assignment], removals: &[Removal]) -> u64 {
+    let digest = Sha256::digest(serde_json::to_vec(&(assignments, removals)).unwrap_or_default());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     (u64::from_le_bytes(first) >> 1) | 1
@@ -46,9 +63,11 @@ impl ControlPlane {
     }
 
     /// The fingerprint and the assignments of `cluster` now (`None` once it is deleted).
-    pub fn snapshot(&self, cluster: &str) -> Option<(u64, Vec<Assignment>)> {
-        let a = assignments(&self.state.read(), cluster)?;
-        Some((fingerprint(&a), a))
+    pub fn snapshot(&self, cluster: &str) -> Option<(u64, Snapshot)> {
+        let st = self.state.read();
+        let assignments = assignments(&st, cluster)?;
+        let removals = removals(&st);
+        Some((fingerprint(&assignments, &removals), Snapshot { assignments, removals }))
     }
 
     /// Tells the streams on this replica what changed: those of clusters whose identity
@@ -73,12 +92,13 @@ impl ControlPlane {
         // Many clusters: one view of the fleet for all; a few: a small view each.
         let whole = (concerned.len() > 16).then(|| fleet(&st));
         let admissions = whole.as_ref().map(|f| f.admissions());
+        let removed = removals(&st);
         for c in concerned {
             let a = match (&whole, &admissions) {
                 (Some(f), Some(adm)) => f.assignments(adm, &c),
                 _ => assignments(&st, &c).unwrap_or_default(),
             };
-            let print = fingerprint(&a);
+            let print = fingerprint(&a, &removed);
             if let Some(tx) = senders.get(&c) {
                 tx.send_if_modified(|v| std::mem::replace(v, print) != print);
             }

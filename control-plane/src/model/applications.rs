@@ -52,12 +52,19 @@ fn check_dependencies(st: &State, name: &str, deps: &[String], txn: Txn) -> Resu
 
 /// Adds to `txn` the deletion of `name`, its statuses, its history and its children's, all
 /// at the versions read.
-fn delete_tree(st: &State, name: &str, mut txn: Txn, deleted: &mut BTreeSet<String>) -> Txn {
+/// Deletes an Application and its children. With `cascade` (a user's deletion), every
+/// cluster is told whether their objects go too (see [`RemovedRecord`]); without it (a child
+/// no longer declared), agents follow each Application's last prune policy.
+fn delete_tree(st: &State, name: &str, mut txn: Txn, deleted: &mut BTreeSet<String>, cascade: Option<bool>) -> Txn {
     let Some(a) = st.apps.get(name) else { return txn };
     if !deleted.insert(name.to_string()) {
         return txn;
     }
     txn = txn.expect(app_key(name), Expect::Version(a.version)).delete(app_key(name));
+    if let Some(cascade) = cascade {
+        let removed = RemovedRecord { app: name.into(), app_uid: a.value.uid.clone(), cascade, at: super::now() };
+        txn = txn.put(removed_key(name), encode(&removed));
+    }
     for (app, cluster) in st.statuses.keys().filter(|(a, _)| a == name) {
         txn = txn.delete(status_key(app, cluster));
     }
@@ -75,7 +82,7 @@ fn delete_tree(st: &State, name: &str, mut txn: Txn, deleted: &mut BTreeSet<Stri
     let children: Vec<String> =
         st.apps.values().filter(|c| c.value.parent == name).map(|c| c.value.name.clone()).collect();
     for c in children {
-        txn = delete_tree(st, &c, txn, deleted);
+        txn = delete_tree(st, &c, txn, deleted, cascade);
     }
     txn
 }
@@ -128,20 +135,21 @@ impl ControlPlane {
     }
 
     /// Deletes an Application with its children (app of apps), statuses and history, in one
-    /// transaction. Agents prune its objects when its policy prunes.
-    pub async fn delete_app(&self, name: &str) -> Result<()> {
+    /// transaction. As Argo CD: with `cascade` its clusters delete its objects (whatever the
+    /// prune policy); without, they leave them in place (orphaned).
+    pub async fn delete_app(&self, name: &str, cascade: bool) -> Result<()> {
         let deleted = self
             .transact(|st| {
                 if !st.apps.contains_key(name) {
                     return Err(Error::AppNotFound(name.into()));
                 }
                 let mut deleted = BTreeSet::new();
-                let txn = delete_tree(st, name, Txn::new(), &mut deleted);
+                let txn = delete_tree(st, name, Txn::new(), &mut deleted, Some(cascade));
                 Ok((Some(txn), deleted))
             })
             .await?;
         for d in deleted {
-            info!(app = %d, "application deleted");
+            info!(app = %d, cascade, "application deleted");
         }
         Ok(())
     }
@@ -276,7 +284,7 @@ impl ControlPlane {
                     .collect();
                 let mut deleted = BTreeSet::new();
                 for g in gone {
-                    txn = delete_tree(st, &g, txn, &mut deleted);
+                    txn = delete_tree(st, &g, txn, &mut deleted, None);
                 }
                 log.extend(deleted.into_iter().map(|d| (d, "child application no longer declared; deleted")));
                 let error = problems.join("; ");

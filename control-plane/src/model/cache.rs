@@ -41,6 +41,8 @@ pub struct State {
     /// By URL.
     pub repos: BTreeMap<String, Versioned<RepoRecord>>,
     pub leases: BTreeMap<String, Versioned<Lease>>,
+    /// Applications deleted lately, by name.
+    pub removed: BTreeMap<String, Versioned<RemovedRecord>>,
     /// Stored bundles: digest → version (values are read from the store when needed).
     pub bundles: BTreeMap<String, Revision>,
     /// Versions of every cached key (the replay guard of [`State::apply`]), by key.
@@ -232,6 +234,13 @@ impl State {
             match value.and_then(|v| decode::<Lease>(key, v)) {
                 Some(l) => self.leases.insert(name.to_string(), Versioned { value: l, version }),
                 None => self.leases.remove(name),
+            };
+        } else if let Some(name) = key.strip_prefix(REMOVED) {
+            // Every cluster's snapshot carries the removals.
+            t.apps = true;
+            match value.and_then(|v| decode::<RemovedRecord>(key, v)) {
+                Some(r) => self.removed.insert(name.to_string(), Versioned { value: r, version }),
+                None => self.removed.remove(name),
             };
         } else if let Some(digest) = key.strip_prefix(BUNDLES) {
             match value {

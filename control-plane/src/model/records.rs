@@ -15,6 +15,7 @@
 //! | `registrations/<name>` | [`RegistrationRecord`]: a registration token, by name |
 //! | `bundles/<digest>` | a rendered bundle's bytes |
 //! | `leases/<name>` | [`Lease`]: who runs a singleton task, until when |
+//! | `removed/<app>` | [`RemovedRecord`]: an Application deleted lately, and whether its objects go too |
 
 use std::collections::BTreeMap;
 
@@ -34,9 +35,11 @@ pub const TOKENS: &str = "tokens/";
 pub const REGISTRATIONS: &str = "registrations/";
 pub const BUNDLES: &str = "bundles/";
 pub const LEASES: &str = "leases/";
+pub const REMOVED: &str = "removed/";
 
 /// Every prefix the model caches (bundles are cached as keys only).
-pub const CACHED: [&str; 9] = [APPS, CLUSTERS, PRESENCE, STATUS, HISTORY, CREDENTIALS, REPOS, LEASES, BUNDLES];
+pub const CACHED: [&str; 10] =
+    [APPS, CLUSTERS, PRESENCE, STATUS, HISTORY, CREDENTIALS, REPOS, LEASES, BUNDLES, REMOVED];
 
 pub fn app_key(app: &str) -> String {
     format!("{APPS}{app}")
@@ -68,6 +71,9 @@ pub fn token_key(sha256: &str) -> String {
 }
 pub fn registration_key(name: &str) -> String {
     format!("{REGISTRATIONS}{name}")
+}
+pub fn removed_key(app: &str) -> String {
+    format!("{REMOVED}{app}")
 }
 pub fn bundle_key(digest: &str) -> String {
     format!("{BUNDLES}{digest}")
@@ -198,6 +204,21 @@ pub struct RegistrationRecord {
     /// Labels every cluster registered with it starts with.
     pub labels: BTreeMap<String, String>,
 }
+
+/// An Application deleted lately: sent to every cluster (see [`bosun_core::Removal`]) until it
+/// is [`REMOVED_KEPT`] old, or an Application of the same name is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedRecord {
+    pub app: String,
+    pub app_uid: String,
+    pub cascade: bool,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// How long a deletion is announced to agents: one away longer follows the Application's
+/// last prune policy instead.
+pub const REMOVED_KEPT: i64 = 7 * 86400;
 
 /// Per-object state reported by an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

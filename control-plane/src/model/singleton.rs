@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use super::cache::{State, Touched};
-use super::records::{Lease, bundle_key, encode, lease_key};
+use super::records::{Lease, REMOVED_KEPT, bundle_key, encode, lease_key, removed_key};
 use super::{ControlPlane, PRESENCE_EVERY, now_ms};
 
 /// How long a lease lasts without renewal.
@@ -204,10 +204,17 @@ impl ControlPlane {
 
     /// Deletes the bundles that no Application, rollback, history entry or cluster status
     /// refers to and that were already stored at the previous pass (a bundle just rendered is
-    /// not referred to yet); then compacts the feed. Returns the revision of this pass.
+    /// not referred to yet), and deletion notices older than [`REMOVED_KEPT`]; then compacts
+    /// the feed. Returns the revision of this pass.
     pub async fn collect(&self, previous_pass: Option<Revision>) -> std::result::Result<Revision, StoreError> {
-        let (unused, revision) = {
+        let (unused, expired, revision) = {
             let st = self.state.read();
+            let expired: Vec<(String, Revision)> = st
+                .removed
+                .iter()
+                .filter(|(_, r)| r.value.at + REMOVED_KEPT < super::now())
+                .map(|(app, r)| (app.clone(), r.version))
+                .collect();
             let mut used: HashSet<&str> = HashSet::new();
             for a in st.apps.values().map(|a| &a.value) {
                 used.insert(&a.status.bundle_digest);
@@ -225,8 +232,18 @@ impl ControlPlane {
                     .map(|(d, v)| (d.clone(), *v))
                     .collect(),
             };
-            (unused, st.revision)
+            (unused, expired, st.revision)
         };
+        if !expired.is_empty() {
+            let txn = expired.iter().fold(Txn::new(), |t, (app, v)| {
+                t.expect(removed_key(app), Expect::Version(*v)).delete(removed_key(app))
+            });
+            match self.commit(txn).await {
+                Ok(_) => info!(applications = expired.len(), "deletion notices past their time collected"),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut collected = 0;
         for chunk in unused.chunks(256) {
             let txn = chunk

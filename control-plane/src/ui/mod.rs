@@ -404,7 +404,10 @@ async fn app_action(
                 return refusal(StatusCode::BAD_REQUEST, "Not deleted", "Type the Application's name to confirm.");
             }
             ui.api
-                .delete_application(as_principal(&who, pb::DeleteApplicationRequest { name: name.clone() }))
+                .delete_application(as_principal(
+                    &who,
+                    pb::DeleteApplicationRequest { name: name.clone(), cascade: None },
+                ))
                 .await
                 .map(|_| Redirect::to("/").into_response())
         }

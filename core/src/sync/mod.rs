@@ -1029,12 +1029,29 @@ fn delete_hooks(
     }
 }
 
-/// What to do when an Application leaves this cluster: with prune on, delete what it created
-/// (its tracking identity, and not `Delete=false`). The objects still to delete.
-pub fn cascade(app: &str, memory: &Memory, live: &dyn Live) -> (Vec<Action>, Vec<ObjectRef>) {
+/// Whether an Application that left this cluster takes its objects with it: as its deletion
+/// says (`bosun app delete`, cascading unless `--cascade=false`) when the notice is about the
+/// Application whose objects these are; otherwise — it stopped targeting this cluster, or was
+/// deleted so long ago that the notice expired — as its last prune policy says.
+pub fn removal_cascades(memory: &Memory, notice: Option<&crate::Removal>) -> bool {
+    match notice {
+        Some(n) if !n.app_uid.is_empty() && n.app_uid == memory.app_uid => n.cascade,
+        _ => memory.last_policy.prune,
+    }
+}
+
+/// What to do when an Application leaves this cluster: when it cascades (see
+/// [`removal_cascades`]), delete what it created (its tracking identity, and not
+/// `Delete=false`); else nothing, its objects stay. The objects still to delete.
+pub fn cascade(
+    app: &str,
+    memory: &Memory,
+    notice: Option<&crate::Removal>,
+    live: &dyn Live,
+) -> (Vec<Action>, Vec<ObjectRef>) {
     let mut actions = Vec::new();
     let mut remaining = Vec::new();
-    if !memory.last_policy.prune {
+    if !removal_cascades(memory, notice) {
         return (actions, remaining);
     }
     for r in crate::plan::prune_candidates(&memory.inventory, &[]) {

@@ -521,10 +521,36 @@ fn cascade_deletes_only_what_it_created_and_may_delete() {
     let objects = vec![cm("a", 0), keep];
     pass(&t, &objects, &mut c, &mut m, 0);
     pass(&t, &objects, &mut c, &mut m, 1);
-    let (actions, remaining) = cascade("web", &m, &c);
+    let (actions, remaining) = cascade("web", &m, None, &c);
     assert_eq!(kinds(&actions), ["delete a (Cascade)"]);
     assert_eq!(remaining.len(), 1);
-    assert!(cascade("other-app", &m, &c).0.is_empty(), "another Application's name deletes nothing");
+    assert!(cascade("other-app", &m, None, &c).0.is_empty(), "another Application's name deletes nothing");
+}
+
+#[test]
+fn a_deletion_notice_about_this_application_decides_whether_its_objects_go() {
+    use crate::Removal;
+    let notice = |uid: &str, cascade: bool| Removal { app: "web".into(), app_uid: uid.into(), cascade };
+    for (prune, notice, cascades, why) in [
+        (false, None, false, "no notice (a selector stopped matching): the prune policy"),
+        (true, None, true, "no notice, prune on"),
+        (false, Some(notice("u1", true)), true, "deleted with cascade: objects go whatever prune says"),
+        (true, Some(notice("u1", false)), false, "deleted with --cascade=false: orphaned"),
+        (true, Some(notice("u0", false)), true, "a notice about an earlier Application of that name"),
+        (false, Some(notice("", true)), false, "a notice without identity decides nothing"),
+    ] {
+        let m = Memory { app_uid: "u1".into(), last_policy: SyncPolicy { prune, ..auto() }, ..Default::default() };
+        assert_eq!(removal_cascades(&m, notice.as_ref()), cascades, "{why}");
+    }
+    // Orphaned: nothing is deleted though prune is on.
+    let mut c = Cluster::default();
+    let mut m = Memory::default();
+    let t = target(SyncPolicy { prune: true, ..auto() }, "d1", 0);
+    pass(&t, &[cm("a", 0)], &mut c, &mut m, 0);
+    pass(&t, &[cm("a", 0)], &mut c, &mut m, 1);
+    let uid = m.app_uid.clone();
+    assert!(cascade("web", &m, Some(&notice(&uid, false)), &c).0.is_empty());
+    assert_eq!(kinds(&cascade("web", &m, Some(&notice(&uid, true)), &c).0), ["delete a (Cascade)"]);
 }
 
 mod properties {
@@ -567,7 +593,7 @@ mod properties {
                     prop_assert!(tracking::prunable(&live, "web"), "pruned {} without our identity", r);
                 }
             }
-            let (cascade_actions, _) = cascade("web", &m, &c);
+            let (cascade_actions, _) = cascade("web", &m, None, &c);
             for action in cascade_actions {
                 if let Action::Delete { r, .. } = action {
                     prop_assert!(tracking::is_tracked_by(&c.get(&r).unwrap(), "web"));
