@@ -691,13 +691,9 @@ impl bosun_core::tree::Owned for Cache {
     }
 }
 
-/// The API of a kind across the cluster (`namespace` empty) or in one namespace.
-fn scoped_api(client: &kube::Client, ar: &ApiResource, namespace: &str) -> Api<DynamicObject> {
-    if namespace.is_empty() {
-        Api::all_with(client.clone(), ar)
-    } else {
-        Api::namespaced_with(client.clone(), namespace, ar)
-    }
+/// The API a reflector watches: across the cluster (`watched` empty) or in one namespace.
+fn scoped_api(client: &kube::Client, ar: &ApiResource, watched: &str) -> Api<DynamicObject> {
+    crate::kube::dynamic_api(client, ar, (!watched.is_empty()).then_some(watched))
 }
 
 fn key(r: &ObjectRef, kind: &Kind) -> KubeRef<DynamicObject> {

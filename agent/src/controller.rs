@@ -550,15 +550,17 @@ impl Controller {
         self.shared.refresh_labels();
         self.shared.queue.cancel_timer(app);
         self.cache.release(app);
-        match (cascades, &notice) {
+        match (cascades, sync::deciding_notice(&memory, notice.as_ref())) {
             (true, _) => info!("application removed from this cluster; its objects were deleted"),
-            (false, Some(n)) if n.app_uid == memory.app_uid => {
+            (false, Some(_)) => {
                 info!(
                     objects = memory.inventory.len(),
                     "application deleted without cascade; its objects were left in place"
                 )
             }
-            (false, _) => info!("application removed from this cluster; its objects were left in place (prune is off)"),
+            (false, None) => {
+                info!("application removed from this cluster; its objects were left in place (prune is off)")
+            }
         }
     }
 }

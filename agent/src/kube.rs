@@ -78,6 +78,15 @@ fn namespaced(caps: &ApiCapabilities) -> bool {
     matches!(caps.scope, Scope::Namespaced)
 }
 
+/// The API of a kind in one namespace, or across the cluster (`None`: every namespace, or a
+/// cluster-scoped kind).
+pub fn dynamic_api(client: &kube::Client, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    }
+}
+
 impl ClusterApi {
     pub fn new(client: kube::Client, field_manager: &str) -> Self {
         Self { client, field_manager: field_manager.to_string(), kinds: Mutex::new(HashMap::new()) }
@@ -127,11 +136,7 @@ impl ClusterApi {
     }
 
     fn api(&self, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
-        if namespaced {
-            Api::namespaced_with(self.client.clone(), ns, ar)
-        } else {
-            Api::all_with(self.client.clone(), ar)
-        }
+        dynamic_api(&self.client, ar, namespaced.then_some(ns))
     }
 
     /// Server-side apply under the agent's field manager, taking over conflicting fields.

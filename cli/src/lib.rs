@@ -1842,11 +1842,6 @@ async fn registration_token(c: &mut Admin, out: Output, cmd: RegistrationTokenCm
                         println!("{:<24} {:<10} {:<10} {}", t.name, expires, age(t.created_at), t.clusters.join(","));
                     }
                 }
-                Output::Name => {
-                    for t in &list.tokens {
-                        println!("registration-token/{}", t.name);
-                    }
-                }
                 _ => {
                     let rows: Vec<Value> = list
                         .tokens

@@ -88,6 +88,12 @@ fn spec(repo: &str, namespace: &str) -> AppSpec {
     s
 }
 
+/// A CSR for a fresh key (the control plane ignores its subject).
+fn csr() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    rcgen::CertificateParams::new(vec!["agent".into()]).unwrap().serialize_request(&key).unwrap().pem().unwrap()
+}
+
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -195,10 +201,6 @@ async fn revocations_reach_every_replica(r: Replicas) {
     // Two replicas consume one join token at once: exactly one wins.
     let (token, _) = a.create_join_token("c2", Duration::from_secs(600), Default::default()).await.unwrap();
     eventually("c2 on b", || b.cluster("c2").is_ok()).await;
-    let csr = || {
-        let key = rcgen::KeyPair::generate().unwrap();
-        rcgen::CertificateParams::new(vec!["c2".into()]).unwrap().serialize_request(&key).unwrap().pem().unwrap()
-    };
     let (csr_a, csr_b) = (csr(), csr());
     let (ja, jb) = tokio::join!(a.join(&token, "", &csr_a, "t"), b.join(&token, "", &csr_b, "t"));
     assert!(ja.is_ok() != jb.is_ok(), "one join wins: {:?} / {:?}", ja.as_ref().err(), jb.as_ref().err());
@@ -225,10 +227,6 @@ async fn deletions_and_registrations_agree_across_replicas(r: Replicas) {
     assert_eq!(Some(print_a), b.snapshot("c1").map(|(p, _)| p), "the same fingerprint on both");
 
     let (token, _) = a.create_registration_token("spokes", Duration::from_secs(600), Default::default()).await.unwrap();
-    let csr = || {
-        let key = rcgen::KeyPair::generate().unwrap();
-        rcgen::CertificateParams::new(vec!["x".into()]).unwrap().serialize_request(&key).unwrap().pem().unwrap()
-    };
     let (csr_a, csr_b) = (csr(), csr());
     let (ja, jb) = tokio::join!(a.join(&token, "spoke-1", &csr_a, "t"), b.join(&token, "spoke-1", &csr_b, "t"));
     assert!(ja.is_ok() != jb.is_ok(), "one registration wins: {:?} / {:?}", ja.as_ref().err(), jb.as_ref().err());

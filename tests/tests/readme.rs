@@ -152,13 +152,13 @@ fn tfvars_names(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn declared(dir: &Path, block: &str) -> String {
+/// Every `.tf` file of a directory, as one text.
+fn terraform_text(dir: &Path) -> String {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "tf"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .filter(|t| t.contains(block))
         .collect()
 }
 
@@ -202,8 +202,9 @@ fn readme_commands_parse_and_name_what_exists() {
                         match std::fs::read_to_string(&example) {
                             Err(_) => problem(format!("{} does not exist", words[1])),
                             Ok(text) if words[1].contains(".tfvars") => {
+                                let tf = terraform_text(&cwd);
                                 for name in tfvars_names(&text) {
-                                    if declared(&cwd, &format!("variable \"{name}\"")).is_empty() {
+                                    if !tf.contains(&format!("variable \"{name}\"")) {
                                         problem(format!("{} sets {name}, which is not a variable here", words[1]));
                                     }
                                 }
@@ -213,7 +214,7 @@ fn readme_commands_parse_and_name_what_exists() {
                     }
                     "terraform" if words.get(1).map(String::as_str) == Some("output") => {
                         let name = words.last().unwrap();
-                        if declared(&cwd, &format!("output \"{name}\"")).is_empty() {
+                        if !terraform_text(&cwd).contains(&format!("output \"{name}\"")) {
                             problem(format!("terraform output {name}: no such output in {}", cwd.display()));
                         }
                     }

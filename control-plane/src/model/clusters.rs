@@ -22,6 +22,29 @@ fn record_certificate(cluster: &mut ClusterRecord, issued: &Issued) {
     cluster.cert_expires = issued.expires_at;
 }
 
+/// `name` (of `what`: a cluster, a registration token) is a DNS label.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if bosun_core::app::is_dns_label(name) {
+        Ok(())
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "{what} name {name:?} must be a DNS label: lowercase letters, digits and '-'"
+        )))
+    }
+}
+
+/// The lifetime of a token (of `what`: a join or registration token) is within bounds.
+fn check_ttl(what: &str, ttl: Duration) -> Result<()> {
+    if ttl > MAX_JOIN_TOKEN_TTL || ttl.is_zero() {
+        return Err(Error::InvalidRequest(format!(
+            "{what} ttl {}s: give between 1 s and {} days",
+            ttl.as_secs(),
+            MAX_JOIN_TOKEN_TTL.as_secs() / 86400
+        )));
+    }
+    Ok(())
+}
+
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in labels {
         bosun_core::cluster::check_admin_label(k, v).map_err(Error::InvalidRequest)?;
@@ -37,19 +60,9 @@ impl ControlPlane {
         ttl: Duration,
         labels: BTreeMap<String, String>,
     ) -> Result<(String, i64)> {
-        if !bosun_core::app::is_dns_label(cluster) {
-            return Err(Error::InvalidRequest(format!(
-                "cluster name {cluster:?} must be a DNS label: lowercase letters, digits and '-'"
-            )));
-        }
+        check_name("cluster", cluster)?;
         check_labels(&labels)?;
-        if ttl > MAX_JOIN_TOKEN_TTL || ttl.is_zero() {
-            return Err(Error::InvalidRequest(format!(
-                "join token ttl {}s: give between 1 s and {} days",
-                ttl.as_secs(),
-                MAX_JOIN_TOKEN_TTL.as_secs() / 86400
-            )));
-        }
+        check_ttl("join token", ttl)?;
         let token = super::credentials::new_token("bjt_");
         let expires_at = now() + ttl.as_secs() as i64;
         let token_rec = TokenRecord { cluster: cluster.into(), expires_at, registration: String::new() };
@@ -83,19 +96,9 @@ impl ControlPlane {
         ttl: Duration,
         labels: BTreeMap<String, String>,
     ) -> Result<(String, i64)> {
-        if !bosun_core::app::is_dns_label(name) {
-            return Err(Error::InvalidRequest(format!(
-                "registration token name {name:?} must be a DNS label: lowercase letters, digits and '-'"
-            )));
-        }
+        check_name("registration token", name)?;
         check_labels(&labels)?;
-        if ttl > MAX_JOIN_TOKEN_TTL || ttl.is_zero() {
-            return Err(Error::InvalidRequest(format!(
-                "registration token ttl {}s: give between 1 s and {} days",
-                ttl.as_secs(),
-                MAX_JOIN_TOKEN_TTL.as_secs() / 86400
-            )));
-        }
+        check_ttl("registration token", ttl)?;
         let token = super::credentials::new_token("brt_");
         let sha = hash_token(&token);
         let created_at = now();
@@ -228,11 +231,7 @@ impl ControlPlane {
                 "a registration token registers the cluster the agent names: give the agent --cluster-name".into(),
             ));
         }
-        if !bosun_core::app::is_dns_label(cluster) {
-            return Err(Error::InvalidRequest(format!(
-                "cluster name {cluster:?} must be a DNS label: lowercase letters, digits and '-'"
-            )));
-        }
+        check_name("cluster", cluster)?;
         let rkey = registration_key(registration);
         let stored = self.store.get(&rkey).await?.ok_or(Error::BadJoinToken)?;
         let reg: RegistrationRecord = serde_json::from_slice(&stored.value).map_err(|_| Error::BadJoinToken)?;

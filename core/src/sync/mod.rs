@@ -1034,10 +1034,13 @@ fn delete_hooks(
 /// Application whose objects these are; otherwise — it stopped targeting this cluster, or was
 /// deleted so long ago that the notice expired — as its last prune policy says.
 pub fn removal_cascades(memory: &Memory, notice: Option<&crate::Removal>) -> bool {
-    match notice {
-        Some(n) if !n.app_uid.is_empty() && n.app_uid == memory.app_uid => n.cascade,
-        _ => memory.last_policy.prune,
-    }
+    deciding_notice(memory, notice).map_or(memory.last_policy.prune, |n| n.cascade)
+}
+
+/// The deletion notice, when it is about the Application whose objects `memory` records
+/// (then it decides their fate).
+pub fn deciding_notice<'a>(memory: &Memory, notice: Option<&'a crate::Removal>) -> Option<&'a crate::Removal> {
+    notice.filter(|n| !n.app_uid.is_empty() && n.app_uid == memory.app_uid)
 }
 
 /// What to do when an Application leaves this cluster: when it cascades (see
