@@ -178,6 +178,10 @@ struct Controller {
     cluster: Arc<ClusterApi>,
     cache: Arc<Cache>,
     settings: Settings,
+    /// Each Application's bundle as last prepared, kept while its assignment is the same and
+    /// preparing it found nothing to retry: a pass then neither reads the bundle again nor
+    /// compares objects whose live copy did not change.
+    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
 }
 
 /// What the health and metrics endpoints read from the running controller.
@@ -229,7 +233,13 @@ pub async fn run(
         }),
     ));
     let _ = observed.set(Arc::new(Observed { shared: shared.clone(), cache: cache.clone() }));
-    let ctl = Arc::new(Controller { shared: shared.clone(), cluster, cache, settings: settings.clone() });
+    let ctl = Arc::new(Controller {
+        shared: shared.clone(),
+        cluster,
+        cache,
+        settings: settings.clone(),
+        prepared: Mutex::new(HashMap::new()),
+    });
     let resync = {
         let shared = shared.clone();
         bosun_process::AbortOnDrop(tokio::spawn(async move {
@@ -286,7 +296,10 @@ fn short(rev: &str) -> &str {
 /// The bundle's objects made ready for the cluster: namespaces defaulted (and dropped for
 /// cluster-scoped kinds), the tracking identity added; and the kinds they need.
 struct Prepared {
-    objects: Vec<Value>,
+    /// What it was prepared for: the bundle and the destination namespace.
+    digest: String,
+    namespace: String,
+    bundle: sync::Bundle,
     kinds: Vec<Kind>,
     versions: HashMap<(String, String), String>,
     errors: Vec<String>,
@@ -341,18 +354,39 @@ impl Controller {
     /// One pass over an Application; says how it went (`in_sync`, `acted`, `waiting`, `error`).
     async fn sync(&self, a: &Assigned) -> &'static str {
         let mut memory = self.memory(&a.app);
-        let bundle = match self.shared.dir.load_bundle(&a.bundle_digest).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.shared.need_bundles.notify_one();
-                let message = format!("bundle {} is not available yet ({e:#}); fetching it", short(&a.bundle_digest));
-                // Fetched bundles wake every Application.
-                self.cannot_start(a, &memory, message, None);
-                return "waiting";
+        let kept = self.prepared.lock().get(&a.app).cloned();
+        let prepared = match kept.filter(|p| p.digest == a.bundle_digest && p.namespace == a.namespace) {
+            Some(p) => p,
+            None => {
+                let bundle = match self.shared.dir.load_bundle(&a.bundle_digest).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.shared.need_bundles.notify_one();
+                        let message =
+                            format!("bundle {} is not available yet ({e:#}); fetching it", short(&a.bundle_digest));
+                        // Fetched bundles wake every Application.
+                        self.cannot_start(a, &memory, message, None);
+                        return "waiting";
+                    }
+                };
+                let p = Arc::new(self.prepare(a, &bundle.objects).await);
+                // Errors may clear (a kind served later): such a bundle is prepared again.
+                if p.errors.is_empty() {
+                    self.prepared.lock().insert(a.app.clone(), p.clone());
+                } else {
+                    self.prepared.lock().remove(&a.app);
+                }
+                p
             }
         };
-        let prepared = self.prepare(a, &bundle.objects, &memory).await;
-        if let Err(waiting) = self.cache.use_kinds(&a.app, &prepared.kinds) {
+        // Kinds of leftovers of earlier syncs, to be judged and pruned.
+        let mut kinds = prepared.kinds.clone();
+        let mut seen: HashSet<Gvk> = kinds.iter().map(Kind::gvk).collect();
+        let leftovers =
+            memory.inventory.iter().filter(|r| !kinds.iter().any(|k| k.ar.group == r.group && k.ar.kind == r.kind));
+        let leftovers: Vec<&ObjectRef> = leftovers.collect();
+        self.kinds_of(leftovers.into_iter(), &mut seen, &mut kinds).await;
+        if let Err(waiting) = self.cache.use_kinds(&a.app, &kinds) {
             // Woken when the lists complete.
             self.cannot_start(a, &memory, waiting, Some(RETRY_SOON * 6));
             return "waiting";
@@ -370,8 +404,8 @@ impl Controller {
         let view = View { cache: &self.cache, versions: &prepared.versions };
         let manager = self.settings.field_manager.as_str();
         for round in 0..MAX_ROUNDS {
-            let d = sync::decide(&target, &prepared.objects, &view, &memory, manager, now_ms());
-            log_transition(&memory, &d.memory, &prepared.objects);
+            let d = prepared.bundle.decide(&target, &view, &memory, manager, now_ms());
+            log_transition(&memory, &d.memory, prepared.bundle.objects());
             // What the actions depend on is on disk before they run.
             if let Err(e) = self.shared.remember(&a.app, &d.memory).await {
                 warn!(error = %format!("{e:#}"), "could not persist the application's state; not acting");
@@ -416,9 +450,17 @@ impl Controller {
         "acted"
     }
 
-    async fn prepare(&self, a: &Assigned, objects: &[Value], memory: &Memory) -> Prepared {
+    async fn prepare(&self, a: &Assigned, objects: &[Value]) -> Prepared {
         let default_ns = if a.namespace.is_empty() { "default" } else { a.namespace.as_str() };
-        let mut out = Prepared { objects: Vec::new(), kinds: Vec::new(), versions: HashMap::new(), errors: Vec::new() };
+        let mut prepared = Vec::new();
+        let mut out = Prepared {
+            digest: a.bundle_digest.clone(),
+            namespace: a.namespace.clone(),
+            bundle: sync::Bundle::new(Vec::new()),
+            kinds: Vec::new(),
+            versions: HashMap::new(),
+            errors: Vec::new(),
+        };
         let mut seen: HashSet<Gvk> = HashSet::new();
         // Kinds defined by CRDs of this bundle: not served until the CRD is applied.
         let defined: HashSet<(String, String)> = objects
@@ -477,15 +519,9 @@ impl Controller {
                 }
             }
             tracking::mark(&mut o, &a.app);
-            out.objects.push(o);
+            prepared.push(o);
         }
-        // Leftovers of earlier syncs, to be judged and pruned.
-        let leftovers: Vec<&ObjectRef> = memory
-            .inventory
-            .iter()
-            .filter(|r| !out.kinds.iter().any(|k| k.ar.group == r.group && k.ar.kind == r.kind))
-            .collect();
-        self.kinds_of(leftovers.into_iter(), &mut seen, &mut out.kinds).await;
+        out.bundle = sync::Bundle::new(prepared);
         out
     }
 
@@ -511,6 +547,7 @@ impl Controller {
     /// An Application that left this cluster: with prune on, what it created is deleted
     /// (then it is forgotten); with prune off, its objects stay.
     async fn remove(&self, app: &str) {
+        self.prepared.lock().remove(app);
         let Some(memory) = self.shared.memory.lock().get(app).cloned() else {
             self.cache.release(app);
             return;

@@ -43,7 +43,7 @@
 //! hook found in the cache is adopted, one not found is created — so a hook is never run twice
 //! in one attempt, nor skipped.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -316,11 +316,12 @@ fn heal_backoff_ms(heals: u32) -> i64 {
 }
 
 /// A step of the plan: one phase and wave, its resources (with their identities) and hooks.
+/// One step of a pass: its phase and wave, its hooks, and where its resources are in the
+/// compared list.
 struct Step<'a> {
     phase: options::HookType,
     wave: i64,
-    resources: Vec<(ObjectRef, &'a Value)>,
-    /// Where this step's resources are in the compared list (built in step order).
+    /// Where this step's resources are in the compared list (the plan's install order).
     compared: std::ops::Range<usize>,
     hooks: Vec<&'a Value>,
 }
@@ -335,52 +336,125 @@ fn phase_name(p: HookType) -> &'static str {
     }
 }
 
-/// Steps by phase, then wave (resources belong to the Sync phase); SyncFail hooks apart.
-fn steps(objects: &[Value]) -> Result<(Vec<Step<'_>>, Vec<&Value>), options::OptionError> {
-    let mut keyed: BTreeMap<(HookType, i64), Step<'_>> = BTreeMap::new();
-    let mut sync_fail = Vec::new();
-    for o in objects {
-        let a = options::read(o)?;
-        let wave = a.wave;
-        if a.is_hook {
-            for h in a.hooks {
-                match h {
-                    HookType::SyncFail => sync_fail.push(o),
-                    HookType::Skip => {}
-                    phase => keyed
-                        .entry((phase, wave))
-                        .or_insert_with(|| Step { phase, wave, resources: vec![], compared: 0..0, hooks: vec![] })
-                        .hooks
-                        .push(o),
-                }
-            }
-        } else if !a.hooks.contains(&HookType::Skip)
-            && let Some(r) = ObjectRef::of(o)
-        {
-            keyed
-                .entry((HookType::Sync, wave))
-                .or_insert_with(|| Step {
-                    phase: HookType::Sync,
-                    wave,
-                    resources: vec![],
-                    compared: 0..0,
-                    hooks: vec![],
-                })
-                .resources
-                .push((r, o));
+/// The steps of a bundle, worked out once per bundle: phase, then wave (resources belong to
+/// the Sync phase), each step's resources in install order; SyncFail hooks apart. Objects are
+/// named by their index in the bundle.
+#[derive(Debug)]
+struct Plan {
+    steps: Vec<PlanStep>,
+    sync_fail: Vec<usize>,
+    /// Every resource, step after step in install order, with its index in the bundle.
+    resources: Vec<(ObjectRef, usize)>,
+    /// The same identities, sorted: the inventory of the bundle once it is synced.
+    sorted: Vec<ObjectRef>,
+}
+
+#[derive(Debug)]
+struct PlanStep {
+    phase: HookType,
+    wave: i64,
+    /// The step's slice of [`Plan::resources`].
+    resources: std::ops::Range<usize>,
+    hooks: Vec<usize>,
+}
+
+impl Plan {
+    fn of(objects: &[Value]) -> Result<Self, options::OptionError> {
+        struct Building {
+            resources: Vec<(ObjectRef, usize)>,
+            hooks: Vec<usize>,
         }
+        let mut keyed: BTreeMap<(HookType, i64), Building> = BTreeMap::new();
+        let mut sync_fail = Vec::new();
+        fn entry(keyed: &mut BTreeMap<(HookType, i64), Building>, phase: HookType, wave: i64) -> &mut Building {
+            keyed.entry((phase, wave)).or_insert_with(|| Building { resources: vec![], hooks: vec![] })
+        }
+        for (i, o) in objects.iter().enumerate() {
+            let a = options::read(o)?;
+            if a.is_hook {
+                for h in a.hooks {
+                    match h {
+                        HookType::SyncFail => sync_fail.push(i),
+                        HookType::Skip => {}
+                        phase => entry(&mut keyed, phase, a.wave).hooks.push(i),
+                    }
+                }
+            } else if !a.hooks.contains(&HookType::Skip)
+                && let Some(r) = ObjectRef::of(o)
+            {
+                entry(&mut keyed, HookType::Sync, a.wave).resources.push((r, i));
+            }
+        }
+        let mut plan = Plan { steps: Vec::new(), sync_fail, resources: Vec::new(), sorted: Vec::new() };
+        for ((phase, wave), mut b) in keyed {
+            // Install order: kind rank, then identity (unique within a step). The rank is looked
+            // up once per object, not per comparison.
+            b.resources.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+            b.resources.sort_by_cached_key(|(r, _)| crate::plan::kind_rank(&r.kind));
+            b.hooks.sort_by_cached_key(|i| {
+                let o = &objects[*i];
+                (crate::plan::kind_rank(o["kind"].as_str().unwrap_or_default()), ObjectRef::of_manifest(o))
+            });
+            let start = plan.resources.len();
+            plan.resources.extend(b.resources);
+            plan.steps.push(PlanStep { phase, wave, resources: start..plan.resources.len(), hooks: b.hooks });
+        }
+        plan.sorted = plan.resources.iter().map(|(r, _)| r.clone()).collect();
+        plan.sorted.sort_unstable();
+        Ok(plan)
     }
-    let mut out: Vec<Step<'_>> = keyed.into_values().collect();
-    for s in &mut out {
-        // Install order: kind rank, then identity (unique within a step). The rank is looked
-        // up once per object, not per comparison.
-        s.resources.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-        s.resources.sort_by_cached_key(|(r, _)| crate::plan::kind_rank(&r.kind));
-        s.hooks.sort_by_cached_key(|o| {
-            (crate::plan::kind_rank(o["kind"].as_str().unwrap_or_default()), ObjectRef::of_manifest(o))
-        });
+}
+
+/// A bundle as the agent keeps it between passes: its objects, their plan (worked out once),
+/// and the comparisons of the last pass. A resource whose live object is the same cache entry
+/// as last time is not compared again: its drift and health are the ones found then.
+#[derive(Debug)]
+pub struct Bundle {
+    objects: Vec<Value>,
+    plan: Result<Plan, options::OptionError>,
+    memo: std::sync::Mutex<Memo>,
+}
+
+/// The comparisons of the last pass, and what they were made under.
+#[derive(Debug, Default)]
+struct Memo {
+    manager: String,
+    ignore: Vec<IgnoreDifference>,
+    /// Per resource of the plan (same order): the live object compared, and what was found.
+    seen: Vec<Option<Seen>>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    live: Arc<Value>,
+    drift: Vec<crate::diff::Drift>,
+    health: Health,
+    message: String,
+}
+
+impl Bundle {
+    pub fn new(objects: Vec<Value>) -> Self {
+        let plan = Plan::of(&objects);
+        Self { objects, plan, memo: Default::default() }
     }
-    Ok((out, sync_fail))
+
+    /// The bundle's objects, as given.
+    pub fn objects(&self) -> &[Value] {
+        &self.objects
+    }
+
+    /// Decides the next actions (see [`decide`]). Pure as [`decide`] is: the comparisons kept
+    /// from the last pass only save work, they never change the decision.
+    pub fn decide(
+        &self,
+        target: &Target<'_>,
+        live: &dyn Live,
+        memory: &Memory,
+        manager: &str,
+        now_ms: i64,
+    ) -> Decision {
+        decide_bundle(target, self, live, memory, manager, now_ms)
+    }
 }
 
 /// One resource compared with its live object.
@@ -399,10 +473,23 @@ impl Compared<'_> {
     }
 }
 
-/// Decides the next actions. Pure: the same inputs give the same decision.
+/// Decides the next actions. Pure: the same inputs give the same decision. The agent keeps a
+/// [`Bundle`] between passes instead, which saves working out the plan and comparing objects
+/// that did not change.
 pub fn decide(
     target: &Target<'_>,
     objects: &[Value],
+    live: &dyn Live,
+    memory: &Memory,
+    manager: &str,
+    now_ms: i64,
+) -> Decision {
+    decide_bundle(target, &Bundle::new(objects.to_vec()), live, memory, manager, now_ms)
+}
+
+fn decide_bundle(
+    target: &Target<'_>,
+    bundle: &Bundle,
     live: &dyn Live,
     memory: &Memory,
     manager: &str,
@@ -423,8 +510,9 @@ pub fn decide(
     let mut notes: Vec<String> = Vec::new();
     let mut wake_at_ms = None;
 
-    let (mut steps, sync_fail) = match steps(objects) {
-        Ok(s) => s,
+    let objects = bundle.objects();
+    let plan = match &bundle.plan {
+        Ok(p) => p,
         Err(e) => {
             // A malformed sync annotation stops this Application only, before anything is applied.
             let report = Report {
@@ -438,32 +526,58 @@ pub fn decide(
             return Decision { memory: mem, actions, report, wake_at_ms };
         }
     };
+    let steps: Vec<Step<'_>> = plan
+        .steps
+        .iter()
+        .map(|s| Step {
+            phase: s.phase,
+            wave: s.wave,
+            compared: s.resources.clone(),
+            hooks: s.hooks.iter().map(|i| &objects[*i]).collect(),
+        })
+        .collect();
+    let sync_fail: Vec<&Value> = plan.sync_fail.iter().map(|i| &objects[*i]).collect();
     let multi_step = steps.len() > 1 || steps.iter().any(|s| !s.hooks.is_empty());
 
-    // Compare every resource with its live object.
+    // Compare every resource with its live object (again only where the live object changed
+    // since the last pass).
     let opts = crate::diff::Options { ignore: target.ignore, manager: Some(manager) };
-    let mut compared: Vec<Compared<'_>> = Vec::with_capacity(objects.len());
-    for step in &mut steps {
-        let start = compared.len();
-        for (r, d) in std::mem::take(&mut step.resources) {
-            let live_obj = live.get(&r);
-            let (drift, health, message) = match &live_obj {
-                None => (Vec::new(), Health::Missing, "not created yet".to_string()),
-                Some(l) => {
-                    let drift = crate::diff::drift(d, l, opts);
-                    let (h, m) =
-                        health::assess(l).map(|a| (a.health, a.message)).unwrap_or((Health::Healthy, String::new()));
-                    (drift, h, m)
-                }
-            };
-            compared.push(Compared { desired: d, r, live: live_obj, drift, health, message });
-        }
-        step.compared = start..compared.len();
+    let mut memo = bundle.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if memo.manager != manager || memo.ignore != target.ignore {
+        *memo = Memo { manager: manager.to_string(), ignore: target.ignore.to_vec(), seen: Vec::new() };
     }
-    let desired_refs: HashSet<&ObjectRef> = compared.iter().map(|c| &c.r).collect();
+    memo.seen.resize_with(plan.resources.len(), || None);
+    let mut compared: Vec<Compared<'_>> = Vec::with_capacity(plan.resources.len());
+    for ((r, i), seen) in plan.resources.iter().zip(memo.seen.iter_mut()) {
+        let d = &objects[*i];
+        let live_obj = live.get(r);
+        let (drift, health, message) = match &live_obj {
+            None => {
+                *seen = None;
+                (Vec::new(), Health::Missing, "not created yet".to_string())
+            }
+            Some(l) => match seen {
+                Some(s) if Arc::ptr_eq(&s.live, l) => (s.drift.clone(), s.health, s.message.clone()),
+                _ => {
+                    let drift = crate::diff::drift(d, l, opts);
+                    let (health, message) =
+                        health::assess(l).map(|a| (a.health, a.message)).unwrap_or((Health::Healthy, String::new()));
+                    *seen = Some(Seen { live: l.clone(), drift: drift.clone(), health, message: message.clone() });
+                    (drift, health, message)
+                }
+            },
+        };
+        compared.push(Compared { desired: d, r: r.clone(), live: live_obj, drift, health, message });
+    }
+    drop(memo);
 
     // Leftovers: applied before, no longer in the bundle (deleted in reverse install order).
-    let gone: Vec<ObjectRef> = mem.inventory.iter().filter(|r| !desired_refs.contains(r)).cloned().collect();
+    // Usually the inventory is the bundle's identities exactly: nothing is gone.
+    let gone: Vec<ObjectRef> = if mem.inventory == plan.sorted {
+        Vec::new()
+    } else {
+        mem.inventory.iter().filter(|r| plan.sorted.binary_search(r).is_err()).cloned().collect()
+    };
     let gone_count = gone.len();
     let leftovers: Vec<(ObjectRef, Arc<Value>)> = crate::plan::prune_candidates(&gone, &[])
         .into_iter()

@@ -627,3 +627,66 @@ fn the_inventory_holds_the_bundle_and_the_leftovers_still_there() {
     pass(&t3, &[cm("a", 0), cm("d", 0)], &mut c, &mut m, 5);
     assert_eq!(names(&m), ["a", "d"]);
 }
+
+/// The cluster as a watch cache shows it: an object's shared copy is replaced only when the
+/// object changes, as the agent's reflector does.
+struct Cached(BTreeMap<ObjectRef, Arc<Value>>);
+
+impl Cached {
+    fn follow(&mut self, cluster: &Cluster) {
+        self.0.retain(|r, _| cluster.objects.contains_key(r));
+        for (r, o) in &cluster.objects {
+            if self.0.get(r).is_none_or(|kept| **kept != *o) {
+                self.0.insert(r.clone(), Arc::new(o.clone()));
+            }
+        }
+    }
+}
+
+impl Live for Cached {
+    fn get(&self, r: &ObjectRef) -> Option<Arc<Value>> {
+        self.0.get(r).cloned()
+    }
+    fn labeled(&self, group: &str, kind: &str, namespace: &str, label: &str, value: &str) -> Vec<Arc<Value>> {
+        let of = |r: &ObjectRef, o: &Value| {
+            r.group == group && r.kind == kind && r.namespace == namespace && o["metadata"]["labels"][label] == value
+        };
+        self.0.iter().filter(|(r, o)| of(r, o)).map(|(_, o)| o.clone()).collect()
+    }
+}
+
+#[test]
+fn a_kept_bundle_decides_as_a_fresh_one_through_a_sync_drift_and_heal() {
+    let objects = vec![cm("a", 0), deploy("web", 1), cm("b", 1), job_hook("migrate", "PreSync", "", false)];
+    let bundle = Bundle::new(objects.clone());
+    let mut cluster = Cluster::default();
+    let mut cache = Cached(BTreeMap::new());
+    let mut mem = Memory::default();
+    let policy = SyncPolicy { automated: true, self_heal: true, ..Default::default() };
+    let t = target(policy, "d1", 0);
+    let mut decided = Vec::new();
+    for now in 0..12 {
+        if now == 6 {
+            // A hand edit: the kept comparison of "a" no longer holds.
+            let r = ObjectRef::of(&objects[0]).unwrap();
+            cluster.objects.get_mut(&r).unwrap()["data"]["v"] = json!("edited");
+        }
+        cache.follow(&cluster);
+        let kept = bundle.decide(&t, &cache, &mem, "bosun-agent", now * 1000);
+        let fresh = decide(&t, &objects, &cache, &mem, "bosun-agent", now * 1000);
+        assert_eq!(kept, fresh, "pass {now}");
+        decided.push(kinds(&kept.actions));
+        mem = kept.memory.clone();
+        let outcomes = cluster.act(&kept.actions);
+        record(&mut mem, &outcomes);
+        // Completes hooks and rollouts as their controllers would.
+        for o in cluster.objects.values_mut() {
+            if o["kind"] == "Job" {
+                o["status"] = json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]});
+            }
+        }
+    }
+    let heal = decided.iter().skip(6).flatten().any(|a| a == "apply a");
+    assert!(heal, "the edit was healed through the kept bundle: {decided:?}");
+    assert!(decided.iter().take(6).flatten().any(|a| a == "create migrate"), "{decided:?}");
+}
