@@ -79,7 +79,7 @@ async fn argo_cd_example_shaped_apps_sync_in_argo_order_without_waiting_for_a_re
     let log = WriteLog::start(&c1);
 
     let create = |name: &str, path: &str| {
-        cp.bosun_ok(&["app", "create", name, "--repo", &repo.url, "--path", path, "--cluster", "c1", "--auto-sync"]);
+        cp.create_app(name, &repo.url, path, "c1", &["--auto-sync"]);
         Instant::now()
     };
     let t = create("sync-waves", "sync-waves");
@@ -135,7 +135,7 @@ async fn helm_annotated_hooks_run_in_helm_order() {
     let rev = repo.commit("helm hooks");
     let (cp, c1, _agent) = one_cluster(root, &repo, RESYNC).await;
     let log = WriteLog::start(&c1);
-    cp.bosun_ok(&["app", "create", "chart", "--repo", &repo.url, "--path", "chart", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("chart", &repo.url, "chart", "c1", &["--auto-sync"]);
     cp.wait_synced("chart", &rev).await;
     // Lower weights first; pre-install hooks before the chart's objects, post-install after;
     // hook-succeeded deletes `announce` once the sync succeeded.
@@ -170,7 +170,7 @@ async fn an_agent_killed_during_a_hook_or_a_wave_runs_each_hook_once() {
     let rev = repo.commit("hooks that take a while");
     let (cp, c1, mut agent) = one_cluster(root, &repo, RESYNC).await;
     let log = WriteLog::start(&c1);
-    cp.bosun_ok(&["app", "create", "shop", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("shop", &repo.url, "k8s", "c1", &["--auto-sync"]);
 
     // kill -9 while the PreSync Job runs, and again while the wave-1 hook runs.
     for prefix in ["migrate-", "warm-cache-"] {
@@ -202,13 +202,13 @@ async fn a_slow_application_does_not_hold_up_another() {
     let (cp, c1, _agent) = one_cluster(root, &repo, RESYNC).await;
     // Every request on Services takes 15 s: the slow Application's watch and apply crawl.
     c1.sim.faults().set_resource_latency("services", Duration::from_secs(15));
-    cp.bosun_ok(&["app", "create", "slow", "--repo", &repo.url, "--path", "slow", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("slow", &repo.url, "slow", "c1", &["--auto-sync"]);
     eventually("the agent working on the slow Application", WAIT, || async {
         (c1.sim.requests().count_of("list", "services") > 0).then_some(())
     })
     .await;
     let t = Instant::now();
-    cp.bosun_ok(&["app", "create", "fast", "--repo", &repo.url, "--path", "fast", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("fast", &repo.url, "fast", "c1", &["--auto-sync"]);
     let took = synced_after(&cp, "fast", &rev, t).await;
     let slow = cp.app_json("slow");
     println!("fast synced in {took:?} while the slow one waits");
@@ -230,7 +230,7 @@ async fn a_commit_changing_k_objects_costs_k_applies_and_no_reads() {
     let rev = repo.commit("ten ConfigMaps");
     // A short resync: the passes it triggers are part of what is counted.
     let (cp, c1, _agent) = one_cluster(root, &repo, "1s").await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev).await;
 
     let requests = c1.sim.requests().clone();

@@ -196,20 +196,7 @@ async fn the_dashboard_in_a_real_browser() {
     let cluster = Cluster { name: "kind-1".into(), sim, kubeconfig };
     let _agent = Agent::start(root, &cp, &cluster, &cp.add_cluster("kind-1"));
     // Automated, self-heal off: a hand edit stays until someone syncs.
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "backend",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "kind-1",
-        "--namespace",
-        "default",
-        "--auto-sync",
-    ]);
+    cp.create_app("backend", &repo.url, "k8s", "kind-1", &["--namespace", "default", "--auto-sync"]);
     let viewer: Value =
         serde_json::from_str(&cp.bosun_ok(&["credential", "create", "viewer", "--role", "readonly", "-o", "json"]))
             .unwrap();

@@ -55,19 +55,7 @@ async fn manifests_the_server_rewrites_stay_in_sync_without_writes() {
     );
     let rev = repo.commit("initial");
     let (cp, c1, _agent) = one_cluster(root, &repo, "1s").await;
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "web",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-        "--self-heal",
-    ]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync", "--self-heal"]);
     cp.wait_synced("web", &rev).await;
     let warnings = cp.app_json("web")["status"]["warnings"].to_string();
     assert!(warnings.contains("k8s/dup.yaml") && warnings.contains("duplicate mapping key"), "{warnings}");
@@ -114,7 +102,7 @@ async fn a_field_removed_from_git_is_drift_until_synced() {
     );
     let rev = repo.commit("initial");
     let (cp, c1, _agent) = one_cluster(root, &repo, "1s").await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &[]);
     cp.bosun_ok(&["app", "sync", "web"]);
     cp.wait_synced("web", &rev).await;
 

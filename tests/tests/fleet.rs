@@ -109,21 +109,8 @@ async fn depends_on_waits_for_health_and_cycles_are_refused() {
     repo.commit("db broken");
     repo.ready().await;
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&["app", "create", "db", "--repo", &repo.url, "--path", "db", "--cluster", "c1", "--auto-sync"]);
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "api",
-        "--repo",
-        &repo.url,
-        "--path",
-        "api",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-        "--depends-on",
-        "db",
-    ]);
+    cp.create_app("db", &repo.url, "db", "c1", &["--auto-sync"]);
+    cp.create_app("api", &repo.url, "api", "c1", &["--auto-sync", "--depends-on", "db"]);
     let message = eventually("api waits for db", WAIT, || async {
         let v = cp.app_json("api");
         let m = v["status"]["clusters"][0]["message"].as_str().unwrap_or_default().to_string();

@@ -31,19 +31,7 @@ async fn hooks_and_waves_run_in_order() {
     let rev = repo.commit("phases");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     let mut events = c1.sim.store().subscribe();
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "shop",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-        "--prune",
-    ]);
+    cp.create_app("shop", &repo.url, "k8s", "c1", &["--auto-sync", "--prune"]);
     // While the PreSync hook runs, the control plane shows the operation and the hook run.
     let status = eventually("the running PreSync hook reported", WAIT, || async {
         let c = cp.app_json("shop")["status"]["clusters"][0].clone();
@@ -109,7 +97,7 @@ async fn a_failed_hook_fails_the_sync_and_runs_sync_fail() {
     repo.write("k8s/api.yaml", &deployment("api", 1, "nginx:1.27"));
     repo.commit("broken migration");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&["app", "create", "shop", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("shop", &repo.url, "k8s", "c1", &["--auto-sync"]);
     let message = eventually("sync failure reported", WAIT, || async {
         let v = cp.app_json("shop");
         let m = v["status"]["clusters"][0]["message"].as_str().unwrap_or_default().to_string();
@@ -140,22 +128,13 @@ async fn a_failed_sync_is_retried_with_backoff() {
     let rev = repo.commit("flaky migration");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     c1.sim.faults().add_failing_image("migrate:flaky");
-    cp.bosun_ok(&[
-        "app",
-        "create",
+    cp.create_app(
         "shop",
-        "--repo",
         &repo.url,
-        "--path",
         "k8s",
-        "--cluster",
         "c1",
-        "--auto-sync",
-        "--sync-retry-limit",
-        "3",
-        "--sync-retry-backoff",
-        "1s",
-    ]);
+        &["--auto-sync", "--sync-retry-limit", "3", "--sync-retry-backoff", "1s"],
+    );
     let message = eventually("first attempt failed", WAIT, || async {
         let m = cp.app_json("shop")["status"]["clusters"][0]["message"].as_str().unwrap_or_default().to_string();
         m.contains("attempt 1 failed").then_some(m)

@@ -163,18 +163,7 @@ async fn admin_roles_certificates_grpcurl_and_audit() {
     let (repo, _) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
     // c1 joins later: created for it ahead of time.
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "web",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--allow-unknown-cluster",
-    ]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--allow-unknown-cluster"]);
 
     // A readonly token reads and cannot change anything.
     let v: Value =
@@ -386,18 +375,7 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     // Without credentials the source fails with a clear error on that Application.
     eventually("git http server", WAIT, || async { std::net::TcpStream::connect(("127.0.0.1", hp)).ok().map(|_| ()) })
         .await;
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "backend",
-        "--repo",
-        &url,
-        "--path",
-        "k8s/backend",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-    ]);
+    cp.create_app("backend", &url, "k8s/backend", "c1", &["--auto-sync"]);
     let err = cp.app_json("backend")["status"]["error"].as_str().unwrap_or_default().to_string();
     assert!(!err.is_empty(), "a private repository without credentials fails");
 
@@ -415,18 +393,7 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     assert!(!store.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()), "the password is encrypted at rest");
 
     cp.bosun_ok(&["app", "refresh", "backend"]);
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "frontend",
-        "--repo",
-        &url,
-        "--path",
-        "k8s/frontend",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-    ]);
+    cp.create_app("frontend", &url, "k8s/frontend", "c1", &["--auto-sync"]);
     cp.wait_synced("backend", &rev1).await;
     eventually("frontend synced", WAIT, || async {
         (cp.app_json("frontend")["status"]["sync"] == "Synced").then_some(())
@@ -527,7 +494,7 @@ async fn certificates_rotate_during_a_sync_without_interrupting_it() {
     let cp = ControlPlane::start_with(root, &["--cert-validity", "6s"]).await;
     let c1 = Cluster::start(root, "c1").await;
     let agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev1).await;
 
     let hook = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  namespace: default\n  annotations:\n    argocd.argoproj.io/hook: PreSync\n    argocd.argoproj.io/hook-delete-policy: BeforeHookCreation\n    kube-sim.bosun.dev/duration: \"15s\"\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: m\n        image: busybox\n";
@@ -574,7 +541,7 @@ async fn the_ca_rotates_with_an_overlap() {
     let mut cp = ControlPlane::start_with(root, &["--cert-validity", "8s"]).await;
     let c1 = Cluster::start(root, "c1").await;
     let agent = Agent::start(root, &cp, &c1, &cp.add_cluster("c1"));
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev1).await;
     let old_ca = read(&cp.data_dir.join("ca.pem"));
     let new_dir = root.join("new-ca");
@@ -664,19 +631,7 @@ async fn a_namespaced_agent_manages_its_namespaces_and_names_what_it_cannot() {
     c1.sim.faults().set_namespaces_only(&["apps"]);
     let _agent = Agent::start_with_flags(root, &cp, &c1, &cp.add_cluster("c1"), &["--namespace=apps".into()]);
     for app in ["inside", "mixed"] {
-        cp.bosun_ok(&[
-            "app",
-            "create",
-            app,
-            "--repo",
-            &repo.url,
-            "--path",
-            app,
-            "--cluster",
-            "c1",
-            "--auto-sync",
-            "--self-heal",
-        ]);
+        cp.create_app(app, &repo.url, app, "c1", &["--auto-sync", "--self-heal"]);
     }
     cp.wait_synced("inside", &rev).await;
     let message = eventually("mixed names what it cannot manage", WAIT, || async {

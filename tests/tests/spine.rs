@@ -126,20 +126,7 @@ async fn control_plane_restart_and_agent_autonomy() {
     repo.write("k8s/web.yaml", &deployment("web", 2, "nginx:1.27"));
     let rev = repo.commit("initial");
     let (mut cp, c1, mut agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "web",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-        "--prune",
-        "--self-heal",
-    ]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync", "--prune", "--self-heal"]);
     cp.wait_synced("web", &rev).await;
 
     // The control plane dies: the cluster stays as it was, and self-heal still holds.
@@ -194,7 +181,7 @@ async fn an_agent_given_several_control_plane_addresses_moves_past_one_that_is_d
     let down = format!("https://127.0.0.1:{}", free_port());
     let up = format!("https://127.0.0.1:{}", cp.ports.agent);
     let agent = Agent::start_with_control_planes(root, &cp, &c1, &cp.add_cluster("c1"), &[down.clone(), up.clone()]);
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev).await;
     assert!(has_cm(&c1, "default", "web").await);
     let logs = agent.logs();
@@ -218,7 +205,7 @@ async fn the_agent_reports_health_readiness_and_metrics_on_its_own_port() {
     };
     eventually("/healthz answers", WAIT, || async { get("/healthz").await.filter(|(c, _)| *c == 200).map(|_| ()) })
         .await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev).await;
     eventually("/readyz is 200", WAIT, || async { get("/readyz").await.filter(|(c, _)| *c == 200).map(|_| ()) }).await;
     let metrics = eventually("metrics of the sync", WAIT, || async {
@@ -295,18 +282,7 @@ async fn set_unset_patch_and_edit_change_an_application_without_losing_a_concurr
     let root = tmp.path();
     let (repo, _) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "web",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--allow-unknown-cluster",
-    ]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--allow-unknown-cluster"]);
     let app = || cp.app_json("web");
     assert_eq!(app()["generation"], 1);
 
@@ -411,8 +387,8 @@ async fn a_malformed_manifest_breaks_only_its_application() {
     repo.write("bad/web.yaml", &deployment("api", 1, "nginx:1.27"));
     let rev = repo.commit("initial");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&["app", "create", "good", "--repo", &repo.url, "--path", "good", "--cluster", "c1", "--auto-sync"]);
-    cp.bosun_ok(&["app", "create", "bad", "--repo", &repo.url, "--path", "bad", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("good", &repo.url, "good", "c1", &["--auto-sync"]);
+    cp.create_app("bad", &repo.url, "bad", "c1", &["--auto-sync"]);
     cp.wait_synced("good", &rev).await;
     cp.wait_synced("bad", &rev).await;
 
@@ -557,7 +533,7 @@ async fn manual_applications_sync_only_when_asked() {
     repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.27"));
     let rev = repo.commit("initial");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &[]);
     // Without automated sync the agent reports what is missing and applies nothing.
     eventually("OutOfSync and Missing reported", WAIT, || async {
         let v = cp.app_json("web");
@@ -617,31 +593,8 @@ async fn watches_heal_drift_without_waiting_for_a_resync() {
     let rev = repo.commit("initial");
     let (cp, c1, _agent) = one_cluster(root, &repo, "10m").await;
     // A resync far longer than the deadlines below: healing must come from watch events.
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "healed",
-        "--repo",
-        &repo.url,
-        "--path",
-        "healed",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-        "--self-heal",
-    ]);
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "watched",
-        "--repo",
-        &repo.url,
-        "--path",
-        "watched",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-    ]);
+    cp.create_app("healed", &repo.url, "healed", "c1", &["--auto-sync", "--self-heal"]);
+    cp.create_app("watched", &repo.url, "watched", "c1", &["--auto-sync"]);
     cp.wait_synced("healed", &rev).await;
     cp.wait_synced("watched", &rev).await;
     let deadline = std::time::Duration::from_secs(10);
@@ -697,7 +650,7 @@ async fn sync_waves_wait_for_the_previous_wave_to_be_healthy() {
     repo.write("k8s/api.yaml", &api);
     repo.commit("waves");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&["app", "create", "shop", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("shop", &repo.url, "k8s", "c1", &["--auto-sync"]);
     // Wave 0 is waited for while it progresses; once it is Degraded the sync attempt fails,
     // as Argo CD's does (and is retried by the default policy), and wave 1 is not applied.
     eventually("wave 1 held back", WAIT, || async {
@@ -731,7 +684,7 @@ async fn rollback_restores_an_earlier_revision_and_pauses_automation() {
     repo.write("k8s/web.yaml", &deployment("web", 1, "nginx:1.26"));
     let v1 = repo.commit("v1");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &v1).await;
     repo.write("k8s/web.yaml", &deployment("web", 3, "nginx:1.27"));
     let v2 = repo.commit("v2");
@@ -774,23 +727,20 @@ async fn ignored_differences_are_neither_drift_nor_healed() {
     let rev = repo.commit("initial");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
     // An autoscaler owns web's replicas (by pointer) and anything "hpa-controller" writes on api.
-    cp.bosun_ok(&[
-        "app",
-        "create",
+    cp.create_app(
         "shop",
-        "--repo",
         &repo.url,
-        "--path",
         "k8s",
-        "--cluster",
         "c1",
-        "--auto-sync",
-        "--self-heal",
-        "--ignore-difference",
-        "Deployment.apps/web=/spec/replicas",
-        "--ignore-manager",
-        "Deployment.apps/api=hpa-controller",
-    ]);
+        &[
+            "--auto-sync",
+            "--self-heal",
+            "--ignore-difference",
+            "Deployment.apps/web=/spec/replicas",
+            "--ignore-manager",
+            "Deployment.apps/api=hpa-controller",
+        ],
+    );
     cp.wait_synced("shop", &rev).await;
     let api: Api<Deployment> = Api::namespaced(c1.client().await, "default");
     for (name, manager) in [("web", "someone"), ("api", "hpa-controller")] {
@@ -831,19 +781,7 @@ async fn per_object_sync_options() {
     repo.write("k8s/forced.yaml", &forced);
     let rev = repo.commit("options");
     let (cp, c1, _agent) = one_cluster(root, &repo, "2s").await;
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "shop",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-        "--prune",
-    ]);
+    cp.create_app("shop", &repo.url, "k8s", "c1", &["--auto-sync", "--prune"]);
     cp.wait_synced("shop", &rev).await;
 
     // Prune=false survives removal from Git; Replace=true updates with PUT; Force=true recreates
@@ -893,20 +831,7 @@ async fn delete_cascades_by_default_and_orphans_with_cascade_false_even_for_an_a
 
     // Prune on, deleted with --cascade=false while its agent is down: the ConfigMap stays,
     // and the agent forgets the Application.
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "kept",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--auto-sync",
-        "--prune",
-        "--self-heal",
-    ]);
+    cp.create_app("kept", &repo.url, "k8s", "c1", &["--auto-sync", "--prune", "--self-heal"]);
     eventually("kept applied", WAIT, || async { has_cm(&c1, "default", "web").await.then_some(()) }).await;
     agent.kill();
     let orphan = cp.bosun_ok(&["app", "delete", "kept", "--cascade=false", "--yes"]);
@@ -929,7 +854,7 @@ async fn status_watch_streams_the_current_state_then_every_report() {
     repo.write("k8s/cm.yaml", &configmap("settings", "one"));
     let rev1 = repo.commit("one");
     let (cp, _c1, _agent) = one_cluster(root, &repo, "30s").await;
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev1).await;
 
     // An outside client: grpcurl gets the recorded status first (the stream stays open).

@@ -117,7 +117,7 @@ async fn ssh_repositories_with_a_deploy_key_and_pinned_host_keys() {
     let deploy = ssh_dir.join("deploy");
 
     // Without a key: refused, saying what to do.
-    cp.bosun_ok(&["app", "create", "web", "--repo", &url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &url, "k8s", "c1", &["--auto-sync"]);
     let err = cp.app_json("web")["status"]["error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("no ssh key is stored"), "{err}");
 

@@ -381,7 +381,7 @@ async fn a_revoked_agent_joins_again_with_the_new_token_in_its_file() {
     let token_file = root.join("join-token");
     std::fs::write(&token_file, cp.add_cluster("c1")).unwrap();
     let mut agent = Agent::start_with_token_file(root, &cp, &c1, &token_file);
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev).await;
 
     // Revoked, then a new token written where the agent reads it (a Secret updated in place):
@@ -438,18 +438,7 @@ async fn refusals_carry_the_right_codes_and_never_crash_the_control_plane() {
     let root = tmp.path();
     let (repo, _) = web_repo(root).await;
     let cp = ControlPlane::start(root).await;
-    cp.bosun_ok(&[
-        "app",
-        "create",
-        "web",
-        "--repo",
-        &repo.url,
-        "--path",
-        "k8s",
-        "--cluster",
-        "c1",
-        "--allow-unknown-cluster",
-    ]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--allow-unknown-cluster"]);
     // Not found is exit code 3, for every kind of object.
     for args in [
         vec!["credential", "delete", "nobody"],
@@ -523,7 +512,7 @@ async fn an_agent_whose_certificate_expired_while_the_control_plane_was_down_joi
     let token_file = root.join("join-token");
     std::fs::write(&token_file, cp.add_cluster("c1")).unwrap();
     let agent = Agent::start_with_token_file(root, &cp, &c1, &token_file);
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev).await;
     // An admin leaves a fresh token in the agent's Secret; then the control plane is down for
     // longer than the certificate lives.
@@ -555,7 +544,7 @@ async fn both_binaries_stop_gracefully_on_sigterm_as_pid_1() {
     assert_eq!(namespace_pids(cp.process_pid()).last(), Some(&1), "the control plane is PID 1 in its namespace");
     let c1 = Cluster::start(root, "c1").await;
     let mut agent = Agent::start_as_pid1(root, &cp, &c1, &cp.add_cluster("c1"));
-    cp.bosun_ok(&["app", "create", "web", "--repo", &repo.url, "--path", "k8s", "--cluster", "c1", "--auto-sync"]);
+    cp.create_app("web", &repo.url, "k8s", "c1", &["--auto-sync"]);
     cp.wait_synced("web", &rev).await;
     assert_eq!(namespace_pids(agent.process_pid()).last(), Some(&1), "the agent is PID 1 in its namespace");
 

@@ -527,6 +527,14 @@ impl ControlPlane {
         o.stdout
     }
 
+    /// `bosun app create NAME --repo URL --path PATH --cluster CLUSTER` and further `flags`,
+    /// which must succeed; its output.
+    pub fn create_app(&self, name: &str, repo: &str, path: &str, cluster: &str, flags: &[&str]) -> String {
+        let mut args = vec!["app", "create", name, "--repo", repo, "--path", path, "--cluster", cluster];
+        args.extend_from_slice(flags);
+        self.bosun_ok(&args)
+    }
+
     pub fn app_json(&self, name: &str) -> Value {
         serde_json::from_str(&self.bosun_ok(&["app", "get", name, "-o", "json"])).unwrap()
     }
