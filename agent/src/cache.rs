@@ -392,16 +392,24 @@ impl Cache {
     /// at it, else at the first version running).
     fn kind_for(&self, group: &str, kind: &str, version: Option<&str>, namespace: &str) -> Option<Arc<KindCache>> {
         let kinds = self.kinds.lock();
-        let mut matching: Vec<(&Slot, &Arc<KindCache>)> = kinds
-            .iter()
-            .filter(|(((g, _, k), ns), _)| g == group && k == kind && (ns.is_empty() || ns == namespace))
-            .collect();
-        matching.sort_by(|a, b| a.0.cmp(b.0));
-        matching
-            .iter()
-            .find(|(((_, v, _), _), _)| Some(v.as_str()) == version)
-            .or(matching.first())
-            .map(|(_, kc)| (*kc).clone())
+        // The first slot (in slot order) at the wanted version, else the first slot of the kind;
+        // looked up once per object per pass, so without building a list.
+        type Best<'a> = Option<(&'a Slot, &'a Arc<KindCache>)>;
+        let (mut at_version, mut first): (Best<'_>, Best<'_>) = (None, None);
+        for (slot, kc) in kinds.iter() {
+            let ((g, v, k), ns) = slot;
+            if g != group || k != kind || !(ns.is_empty() || ns == namespace) {
+                continue;
+            }
+            let earlier = |best: Best<'_>| best.is_none_or(|(b, _)| slot < b);
+            if Some(v.as_str()) == version && earlier(at_version) {
+                at_version = Some((slot, kc));
+            }
+            if earlier(first) {
+                first = Some((slot, kc));
+            }
+        }
+        at_version.or(first).map(|(_, kc)| kc.clone())
     }
 
     /// The live object, as the cache (and the agent's latest writes) show it.
@@ -711,7 +719,8 @@ pub struct View<'a> {
 
 impl View<'_> {
     fn version(&self, group: &str, kind: &str) -> Option<&str> {
-        self.versions.get(&(group.to_string(), kind.to_string())).map(String::as_str)
+        // A bundle uses a handful of kinds: a scan, with no key built per lookup.
+        self.versions.iter().find(|((g, k), _)| g == group && k == kind).map(|(_, v)| v.as_str())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Diff + plan of one large Application: what the agent's pass over it costs — `sync::decide`
 //! over 5,000 objects (5 kinds, 20 namespaces, 5 sync waves), every one in sync with a live
-//! copy carrying server noise (defaults, canonical quantities, managedFields), as the cache
-//! holds them. Three passes per run: the first over a new `sync::Bundle` (its plan worked out,
+//! copy carrying server noise (defaults, canonical quantities, and `managedFields` listing every
+//! field the agent's apply owns, as the API server records it), as the cache holds them. Three passes per run: the first over a new `sync::Bundle` (its plan worked out,
 //! every object compared), the next with nothing changed (a resync), and one after watch
 //! events replaced 1 % of the live objects. Floor: the least any diff and plan must do — one
 //! pass over the desired and live objects that reads each identity and pairs them in a hash
@@ -46,8 +46,18 @@ pub fn run(json_out: bool, objects: usize, runs: usize) {
             let mut l = d.clone();
             l["metadata"]["uid"] = json!("u");
             l["metadata"]["resourceVersion"] = json!("1");
-            l["metadata"]["managedFields"] = json!([{"manager": "bosun-agent", "operation": "Apply", "fieldsV1": {
-                "f:metadata": {"f:labels": {"f:app": {}, "f:i": {}}}}}]);
+            // The fields the agent's apply owns, as kube-sim records them (a real server's shape).
+            // (A Secret's stringData is stored, and owned, as data.)
+            let mut applied = d.clone();
+            if let Some(string_data) = applied.as_object_mut().and_then(|m| m.remove("stringData")) {
+                applied["data"] = string_data;
+            }
+            let kind = d["kind"].as_str().unwrap_or_default();
+            let fields = kube_sim::resources::BUILTIN.iter().find(|t| t.kind == kind).map(|t| {
+                kube_sim::fieldset::to_fields_v1(&kube_sim::fieldset::leaves(t, &applied).into_keys().collect())
+            });
+            l["metadata"]["managedFields"] = json!([{"manager": "bosun-agent", "operation": "Apply",
+                "apiVersion": d["apiVersion"], "time": "2026-12-02T10:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields}]);
             match d["kind"].as_str() {
                 Some("Deployment") => {
                     let c = &mut l["spec"]["template"]["spec"]["containers"][0];
@@ -101,7 +111,12 @@ pub fn run(json_out: bool, objects: usize, runs: usize) {
     // Synced at this bundle: the pass has nothing to do, which it must find out.
     let memory = bosun_core::sync::Memory {
         app_uid: "u".into(),
-        inventory: desired.iter().filter_map(bosun_core::ObjectRef::of).collect(),
+        // Sorted, as the agent keeps it.
+        inventory: {
+            let mut v: Vec<_> = desired.iter().filter_map(bosun_core::ObjectRef::of).collect();
+            v.sort();
+            v
+        },
         synced: Some(bosun_core::sync::Synced { digest: digest.clone(), request: 0, at: 1 }),
         last_policy: target.policy,
         ..Default::default()

@@ -186,7 +186,7 @@ fn remove_pointer(v: &mut Value, pointer: &str) {
 fn remove_fields_v1(v: &mut Value, fields: &Value) {
     let Value::Object(set) = fields else { return };
     for (k, child) in set {
-        let leaf = child.as_object().is_none_or(|m| m.is_empty() || (m.len() == 1 && m.contains_key(".")));
+        let leaf = is_leaf(child);
         if let Some(name) = k.strip_prefix("f:") {
             if leaf {
                 if let Some(m) = v.as_object_mut() {
@@ -358,10 +358,15 @@ fn owned_but_not_desired(
             if path.is_empty() && matches!(name, "status" | "apiVersion" | "kind") {
                 continue;
             }
+            let dv = desired.and_then(|d| d.get(name)).filter(|v| !v.is_null());
+            if dv.is_some() && is_leaf(child) {
+                // A field the manifest still sets, owned as a whole: nothing below it is removed.
+                continue;
+            }
             let Some(lv) = live.get(name).filter(|v| !v.is_null()) else { continue };
             path.push('.');
             path.push_str(name);
-            match desired.and_then(|d| d.get(name)).filter(|v| !v.is_null()) {
+            match dv {
                 None => out.push(Drift { path: path.clone(), desired: None, live: Some(lv.clone()) }),
                 Some(dv) => owned_but_not_desired(child, Some(dv), lv, shape.and_then(|s| s.child(name)), path, out),
             }
@@ -391,6 +396,11 @@ fn owned_but_not_desired(
             }
         }
     }
+}
+
+/// Whether a `fieldsV1` entry names no field below it (`{}` or `{".": {}}`).
+fn is_leaf(set: &Value) -> bool {
+    set.as_object().is_none_or(|m| m.keys().all(|k| k == "."))
 }
 
 fn is_empty(v: &Value) -> bool {

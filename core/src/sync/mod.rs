@@ -83,8 +83,9 @@ pub struct Target<'a> {
     pub ignore: &'a [IgnoreDifference],
 }
 
-/// The live objects the agent's cache holds (shared, not copied, per pass).
-pub trait Live {
+/// The live objects the agent's cache holds (shared, not copied, per pass; read from several
+/// threads for a large bundle).
+pub trait Live: Sync {
     /// The live object with this identity.
     fn get(&self, r: &ObjectRef) -> Option<Arc<Value>>;
     /// Objects of this group/kind/namespace carrying `label=value`.
@@ -315,7 +316,45 @@ fn heal_backoff_ms(heals: u32) -> i64 {
     if heals == 0 { 0 } else { (1000i64 << (heals - 1).min(6)).min(60_000) }
 }
 
-/// A step of the plan: one phase and wave, its resources (with their identities) and hooks.
+/// `f` over `items` (with their index), results in order. Many items are split across the
+/// machine's cores (a pass over a large bundle); a thread that cannot be started leaves its
+/// share to the caller's thread, so this never fails.
+fn map_on_cores<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    /// Below this many items per thread, starting one costs more than it saves.
+    const MIN_PER_THREAD: usize = 256;
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cores.min(items.len() / MIN_PER_THREAD).max(1);
+    let run = |start: usize, part: &[T]| part.iter().enumerate().map(|(k, x)| f(start + k, x)).collect::<Vec<R>>();
+    if threads == 1 {
+        return run(0, items);
+    }
+    let chunk = items.len().div_ceil(threads);
+    let run = &run;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (chunk..items.len())
+            .step_by(chunk)
+            .map(|start| {
+                let part = &items[start..(start + chunk).min(items.len())];
+                let thread = std::thread::Builder::new()
+                    .name("bosun-compare".into())
+                    .spawn_scoped(scope, move || run(start, part))
+                    .ok();
+                (start, part, thread)
+            })
+            .collect();
+        let mut out = run(0, &items[..chunk]);
+        for (start, part, thread) in others {
+            match thread.map(|t| t.join()) {
+                Some(Ok(results)) => out.extend(results),
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => out.extend(run(start, part)),
+            }
+        }
+        out
+    })
+}
+
 /// One step of a pass: its phase and wave, its hooks, and where its resources are in the
 /// compared list.
 struct Step<'a> {
@@ -361,7 +400,8 @@ struct PlanStep {
 impl Plan {
     fn of(objects: &[Value]) -> Result<Self, options::OptionError> {
         struct Building {
-            resources: Vec<(ObjectRef, usize)>,
+            /// Kind rank, identity, index: sorted, the install order.
+            resources: Vec<(usize, ObjectRef, usize)>,
             hooks: Vec<usize>,
         }
         let mut keyed: BTreeMap<(HookType, i64), Building> = BTreeMap::new();
@@ -369,8 +409,10 @@ impl Plan {
         fn entry(keyed: &mut BTreeMap<(HookType, i64), Building>, phase: HookType, wave: i64) -> &mut Building {
             keyed.entry((phase, wave)).or_insert_with(|| Building { resources: vec![], hooks: vec![] })
         }
-        for (i, o) in objects.iter().enumerate() {
-            let a = options::read(o)?;
+        // Each object's annotations and identity, read on every core for a large bundle.
+        let read = map_on_cores(objects, |_, o| options::read(o).map(|a| (a, ObjectRef::of(o))));
+        for (i, read) in read.into_iter().enumerate() {
+            let (a, r) = read?;
             if a.is_hook {
                 for h in a.hooks {
                     match h {
@@ -380,23 +422,21 @@ impl Plan {
                     }
                 }
             } else if !a.hooks.contains(&HookType::Skip)
-                && let Some(r) = ObjectRef::of(o)
+                && let Some(r) = r
             {
-                entry(&mut keyed, HookType::Sync, a.wave).resources.push((r, i));
+                entry(&mut keyed, HookType::Sync, a.wave).resources.push((crate::plan::kind_rank(&r.kind), r, i));
             }
         }
         let mut plan = Plan { steps: Vec::new(), sync_fail, resources: Vec::new(), sorted: Vec::new() };
         for ((phase, wave), mut b) in keyed {
-            // Install order: kind rank, then identity (unique within a step). The rank is looked
-            // up once per object, not per comparison.
-            b.resources.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-            b.resources.sort_by_cached_key(|(r, _)| crate::plan::kind_rank(&r.kind));
+            // Install order: kind rank, then identity (unique within a step).
+            b.resources.sort_unstable();
             b.hooks.sort_by_cached_key(|i| {
                 let o = &objects[*i];
                 (crate::plan::kind_rank(o["kind"].as_str().unwrap_or_default()), ObjectRef::of_manifest(o))
             });
             let start = plan.resources.len();
-            plan.resources.extend(b.resources);
+            plan.resources.extend(b.resources.into_iter().map(|(_, r, i)| (r, i)));
             plan.steps.push(PlanStep { phase, wave, resources: start..plan.resources.len(), hooks: b.hooks });
         }
         plan.sorted = plan.resources.iter().map(|(r, _)| r.clone()).collect();
@@ -547,27 +587,39 @@ fn decide_bundle(
         *memo = Memo { manager: manager.to_string(), ignore: target.ignore.to_vec(), seen: Vec::new() };
     }
     memo.seen.resize_with(plan.resources.len(), || None);
+    // Each resource's live object, compared again only when it is not the copy compared last
+    // time. After a new bundle that is every one: the work is spread over the machine's cores.
+    let before = &memo.seen;
+    let looked = map_on_cores(&plan.resources, |k, (r, i)| {
+        let l = live.get(r)?;
+        if before[k].as_ref().is_some_and(|s| Arc::ptr_eq(&s.live, &l)) {
+            return Some((l, None));
+        }
+        let drift = crate::diff::drift(&objects[*i], &l, opts);
+        let (health, message) =
+            health::assess(&l).map(|a| (a.health, a.message)).unwrap_or((Health::Healthy, String::new()));
+        let seen = Seen { live: l.clone(), drift, health, message };
+        Some((l, Some(seen)))
+    });
     let mut compared: Vec<Compared<'_>> = Vec::with_capacity(plan.resources.len());
-    for ((r, i), seen) in plan.resources.iter().zip(memo.seen.iter_mut()) {
-        let d = &objects[*i];
-        let live_obj = live.get(r);
-        let (drift, health, message) = match &live_obj {
+    for (((r, i), looked), seen) in plan.resources.iter().zip(looked).zip(memo.seen.iter_mut()) {
+        let live_obj = match looked {
+            Some((l, fresh)) => {
+                if let Some(fresh) = fresh {
+                    *seen = Some(fresh);
+                }
+                Some(l)
+            }
             None => {
                 *seen = None;
-                (Vec::new(), Health::Missing, "not created yet".to_string())
+                None
             }
-            Some(l) => match seen {
-                Some(s) if Arc::ptr_eq(&s.live, l) => (s.drift.clone(), s.health, s.message.clone()),
-                _ => {
-                    let drift = crate::diff::drift(d, l, opts);
-                    let (health, message) =
-                        health::assess(l).map(|a| (a.health, a.message)).unwrap_or((Health::Healthy, String::new()));
-                    *seen = Some(Seen { live: l.clone(), drift: drift.clone(), health, message: message.clone() });
-                    (drift, health, message)
-                }
-            },
         };
-        compared.push(Compared { desired: d, r: r.clone(), live: live_obj, drift, health, message });
+        let (drift, health, message) = match seen.as_ref().filter(|_| live_obj.is_some()) {
+            Some(s) => (s.drift.clone(), s.health, s.message.clone()),
+            None => (Vec::new(), Health::Missing, "not created yet".to_string()),
+        };
+        compared.push(Compared { desired: &objects[*i], r: r.clone(), live: live_obj, drift, health, message });
     }
     drop(memo);
 

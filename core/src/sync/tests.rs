@@ -690,3 +690,54 @@ fn a_kept_bundle_decides_as_a_fresh_one_through_a_sync_drift_and_heal() {
     assert!(heal, "the edit was healed through the kept bundle: {decided:?}");
     assert!(decided.iter().take(6).flatten().any(|a| a == "create migrate"), "{decided:?}");
 }
+
+#[test]
+fn work_spread_over_cores_comes_back_whole_and_in_order() {
+    // Sizes around the split: none, one thread, several threads with a short last share.
+    for n in [0, 1, 255, 511, 512, 513, 1000, 2049] {
+        let items: Vec<u64> = (0..n).map(|i| i * 7 + 3).collect();
+        let spread = map_on_cores(&items, |k, x| (k, x * 2));
+        let in_turn: Vec<(usize, u64)> = items.iter().enumerate().map(|(k, x)| (k, x * 2)).collect();
+        assert_eq!(spread, in_turn, "{n} items");
+    }
+}
+
+#[test]
+fn a_large_bundle_compared_on_several_cores_reports_each_drift_in_install_order() {
+    // Enough resources for the comparison to be split across threads (on more than one core).
+    let objects: Vec<Value> = (0..1500).map(|i| cm(&format!("cm-{i:04}"), (i % 3) as i64)).collect();
+    let mut live = objects.clone();
+    let edited = [1usize, 2, 1200];
+    for i in edited {
+        live[i]["data"]["v"] = json!("edited by hand");
+    }
+    let cache = Cached(live.iter().map(|o| (ObjectRef::of(o).unwrap(), Arc::new(o.clone()))).collect());
+    let mut inventory: Vec<ObjectRef> = objects.iter().map(|o| ObjectRef::of(o).unwrap()).collect();
+    inventory.sort();
+    let mem = Memory {
+        app_uid: "u1".into(),
+        inventory,
+        synced: Some(Synced { digest: "d1".into(), request: 0, at: 1 }),
+        ..Default::default()
+    };
+    let manual = SyncPolicy::default();
+    let d = Bundle::new(objects.clone()).decide(&target(manual, "d1", 0), &cache, &mem, "bosun-agent", 5);
+    assert!(d.actions.is_empty(), "a manual Application only reports");
+    let drifted: Vec<(&str, &str)> = d
+        .report
+        .resources
+        .iter()
+        .filter(|r| r.sync == SyncStatus::OutOfSync)
+        .map(|r| (r.r.name.as_str(), r.message.as_str()))
+        .collect();
+    assert_eq!(
+        drifted,
+        [("cm-1200", "drifted: .data.v"), ("cm-0001", "drifted: .data.v"), ("cm-0002", "drifted: .data.v")],
+        "waves 0, 1, 2 in turn; by name within a wave"
+    );
+    let order: Vec<&str> = d.report.resources.iter().map(|r| r.r.name.as_str()).collect();
+    let mut expected: Vec<&str> = objects.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+    expected.sort_by_key(|name| (name[3..].parse::<usize>().unwrap() % 3, name.to_string()));
+    assert_eq!(order, expected);
+    assert_eq!(d.report.sync, SyncStatus::OutOfSync);
+}
