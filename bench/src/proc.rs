@@ -21,13 +21,24 @@ impl Process {
 
     /// Resident set size in bytes (`VmRSS`).
     pub fn rss(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .with_context(|| format!("reading /proc/{}/status", self.pid))?;
-        let kib: u64 = status
+        self.kib_field("status", "VmRSS:")
+    }
+
+    /// Anonymous memory in bytes (heap, stacks: what the process allocated itself, without the
+    /// pages of its program file), from `/proc/<pid>/smaps_rollup`.
+    pub fn anonymous(&self) -> anyhow::Result<u64> {
+        self.kib_field("smaps_rollup", "Anonymous:")
+    }
+
+    /// The `NAME: N kB` line of `/proc/<pid>/<file>`, in bytes.
+    fn kib_field(&self, file: &str, name: &str) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/{file}", self.pid);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let kib: u64 = text
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc/<pid>/status")?;
+            .with_context(|| format!("no {name} line in {path}"))?;
         Ok(kib * 1024)
     }
 
