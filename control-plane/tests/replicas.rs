@@ -13,12 +13,13 @@ use bosun_control_plane::model::{ClusterAppStatus, ControlPlane, Settings};
 use bosun_control_plane::pki::Pki;
 use bosun_control_plane::secrets::SecretBox;
 use bosun_core::{AppSpec, Health, SyncStatus};
-use bosun_store::{Backend, Embedded, Postgres, PostgresOptions};
+use bosun_store::{Backend, Embedded, Postgres, PostgresOptions, Store};
 use common::git;
 
 struct Replicas {
     a: Arc<ControlPlane>,
     b: Arc<ControlPlane>,
+    store: Arc<Backend>,
     repo: String,
     _dir: tempfile::TempDir,
     _pg: Option<bosun_store::testing::TestPostgres>,
@@ -58,8 +59,8 @@ async fn embedded() -> Replicas {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Backend::Embedded(Embedded::open(&dir.path().join("store.redb")).unwrap()));
     let a = replica(store.clone(), dir.path(), "a").await;
-    let b = replica(store, dir.path(), "b").await;
-    Replicas { a, b, repo: repository(dir.path()), _dir: dir, _pg: None }
+    let b = replica(store.clone(), dir.path(), "b").await;
+    Replicas { a, b, store, repo: repository(dir.path()), _dir: dir, _pg: None }
 }
 
 async fn postgres() -> Replicas {
@@ -68,8 +69,9 @@ async fn postgres() -> Replicas {
     let connect =
         || async { Arc::new(Backend::Postgres(Postgres::connect(&PostgresOptions::new(pg.url())).await.unwrap())) };
     let a = replica(connect().await, dir.path(), "a").await;
-    let b = replica(connect().await, dir.path(), "b").await;
-    Replicas { a, b, repo: repository(dir.path()), _dir: dir, _pg: Some(pg) }
+    let store = connect().await;
+    let b = replica(store.clone(), dir.path(), "b").await;
+    Replicas { a, b, store, repo: repository(dir.path()), _dir: dir, _pg: Some(pg) }
 }
 
 fn spec(repo: &str, namespace: &str) -> AppSpec {
@@ -237,6 +239,46 @@ async fn deletions_and_registrations_agree_across_replicas(r: Replicas) {
     assert!(b.join(&token, "spoke-2", &csr(), "t").await.is_err(), "a deleted token registers nothing");
 }
 
+/// A collection pass deletes the bundles nothing refers to any more (those already stored at
+/// the pass before) and the join tokens past their expiry; it keeps the bundle in use, a
+/// live join token and a registration token (listed until deleted, expired or not).
+async fn collection_keeps_what_is_referred_to(r: Replicas) {
+    let a = r.a.clone();
+    let (_, live_until) = a.create_join_token("c1", Duration::from_secs(600), Default::default()).await.unwrap();
+    let (_, expires_at) = a.create_join_token("c9", Duration::from_secs(1), Default::default()).await.unwrap();
+    a.create_registration_token("spokes", Duration::from_secs(1), Default::default()).await.unwrap();
+    a.create_app("web", spec(&r.repo, "ns-0")).await.unwrap();
+    let old = a.refresh_app("web", true).await.unwrap().status.bundle_digest;
+    let work = std::path::PathBuf::from(r.repo.strip_prefix("file://").unwrap());
+    std::fs::write(work.join("k8s/cm2.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-2\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "two"]);
+    let new = a.refresh_app("web", true).await.unwrap().status.bundle_digest;
+    assert_ne!(old, new, "the new commit renders another bundle");
+    let bundle = |d: &str| bosun_control_plane::model::records::bundle_key(d);
+    assert!(r.store.get(&bundle(&old)).await.unwrap().is_some());
+
+    eventually("the short join token to expire", || bosun_control_plane::model::now() > expires_at).await;
+    assert!(bosun_control_plane::model::now() < live_until);
+    let first = a.collect(None).await.unwrap();
+    // The first pass deletes no bundle: one rendered just before it is not referred to yet.
+    assert!(r.store.get(&bundle(&old)).await.unwrap().is_some(), "kept by the first pass");
+    a.collect(Some(first)).await.unwrap();
+    assert!(r.store.get(&bundle(&old)).await.unwrap().is_none(), "the unused bundle is collected");
+    assert!(r.store.get(&bundle(&new)).await.unwrap().is_some(), "the bundle in use stays");
+    let tokens = r.store.list(bosun_control_plane::model::records::TOKENS).await.unwrap().records;
+    let kinds: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            let rec: serde_json::Value = serde_json::from_slice(&t.value).unwrap();
+            format!("{}{}", rec["cluster"].as_str().unwrap(), rec["registration"].as_str().unwrap_or_default())
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(kinds, ["c1", "spokes"], "the expired join token is gone, the others stay");
+}
+
 macro_rules! both {
     ($($case:ident),*) => {
         mod embedded {
@@ -257,5 +299,6 @@ macro_rules! both {
 both!(
     no_acknowledged_write_is_lost,
     revocations_reach_every_replica,
-    deletions_and_registrations_agree_across_replicas
+    deletions_and_registrations_agree_across_replicas,
+    collection_keeps_what_is_referred_to
 );

@@ -1,6 +1,6 @@
 //! Work one replica does for all, under a lease: Git polling, advancing rollouts, rendering
 //! templated Applications again when their clusters change, and collecting bundles nothing
-//! refers to any more. The lease is a record with an expiry, renewed by compare-and-set;
+//! refers to any more (and join tokens past their expiry). The lease is a record with an expiry, renewed by compare-and-set;
 //! when its holder dies another replica takes it within [`LEASE_TTL`] + [`LEASE_RENEW`].
 //!
 //! Every replica also refreshes the presence of the agents it streams to.
@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use super::cache::{State, Touched};
-use super::records::{Lease, REMOVED_KEPT, bundle_key, encode, lease_key, removed_key};
+use super::records::{Lease, REMOVED_KEPT, TOKENS, TokenRecord, bundle_key, encode, lease_key, removed_key};
 use super::{ControlPlane, PRESENCE_EVERY, now_ms};
 
 /// How long a lease lasts without renewal.
@@ -204,7 +204,9 @@ impl ControlPlane {
 
     /// Deletes the bundles that no Application, rollback, history entry or cluster status
     /// refers to and that were already stored at the previous pass (a bundle just rendered is
-    /// not referred to yet), and deletion notices older than [`REMOVED_KEPT`]; then compacts
+    /// not referred to yet), deletion notices older than [`REMOVED_KEPT`], and join tokens
+    /// past their expiry (single-use secrets nobody can list or use any more; a registration
+    /// token stays until it is deleted, as `registration-token list` shows it); then compacts
     /// the feed. Returns the revision of this pass.
     pub async fn collect(&self, previous_pass: Option<Revision>) -> std::result::Result<Revision, StoreError> {
         let (unused, expired, revision) = {
@@ -259,10 +261,42 @@ impl ControlPlane {
         if collected > 0 {
             info!(bundles = collected, "collected bundles nothing refers to");
         }
+        self.collect_expired_join_tokens().await?;
         if revision > FEED_KEEP {
             self.store.compact(revision - FEED_KEEP).await?;
         }
         Ok(revision)
+    }
+
+    /// Deletes join tokens that expired (each only if unchanged since read: one used
+    /// meanwhile is already gone).
+    async fn collect_expired_join_tokens(&self) -> std::result::Result<(), StoreError> {
+        let now = super::now();
+        let expired: Vec<(String, Revision)> = self
+            .store
+            .list(TOKENS)
+            .await?
+            .records
+            .into_iter()
+            .filter(|r| {
+                serde_json::from_slice::<TokenRecord>(&r.value)
+                    .is_ok_and(|t| t.registration.is_empty() && t.expires_at < now)
+            })
+            .map(|r| (r.key, r.version))
+            .collect();
+        let mut collected = 0;
+        for chunk in expired.chunks(256) {
+            let txn = chunk.iter().fold(Txn::new(), |t, (k, v)| t.expect(k, Expect::Version(*v)).delete(k));
+            match self.commit(txn).await {
+                Ok(_) => collected += chunk.len(),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if collected > 0 {
+            info!(tokens = collected, "collected join tokens past their expiry");
+        }
+        Ok(())
     }
 
     /// Vouches, every [`PRESENCE_EVERY`], for the agents streaming to this replica.
