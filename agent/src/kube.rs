@@ -147,11 +147,23 @@ impl ClusterApi {
         let r = identity(obj, "apply")?;
         let api = self.api(&ar, namespaced, &r.namespace);
         let pp = PatchParams::apply(&self.field_manager).force();
-        let out = api
-            .patch(&r.name, &pp, &Patch::Apply(scoped(obj, namespaced)))
-            .await
-            .map_err(|source| KubeError::Api { object: r.to_string(), verb: "apply", source })?;
+        let out = api.patch(&r.name, &pp, &Patch::Apply(scoped(obj, namespaced))).await.map_err(|source| {
+            self.forget_if_not_served(obj, &source);
+            KubeError::Api { object: r.to_string(), verb: "apply", source }
+        })?;
         Ok(serde_json::to_value(out).unwrap_or_default())
+    }
+
+    /// An apply answered 404 means the kind is no longer served at the version discovery
+    /// found (a CustomResourceDefinition deleted or changed since): forget it, so the next
+    /// pass asks discovery again instead of writing to a path that is gone.
+    fn forget_if_not_served(&self, obj: &Value, e: &kube::Error) {
+        if let kube::Error::Api(status) = e
+            && status.code == 404
+        {
+            let gvk = gvk_of(obj);
+            self.kinds.lock().remove(&(gvk.group, gvk.version, gvk.kind));
+        }
     }
 
     /// Replaces the object (Replace=true): PUT at the live resourceVersion, or apply when it
@@ -264,5 +276,48 @@ mod tests {
             assert!(matches!(e, KubeError::Discovery { .. }), "{e}");
             assert!(!e.to_string().contains("CRD"), "{e}");
         }
+    }
+
+    fn crd(scope: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": scope,
+                "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+            }
+        })
+    }
+
+    /// A CRD deleted and created again cluster-scoped: the write to the kind's old path is
+    /// answered 404, and the next one goes where discovery now says, without a restart.
+    #[tokio::test]
+    async fn a_kind_served_elsewhere_after_its_crd_changed_is_found_again() {
+        let sim = kube_sim::SimCluster::start(kube_sim::SimConfig::default()).await.unwrap();
+        let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
+        let api = ClusterApi::new(client.clone(), "bosun-agent");
+        let widget = serde_json::json!({
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": 1}
+        });
+        api.apply(&crd("Namespaced")).await.unwrap();
+        let applied = api.apply(&widget).await.unwrap();
+        assert_eq!(applied["metadata"]["namespace"], "default");
+
+        let crds = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        );
+        dynamic_api(&client, &crds, None).delete("widgets.example.com", &Default::default()).await.unwrap();
+        api.apply(&crd("Cluster")).await.unwrap();
+
+        let first = api.apply(&widget).await.unwrap_err();
+        assert!(matches!(&first, KubeError::Api { verb: "apply", .. }), "{first}");
+        let again = api.apply(&widget).await.unwrap();
+        assert!(again["metadata"].get("namespace").is_none_or(Value::is_null), "cluster-scoped now: {again}");
     }
 }
