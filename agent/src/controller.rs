@@ -28,6 +28,19 @@ const MAX_ROUNDS: usize = 32;
 /// How soon a pass that could not persist or read what it needs looks again.
 const RETRY_SOON: Duration = Duration::from_secs(5);
 
+/// Bundles from this many objects up are planned and compared off the async workers
+/// ([`off_the_workers`]): a new 5,000-object bundle's first pass takes tens of milliseconds.
+const LARGE_BUNDLE: usize = 1000;
+
+/// Runs `work` (pure computation over a large bundle) so that it does not hold up the other
+/// tasks of this worker thread: on a multi-threaded runtime its tasks move to another worker
+/// meanwhile; on a current-thread runtime (tests) it simply runs.
+fn off_the_workers<R>(objects: usize, work: impl FnOnce() -> R) -> R {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if objects >= LARGE_BUNDLE && multi { tokio::task::block_in_place(work) } else { work() }
+}
+
 /// How long changes of owned objects (ReplicaSets, Pods) gather before the pass that reports
 /// them: the tree trails the cluster by at most this much, and a rollout costs a few passes.
 const OWNED_SETTLE: Duration = Duration::from_secs(1);
@@ -404,7 +417,9 @@ impl Controller {
         let view = View { cache: &self.cache, versions: &prepared.versions };
         let manager = self.settings.field_manager.as_str();
         for round in 0..MAX_ROUNDS {
-            let d = prepared.bundle.decide(&target, &view, &memory, manager, now_ms());
+            let d = off_the_workers(prepared.bundle.objects().len(), || {
+                prepared.bundle.decide(&target, &view, &memory, manager, now_ms())
+            });
             log_transition(&memory, &d.memory, prepared.bundle.objects());
             // What the actions depend on is on disk before they run.
             if let Err(e) = self.shared.remember(&a.app, &d.memory).await {
@@ -415,8 +430,9 @@ impl Controller {
             memory = d.memory;
             if d.actions.is_empty() {
                 let mut tree = d.report;
-                (tree.children, tree.children_left_out) =
-                    bosun_core::tree::children(&tree.resources, &view, self.cache.as_ref());
+                (tree.children, tree.children_left_out) = off_the_workers(tree.resources.len(), || {
+                    bosun_core::tree::children(&tree.resources, &view, self.cache.as_ref())
+                });
                 let mut report = to_pb(a, &tree);
                 if !prepared.errors.is_empty() {
                     report.sync_status = sync_to_pb(bosun_core::SyncStatus::OutOfSync);
@@ -521,7 +537,7 @@ impl Controller {
             tracking::mark(&mut o, &a.app);
             prepared.push(o);
         }
-        out.bundle = sync::Bundle::new(prepared);
+        out.bundle = off_the_workers(prepared.len(), || sync::Bundle::new(prepared));
         out
     }
 
