@@ -1,7 +1,7 @@
 //! The fleet harness: a control plane in its own process (so its memory and CPU can be read
-//! from `/proc`), N simulated clusters and N agents in this process (each agent with its own
-//! join token, key, certificate, mTLS connection, state directory and kube client), and a Git
-//! repository served over `file://`.
+//! from `/proc`), N simulated clusters (in this process, or in one of their own) and N agents
+//! in this process (each agent with its own join token, key, certificate, mTLS connection,
+//! state directory and kube client), and a Git repository served over `file://`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -188,22 +188,33 @@ impl Default for AgentOptions {
     }
 }
 
+/// A simulated cluster of the fleet, wherever it runs.
+pub struct ClusterRef {
+    pub name: String,
+    pub url: String,
+    /// A kubeconfig for it (plain HTTP, no credentials).
+    pub kubeconfig: String,
+}
+
 /// Simulated clusters and their agents.
 pub struct Fleet {
     pub root: PathBuf,
     // Agents stop before their clusters do (fields drop in order).
     agents: Vec<Task>,
-    pub sims: Vec<kube_sim::SimCluster>,
+    pub clusters: Vec<ClusterRef>,
+    sims: Vec<kube_sim::SimCluster>,
+    /// Clusters run apart: their process (it ends when its stdin, held here, closes).
+    apart: Option<(ChildGuard, Process)>,
 }
 
 impl Fleet {
     pub fn new(root: PathBuf) -> Self {
-        Self { root, agents: Vec::new(), sims: Vec::new() }
+        Self { root, agents: Vec::new(), clusters: Vec::new(), sims: Vec::new(), apart: None }
     }
 
-    /// Starts `n` simulated clusters (`c0000`…), without agents.
+    /// Starts `n` simulated clusters (`c0000`…) in this process, without agents.
     pub async fn start_clusters(&mut self, n: usize) -> anyhow::Result<()> {
-        let start = self.sims.len();
+        let start = self.clusters.len();
         let sims: Vec<_> = futures::stream::iter(start..start + n)
             .map(|i| async move {
                 kube_sim::SimCluster::start(kube_sim::SimConfig { name: cluster_name(i), ..Default::default() }).await
@@ -211,8 +222,54 @@ impl Fleet {
             .buffered(64)
             .try_collect()
             .await?;
+        for sim in &sims {
+            self.clusters.push(ClusterRef {
+                name: sim.name().to_string(),
+                url: sim.url().to_string(),
+                kubeconfig: sim.kubeconfig(false),
+            });
+        }
         self.sims.extend(sims);
         Ok(())
+    }
+
+    /// Starts `n` simulated clusters in a process of their own (this binary re-executed with
+    /// `clusters`): a thousand clusters with their agents' watches open ~20,000 sockets, more
+    /// than one process may hold here when both ends of each are in it. Only on an empty
+    /// fleet.
+    pub fn start_clusters_apart(&mut self, n: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.clusters.is_empty(), "clusters apart start an empty fleet");
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["clusters", "--count", &n.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the simulated clusters")?;
+        let pid = child.id();
+        let stdout = child.stdout.take().context("the clusters' stdout")?;
+        let guard = ChildGuard(child);
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().take(n) {
+            let line = line.context("reading the clusters' addresses")?;
+            let mut parts = line.splitn(3, ' ');
+            let (Some(name), Some(url), Some(kubeconfig)) = (parts.next(), parts.next(), parts.next()) else {
+                bail!("unexpected line from the clusters process: {line:?}");
+            };
+            use base64::Engine;
+            let kubeconfig = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(kubeconfig)?)?;
+            self.clusters.push(ClusterRef { name: name.into(), url: url.into(), kubeconfig });
+        }
+        anyhow::ensure!(self.clusters.len() == n, "the clusters process started {} of {n}", self.clusters.len());
+        self.apart = Some((guard, Process::new(pid)));
+        Ok(())
+    }
+
+    /// The processes running agents and simulated clusters (for their CPU time).
+    pub fn processes(&self) -> Vec<Process> {
+        let mut out = vec![Process::new(std::process::id())];
+        out.extend(self.apart.as_ref().map(|(_, p)| *p));
+        out
     }
 
     /// Registers every cluster without an agent and starts its agent (64 joins at a time).
@@ -220,19 +277,19 @@ impl Fleet {
         let mut admin = cp.admin().await?;
         let first = self.agents.len();
         let mut tokens = Vec::new();
-        for sim in &self.sims[first..] {
+        for c in &self.clusters[first..] {
             let req = pb::CreateJoinTokenRequest {
-                cluster: sim.name().into(),
+                cluster: c.name.clone(),
                 ttl_seconds: 3600,
                 labels: HashMap::from([("fleet".to_string(), "bench".to_string())]),
             };
             tokens.push(admin.create_join_token(req).await?.into_inner().token);
         }
-        for (sim, token) in self.sims[first..].iter().zip(tokens) {
-            let dir = self.root.join("agents").join(sim.name());
+        for (c, token) in self.clusters[first..].iter().zip(tokens) {
+            let dir = self.root.join("agents").join(&c.name);
             std::fs::create_dir_all(&dir)?;
             let kubeconfig = dir.join("kubeconfig");
-            std::fs::write(&kubeconfig, sim.kubeconfig(false))?;
+            std::fs::write(&kubeconfig, &c.kubeconfig)?;
             let cfg = agent_config(&cp.endpoints, &cp.data, &dir, &kubeconfig, &token, opts)?;
             self.agents.push(spawn_agent(cfg));
         }
@@ -252,6 +309,29 @@ impl Fleet {
         // The agents' own tasks are cancelled as their owners drop; let that happen.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The `clusters` subcommand: starts `count` simulated clusters, prints one line per cluster
+/// (`name url base64-kubeconfig`), and serves them until stdin closes (the benchmark that
+/// started it ended or died).
+pub async fn serve_clusters(count: usize) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).try_init();
+    let mut fleet = Fleet::new(PathBuf::new());
+    fleet.start_clusters(count).await?;
+    {
+        use base64::Engine;
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for c in &fleet.clusters {
+            let kubeconfig = base64::engine::general_purpose::STANDARD.encode(&c.kubeconfig);
+            writeln!(out, "{} {} {kubeconfig}", c.name, c.url)?;
+        }
+        out.flush()?;
+    }
+    // Reading stdin blocks: on a thread of the blocking pool, while the runtime serves.
+    let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())).await;
+    Ok(())
 }
 
 /// Runs an agent in this process until the returned task is dropped.

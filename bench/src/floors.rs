@@ -4,7 +4,9 @@
 //!   size to N clients, each over its own mTLS connection with its own certificate;
 //! - **apply**: the same server-side applies sent straight to the same simulated clusters by a
 //!   plain `kube::Client` per cluster, then waiting for the Deployment to be healthy (the same
-//!   health check Bosun uses), so the floor includes kube-sim's rollout time as Bosun does.
+//!   health check Bosun uses), so the floor includes kube-sim's rollout time as Bosun does;
+//! - **install** (for `scale`): several Applications' objects applied the same way to empty
+//!   clusters, one Application after another as they are created, each waited on to health.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -212,4 +214,52 @@ pub async fn apply(urls: &[String], v1: &[Value], v2: &[Value]) -> anyhow::Resul
     });
     let samples: Vec<_> = futures::future::join_all(runs).await.into_iter().collect::<anyhow::Result<_>>()?;
     Ok(samples)
+}
+
+/// The install floor over `clusters` (kube-sim URLs): on every cluster at once, each set of
+/// `apps` objects applied in turn (as the Applications are created one after another), then
+/// one watch of the cluster's Deployments until each set's is healthy; one sample per (set,
+/// cluster), timed from the start. One watch per cluster, as an agent has: a thousand
+/// clusters with a watch per Deployment would exhaust the file descriptors.
+pub async fn install(urls: &[String], apps: &[Vec<Value>]) -> anyhow::Result<Vec<Duration>> {
+    let mut clients = Vec::with_capacity(urls.len());
+    for url in urls {
+        clients.push(kube::Client::try_from(kube::Config::new(url.parse()?))?);
+    }
+    let t0 = Instant::now();
+    let runs = clients.iter().map(|c| async move {
+        let mut waiting = std::collections::HashMap::new();
+        let mut ar = None;
+        for objects in apps {
+            apply_all(c, objects, "floor").await?;
+            let deployment =
+                objects.iter().find(|o| o["kind"] == "Deployment").context("a Deployment among the objects")?;
+            let name = deployment["metadata"]["name"].as_str().context("named Deployment")?;
+            let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &api_resource(deployment)?);
+            let generation = api.get(name).await?.metadata.generation.unwrap_or(0);
+            waiting.insert(name.to_string(), generation);
+            ar = Some(api);
+        }
+        let api = ar.context("at least one set of objects")?;
+        let mut samples = Vec::with_capacity(waiting.len());
+        let stream = kube::runtime::watcher::watcher(api, kube::runtime::watcher::Config::default());
+        let mut stream = std::pin::pin!(stream);
+        while !waiting.is_empty() {
+            let event = stream.next().await.context("the floor's watch ended")?;
+            let (kube::runtime::watcher::Event::Apply(d) | kube::runtime::watcher::Event::InitApply(d)) = event? else {
+                continue;
+            };
+            let name = d.metadata.name.clone().unwrap_or_default();
+            let Some(&generation) = waiting.get(&name) else { continue };
+            let v = serde_json::to_value(&d)?;
+            let healthy = bosun_core::health::assess(&v).is_some_and(|a| a.health == bosun_core::Health::Healthy);
+            if healthy && d.metadata.generation.unwrap_or(0) >= generation {
+                waiting.remove(&name);
+                samples.push(t0.elapsed());
+            }
+        }
+        anyhow::Ok(samples)
+    });
+    let per_cluster = futures::future::try_join_all(runs).await?;
+    Ok(per_cluster.into_iter().flatten().collect())
 }

@@ -137,6 +137,12 @@ enum Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Runs simulated clusters until stdin closes (`scale` starts them in their own process).
+    #[command(hide = true)]
+    Clusters {
+        #[arg(long)]
+        count: usize,
+    },
     /// Runs one agent (the footprint benchmark starts it in its own process).
     #[command(hide = true)]
     Agent {
@@ -157,6 +163,27 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lets this process (and the processes it starts) open `want` files and sockets, as far as
+/// the system allows: a thousand agents, each watching its cluster on about nine connections,
+/// need more than a login shell's usual limit, and so do the thousand clusters serving them.
+/// Best effort: a limit that cannot be raised is left as it is (runs then stop at "Too many
+/// open files", which names the cause).
+fn raise_open_files_limit(want: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read or write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= want {
+            return;
+        }
+        // Raising the hard limit needs privilege; without it, go as far as the hard limit.
+        let raised = libc::rlimit { rlim_cur: want, rlim_max: want.max(lim.rlim_max) };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            let capped = libc::rlimit { rlim_cur: lim.rlim_max.min(want), rlim_max: lim.rlim_max };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &capped);
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -175,9 +202,14 @@ async fn main() -> anyhow::Result<()> {
             bosun_agent::init_logging(&cfg.log_format, cfg.log_level.as_deref());
             return bosun_agent::run(cfg).await;
         }
+        Bench::Clusters { count } => {
+            raise_open_files_limit(65_536);
+            return fleet::serve_clusters(count).await;
+        }
         _ => {}
     }
     bosun_control_plane::install_crypto();
+    raise_open_files_limit(65_536);
     // Logs of the in-process agents and clusters go to stderr: stdout is the report (JSON
     // with --json).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
@@ -203,6 +235,6 @@ async fn main() -> anyhow::Result<()> {
             ui::run(cli.json, clusters, apps, runs);
             Ok(())
         }
-        Bench::ControlPlane { .. } | Bench::Agent { .. } => unreachable!("handled above"),
+        Bench::ControlPlane { .. } | Bench::Agent { .. } | Bench::Clusters { .. } => unreachable!("handled above"),
     }
 }
