@@ -112,13 +112,52 @@ pub struct ControlPlane {
     pub data: PathBuf,
     pub endpoints: bosun_control_plane::Endpoints,
     pub process: Process,
-    _child: ChildGuard,
+    child: ChildGuard,
 }
 
 impl ControlPlane {
+    /// One control plane on the embedded store (or on `BOSUN_DATABASE_URL` when it is set),
+    /// Git polling off: the benchmarks refresh explicitly.
     pub async fn start(data: &Path) -> anyhow::Result<Self> {
+        Self::spawn(data, &["--poll-interval".into(), "1h".into()], "warn").await
+    }
+
+    /// One of several replicas on the PostgreSQL server at `database_url`, sharing the CA and
+    /// secret key kept in `shared` (the first replica creates them, and the admin token the
+    /// others are given), polling Git every second.
+    pub async fn start_replica(data: &Path, name: &str, database_url: &str, shared: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data)?;
+        if shared.join("admin-token").exists() {
+            std::fs::copy(shared.join("admin-token"), data.join("admin-token"))?;
+        }
+        let path = |f: &str| shared.join(f).to_str().map(str::to_string).context("utf-8 path");
+        let args = [
+            "--database-url".into(),
+            database_url.into(),
+            "--ca-cert".into(),
+            path("ca.pem")?,
+            "--ca-key".into(),
+            path("ca.key")?,
+            "--secret-key-file".into(),
+            path("secret.key")?,
+            "--replica-name".into(),
+            name.into(),
+            "--poll-interval".into(),
+            "1s".into(),
+        ];
+        // The lease holder says so at info.
+        let cp = Self::spawn(data, &args, "warn,bosun_control_plane::model::singleton=info").await?;
+        if !shared.join("admin-token").exists() {
+            std::fs::copy(data.join("admin-token"), shared.join("admin-token"))?;
+        }
+        // Agents read the CA from the data directory (see `agent_args`).
+        std::fs::copy(shared.join("ca.pem"), data.join("ca.pem"))?;
+        Ok(cp)
+    }
+
+    async fn spawn(data: &Path, args: &[String], log: &str) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
-        let log = std::fs::File::create(data.with_extension("log"))?;
+        let log_file = std::fs::File::create(data.with_extension("log"))?;
         let local = "127.0.0.1:0";
         let child = Command::new(exe)
             .arg("control-plane")
@@ -126,10 +165,10 @@ impl ControlPlane {
             .args(["--admin-addr", local, "--agent-addr", local, "--join-addr", local, "--webhook-addr", local])
             .args(["--metrics-addr", local])
             .args(["--ui-addr", local])
-            .args(["--poll-interval", "1h"])
-            .env("RUST_LOG", std::env::var("BENCH_CP_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(log.try_clone()?)
-            .stderr(log)
+            .args(args)
+            .env("RUST_LOG", std::env::var("BENCH_CP_LOG").unwrap_or_else(|_| log.into()))
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
             .stdin(Stdio::null())
             .spawn()
             .context("starting the control plane")?;
@@ -148,7 +187,18 @@ impl ControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        Ok(Self { data: data.to_path_buf(), endpoints, process: Process::new(pid), _child: child })
+        Ok(Self { data: data.to_path_buf(), endpoints, process: Process::new(pid), child })
+    }
+
+    /// Kills the process with SIGKILL: no graceful shutdown, no lease released.
+    pub fn kill(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+
+    /// The control plane's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
     }
 
     pub async fn admin(&self) -> anyhow::Result<Admin> {
@@ -180,11 +230,14 @@ async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
 #[derive(Clone)]
 pub struct AgentOptions {
     pub resync: Duration,
+    /// The control planes' agent addresses, in the order the agent tries them (default: the
+    /// one control plane the agents join).
+    pub control_planes: Vec<String>,
 }
 
 impl Default for AgentOptions {
     fn default() -> Self {
-        Self { resync: Duration::from_secs(30) }
+        Self { resync: Duration::from_secs(30), control_planes: Vec::new() }
     }
 }
 
@@ -358,9 +411,14 @@ pub fn agent_args(
     opts: &AgentOptions,
 ) -> anyhow::Result<Vec<String>> {
     let s = |p: &Path| p.to_str().map(str::to_string).context("utf-8 path");
+    let control_planes = if opts.control_planes.is_empty() {
+        format!("https://{}", endpoints.agent)
+    } else {
+        opts.control_planes.join(",")
+    };
     Ok(vec![
         "--control-plane".into(),
-        format!("https://{}", endpoints.agent),
+        control_planes,
         "--join-url".into(),
         format!("https://{}", endpoints.join),
         "--join-token".into(),

@@ -111,7 +111,7 @@ pub async fn run(json_out: bool, runs: u32) -> anyhow::Result<()> {
     let mut fleet = Fleet::new(root.to_path_buf());
     fleet.start_clusters(1).await?;
     // Resync far away: every step must be woken by the cluster's own changes.
-    fleet.start_agents(&cp, &AgentOptions { resync: Duration::from_secs(600) }).await?;
+    fleet.start_agents(&cp, &AgentOptions { resync: Duration::from_secs(600), ..Default::default() }).await?;
     let mut admin = cp.admin().await?;
     wait_connected(&mut admin, 1, TIMEOUT).await?;
     let all = pairs(&["hooks".to_string()], 1);

@@ -164,7 +164,7 @@ pub async fn resync(
     let rev = repo.commit("apps")?;
     let cp = ControlPlane::start(&root.join("cp")).await?;
     let mut admin = cp.admin().await?;
-    let opts = AgentOptions { resync: interval };
+    let opts = AgentOptions { resync: interval, ..Default::default() };
     let solo = SoloAgent::start(&cp, root, &opts, &["--log-format", "json"]).await?;
     let paths: Vec<(String, String)> = names.iter().map(|n| (n.clone(), format!("many/{n}"))).collect();
     let t0 = Instant::now();

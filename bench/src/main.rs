@@ -22,6 +22,7 @@
 //! with the hidden `control-plane` subcommand) and N simulated clusters with N agents in this
 //! one, each agent with its own identity and connection. `--json` prints one JSON object.
 
+mod failover;
 mod fanout;
 mod fleet;
 mod floors;
@@ -64,6 +65,11 @@ enum Bench {
         clusters: usize,
         #[arg(long, default_value_t = 10)]
         apps: usize,
+    },
+    /// Three replicas on PostgreSQL: the lease holder, then the replica N agents use, killed with SIGKILL.
+    Failover {
+        #[arg(long, default_value_t = 300)]
+        clusters: usize,
     },
     /// Control plane memory per connected agent; agent memory with 10 Applications / 100 objects; idle CPU.
     Footprint {
@@ -217,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.bench {
         Bench::FanOut { clusters } => fanout::fanout(cli.json, clusters).await,
         Bench::Scale { clusters, apps } => fanout::scale(cli.json, clusters, apps).await,
+        Bench::Failover { clusters } => failover::run(cli.json, clusters).await,
         Bench::Footprint { clusters, window } => idle::footprint(cli.json, clusters, window).await,
         Bench::SteadyState { clusters, apps, window } => idle::steady_state(cli.json, clusters, apps, window).await,
         Bench::SelfHeal { edits } => selfheal::run(cli.json, edits).await,

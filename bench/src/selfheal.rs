@@ -88,7 +88,7 @@ pub async fn run(json_out: bool, edits: usize) -> anyhow::Result<()> {
     let conn = bosun_cli::Connection::local(data.clone());
     let mut admin = bosun_cli::connect(&conn).await.map_err(|f| f.error)?;
     let token = bosun_cli::join_token(&mut admin, "bench", Duration::from_secs(600)).await.map_err(|f| f.error)?.token;
-    let opts = crate::fleet::AgentOptions { resync: Duration::from_secs(600) };
+    let opts = crate::fleet::AgentOptions { resync: Duration::from_secs(600), ..Default::default() };
     let agent = crate::fleet::agent_config(&endpoints, &data, &root.join("agent"), &kubeconfig, &token, &opts)?;
     let _agent = crate::fleet::spawn_agent(agent);
     use bosun_cli::pb;
