@@ -1,9 +1,12 @@
 //! The PostgreSQL store, for several control-plane replicas on one database.
 //!
-//! - Commits lock the one `bosun_meta` row first (`FOR UPDATE`), so they run one at a time
-//!   and each takes the next revision; the lock is held until the commit is visible, so a
-//!   reader that sees revision `r` has every revision before it: the feed has no gaps.
-//! - Each commit sends `NOTIFY bosun_feed`; one listening connection per process turns that
+//! - Commits first take the next revision by updating the one `bosun_meta` row, which locks
+//!   it, so they run one at a time; the lock is held until the commit is visible, so a
+//!   reader that sees revision `r` has every revision before it: the feed has no gaps. While
+//!   the lock is held a commit makes at most two more round trips (its preconditions, then
+//!   all its writes in one statement), each on a statement prepared once per connection.
+//! - Each commit sends `NOTIFY bosun_feed` (queued with that first statement, delivered only
+//!   if the transaction commits); one listening connection per process turns that
 //!   into a wake-up for readers, who then read `bosun_feed` by revision. A lost notification
 //!   (or listener reconnect) only delays a reader by its look-anyway timeout.
 //! - The schema is created by embedded, versioned migrations applied at start under an
@@ -302,17 +305,27 @@ impl Store for Postgres {
         txn.validate()?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision: i64 =
-            tx.query_one("SELECT revision FROM bosun_meta WHERE id = 1 FOR UPDATE", &[]).await.map_err(pg)?.get(0);
-        let revision = revision + 1;
+        // Every commit takes the next revision on the counter's row, which it then holds until
+        // it ends: commits are ordered by it, so the statements in between are few (checks,
+        // then all writes in one) and prepared once per connection. The notification is sent
+        // when the transaction commits and dropped if it rolls back.
+        let next = tx
+            .prepare_cached(
+                "UPDATE bosun_meta SET revision = revision + 1 WHERE id = 1 \
+                 RETURNING revision, pg_notify($1, revision::text)",
+            )
+            .await
+            .map_err(pg)?;
+        let revision: i64 = tx.query_one(&next, &[&CHANNEL]).await.map_err(pg)?.get(0);
         if !txn.checks.is_empty() {
             let keys: Vec<&str> = txn.checks.iter().map(|(k, _)| k.as_str()).collect();
-            let rows =
-                tx.query("SELECT key, version FROM bosun_records WHERE key = ANY($1)", &[&keys]).await.map_err(pg)?;
+            let versions =
+                tx.prepare_cached("SELECT key, version FROM bosun_records WHERE key = ANY($1)").await.map_err(pg)?;
+            let rows = tx.query(&versions, &[&keys]).await.map_err(pg)?;
             for (key, expected) in &txn.checks {
                 let found = rows.iter().find(|r| r.get::<_, &str>(0) == key).map(|r| r.get::<_, i64>(1) as Revision);
                 if !holds(*expected, found) {
-                    // Dropping the transaction rolls it back.
+                    // Dropping the transaction rolls it back, the revision taken included.
                     return Err(StoreError::Conflict { key: key.clone(), expected: *expected, found });
                 }
             }
@@ -333,27 +346,22 @@ impl Store for Postgres {
             }
             feed_keys.push(w.key());
         }
-        if !put_keys.is_empty() {
-            tx.execute(
-                "INSERT INTO bosun_records (key, value, version) SELECT k, v, $3 FROM unnest($1::text[], $2::bytea[]) AS t(k, v) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version",
-                &[&put_keys, &put_values, &revision],
+        // One statement: the parts of a statement with data-modifying WITH clauses run on one
+        // snapshot, which is safe here because a transaction writes each key once (validated).
+        let write = tx
+            .prepare_cached(
+                "WITH put AS (INSERT INTO bosun_records (key, value, version) \
+                   SELECT k, v, $1 FROM unnest($2::text[], $3::bytea[]) AS t(k, v) \
+                   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version), \
+                 gone AS (DELETE FROM bosun_records WHERE key = ANY($4::text[])) \
+                 INSERT INTO bosun_feed (revision, seq, key, value) \
+                 SELECT $1, (t.n - 1)::integer, t.k, t.v FROM unnest($5::text[], $6::bytea[]) WITH ORDINALITY AS t(k, v, n)",
             )
             .await
             .map_err(pg)?;
-        }
-        if !deleted.is_empty() {
-            tx.execute("DELETE FROM bosun_records WHERE key = ANY($1)", &[&deleted]).await.map_err(pg)?;
-        }
-        tx.execute(
-            "INSERT INTO bosun_feed (revision, seq, key, value) \
-             SELECT $1, (t.n - 1)::integer, t.k, t.v FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS t(k, v, n)",
-            &[&revision, &feed_keys, &feed_values],
-        )
-        .await
-        .map_err(pg)?;
-        tx.execute("UPDATE bosun_meta SET revision = $1 WHERE id = 1", &[&revision]).await.map_err(pg)?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &revision.to_string()]).await.map_err(pg)?;
+        tx.execute(&write, &[&revision, &put_keys, &put_values, &deleted, &feed_keys, &feed_values])
+            .await
+            .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         publish(&self.last, revision as Revision);
         Ok(revision as Revision)
@@ -366,13 +374,13 @@ impl Store for Postgres {
         if to_i64(after) < oldest {
             return Err(StoreError::Compacted { requested: after, oldest: oldest as Revision });
         }
-        let rows = tx
-            .query(
+        let read = tx
+            .prepare_cached(
                 "SELECT revision, key, value FROM bosun_feed WHERE revision > $1 AND revision <= $2 ORDER BY revision, seq",
-                &[&to_i64(after), &to_i64(after.saturating_add(max_commits))],
             )
             .await
             .map_err(pg)?;
+        let rows = tx.query(&read, &[&to_i64(after), &to_i64(after.saturating_add(max_commits))]).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(rows
             .into_iter()
