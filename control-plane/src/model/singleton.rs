@@ -215,7 +215,7 @@ impl ControlPlane {
                 .removed
                 .iter()
                 .filter(|(_, r)| r.value.at + REMOVED_KEPT < super::now())
-                .map(|(app, r)| (app.clone(), r.version))
+                .map(|(app, r)| (removed_key(app), r.version))
                 .collect();
             let mut used: HashSet<&str> = HashSet::new();
             for a in st.apps.values().map(|a| &a.value) {
@@ -231,33 +231,17 @@ impl ControlPlane {
                     .bundles
                     .iter()
                     .filter(|(d, v)| **v <= pass && !used.contains(d.as_str()))
-                    .map(|(d, v)| (d.clone(), *v))
+                    .map(|(d, v)| (bundle_key(d), *v))
                     .collect(),
             };
             (unused, expired, st.revision)
         };
-        if !expired.is_empty() {
-            let txn = expired.iter().fold(Txn::new(), |t, (app, v)| {
-                t.expect(removed_key(app), Expect::Version(*v)).delete(removed_key(app))
-            });
-            match self.commit(txn).await {
-                Ok(_) => info!(applications = expired.len(), "deletion notices past their time collected"),
-                Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
-            }
+        let notices = self.delete_unchanged(&expired).await?;
+        if notices > 0 {
+            info!(applications = notices, "deletion notices past their time collected");
         }
-        let mut collected = 0;
-        for chunk in unused.chunks(256) {
-            let txn = chunk
-                .iter()
-                .fold(Txn::new(), |t, (d, v)| t.expect(bundle_key(d), Expect::Version(*v)).delete(bundle_key(d)));
-            match self.commit(txn).await {
-                Ok(_) => collected += chunk.len(),
-                // Stored again meanwhile: the next pass looks again.
-                Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        // A bundle stored again meanwhile is kept: the next pass looks again.
+        let collected = self.delete_unchanged(&unused).await?;
         if collected > 0 {
             info!(bundles = collected, "collected bundles nothing refers to");
         }
@@ -284,19 +268,26 @@ impl ControlPlane {
             })
             .map(|r| (r.key, r.version))
             .collect();
-        let mut collected = 0;
-        for chunk in expired.chunks(256) {
-            let txn = chunk.iter().fold(Txn::new(), |t, (k, v)| t.expect(k, Expect::Version(*v)).delete(k));
-            match self.commit(txn).await {
-                Ok(_) => collected += chunk.len(),
-                Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let collected = self.delete_unchanged(&expired).await?;
         if collected > 0 {
             info!(tokens = collected, "collected join tokens past their expiry");
         }
         Ok(())
+    }
+
+    /// Deletes each record still at the version read, 256 to a transaction; a chunk in which
+    /// any record changed meanwhile is left whole for the next pass. Returns how many went.
+    async fn delete_unchanged(&self, records: &[(String, Revision)]) -> std::result::Result<usize, StoreError> {
+        let mut deleted = 0;
+        for chunk in records.chunks(256) {
+            let txn = chunk.iter().fold(Txn::new(), |t, (k, v)| t.expect(k, Expect::Version(*v)).delete(k));
+            match self.commit(txn).await {
+                Ok(_) => deleted += chunk.len(),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
     }
 
     /// Vouches, every [`PRESENCE_EVERY`], for the agents streaming to this replica.
