@@ -147,20 +147,31 @@ fn api_resource(obj: &Value) -> anyhow::Result<ApiResource> {
     Ok(ApiResource::from_gvk(&gv.with_kind(obj["kind"].as_str().unwrap_or_default())))
 }
 
-/// Applies `objects` to one cluster (in their order) as `manager`.
-async fn apply_all(client: &kube::Client, objects: &[Value], manager: &str) -> anyhow::Result<()> {
+/// Applies `objects` to one cluster (in their order) as `manager`; returns the generation
+/// the apply gave the Deployment named `deployment`.
+async fn apply_all(client: &kube::Client, objects: &[Value], manager: &str, deployment: &str) -> anyhow::Result<i64> {
+    let mut generation = None;
     for o in objects {
         let ar = api_resource(o)?;
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
         let name = o["metadata"]["name"].as_str().context("named object")?;
-        api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(o)).await?;
+        let out = api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(o)).await?;
+        if o["kind"] == "Deployment" && name == deployment {
+            generation = out.metadata.generation;
+        }
     }
-    Ok(())
+    generation.with_context(|| format!("no generation for the Deployment {deployment} among the objects"))
 }
 
-/// Waits (by watching) until the Deployment `name` is Healthy by Bosun's health check at a
-/// generation of at least `generation` (the health check also wants `observedGeneration` to
-/// have caught up).
+/// Whether the watched Deployment `d` is Healthy by Bosun's health check at a generation of
+/// at least `generation` (the health check also wants `observedGeneration` to have caught up).
+fn healthy_at(d: &DynamicObject, generation: i64) -> anyhow::Result<bool> {
+    let healthy =
+        bosun_core::health::assess(&serde_json::to_value(d)?).is_some_and(|a| a.health == bosun_core::Health::Healthy);
+    Ok(healthy && d.metadata.generation.unwrap_or(0) >= generation)
+}
+
+/// Waits (by watching) until the Deployment `name` is [`healthy_at`] `generation`.
 pub async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64) -> anyhow::Result<()> {
     let stream = kube::runtime::watcher::watcher(
         api.clone(),
@@ -168,12 +179,10 @@ pub async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64
     );
     let mut stream = std::pin::pin!(stream);
     while let Some(ev) = stream.next().await {
-        if let Ok(kube::runtime::watcher::Event::Apply(d) | kube::runtime::watcher::Event::InitApply(d)) = ev {
-            let v = serde_json::to_value(&d)?;
-            let healthy = bosun_core::health::assess(&v).is_some_and(|a| a.health == bosun_core::Health::Healthy);
-            if healthy && d.metadata.generation.unwrap_or(0) >= generation {
-                return Ok(());
-            }
+        if let Ok(kube::runtime::watcher::Event::Apply(d) | kube::runtime::watcher::Event::InitApply(d)) = ev
+            && healthy_at(&d, generation)?
+        {
+            return Ok(());
         }
     }
     anyhow::bail!("watch of {name} ended")
@@ -182,9 +191,8 @@ pub async fn until_healthy(api: &Api<DynamicObject>, name: &str, generation: i64
 /// Applies `objects` to one cluster, then waits until its Deployment `name` is healthy at
 /// the generation the apply produced.
 async fn roll_out(client: &kube::Client, objects: &[Value], ar: &ApiResource, name: &str) -> anyhow::Result<()> {
-    apply_all(client, objects, "floor").await?;
+    let generation = apply_all(client, objects, "floor", name).await?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", ar);
-    let generation = api.get(name).await?.metadata.generation.unwrap_or(0);
     until_healthy(&api, name, generation).await
 }
 
@@ -226,22 +234,20 @@ pub async fn install(urls: &[String], apps: &[Vec<Value>]) -> anyhow::Result<Vec
     for url in urls {
         clients.push(kube::Client::try_from(kube::Config::new(url.parse()?))?);
     }
+    let mut deployments = Vec::with_capacity(apps.len());
+    for objects in apps {
+        let d = objects.iter().find(|o| o["kind"] == "Deployment").context("a Deployment among the objects")?;
+        deployments.push((d["metadata"]["name"].as_str().context("named Deployment")?, api_resource(d)?));
+    }
+    let ar = &deployments.first().context("at least one set of objects")?.1;
     let t0 = Instant::now();
-    let runs = clients.iter().map(|c| async move {
+    let runs = clients.iter().map(|c| async {
         let mut waiting = std::collections::HashMap::new();
-        let mut ar = None;
-        for objects in apps {
-            apply_all(c, objects, "floor").await?;
-            let deployment =
-                objects.iter().find(|o| o["kind"] == "Deployment").context("a Deployment among the objects")?;
-            let name = deployment["metadata"]["name"].as_str().context("named Deployment")?;
-            let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &api_resource(deployment)?);
-            let generation = api.get(name).await?.metadata.generation.unwrap_or(0);
-            waiting.insert(name.to_string(), generation);
-            ar = Some(api);
+        for (objects, (name, _)) in apps.iter().zip(&deployments) {
+            waiting.insert(name.to_string(), apply_all(c, objects, "floor", name).await?);
         }
-        let api = ar.context("at least one set of objects")?;
         let mut samples = Vec::with_capacity(waiting.len());
+        let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", ar);
         let stream = kube::runtime::watcher::watcher(api, kube::runtime::watcher::Config::default());
         let mut stream = std::pin::pin!(stream);
         while !waiting.is_empty() {
@@ -250,10 +256,9 @@ pub async fn install(urls: &[String], apps: &[Vec<Value>]) -> anyhow::Result<Vec
                 continue;
             };
             let name = d.metadata.name.clone().unwrap_or_default();
-            let Some(&generation) = waiting.get(&name) else { continue };
-            let v = serde_json::to_value(&d)?;
-            let healthy = bosun_core::health::assess(&v).is_some_and(|a| a.health == bosun_core::Health::Healthy);
-            if healthy && d.metadata.generation.unwrap_or(0) >= generation {
+            if let Some(&generation) = waiting.get(&name)
+                && healthy_at(&d, generation)?
+            {
                 waiting.remove(&name);
                 samples.push(t0.elapsed());
             }

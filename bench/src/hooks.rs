@@ -73,16 +73,17 @@ async fn floor_run(client: &kube::Client, run: u32) -> anyhow::Result<Duration> 
         for o in &step {
             let api = api_of(client, o)?;
             let name = o["metadata"]["name"].as_str().context("named object")?.to_string();
-            if o["kind"] == "Job" {
+            // The write's answer carries the generation to wait for.
+            let written = if o["kind"] == "Job" {
                 let _ = api.delete(&name, &DeleteParams::foreground()).await;
                 let gone =
                     kube::runtime::wait::await_condition(api.clone(), &name, kube::runtime::conditions::is_deleted(""));
                 tokio::time::timeout(TIMEOUT, gone).await.context("old hook deleted")??;
-                api.create(&Default::default(), &serde_json::from_value(o.clone())?).await?;
+                api.create(&Default::default(), &serde_json::from_value(o.clone())?).await?
             } else {
-                api.patch(&name, &PatchParams::apply("floor").force(), &Patch::Apply(o)).await?;
-            }
-            let generation = api.get(&name).await?.metadata.generation.unwrap_or(0);
+                api.patch(&name, &PatchParams::apply("floor").force(), &Patch::Apply(o)).await?
+            };
+            let generation = written.metadata.generation.unwrap_or(0);
             waits.push(async move { crate::floors::until_healthy(&api, &name, generation).await });
         }
         tokio::time::timeout(TIMEOUT, futures::future::try_join_all(waits)).await.context("step healthy")??;
