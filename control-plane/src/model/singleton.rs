@@ -1,7 +1,8 @@
 //! Work one replica does for all, under a lease: Git polling, advancing rollouts, rendering
 //! templated Applications again when their clusters change, and collecting bundles nothing
-//! refers to any more (and join tokens past their expiry). The lease is a record with an expiry, renewed by compare-and-set;
-//! when its holder dies another replica takes it within [`LEASE_TTL`] + [`LEASE_RENEW`].
+//! refers to any more (and join tokens past their expiry). The lease is a record with an
+//! expiry, renewed by compare-and-set; when its holder dies another replica takes it within
+//! [`LEASE_TTL`] + [`LEASE_RENEW`].
 //!
 //! Every replica also refreshes the presence of the agents it streams to.
 
