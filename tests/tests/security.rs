@@ -421,8 +421,10 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     let (code, _) = http_post(&cp, &[("X-GitHub-Event", "push".into())], &body);
     assert_eq!(code, 401, "a missing signature is refused");
     let big = vec![b' '; 2 * 1024 * 1024];
-    let (code, _) = http_post(&cp, &push(sign(HOOK_SECRET, &big)), &big);
-    assert_eq!(code, 413, "payloads are capped");
+    let mut big_push = push(sign(HOOK_SECRET, &big));
+    big_push.push(("Expect", "100-continue".to_string()));
+    let (code, _) = http_post(&cp, &big_push, &big);
+    assert_eq!(code, 413, "payloads are capped, refused on their declared length before the body is sent");
     let other = github_push("https://github.com/someone/else.git", &["k8s/backend/cm.yaml"]);
     let (code, resp) = http_post(&cp, &push(sign(HOOK_SECRET, &other)), &other);
     assert!(code == 202 && resp.contains("ignored"), "{resp}");

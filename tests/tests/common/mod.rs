@@ -977,9 +977,23 @@ fn exchange(
     }
     head.push_str("\r\n");
     let _ = s.write_all(head.as_bytes());
-    let _ = s.write_all(body); // the server may answer 413 and close before reading it all
-    let _ = s.flush();
     let mut resp = Vec::new();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("expect") && v == "100-continue") {
+        // As curl does for large bodies: send the body only once the server asks for it, so
+        // a refusal (413) arrives as an answer instead of a reset in the middle of the body.
+        let _ = s.flush();
+        let mut byte = [0u8; 1];
+        while !resp.ends_with(b"\r\n\r\n") && s.read(&mut byte).is_ok_and(|n| n == 1) {
+            resp.push(byte[0]);
+        }
+        if resp.starts_with(b"HTTP/1.1 100") {
+            resp.clear();
+            let _ = s.write_all(body);
+        }
+    } else {
+        let _ = s.write_all(body);
+    }
+    let _ = s.flush();
     let _ = s.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp).into_owned();
     let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
