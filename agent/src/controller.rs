@@ -56,6 +56,8 @@ pub struct Shared {
     queue: Arc<Queue>,
     /// What the agent remembers of each Application (as persisted).
     memory: Mutex<BTreeMap<String, Memory>>,
+    /// Applications whose memory was last written without fsync (see [`Shared::remember`]).
+    volatile: Mutex<HashSet<String>>,
     /// Tracking label value → Application, for the cache's wake-ups.
     labels: Mutex<HashMap<String, String>>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -77,6 +79,7 @@ impl Shared {
             reports: watch::channel(BTreeMap::new()).0,
             queue: Arc::new(Queue::default()),
             memory: Mutex::new(memory),
+            volatile: Default::default(),
             labels: Default::default(),
             metrics,
             readiness,
@@ -163,12 +166,22 @@ impl Shared {
         });
     }
 
-    async fn remember(&self, app: &str, memory: &Memory) -> anyhow::Result<()> {
-        if self.memory.lock().get(app) == Some(memory) {
+    /// Persists what the agent remembers of `app` when it changed: `durable` (fsynced) when
+    /// actions are about to depend on it; otherwise only replaced, which a killed agent never
+    /// loses and a crashed machine may (the next pass then decides again from the durable
+    /// copy: applies are repeated, hooks found again by their labels).
+    async fn remember(&self, app: &str, memory: &Memory, durable: bool) -> anyhow::Result<()> {
+        let same = self.memory.lock().get(app) == Some(memory);
+        if same && !(durable && self.volatile.lock().contains(app)) {
             return Ok(());
         }
-        self.dir.persist_memory(app, memory).await?;
+        self.dir.persist_memory(app, memory, durable).await?;
         self.memory.lock().insert(app.to_string(), memory.clone());
+        if durable {
+            self.volatile.lock().remove(app);
+        } else {
+            self.volatile.lock().insert(app.to_string());
+        }
         Ok(())
     }
 }
@@ -422,7 +435,7 @@ impl Controller {
             });
             log_transition(&memory, &d.memory, prepared.bundle.objects());
             // What the actions depend on is on disk before they run.
-            if let Err(e) = self.shared.remember(&a.app, &d.memory).await {
+            if let Err(e) = self.shared.remember(&a.app, &d.memory, !d.actions.is_empty()).await {
                 warn!(error = %format!("{e:#}"), "could not persist the application's state; not acting");
                 self.cannot_start(a, &memory, format!("cannot write the agent's state: {e:#}"), Some(RETRY_SOON));
                 return "error";
@@ -455,11 +468,11 @@ impl Controller {
                 count_action(&self.shared.metrics, reason, action, outcome)
             };
             let outcomes = crate::act::run(&self.cluster, &view, d.actions, self.settings.writes, &count).await;
+            // Not persisted here: the next round's decision, which starts from these outcomes,
+            // is persisted before anything that depends on them runs. A crash in between
+            // loses nothing: applies are repeated, and hooks created just now are found again
+            // by their labels.
             sync::record(&mut memory, &outcomes);
-            if let Err(e) = self.shared.remember(&a.app, &memory).await {
-                // Hooks created just now are found again by their labels.
-                warn!(error = %format!("{e:#}"), "could not persist the outcome of actions");
-            }
         }
         // Still busy: the rest in a moment, letting other Applications have a worker.
         self.shared.queue.push_after(&a.app, Duration::from_millis(200));

@@ -24,6 +24,18 @@ pub async fn shutdown_signal() {
 /// fsync, rename over `path`, fsync of the directory. A crash leaves the old content or the
 /// new, never a mix; on failure the temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_via_temporary(path, bytes, mode, true)
+}
+
+/// [`write_atomic`] without the two fsyncs: readers, and a process killed at any point, see
+/// the old content or the new, but a crash of the machine may lose the write or leave the
+/// file empty. For copies that can be verified and fetched again (a bundle checked against
+/// its digest), where an fsync would only add latency.
+pub fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_via_temporary(path, bytes, mode, false)
+}
+
+fn write_via_temporary(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -32,10 +44,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        if durable {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -59,14 +76,16 @@ mod tests {
 
     #[test]
     fn writes_replace_the_whole_file_with_its_mode_and_leave_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        write_atomic(&path, b"a longer first version", 0o600).unwrap();
-        write_atomic(&path, b"second", 0o600).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, ["state.json"]);
+        for write in [write_atomic, write_replace] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.json");
+            write(&path, b"a longer first version", 0o600).unwrap();
+            write(&path, b"second", 0o600).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"second");
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(names, ["state.json"]);
+        }
     }
 
     #[test]
