@@ -182,6 +182,7 @@ async fn session(
             known_generation: known,
             agent_version: env!("CARGO_PKG_VERSION").into(),
             facts: facts.clone().into_iter().collect(),
+            held_bundles: shared.dir.held_bundles().await,
         })
         .await;
     let mut stream = match stream {
@@ -263,6 +264,12 @@ async fn apply_snapshot(
         .map(Assigned::try_from)
         .collect::<Result<_, _>>()
         .context("the control plane sent an assignment this agent cannot read (upgrade the agent)")?;
+    // Bundles that came along, each checked against its digest; any other is fetched.
+    for b in snap.bundles {
+        if assignments.iter().any(|a| a.bundle_digest == b.digest) {
+            shared.dir.save_bundle(&b.digest, b.objects_json).await?;
+        }
+    }
     fetch_missing(shared, client, &assignments).await?;
     let keep: Vec<String> = assignments.iter().map(|a| a.bundle_digest.clone()).collect();
     {
@@ -274,9 +281,10 @@ async fn apply_snapshot(
     }
     shared.persist().await?;
     let applications = keep.len();
-    shared.dir.gc_bundles(keep).await;
     info!(generation = snap.generation, applications, "assignments received");
     shared.assignments_changed();
+    // After the passes were asked for, which read only bundles in `keep`.
+    shared.dir.gc_bundles(keep).await;
     Ok(())
 }
 

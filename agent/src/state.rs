@@ -2,9 +2,10 @@
 //!
 //! - `state.json`: what it was last told to run (cluster, generation, assignments);
 //! - `apps/<app>.json`: what it remembers of each Application ([`Memory`]: inventory, the sync
-//!   operation in progress with its hooks, the last sync) — written before the actions that
-//!   depend on it;
-//! - `bundles/<digest>.json`: the bundles, verified against their digest when read.
+//!   operation in progress with its hooks, the last sync) — fsynced before the actions that
+//!   depend on it, only replaced when it merely records where a pass ended;
+//! - `bundles/<digest>.json`: the bundles, verified against their digest when read (not
+//!   fsynced: a lost or damaged copy is fetched again).
 //!
 //! Every file is replaced atomically, and every file access runs on the blocking pool, so the
 //! agent keeps enforcing the last desired state across restarts and while the control plane
@@ -108,11 +109,20 @@ impl StateDir {
         blocking(move || write_atomic(&path, &bytes, 0o600)).await
     }
 
-    /// Persists what the agent remembers of one Application.
-    pub async fn persist_memory(&self, app: &str, memory: &Memory) -> anyhow::Result<()> {
+    /// Persists what the agent remembers of one Application; fsynced when `durable` (see
+    /// [`bosun_process::write_replace`] for what is kept otherwise).
+    pub async fn persist_memory(&self, app: &str, memory: &Memory, durable: bool) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(memory)?;
         let path = self.memory_path(app);
-        blocking(move || write_atomic(&path, &bytes, 0o600)).await
+        if durable {
+            blocking(move || write_atomic(&path, &bytes, 0o600)).await
+        } else {
+            blocking(move || {
+                bosun_process::write_replace(&path, &bytes, 0o600)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+            })
+            .await
+        }
     }
 
     /// Forgets an Application (it left the cluster and its objects are gone).
@@ -197,13 +207,16 @@ impl StateDir {
         set_aside(&self.path(name))
     }
 
-    /// Verifies and stores a bundle (written off the async threads).
+    /// Verifies and stores a bundle (written off the async threads). Not fsynced: a copy is
+    /// checked against its digest whenever it is read from disk, and one lost or damaged by
+    /// a crash of the machine is fetched again, so durability would only add latency.
     pub async fn save_bundle(&self, digest: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
         let digest_owned = digest.to_string();
         let path = self.bundle_path(digest);
         let b = blocking(move || {
             let b = Bundle::from_bytes(&digest_owned, &bytes)?;
-            write_atomic(&path, &bytes, 0o644)?;
+            bosun_process::write_replace(&path, &bytes, 0o644)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
             Ok(b)
         })
         .await?;
@@ -257,6 +270,25 @@ impl StateDir {
             Ok(())
         })
         .await;
+    }
+
+    /// The digests of the bundles kept here (read from disk on the blocking pool): the
+    /// control plane does not send them again. One found damaged when read is fetched.
+    pub async fn held_bundles(&self) -> Vec<String> {
+        let mut held: std::collections::BTreeSet<String> = self.bundles.lock().keys().cloned().collect();
+        let dir = self.root.join("bundles");
+        let on_disk = blocking(move || {
+            let names = std::fs::read_dir(dir)?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()))
+                .collect::<Vec<_>>();
+            Ok(names)
+        })
+        .await
+        .unwrap_or_default();
+        held.extend(on_disk);
+        held.into_iter().collect()
     }
 
     /// Bundles kept on disk.
@@ -345,7 +377,7 @@ mod tests {
         assert!(dir.path(APPS_DIR).join("web.json").exists());
 
         // A damaged Application file is set aside; the others load.
-        dir.persist_memory("api", &Memory { app_uid: "u2".into(), ..Default::default() }).await.unwrap();
+        dir.persist_memory("api", &Memory { app_uid: "u2".into(), ..Default::default() }, true).await.unwrap();
         std::fs::write(dir.path(APPS_DIR).join("web.json"), b"{trunc").unwrap();
         let again = dir.load().await.unwrap();
         assert!(!again.memory.contains_key("web"));

@@ -129,6 +129,7 @@ pub async fn delivery(n: usize, payload: usize) -> anyhow::Result<Vec<Duration>>
         generation: 1,
         assignments: vec![pb::Assignment { app: "floor".into(), revision: "x".repeat(payload), ..Default::default() }],
         removals: Vec::new(),
+        bundles: Vec::new(),
     };
     start.set(Instant::now())?;
     tx.send(Arc::new(message)).map_err(|_| anyhow::anyhow!("no client subscribed"))?;

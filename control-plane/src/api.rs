@@ -1,7 +1,7 @@
 //! The gRPC edge: thin handlers that decode, call the model, and encode. Protobuf types stop
 //! here; the model speaks domain types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,6 +219,8 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut known = r.known_generation;
+            // Bundles the agent holds: those it said, and those sent on this stream.
+            let mut held: HashSet<String> = r.held_bundles.into_iter().collect();
             // The certificate's end closes the stream even when nothing is sent.
             let expiry = std::time::UNIX_EPOCH + Duration::from_secs(peer.not_after.max(0) as u64);
             let until_expiry =
@@ -234,11 +236,16 @@ impl pb::agent_service_server::AgentService for AgentApi {
                     break Some(Status::not_found(format!("cluster {cluster:?} was deleted")));
                 };
                 if generation != known {
+                    let bundles = cp.inline_bundles(&assignments, &mut held).await;
                     let snap = pb::AssignmentSnapshot {
                         cluster: cluster.clone(),
                         generation,
                         assignments: assignments.assignments.iter().map(pb::Assignment::from).collect(),
                         removals: assignments.removals.iter().map(pb::Removal::from).collect(),
+                        bundles: bundles
+                            .into_iter()
+                            .map(|(digest, bytes)| pb::Bundle { digest, objects_json: bytes.as_ref().clone() })
+                            .collect(),
                     };
                     if tx.send(Ok(snap)).await.is_err() {
                         break None;

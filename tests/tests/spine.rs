@@ -458,7 +458,26 @@ async fn agent_api_refuses_unauthenticated_and_foreign_requests() {
     let err = client.get_bundle(pb::GetBundleRequest { digest: digest_b.clone() }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     let own = cp.app_json("app-a")["status"]["bundleDigest"].as_str().unwrap().to_string();
-    assert!(client.get_bundle(pb::GetBundleRequest { digest: own }).await.is_ok(), "its own bundle is served");
+    let served = client.get_bundle(pb::GetBundleRequest { digest: own.clone() }).await;
+    let served = served.expect("its own bundle is served").into_inner().objects_json;
+
+    // The assignment stream carries the bundles the agent does not hold, and only its own.
+    let watch = |held: Vec<String>| {
+        let mut client = client.clone();
+        async move {
+            let req = pb::WatchAssignmentsRequest { held_bundles: held, ..Default::default() };
+            let mut stream = client.watch_assignments(req).await.unwrap().into_inner();
+            stream.message().await.unwrap().expect("a first snapshot")
+        }
+    };
+    let snap = watch(Vec::new()).await;
+    assert_eq!(snap.assignments.iter().map(|a| a.bundle_digest.as_str()).collect::<Vec<_>>(), [own.as_str()]);
+    assert_eq!(snap.bundles.len(), 1, "the bundle travels with the snapshot");
+    assert_eq!((&snap.bundles[0].digest, &snap.bundles[0].objects_json), (&own, &served));
+    assert!(snap.bundles.iter().all(|b| b.digest != digest_b), "never another cluster's bundle");
+    let snap = watch(vec![own.clone()]).await;
+    assert_eq!(snap.assignments.len(), 1);
+    assert!(snap.bundles.is_empty(), "a bundle the agent says it holds is not sent again");
 
     // A join token is single use.
     let token = cp.add_cluster("cc");

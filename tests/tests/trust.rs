@@ -73,7 +73,12 @@ async fn agent_facts_cannot_claim_another_clusters_identity() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let mut stream = client
-        .watch_assignments(pb::WatchAssignmentsRequest { known_generation: 0, agent_version: "forged".into(), facts })
+        .watch_assignments(pb::WatchAssignmentsRequest {
+            known_generation: 0,
+            agent_version: "forged".into(),
+            facts,
+            held_bundles: Vec::new(),
+        })
         .await
         .unwrap()
         .into_inner();

@@ -4,8 +4,12 @@
 //! Application that targets a thousand clusters is one record. A stream learns that its
 //! cluster's assignments changed through a fingerprint of them — the same on every replica,
 //! so an agent that moves to another replica is sent a snapshot only when it lacks one.
+//! Bundles the agent does not hold travel in the snapshot itself, up to [`INLINE_BYTES`]; it
+//! fetches any other with `GetBundle`. Both read through one cache per replica, so a commit
+//! sent to a thousand clusters reads its bundle from the store once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -21,6 +25,55 @@ use bosun_core::Removal;
 #[derive(Default)]
 pub(super) struct Streams {
     senders: Mutex<HashMap<String, watch::Sender<u64>>>,
+    bundles: BundleCache,
+}
+
+/// Most bundle bytes one snapshot carries; bundles beyond it are fetched with `GetBundle`.
+pub const INLINE_BYTES: usize = 4 << 20;
+
+/// Most bundle bytes kept in a replica's [`BundleCache`].
+const CACHED_BYTES: usize = 64 << 20;
+
+/// Bundles lately read from the store, by digest, oldest dropped first past [`CACHED_BYTES`].
+/// A bundle is named by its digest and never changes, so a cached copy is never stale; one
+/// asked for by many streams at once is read once.
+#[derive(Default)]
+struct BundleCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    cells: HashMap<String, Arc<tokio::sync::OnceCell<Arc<Vec<u8>>>>>,
+    order: VecDeque<(String, usize)>,
+    bytes: usize,
+}
+
+impl BundleCache {
+    async fn get(&self, digest: &str, store: &bosun_store::Backend) -> Result<Arc<Vec<u8>>> {
+        use bosun_store::Store;
+        let cell = self.inner.lock().cells.entry(digest.to_string()).or_default().clone();
+        let bytes = cell
+            .get_or_try_init(|| async {
+                let bytes = store
+                    .get(&super::records::bundle_key(digest))
+                    .await?
+                    .map(|r| Arc::new(r.value))
+                    .ok_or_else(|| Error::NotFound(format!("bundle {digest} is not stored")))?;
+                let mut inner = self.inner.lock();
+                inner.order.push_back((digest.to_string(), bytes.len()));
+                inner.bytes += bytes.len();
+                while inner.bytes > CACHED_BYTES
+                    && let Some((old, len)) = inner.order.pop_front()
+                {
+                    inner.bytes -= len;
+                    inner.cells.remove(&old);
+                }
+                Ok::<_, Error>(bytes)
+            })
+            .await?;
+        Ok(bytes.clone())
+    }
 }
 
 /// What a cluster's agent is sent: its assignments, and the Applications deleted lately
@@ -112,11 +165,29 @@ impl ControlPlane {
         if !assigned {
             return Err(Error::PermissionDenied(format!("bundle {digest} is not assigned to cluster {cluster:?}")));
         }
-        use bosun_store::Store;
-        self.store
-            .get(&super::records::bundle_key(digest))
-            .await?
-            .map(|r| r.value)
-            .ok_or_else(|| Error::NotFound(format!("bundle {digest} is not stored")))
+        Ok(self.agents.bundles.get(digest, &self.store).await?.as_ref().clone())
+    }
+
+    /// The bundles of `snapshot` to send along with it: those not in `held` (what the agent
+    /// said it holds, and what this stream sent it already), while they fit in
+    /// [`INLINE_BYTES`]; each one sent is added to `held`. One that cannot be read is left
+    /// for the agent to ask for.
+    pub async fn inline_bundles(&self, snapshot: &Snapshot, held: &mut HashSet<String>) -> Vec<(String, Arc<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut room = INLINE_BYTES;
+        for a in &snapshot.assignments {
+            if held.contains(&a.bundle_digest) {
+                continue;
+            }
+            match self.agents.bundles.get(&a.bundle_digest, &self.store).await {
+                Ok(bytes) if bytes.len() <= room => {
+                    room -= bytes.len();
+                    held.insert(a.bundle_digest.clone());
+                    out.push((a.bundle_digest.clone(), bytes));
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
