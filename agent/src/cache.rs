@@ -348,6 +348,10 @@ impl Cache {
                         let rv = o.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
                         let uid = o.metadata.uid.clone().unwrap_or_default();
                         let mut ov = overlay.lock();
+                        // The very version the agent wrote: the pass that wrote it already
+                        // judged it, so nobody is woken for it.
+                        let echo = matches!(ov.get(&r), Some(Written::Object { rv_text, .. })
+                            if present && o.metadata.resource_version.as_deref() == Some(rv_text.as_str()));
                         let caught_up = match ov.get(&r) {
                             Some(Written::Object { rv: Some(w), .. }) => rv.is_some_and(|rv| rv >= *w),
                             Some(Written::Object { rv_text, .. }) => {
@@ -360,7 +364,7 @@ impl Cache {
                             ov.remove(&r);
                         }
                         drop(ov);
-                        if let Some(label) = o.metadata.labels.as_ref().and_then(|l| l.get(APP_LABEL)) {
+                        if !echo && let Some(label) = o.metadata.labels.as_ref().and_then(|l| l.get(APP_LABEL)) {
                             on_change(Change::Object { label: label.clone() });
                         }
                     }
@@ -529,6 +533,9 @@ struct OwnedCache {
     generation: Arc<AtomicU64>,
     /// (generation it was built at, owner uid → objects).
     index: Mutex<(u64, ByOwner)>,
+    /// Objects as JSON by uid, for the resourceVersion they were converted at (only those
+    /// still in the index are kept).
+    json: Mutex<HashMap<String, (String, Arc<Value>)>>,
     _tasks: Vec<AbortOnDrop<()>>,
 }
 
@@ -662,7 +669,13 @@ impl OwnedCache {
             stores.push((ar, store));
             tasks.push(AbortOnDrop(task));
         }
-        Self { stores, generation, index: Mutex::new((u64::MAX, HashMap::new())), _tasks: tasks }
+        Self {
+            stores,
+            generation,
+            index: Mutex::new((u64::MAX, HashMap::new())),
+            json: Default::default(),
+            _tasks: tasks,
+        }
     }
 
     fn owned_by(&self, namespace: &str, uid: &str) -> Vec<Arc<Value>> {
@@ -677,16 +690,33 @@ impl OwnedCache {
                     }
                 }
             }
+            let present: HashSet<&str> =
+                by_owner.values().flatten().filter_map(|(_, o)| o.metadata.uid.as_deref()).collect();
+            self.json.lock().retain(|uid, _| present.contains(uid.as_str()));
             *index = (now, by_owner);
         }
-        // Converted when asked for: only the owned objects of the workloads in a report.
+        // Converted when asked for (only the owned objects of the workloads in a report), once
+        // per resourceVersion.
+        let mut memo = self.json.lock();
+        let mut json_of = |i: usize, o: &DynamicObject| {
+            let (uid, rv) = (o.metadata.uid.clone().unwrap_or_default(), o.metadata.resource_version.as_deref());
+            match memo.get(&uid) {
+                _ if uid.is_empty() => Arc::new(to_value(o, &self.stores[i].0)),
+                Some((at, v)) if Some(at.as_str()) == rv => v.clone(),
+                _ => {
+                    let v = Arc::new(to_value(o, &self.stores[i].0));
+                    memo.insert(uid, (rv.unwrap_or_default().to_string(), v.clone()));
+                    v
+                }
+            }
+        };
         index
             .1
             .get(uid)
             .map(|v| {
                 v.iter()
                     .filter(|(_, o)| o.metadata.namespace.as_deref() == Some(namespace))
-                    .map(|(i, o)| Arc::new(to_value(o, &self.stores[*i].0)))
+                    .map(|(i, o)| json_of(*i, o))
                     .collect()
             })
             .unwrap_or_default()
