@@ -551,6 +551,19 @@ fn scale(
     Ok((StatusCode::OK, scale_of(rt, &out)))
 }
 
+/// [`watch_line`] for an object borrowed as it is.
+fn watch_line_of(kind: &str, object: &Value) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: &'a Value,
+    }
+    let mut s = serde_json::to_vec(&Line { kind, object }).unwrap_or_default();
+    s.push(b'\n');
+    Bytes::from(s)
+}
+
 fn watch_line(kind: &str, object: Value) -> Bytes {
     let mut s = json!({"type": kind, "object": object}).to_string();
     s.push('\n');
@@ -598,6 +611,10 @@ fn watch(
                 && fields.matches(o)
         };
         let render = |kind: &str, o: &Value| {
+            if format == Format::Full && o["apiVersion"].as_str() == Some(rt.api_version().as_str()) {
+                // Served as stored: serialised straight from the store's copy.
+                return watch_line_of(kind, o);
+            }
             let o = with_version(&rt, o);
             match format {
                 Format::Table => {
