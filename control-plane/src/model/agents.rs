@@ -53,7 +53,7 @@ impl BundleCache {
     async fn get(&self, digest: &str, store: &bosun_store::Backend) -> Result<Arc<Vec<u8>>> {
         use bosun_store::Store;
         let cell = self.inner.lock().cells.entry(digest.to_string()).or_default().clone();
-        let bytes = cell
+        let read = cell
             .get_or_try_init(|| async {
                 let bytes = store
                     .get(&super::records::bundle_key(digest))
@@ -71,8 +71,18 @@ impl BundleCache {
                 }
                 Ok::<_, Error>(bytes)
             })
-            .await?;
-        Ok(bytes.clone())
+            .await;
+        match read {
+            Ok(bytes) => Ok(bytes.clone()),
+            Err(e) => {
+                // Nothing is kept for a bundle that could not be read.
+                let mut inner = self.inner.lock();
+                if inner.cells.get(digest).is_some_and(|c| c.get().is_none()) {
+                    inner.cells.remove(digest);
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -169,25 +179,27 @@ impl ControlPlane {
     }
 
     /// The bundles of `snapshot` to send along with it: those not in `held` (what the agent
-    /// said it holds, and what this stream sent it already), while they fit in
-    /// [`INLINE_BYTES`]; each one sent is added to `held`. One that cannot be read is left
-    /// for the agent to ask for.
+    /// said it holds when it connected, then what it was last sent), while they fit in
+    /// [`INLINE_BYTES`]; one that does not fit or cannot be read is left for the agent to ask
+    /// for. An agent takes a snapshot only once it holds all its bundles (else it connects
+    /// again, naming what it holds) and then deletes the others, so `held` becomes exactly
+    /// the snapshot's bundles: an Application rolled back to an earlier one gets it again.
     pub async fn inline_bundles(&self, snapshot: &Snapshot, held: &mut HashSet<String>) -> Vec<(String, Arc<Vec<u8>>)> {
         let mut out = Vec::new();
         let mut room = INLINE_BYTES;
         for a in &snapshot.assignments {
-            if held.contains(&a.bundle_digest) {
+            if held.contains(&a.bundle_digest) || out.iter().any(|(d, _)| d == &a.bundle_digest) {
                 continue;
             }
             match self.agents.bundles.get(&a.bundle_digest, &self.store).await {
                 Ok(bytes) if bytes.len() <= room => {
                     room -= bytes.len();
-                    held.insert(a.bundle_digest.clone());
                     out.push((a.bundle_digest.clone(), bytes));
                 }
                 _ => {}
             }
         }
+        *held = snapshot.assignments.iter().map(|a| a.bundle_digest.clone()).collect();
         out
     }
 }
