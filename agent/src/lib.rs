@@ -100,21 +100,9 @@ pub struct Config {
     pub http_addr: Option<std::net::SocketAddr>,
 }
 
-/// Text for people, or JSON for collectors (one flat object per line); `level` (the
-/// `--log-level` directives) over `RUST_LOG` over `info`.
+/// Logging as the control plane does ([`bosun_process::init_logging`]), `info` by default.
 pub fn init_logging(format: &str, level: Option<&str>) {
-    let filter = match level {
-        Some(l) => tracing_subscriber::EnvFilter::new(l),
-        None => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    };
-    if format == "json" {
-        let _ = tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).try_init();
-    } else {
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_env_filter(filter)
-            .try_init();
-    }
+    bosun_process::init_logging(format, level, "info");
 }
 
 async fn kube_client(path: Option<&PathBuf>) -> anyhow::Result<::kube::Client> {

@@ -421,30 +421,9 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Logging as the agent does ([`bosun_process::init_logging`]), `info` by default.
 pub fn init_logging(format: &str, level: Option<&str>) {
-    match level {
-        Some(l) => init_logging_with(format, tracing_subscriber::EnvFilter::new(l)),
-        None => init_logging_with_default(format, "info"),
-    }
-}
-
-/// Logging with `RUST_LOG` when set, else `default_filter`.
-pub fn init_logging_with_default(format: &str, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
-    init_logging_with(format, filter);
-}
-
-/// Text for people, or JSON for collectors: one flat object per line (the event's fields
-/// beside `timestamp`, `level`, `message` and the current span's fields).
-pub fn init_logging_with(format: &str, filter: tracing_subscriber::EnvFilter) {
-    if format == "json" {
-        let _ = tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).try_init();
-    } else {
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_env_filter(filter)
-            .try_init();
-    }
+    bosun_process::init_logging(format, level, "info");
 }
 
 /// Where the listeners ended up (ports may be chosen by the OS), written to

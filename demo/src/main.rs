@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     bosun_control_plane::install_crypto();
     // Quiet by default so the story reads; RUST_LOG=info shows the structured logs too.
-    bosun_control_plane::init_logging_with_default("text", "warn");
+    bosun_process::init_logging("text", None, "warn");
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let data_dir = root.join("control-plane");

@@ -1,8 +1,27 @@
-//! What the control plane and the agent share about being a long-running process: they stop
-//! gracefully on the signal Kubernetes sends, write their state files so a crash leaves the
-//! old content or the new, and tie spawned tasks to their owners.
+//! What the control plane and the agent share about being a long-running process: they log
+//! the same way, stop gracefully on the signal Kubernetes sends, write their state files so a
+//! crash leaves the old content or the new, and tie spawned tasks to their owners.
 
 use std::path::Path;
+
+/// Logs as text for people (coloured on a terminal) or, with `format` `json`, for collectors:
+/// one flat object per line (the event's fields beside `timestamp`, `level`, `message` and the
+/// current span's fields). The filter is `level` (the `--log-level` directives), else
+/// `RUST_LOG`, else `default_filter`.
+pub fn init_logging(format: &str, level: Option<&str>, default_filter: &str) {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
+    };
+    if format == "json" {
+        let _ = tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).try_init();
+    } else {
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .try_init();
+    }
+}
 
 /// Resolves when the process is asked to stop: SIGTERM (what Kubernetes sends) or SIGINT.
 pub async fn shutdown_signal() {
