@@ -179,11 +179,12 @@ impl ControlPlane {
     }
 
     /// The bundles of `snapshot` to send along with it: those not in `held` (what the agent
-    /// said it holds when it connected, then what it was last sent), while they fit in
-    /// [`INLINE_BYTES`]; one that does not fit or cannot be read is left for the agent to ask
-    /// for. An agent takes a snapshot only once it holds all its bundles (else it connects
-    /// again, naming what it holds) and then deletes the others, so `held` becomes exactly
-    /// the snapshot's bundles: an Application rolled back to an earlier one gets it again.
+    /// said it holds when it connected, then what it was last sent) while they fit in
+    /// [`INLINE_BYTES`]; from the first that does not, and for one that cannot be read, the
+    /// agent asks with `GetBundle`. An agent takes a snapshot only once it holds all its
+    /// bundles (else it connects again, naming what it holds) and then deletes the others, so
+    /// `held` becomes exactly the snapshot's bundles: an Application rolled back to an earlier
+    /// bundle gets it sent again.
     pub async fn inline_bundles(&self, snapshot: &Snapshot, held: &mut HashSet<String>) -> Vec<(String, Arc<Vec<u8>>)> {
         let mut out = Vec::new();
         let mut room = INLINE_BYTES;
@@ -196,7 +197,9 @@ impl ControlPlane {
                     room -= bytes.len();
                     out.push((a.bundle_digest.clone(), bytes));
                 }
-                _ => {}
+                // Full: the agent fetches the rest (reading them here would be for nothing).
+                Ok(_) => break,
+                Err(_) => {}
             }
         }
         *held = snapshot.assignments.iter().map(|a| a.bundle_digest.clone()).collect();
