@@ -125,7 +125,7 @@ impl Default for Metrics {
         for o in ["ok", "error"] {
             let _ = m.git_fetches.get_or_create(&Self::outcome(o));
         }
-        for o in ["unauthorized", "bad_request", "ignored", "refreshing"] {
+        for o in ["unauthorized", "bad_request", "too_large", "disabled", "ignored", "refreshing"] {
             let _ = m.webhooks.get_or_create(&Self::outcome(o));
         }
         for k in ["join", "renewal", "admin"] {

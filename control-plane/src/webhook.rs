@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bosun_core::webhook::{Provider, parse_push};
@@ -31,7 +33,24 @@ struct Hook {
 /// The webhook router: `POST /api/webhook` (GitHub or GitLab, told apart by their headers)
 /// and nothing else.
 pub fn router(cp: Arc<ControlPlane>, secret: Option<Secret>) -> Router {
-    Router::new().route("/api/webhook", post(receive)).with_state(Hook { cp, secret: secret.map(Arc::new) })
+    let hook = Hook { cp, secret: secret.map(Arc::new) };
+    Router::new()
+        .route("/api/webhook", post(receive))
+        .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
+        .layer(axum::middleware::from_fn_with_state(hook.clone(), refuse_declared_oversize))
+        .with_state(hook)
+}
+
+/// Refuses a declared `Content-Length` above [`MAX_PAYLOAD_BYTES`] before any of the body is
+/// read, so a client that sent `Expect: 100-continue` gets the 413 instead of being asked for
+/// the body; a body that declares no length is cut off at the cap by [`DefaultBodyLimit`].
+async fn refuse_declared_oversize(State(hook): State<Hook>, request: Request, next: Next) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64) {
+        count(&hook, "too_large");
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, format!("payload larger than {MAX_PAYLOAD_BYTES} bytes"));
+    }
+    next.run(request).await
 }
 
 fn reply(code: StatusCode, message: impl Into<String>) -> Response {
@@ -58,34 +77,8 @@ pub fn gitlab_token_ok(secret: &Secret, token: Option<&str>) -> bool {
     })
 }
 
-/// Reads the payload, at most [`MAX_PAYLOAD_BYTES`]. A declared `Content-Length` above the cap
-/// is refused before any of the body is read, so a client that sent `Expect: 100-continue`
-/// gets the 413 instead of being asked for the body.
-async fn read_payload(
-    hook: &Hook,
-    request: Request,
-) -> Result<(axum::http::request::Parts, axum::body::Bytes), Response> {
-    let (parts, body) = request.into_parts();
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let too_large = || {
-        count(hook, "too_large");
-        reply(StatusCode::PAYLOAD_TOO_LARGE, format!("payload larger than {MAX_PAYLOAD_BYTES} bytes"))
-    };
-    if declared.is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64) {
-        return Err(too_large());
-    }
-    match axum::body::to_bytes(body, MAX_PAYLOAD_BYTES).await {
-        Ok(bytes) => Ok((parts, bytes)),
-        Err(_) => Err(too_large()),
-    }
-}
-
-async fn receive(State(hook): State<Hook>, request: Request) -> Response {
-    let (parts, body) = match read_payload(&hook, request).await {
-        Ok(read) => read,
-        Err(refused) => return refused,
-    };
-    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let Some(secret) = hook.secret.as_deref() else {
         count(&hook, "disabled");
         return reply(

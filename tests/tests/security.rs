@@ -464,6 +464,7 @@ async fn private_repository_and_webhooks_refresh_only_what_a_push_touches() {
     for line in [
         "bosun_webhook_requests_total{outcome=\"unauthorized\"} 3",
         "bosun_webhook_requests_total{outcome=\"refreshing\"} 2",
+        "bosun_webhook_requests_total{outcome=\"too_large\"} 1",
         "bosun_clusters{state=\"connected\"} 1",
         "bosun_applications{sync=\"Synced\",health=\"Healthy\"} 2",
         "bosun_cluster_connected{cluster=\"c1\"} 1",
