@@ -136,7 +136,27 @@ struct KindState {
     error: Mutex<Option<String>>,
     /// Objects as JSON, by uid, for the resourceVersion they were converted at: a pass at
     /// rest shares them instead of converting every object again.
-    json: Mutex<HashMap<String, (String, Arc<Value>)>>,
+    json: Mutex<JsonMemo>,
+}
+
+/// Objects converted to JSON, by uid, with the resourceVersion they were converted at.
+type JsonMemo = HashMap<String, (String, Arc<Value>)>;
+
+/// The object as JSON ([`to_value`]), converted once per resourceVersion (an object without
+/// a uid every time).
+fn json_memo(memo: &mut JsonMemo, o: &DynamicObject, ar: &ApiResource) -> Arc<Value> {
+    let uid = o.metadata.uid.as_deref().unwrap_or_default();
+    let rv = o.metadata.resource_version.as_deref().unwrap_or_default();
+    if let Some((at, v)) = memo.get(uid)
+        && at == rv
+    {
+        return v.clone();
+    }
+    let v = Arc::new(to_value(o, ar));
+    if !uid.is_empty() {
+        memo.insert(uid.to_string(), (rv.to_string(), v.clone()));
+    }
+    v
 }
 
 /// What the agent wrote, until the watch shows it.
@@ -348,11 +368,12 @@ impl Cache {
                         let rv = o.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
                         let uid = o.metadata.uid.clone().unwrap_or_default();
                         let mut ov = overlay.lock();
+                        let written = ov.get(&r);
                         // The very version the agent wrote: the pass that wrote it already
                         // judged it, so nobody is woken for it.
-                        let echo = matches!(ov.get(&r), Some(Written::Object { rv_text, .. })
+                        let echo = matches!(written, Some(Written::Object { rv_text, .. })
                             if present && o.metadata.resource_version.as_deref() == Some(rv_text.as_str()));
-                        let caught_up = match ov.get(&r) {
+                        let caught_up = match written {
                             Some(Written::Object { rv: Some(w), .. }) => rv.is_some_and(|rv| rv >= *w),
                             Some(Written::Object { rv_text, .. }) => {
                                 o.metadata.resource_version.as_deref() == Some(rv_text.as_str())
@@ -494,19 +515,7 @@ impl KindCache {
 
     /// The object as JSON, converted once per resourceVersion.
     fn json_of(&self, o: &DynamicObject) -> Arc<Value> {
-        let uid = o.metadata.uid.as_deref().unwrap_or_default();
-        let rv = o.metadata.resource_version.as_deref().unwrap_or_default();
-        let mut memo = self.state.json.lock();
-        if let Some((at, v)) = memo.get(uid)
-            && at == rv
-        {
-            return v.clone();
-        }
-        let v = Arc::new(to_value(o, &self.kind.ar));
-        if !uid.is_empty() {
-            memo.insert(uid.to_string(), (rv.to_string(), v.clone()));
-        }
-        v
+        json_memo(&mut self.state.json.lock(), o, &self.kind.ar)
     }
 }
 
@@ -535,7 +544,7 @@ struct OwnedCache {
     index: Mutex<(u64, ByOwner)>,
     /// Objects as JSON by uid, for the resourceVersion they were converted at (only those
     /// still in the index are kept).
-    json: Mutex<HashMap<String, (String, Arc<Value>)>>,
+    json: Mutex<JsonMemo>,
     _tasks: Vec<AbortOnDrop<()>>,
 }
 
@@ -698,25 +707,13 @@ impl OwnedCache {
         // Converted when asked for (only the owned objects of the workloads in a report), once
         // per resourceVersion.
         let mut memo = self.json.lock();
-        let mut json_of = |i: usize, o: &DynamicObject| {
-            let (uid, rv) = (o.metadata.uid.clone().unwrap_or_default(), o.metadata.resource_version.as_deref());
-            match memo.get(&uid) {
-                _ if uid.is_empty() => Arc::new(to_value(o, &self.stores[i].0)),
-                Some((at, v)) if Some(at.as_str()) == rv => v.clone(),
-                _ => {
-                    let v = Arc::new(to_value(o, &self.stores[i].0));
-                    memo.insert(uid, (rv.unwrap_or_default().to_string(), v.clone()));
-                    v
-                }
-            }
-        };
         index
             .1
             .get(uid)
             .map(|v| {
                 v.iter()
                     .filter(|(_, o)| o.metadata.namespace.as_deref() == Some(namespace))
-                    .map(|(i, o)| json_of(*i, o))
+                    .map(|(i, o)| json_memo(&mut memo, o, &self.stores[*i].0))
                     .collect()
             })
             .unwrap_or_default()
