@@ -197,10 +197,16 @@ fn manager(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
     ua.split('/').next().unwrap_or("unknown").to_string()
 }
 
-fn with_version(rt: &ResourceType, o: &Value) -> Value {
+/// The object as served at the resource's version: as stored when its `apiVersion` is
+/// already that one, else a copy that says it.
+fn with_version<'a>(rt: &ResourceType, o: &'a Value) -> std::borrow::Cow<'a, Value> {
+    let version = rt.api_version();
+    if o["apiVersion"].as_str() == Some(version.as_str()) {
+        return std::borrow::Cow::Borrowed(o);
+    }
     let mut o = o.clone();
-    o["apiVersion"] = json!(rt.api_version());
-    o
+    o["apiVersion"] = json!(version);
+    std::borrow::Cow::Owned(o)
 }
 
 /// The representation a client asked for in `Accept`.
@@ -350,13 +356,13 @@ fn dispatch(
     };
     let name = rp.name.as_deref().unwrap_or_default();
     match verb {
-        "get" => Ok((StatusCode::OK, with_version(rt, &*store.get(rt, ns, name)?))),
+        "get" => Ok((StatusCode::OK, with_version(rt, &*store.get(rt, ns, name)?).into_owned())),
         "list" => {
             let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
             let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())?;
             let limit = q.get("limit").and_then(|l| l.parse().ok());
             let page = store.list(rt, ns, &labels, &fields, limit, q.get("continue").map(String::as_str))?;
-            let items: Vec<Value> = page.items.iter().map(|o| with_version(rt, o)).collect();
+            let items: Vec<Value> = page.items.iter().map(|o| with_version(rt, o).into_owned()).collect();
             let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
             if let Some(c) = page.continue_token {
                 meta["continue"] = json!(c);
@@ -372,11 +378,11 @@ fn dispatch(
                 return Err(ApiError::method_not_allowed("POST is not allowed on a named resource"));
             }
             let obj = parse_body(body, content_type)?;
-            Ok((StatusCode::CREATED, with_version(rt, &*store.create(rt, ns, obj, &opts)?)))
+            Ok((StatusCode::CREATED, with_version(rt, &*store.create(rt, ns, obj, &opts)?).into_owned()))
         }
         "update" => {
             let obj = parse_body(body, content_type)?;
-            Ok((StatusCode::OK, with_version(rt, &*store.update(rt, ns, name, obj, sub, &opts)?)))
+            Ok((StatusCode::OK, with_version(rt, &*store.update(rt, ns, name, obj, sub, &opts)?).into_owned()))
         }
         "patch" => {
             let kind = PatchKind::from_content_type(content_type)
@@ -391,10 +397,10 @@ fn dispatch(
                 let existed = store.get(rt, ns, name).is_ok();
                 let out = store.apply(rt, ns, name, sub, p, &opts)?;
                 let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
-                return Ok((code, with_version(rt, &out)));
+                return Ok((code, with_version(rt, &out).into_owned()));
             }
             let out = store.patch(rt, ns, name, sub, &opts, |rt, live| patch::apply_patch(kind, rt, live, &p))?;
-            Ok((StatusCode::OK, with_version(rt, &out)))
+            Ok((StatusCode::OK, with_version(rt, &out).into_owned()))
         }
         "delete" => {
             let body_opts: Value =
@@ -427,7 +433,7 @@ fn dispatch(
             let out = store.delete(rt, ns, name, &dopts)?;
             let still_there = store.get(rt, ns, name).is_ok();
             if still_there {
-                Ok((StatusCode::OK, with_version(rt, &out)))
+                Ok((StatusCode::OK, with_version(rt, &out).into_owned()))
             } else {
                 Ok((
                     StatusCode::OK,
@@ -445,7 +451,7 @@ fn dispatch(
                 let n = o["metadata"]["name"].as_str().unwrap_or_default();
                 let ons = o["metadata"]["namespace"].as_str();
                 if let Ok(d) = store.delete(rt, ons, n, &DeleteOpts::default()) {
-                    deleted.push(with_version(rt, &d));
+                    deleted.push(with_version(rt, &d).into_owned());
                 }
             }
             Ok((
@@ -551,8 +557,8 @@ fn scale(
     Ok((StatusCode::OK, scale_of(rt, &out)))
 }
 
-/// [`watch_line`] for an object borrowed as it is.
-fn watch_line_of(kind: &str, object: &Value) -> Bytes {
+/// One line of a watch stream: `{"type": kind, "object": object}` and a newline.
+fn watch_line(kind: &str, object: &Value) -> Bytes {
     #[derive(serde::Serialize)]
     struct Line<'a> {
         #[serde(rename = "type")]
@@ -564,14 +570,8 @@ fn watch_line_of(kind: &str, object: &Value) -> Bytes {
     Bytes::from(s)
 }
 
-fn watch_line(kind: &str, object: Value) -> Bytes {
-    let mut s = json!({"type": kind, "object": object}).to_string();
-    s.push('\n');
-    Bytes::from(s)
-}
-
 fn error_event(e: &ApiError) -> Bytes {
-    watch_line("ERROR", e.to_status())
+    watch_line("ERROR", &e.to_status())
 }
 
 /// A watch stream: replays history after `resourceVersion` (or lists first when unset),
@@ -611,18 +611,14 @@ fn watch(
                 && fields.matches(o)
         };
         let render = |kind: &str, o: &Value| {
-            if format == Format::Full && o["apiVersion"].as_str() == Some(rt.api_version().as_str()) {
-                // Served as stored: serialised straight from the store's copy.
-                return watch_line_of(kind, o);
-            }
             let o = with_version(&rt, o);
             match format {
                 Format::Table => {
                     let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-                    watch_line(kind, table::table(&rt.kind, &[&o], rv, include))
+                    watch_line(kind, &table::table(&rt.kind, &[&o], rv, include))
                 }
-                Format::Metadata => watch_line(kind, metadata_only(&o)),
-                Format::Full => watch_line(kind, o),
+                Format::Metadata => watch_line(kind, &metadata_only(&o)),
+                Format::Full => watch_line(kind, &o),
             }
         };
         let mut signal = st.faults.watch_signal();
@@ -667,7 +663,7 @@ fn watch(
             }
             if send_initial {
                 let bm = json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": last_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
-                if tx.send(Ok(watch_line("BOOKMARK", bm))).await.is_err() {
+                if tx.send(Ok(watch_line("BOOKMARK", &bm))).await.is_err() {
                     return;
                 }
             }
@@ -694,7 +690,7 @@ fn watch(
                     _ = tokio::time::sleep_until(deadline) => return,
                     _ = bookmark_tick.tick(), if bookmarks => {
                         let bm = json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": last_rv.to_string()}});
-                        if tx.send(Ok(watch_line("BOOKMARK", bm))).await.is_err() { return; }
+                        if tx.send(Ok(watch_line("BOOKMARK", &bm))).await.is_err() { return; }
                         continue;
                     }
                     changed = signal.changed() => {
