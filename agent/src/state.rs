@@ -114,15 +114,8 @@ impl StateDir {
     pub async fn persist_memory(&self, app: &str, memory: &Memory, durable: bool) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(memory)?;
         let path = self.memory_path(app);
-        if durable {
-            blocking(move || write_atomic(&path, &bytes, 0o600)).await
-        } else {
-            blocking(move || {
-                bosun_process::write_replace(&path, &bytes, 0o600)
-                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
-            })
+        blocking(move || if durable { write_atomic(&path, &bytes, 0o600) } else { write_replace(&path, &bytes, 0o600) })
             .await
-        }
     }
 
     /// Forgets an Application (it left the cluster and its objects are gone).
@@ -215,8 +208,7 @@ impl StateDir {
         let path = self.bundle_path(digest);
         let b = blocking(move || {
             let b = Bundle::from_bytes(&digest_owned, &bytes)?;
-            bosun_process::write_replace(&path, &bytes, 0o644)
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            write_replace(&path, &bytes, 0o644)?;
             Ok(b)
         })
         .await?;
@@ -336,6 +328,12 @@ pub fn set_aside(from: &Path) -> Option<PathBuf> {
 /// the file.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     bosun_process::write_atomic(path, bytes, mode).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}
+
+/// Writes a file atomically without fsync ([`bosun_process::write_replace`]); the error
+/// names the file.
+pub fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    bosun_process::write_replace(path, bytes, mode).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 /// Seconds since the Unix epoch.

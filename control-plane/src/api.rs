@@ -219,7 +219,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut known = r.known_generation;
-            // Bundles the agent holds: those it said, and those sent on this stream.
+            // Bundles the agent holds: those it named, then those of the last snapshot sent.
             let mut held: HashSet<String> = r.held_bundles.into_iter().collect();
             // The certificate's end closes the stream even when nothing is sent.
             let expiry = std::time::UNIX_EPOCH + Duration::from_secs(peer.not_after.max(0) as u64);
