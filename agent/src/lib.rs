@@ -100,11 +100,6 @@ pub struct Config {
     pub http_addr: Option<std::net::SocketAddr>,
 }
 
-/// Logging as the control plane does ([`bosun_process::init_logging`]), `info` by default.
-pub fn init_logging(format: &str, level: Option<&str>) {
-    bosun_process::init_logging(format, level, "info");
-}
-
 async fn kube_client(path: Option<&PathBuf>) -> anyhow::Result<::kube::Client> {
     let cfg = match path {
         Some(p) => {

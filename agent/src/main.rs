@@ -5,6 +5,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = bosun_agent::Config::parse();
-    bosun_agent::init_logging(&cfg.log_format, cfg.log_level.as_deref());
+    bosun_process::init_logging(&cfg.log_format, cfg.log_level.as_deref(), "info");
     bosun_agent::run(cfg).await
 }

@@ -198,14 +198,14 @@ async fn main() -> anyhow::Result<()> {
             let cfg = <bosun_control_plane::Config as Parser>::try_parse_from(
                 std::iter::once("bosun-control-plane".to_string()).chain(args),
             )?;
-            bosun_control_plane::init_logging(&cfg.log_format, cfg.log_level.as_deref());
+            bosun_process::init_logging(&cfg.log_format, cfg.log_level.as_deref(), "info");
             return bosun_control_plane::run(cfg).await;
         }
         Bench::Agent { args } => {
             let cfg = <bosun_agent::Config as Parser>::try_parse_from(
                 std::iter::once("bosun-agent".to_string()).chain(args),
             )?;
-            bosun_agent::init_logging(&cfg.log_format, cfg.log_level.as_deref());
+            bosun_process::init_logging(&cfg.log_format, cfg.log_level.as_deref(), "info");
             return bosun_agent::run(cfg).await;
         }
         Bench::Clusters { count } => {

@@ -421,11 +421,6 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Logging as the agent does ([`bosun_process::init_logging`]), `info` by default.
-pub fn init_logging(format: &str, level: Option<&str>) {
-    bosun_process::init_logging(format, level, "info");
-}
-
 /// Where the listeners ended up (ports may be chosen by the OS), written to
 /// `<data-dir>/endpoints.json` for tools and tests.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -8,6 +8,6 @@ async fn main() -> anyhow::Result<()> {
     if let Some(cmd) = &cfg.command {
         return bosun_control_plane::run_command(&cfg, cmd).await;
     }
-    bosun_control_plane::init_logging(&cfg.log_format, cfg.log_level.as_deref());
+    bosun_process::init_logging(&cfg.log_format, cfg.log_level.as_deref(), "info");
     bosun_control_plane::run(cfg).await
 }
