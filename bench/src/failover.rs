@@ -86,7 +86,7 @@ pub async fn run(json_out: bool, n: usize) -> anyhow::Result<()> {
     admin_c.refresh_application(pb::RefreshApplicationRequest { name: "web".into() }).await?;
     let after_agents =
         watch.until_synced(&all, &rev4, t0, PHASE_TIMEOUT).await.context("after replica a was killed")?;
-    let connected = connected_clusters(&mut admin_c).await?;
+    let connected = crate::fleet::connected(&mut admin_c).await?;
 
     let mut report = Report::new(
         &format!("failover: 3 replicas on PostgreSQL, {n} agents; replicas killed with SIGKILL"),
@@ -130,9 +130,4 @@ async fn revision_served(mut admin: Admin, revision: &str, t0: Instant) -> anyho
         anyhow::ensure!(t0.elapsed() < PHASE_TIMEOUT, "revision {revision} not polled after {PHASE_TIMEOUT:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn connected_clusters(admin: &mut Admin) -> anyhow::Result<usize> {
-    let clusters = admin.list_clusters(pb::ListClustersRequest {}).await?.into_inner().clusters;
-    Ok(clusters.iter().filter(|c| c.connected).count())
 }

@@ -451,8 +451,7 @@ pub fn agent_config(
 pub async fn wait_connected(admin: &mut Admin, n: usize, timeout: Duration) -> anyhow::Result<Duration> {
     let t = Instant::now();
     loop {
-        let clusters = admin.list_clusters(pb::ListClustersRequest {}).await?.into_inner().clusters;
-        let connected = clusters.iter().filter(|c| c.connected).count();
+        let connected = connected(admin).await?;
         if connected >= n {
             return Ok(t.elapsed());
         }
@@ -461,6 +460,12 @@ pub async fn wait_connected(admin: &mut Admin, n: usize, timeout: Duration) -> a
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How many clusters the control plane says are connected now.
+pub async fn connected(admin: &mut Admin) -> anyhow::Result<usize> {
+    let clusters = admin.list_clusters(pb::ListClustersRequest {}).await?.into_inner().clusters;
+    Ok(clusters.iter().filter(|c| c.connected).count())
 }
 
 /// A status watch opened before a change, so no report is missed.
