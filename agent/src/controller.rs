@@ -5,7 +5,7 @@
 //! the cache to one of its objects, by new assignments, by a timer it asked for (a retry, a
 //! self-heal backoff), or by the periodic resync, which is only a safety net.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -56,8 +56,8 @@ pub struct Shared {
     queue: Arc<Queue>,
     /// What the agent remembers of each Application (as persisted).
     memory: Mutex<BTreeMap<String, Memory>>,
-    /// Applications whose memory was last written without fsync (see [`Shared::remember`]).
-    volatile: Mutex<HashSet<String>>,
+    /// What of each Application's memory is durable on disk (see [`Shared::remember`]).
+    on_disk: Mutex<HashMap<String, OnDisk>>,
     /// Tracking label value → Application, for the cache's wake-ups.
     labels: Mutex<HashMap<String, String>>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -72,6 +72,10 @@ impl Shared {
         metrics: Arc<crate::metrics::Metrics>,
         readiness: Arc<crate::metrics::Readiness>,
     ) -> Arc<Self> {
+        // What was read at start is on disk (the state directory fsyncs what it loads).
+        let on_disk =
+            memory.iter().map(|(app, m)| (app.clone(), OnDisk { inventory: m.inventory.clone(), newer: false }));
+        let on_disk = Mutex::new(on_disk.collect());
         let shared = Arc::new(Self {
             dir,
             state: Mutex::new(desired),
@@ -79,7 +83,7 @@ impl Shared {
             reports: watch::channel(BTreeMap::new()).0,
             queue: Arc::new(Queue::default()),
             memory: Mutex::new(memory),
-            volatile: Default::default(),
+            on_disk,
             labels: Default::default(),
             metrics,
             readiness,
@@ -103,8 +107,9 @@ impl Shared {
         *self.labels.lock() = labels;
     }
 
-    /// New assignments were received: every Application is looked at.
-    pub fn assignments_changed(&self) {
+    /// New assignments were received: the Applications whose desired state changed
+    /// (`None`: every one) are looked at.
+    pub fn assignments_changed(&self, changed: Option<&BTreeSet<String>>) {
         self.refresh_labels();
         let assigned: HashSet<String> = self.state.lock().assignments.iter().map(|a| a.app.clone()).collect();
         self.reports.send_if_modified(|r| {
@@ -112,7 +117,17 @@ impl Shared {
             r.retain(|app, _| assigned.contains(app));
             r.len() != before
         });
-        self.touch_all();
+        match changed {
+            Some(apps) => self.touch(apps.iter().cloned()),
+            None => self.touch_all(),
+        }
+    }
+
+    /// Asks for a pass over each of `apps`.
+    pub fn touch(&self, apps: impl IntoIterator<Item = String>) {
+        for app in apps {
+            self.queue.push(&app);
+        }
     }
 
     /// Asks for a pass over every Application.
@@ -167,23 +182,49 @@ impl Shared {
     }
 
     /// Persists what the agent remembers of `app` when it changed: `durable` (fsynced) when
-    /// actions are about to depend on it; otherwise only replaced, which a killed agent never
-    /// loses and a crashed machine may (the next pass then decides again from the durable
-    /// copy: applies are repeated, hooks found again by their labels).
+    /// actions are about to depend on it (see [`Shared::needs_durable`]); otherwise only
+    /// replaced, which a killed agent never loses and a crashed machine may (the next pass
+    /// then decides again from the durable copy: applies are repeated, hooks found again by
+    /// their labels).
     async fn remember(&self, app: &str, memory: &Memory, durable: bool) -> anyhow::Result<()> {
         let same = self.memory.lock().get(app) == Some(memory);
-        if same && !(durable && self.volatile.lock().contains(app)) {
+        let newer = self.on_disk.lock().get(app).is_some_and(|d| d.newer);
+        if same && !(durable && newer) {
             return Ok(());
         }
         self.dir.persist_memory(app, memory, durable).await?;
         self.memory.lock().insert(app.to_string(), memory.clone());
+        let mut on_disk = self.on_disk.lock();
+        let d = on_disk.entry(app.to_string()).or_default();
         if durable {
-            self.volatile.lock().remove(app);
+            *d = OnDisk { inventory: memory.inventory.clone(), newer: false };
         } else {
-            self.volatile.lock().insert(app.to_string());
+            d.newer = true;
         }
         Ok(())
     }
+
+    /// Whether `decision`'s memory must be fsynced before its actions run, given what is
+    /// durable of `app`'s (see [`sync::Decision::needs_durable_memory`]).
+    fn needs_durable(&self, app: &str, decision: &sync::Decision) -> bool {
+        let on_disk = self.on_disk.lock();
+        decision.needs_durable_memory(on_disk.get(app).map(|d| d.inventory.as_slice()).unwrap_or_default())
+    }
+
+    /// Forgets `app`'s memory (its file was removed).
+    fn forget(&self, app: &str) {
+        self.memory.lock().remove(app);
+        self.on_disk.lock().remove(app);
+    }
+}
+
+/// What is durable of an Application's memory.
+#[derive(Default)]
+struct OnDisk {
+    /// The inventory of the last fsynced copy.
+    inventory: Vec<ObjectRef>,
+    /// A newer copy was written since, without fsync.
+    newer: bool,
 }
 
 /// How the controller runs.
@@ -390,7 +431,7 @@ impl Controller {
                         self.shared.need_bundles.notify_one();
                         let message =
                             format!("bundle {} is not available yet ({e:#}); fetching it", short(&a.bundle_digest));
-                        // Fetched bundles wake every Application.
+                        // Woken when the bundle is fetched.
                         self.cannot_start(a, &memory, message, None);
                         return "waiting";
                     }
@@ -435,7 +476,8 @@ impl Controller {
             });
             log_transition(&memory, &d.memory, prepared.bundle.objects());
             // What the actions depend on is on disk before they run.
-            if let Err(e) = self.shared.remember(&a.app, &d.memory, !d.actions.is_empty()).await {
+            let durable = self.shared.needs_durable(&a.app, &d);
+            if let Err(e) = self.shared.remember(&a.app, &d.memory, durable).await {
                 warn!(error = %format!("{e:#}"), "could not persist the application's state; not acting");
                 self.cannot_start(a, &memory, format!("cannot write the agent's state: {e:#}"), Some(RETRY_SOON));
                 return "error";
@@ -612,7 +654,7 @@ impl Controller {
             warn!(error = %format!("{e:#}"), "could not forget a removed application");
             return self.shared.queue.push_after(app, RETRY_SOON);
         }
-        self.shared.memory.lock().remove(app);
+        self.shared.forget(app);
         self.shared.refresh_labels();
         self.shared.queue.cancel_timer(app);
         self.cache.release(app);

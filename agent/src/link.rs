@@ -5,7 +5,7 @@
 //! When the certificate is renewed it reconnects at once with the new one (reconciling
 //! does not depend on the link, so a sync in progress is not interrupted).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::controller::Shared;
 use crate::identity::{Credentials, IdentityManager};
-use crate::state::Assigned;
+use crate::state::{Assigned, DesiredState};
 use bosun_process::AbortOnDrop;
 
 /// How a session ended.
@@ -221,8 +221,7 @@ async fn session(
             _ = shared.need_bundles.notified() => {
                 let assignments = shared.state.lock().assignments.clone();
                 match fetch_missing(shared, &mut client, &assignments).await {
-                    Ok(0) => {}
-                    Ok(_) => shared.touch_all(),
+                    Ok(waited) => shared.touch(waited),
                     Err(e) => return Ended::Retry(e),
                 }
             }
@@ -230,15 +229,16 @@ async fn session(
     }
 }
 
-/// Fetches the bundles of `assignments` that are not at hand (verified); returns how many.
+/// Fetches the bundles of `assignments` that are not at hand (verified); returns the
+/// Applications that waited for them.
 async fn fetch_missing(
     shared: &Shared,
     client: &mut pb::agent_service_client::AgentServiceClient<Channel>,
     assignments: &[Assigned],
-) -> anyhow::Result<usize> {
-    let mut fetched = 0;
+) -> anyhow::Result<BTreeSet<String>> {
+    let mut fetched: BTreeSet<&str> = BTreeSet::new();
     for a in assignments {
-        if shared.dir.has_bundle(&a.bundle_digest).await {
+        if fetched.contains(a.bundle_digest.as_str()) || shared.dir.has_bundle(&a.bundle_digest).await {
             continue;
         }
         let b = client
@@ -247,9 +247,9 @@ async fn fetch_missing(
             .map_err(|s| anyhow::anyhow!("fetching bundle {}: {}", a.bundle_digest, s.message()))?
             .into_inner();
         shared.dir.save_bundle(&a.bundle_digest, b.objects_json).await?;
-        fetched += 1;
+        fetched.insert(&a.bundle_digest);
     }
-    Ok(fetched)
+    Ok(assignments.iter().filter(|a| fetched.contains(a.bundle_digest.as_str())).map(|a| a.app.clone()).collect())
 }
 
 async fn apply_snapshot(
@@ -272,17 +272,19 @@ async fn apply_snapshot(
     }
     fetch_missing(shared, client, &assignments).await?;
     let keep: Vec<String> = assignments.iter().map(|a| a.bundle_digest.clone()).collect();
-    {
+    let removals = snap.removals.into_iter().map(Into::into).collect();
+    let next = DesiredState::new(snap.cluster, snap.generation, assignments, removals);
+    let changed = {
         let mut st = shared.state.lock();
-        st.cluster = snap.cluster.clone();
-        st.generation = snap.generation;
-        st.assignments = assignments;
-        st.removals = snap.removals.into_iter().map(Into::into).collect();
-    }
+        let changed = st.changed_apps(&next);
+        *st = next;
+        changed
+    };
     shared.persist().await?;
     let applications = keep.len();
-    info!(generation = snap.generation, applications, "assignments received");
-    shared.assignments_changed();
+    let changed_count = changed.as_ref().map_or(applications, BTreeSet::len);
+    info!(generation = snap.generation, applications, changed = changed_count, "assignments received");
+    shared.assignments_changed(changed.as_ref());
     // After the passes were asked for, which read only bundles in `keep`.
     shared.dir.gc_bundles(keep).await;
     Ok(())

@@ -2,8 +2,9 @@
 //!
 //! - `state.json`: what it was last told to run (cluster, generation, assignments);
 //! - `apps/<app>.json`: what it remembers of each Application ([`Memory`]: inventory, the sync
-//!   operation in progress with its hooks, the last sync) — fsynced before the actions that
-//!   depend on it, only replaced when it merely records where a pass ended;
+//!   operation in progress with its hooks, the last sync) — fsynced before actions that could
+//!   not be repeated from an older copy (creating a hook run, applying an object the durable
+//!   inventory lacks), only replaced otherwise;
 //! - `bundles/<digest>.json`: the bundles, verified against their digest when read (not
 //!   fsynced: a lost or damaged copy is fetched again).
 //!
@@ -11,7 +12,7 @@
 //! agent keeps enforcing the last desired state across restarts and while the control plane
 //! is away, and a slow disk never stalls the async threads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +37,44 @@ pub struct DesiredState {
     /// `apps/` (see [`StateDir::load`]).
     #[serde(default, skip_serializing)]
     applied: BTreeMap<String, LegacyApplied>,
+}
+
+impl DesiredState {
+    pub fn new(
+        cluster: String,
+        generation: u64,
+        assignments: Vec<Assigned>,
+        removals: Vec<bosun_core::Removal>,
+    ) -> Self {
+        Self { cluster, generation, assignments, removals, applied: BTreeMap::new() }
+    }
+
+    /// The Applications whose desired state differs between `self` and `next`: assigned,
+    /// unassigned, changed, or with another removal notice. `None` when every Application
+    /// is concerned (the cluster's name changed).
+    pub fn changed_apps(&self, next: &DesiredState) -> Option<BTreeSet<String>> {
+        if self.cluster != next.cluster {
+            return None;
+        }
+        let mut changed = BTreeSet::new();
+        let by_app = |s: &DesiredState| -> BTreeMap<String, (Option<Assigned>, Option<bosun_core::Removal>)> {
+            let mut m: BTreeMap<String, (Option<Assigned>, Option<bosun_core::Removal>)> = BTreeMap::new();
+            for a in &s.assignments {
+                m.entry(a.app.clone()).or_default().0 = Some(a.clone());
+            }
+            for r in &s.removals {
+                m.entry(r.app.clone()).or_default().1 = Some(r.clone());
+            }
+            m
+        };
+        let (before, after) = (by_app(self), by_app(next));
+        for (app, entry) in before.iter().chain(after.iter()) {
+            if before.get(app) != Some(entry) || after.get(app) != Some(entry) {
+                changed.insert(app.clone());
+            }
+        }
+        Some(changed)
+    }
 }
 
 /// The per-Application bookkeeping of agents before 0.3, as far as it carries over: an
@@ -150,6 +189,11 @@ impl StateDir {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let Some(app) = name.strip_suffix(".json").and_then(app_of_file) else { continue };
                 if let Some(m) = self.read_or_set_aside::<Memory>(&e.path()) {
+                    // A copy only replaced by an agent killed since is made durable: the agent
+                    // counts what it starts from as on disk.
+                    if let Err(err) = std::fs::File::open(e.path()).and_then(|f| f.sync_all()) {
+                        tracing::warn!(file = %e.path().display(), error = %err, "could not flush an application's state file");
+                    }
                     memory.insert(app, m);
                 }
             }
@@ -347,6 +391,31 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn assigned(app: &str, digest: &str) -> Assigned {
+        Assigned { app: app.into(), bundle_digest: digest.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn only_applications_whose_desired_state_changed_are_named() {
+        let state = |assignments, removals| DesiredState::new("east".into(), 1, assignments, removals);
+        let gone = |app: &str, cascade: bool| bosun_core::Removal { app: app.into(), app_uid: "u".into(), cascade };
+        let before =
+            state(vec![assigned("web", "a"), assigned("api", "b"), assigned("db", "c")], vec![gone("old", true)]);
+        let set = |names: &[&str]| Some(names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+        // The same content under another generation concerns nobody.
+        let same = DesiredState { generation: 2, ..before.clone() };
+        assert_eq!(before.changed_apps(&same), set(&[]));
+        // One bundle changed, one Application left, one came; a removal notice changed.
+        let after = state(
+            vec![assigned("web", "a2"), assigned("db", "c"), assigned("new", "d")],
+            vec![gone("old", false), gone("api", true)],
+        );
+        assert_eq!(before.changed_apps(&after), set(&["api", "new", "old", "web"]));
+        assert_eq!(after.changed_apps(&before), set(&["api", "new", "old", "web"]));
+        // Another cluster name: everything.
+        assert_eq!(before.changed_apps(&DesiredState { cluster: "west".into(), ..before.clone() }), None);
+    }
 
     #[test]
     fn any_application_name_maps_to_one_file() {

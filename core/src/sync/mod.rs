@@ -266,6 +266,23 @@ pub struct Decision {
     pub wake_at_ms: Option<i64>,
 }
 
+impl Decision {
+    /// Whether the memory must be durable (on disk, fsynced) before these actions run, given
+    /// the inventory the durable copy holds. A crash of the machine rewinds the memory to its
+    /// durable copy, and every action but two is safe to repeat from there (applies are
+    /// idempotent, deletes carry a uid precondition):
+    /// - creating a hook run cannot be repeated: the operation that records it comes first;
+    /// - an object applied for the first time must be in the inventory first, or a rewound
+    ///   agent would never watch its kind again and never prune it.
+    pub fn needs_durable_memory(&self, durable_inventory: &[ObjectRef]) -> bool {
+        self.actions.iter().any(|a| match a {
+            Action::Create { .. } => true,
+            Action::Apply { object, .. } => ObjectRef::of(object).is_none_or(|r| !durable_inventory.contains(&r)),
+            Action::Delete { .. } => false,
+        })
+    }
+}
+
 /// Feeds the outcomes of a decision's actions back into the memory.
 pub fn record(memory: &mut Memory, outcomes: &[Outcome]) {
     memory.errors.clear();

@@ -741,3 +741,36 @@ fn a_large_bundle_compared_on_several_cores_reports_each_drift_in_install_order(
     assert_eq!(order, expected);
     assert_eq!(d.report.sync, SyncStatus::OutOfSync);
 }
+
+#[test]
+fn the_memory_is_made_durable_only_before_actions_an_older_copy_could_not_repeat() {
+    let t = target(auto(), "d1", 0);
+    let objects = vec![cm("a", 0), deploy("d", 0)];
+    let (mut c, mut m) = (Cluster::default(), Memory::default());
+    // A first sync applies objects no durable inventory names: a rewound agent would lose them.
+    let d = pass(&t, &objects, &mut c, &mut m, 1000);
+    assert_eq!(kinds(&d.actions), ["apply a", "apply d"]);
+    assert!(d.needs_durable_memory(&[]));
+    let durable = d.memory.inventory.clone();
+    assert!(!d.needs_durable_memory(&durable), "the same objects, once on disk, can be applied again");
+    pass(&t, &objects, &mut c, &mut m, 2000);
+    // A new version of the same objects: applies an older copy would simply repeat.
+    let mut changed = objects.clone();
+    changed[0]["data"]["v"] = json!("2");
+    let d = pass(&target(auto(), "d2", 0), &changed, &mut c, &mut m, 3000);
+    assert_eq!(kinds(&d.actions), ["apply a"]);
+    assert!(!d.needs_durable_memory(&durable));
+    // A hook run is created once: its operation is on disk first, whatever the inventory.
+    let hooked = vec![job_hook("migrate", "PreSync", "", true), cm("a", 0), deploy("d", 0)];
+    let d = pass(&target(auto(), "d3", 0), &hooked, &mut c, &mut m, 4000);
+    assert_eq!(kinds(&d.actions), ["create migrate-"]);
+    assert!(d.needs_durable_memory(&durable));
+    // Pruning deletes under a uid precondition: repeating it is harmless.
+    let prune = target(SyncPolicy { automated: true, prune: true, ..Default::default() }, "d4", 0);
+    let (mut c, mut m) = (Cluster::default(), Memory::default());
+    pass(&prune, &objects, &mut c, &mut m, 0);
+    pass(&prune, &objects, &mut c, &mut m, 1);
+    let d = pass(&target(prune.policy, "d5", 0), &objects[..1], &mut c, &mut m, 2);
+    assert_eq!(kinds(&d.actions), ["delete d (Prune)"]);
+    assert!(!d.needs_durable_memory(&durable));
+}
