@@ -199,8 +199,13 @@ async fn roll_out(client: &kube::Client, objects: &[Value], ar: &ApiResource, na
 
 /// The apply floor over `clusters` (kube-sim URLs): `v1` is applied and rolled out first
 /// (untimed), then the time from starting to apply `v2` to its Deployment being healthy, per
-/// cluster.
-pub async fn apply(urls: &[String], v1: &[Value], v2: &[Value]) -> anyhow::Result<Vec<Duration>> {
+/// cluster; and the CPU `processes` (the clients' and the simulated clusters') used for `v2`.
+pub async fn apply(
+    urls: &[String],
+    v1: &[Value],
+    v2: &[Value],
+    processes: &[crate::proc::Process],
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let deployment = v2.iter().find(|o| o["kind"] == "Deployment").context("a Deployment among the objects")?;
     let name = deployment["metadata"]["name"].as_str().context("named Deployment")?.to_string();
     let ar = api_resource(deployment)?;
@@ -216,13 +221,15 @@ pub async fn apply(urls: &[String], v1: &[Value], v2: &[Value]) -> anyhow::Resul
         .await
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let cpu = || processes.iter().map(crate::proc::Process::cpu).sum::<anyhow::Result<Duration>>();
+    let cpu0 = cpu()?;
     let t0 = Instant::now();
     let runs = clients.iter().map(|c| async {
         roll_out(c, v2, &ar, &name).await?;
         anyhow::Ok(t0.elapsed())
     });
     let samples: Vec<_> = futures::future::join_all(runs).await.into_iter().collect::<anyhow::Result<_>>()?;
-    Ok(samples)
+    Ok((samples, cpu()? - cpu0))
 }
 
 /// The install floor over `clusters` (kube-sim URLs): on every cluster at once, each set of
