@@ -73,8 +73,7 @@ impl Shared {
         readiness: Arc<crate::metrics::Readiness>,
     ) -> Arc<Self> {
         // What was read at start is on disk (the state directory fsyncs what it loads).
-        let on_disk =
-            memory.iter().map(|(app, m)| (app.clone(), OnDisk { inventory: m.inventory.clone(), newer: false }));
+        let on_disk = memory.iter().map(|(app, m)| (app.clone(), OnDisk::durable(m)));
         let on_disk = Mutex::new(on_disk.collect());
         let shared = Arc::new(Self {
             dir,
@@ -132,9 +131,7 @@ impl Shared {
 
     /// Asks for a pass over every Application.
     pub fn touch_all(&self) {
-        for app in self.apps() {
-            self.queue.push(&app);
-        }
+        self.touch(self.apps());
     }
 
     /// Writes the desired state to the state directory.
@@ -197,7 +194,7 @@ impl Shared {
         let mut on_disk = self.on_disk.lock();
         let d = on_disk.entry(app.to_string()).or_default();
         if durable {
-            *d = OnDisk { inventory: memory.inventory.clone(), newer: false };
+            *d = OnDisk::durable(memory);
         } else {
             d.newer = true;
         }
@@ -221,10 +218,19 @@ impl Shared {
 /// What is durable of an Application's memory.
 #[derive(Default)]
 struct OnDisk {
-    /// The inventory of the last fsynced copy.
+    /// The inventory of the last fsynced copy, sorted.
     inventory: Vec<ObjectRef>,
     /// A newer copy was written since, without fsync.
     newer: bool,
+}
+
+impl OnDisk {
+    /// `memory` was just made durable.
+    fn durable(memory: &Memory) -> Self {
+        let mut inventory = memory.inventory.clone();
+        inventory.sort_unstable();
+        Self { inventory, newer: false }
+    }
 }
 
 /// How the controller runs.

@@ -56,24 +56,21 @@ impl DesiredState {
         if self.cluster != next.cluster {
             return None;
         }
-        let mut changed = BTreeSet::new();
-        let by_app = |s: &DesiredState| -> BTreeMap<String, (Option<Assigned>, Option<bosun_core::Removal>)> {
-            let mut m: BTreeMap<String, (Option<Assigned>, Option<bosun_core::Removal>)> = BTreeMap::new();
+        // Each Application's assignment and removal notice.
+        type Entry<'a> = (Option<&'a Assigned>, Option<&'a bosun_core::Removal>);
+        fn by_app(s: &DesiredState) -> BTreeMap<&str, Entry<'_>> {
+            let mut m: BTreeMap<&str, Entry<'_>> = BTreeMap::new();
             for a in &s.assignments {
-                m.entry(a.app.clone()).or_default().0 = Some(a.clone());
+                m.entry(a.app.as_str()).or_default().0 = Some(a);
             }
             for r in &s.removals {
-                m.entry(r.app.clone()).or_default().1 = Some(r.clone());
+                m.entry(r.app.as_str()).or_default().1 = Some(r);
             }
             m
-        };
-        let (before, after) = (by_app(self), by_app(next));
-        for (app, entry) in before.iter().chain(after.iter()) {
-            if before.get(app) != Some(entry) || after.get(app) != Some(entry) {
-                changed.insert(app.clone());
-            }
         }
-        Some(changed)
+        let (before, after) = (by_app(self), by_app(next));
+        let apps = before.keys().chain(after.keys());
+        Some(apps.filter(|app| before.get(*app) != after.get(*app)).map(|app| app.to_string()).collect())
     }
 }
 
@@ -311,7 +308,7 @@ impl StateDir {
     /// The digests of the bundles kept here (read from disk on the blocking pool): the
     /// control plane does not send them again. One found damaged when read is fetched.
     pub async fn held_bundles(&self) -> Vec<String> {
-        let mut held: std::collections::BTreeSet<String> = self.bundles.lock().keys().cloned().collect();
+        let mut held: BTreeSet<String> = self.bundles.lock().keys().cloned().collect();
         let dir = self.root.join("bundles");
         let on_disk = blocking(move || {
             let names = std::fs::read_dir(dir)?

@@ -49,7 +49,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 /// [`write_atomic`] without the two fsyncs: readers, and a process killed at any point, see
 /// the old content or the new, but a crash of the machine may lose the write or leave the
 /// file empty. For copies that can be verified and fetched again (a bundle checked against
-/// its digest), where an fsync would only add latency.
+/// its digest), or whose loss only repeats safe work, where an fsync would only add latency.
 pub fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     write_via_temporary(path, bytes, mode, false)
 }

@@ -268,7 +268,7 @@ pub struct Decision {
 
 impl Decision {
     /// Whether the memory must be durable (on disk, fsynced) before these actions run, given
-    /// the inventory the durable copy holds. A crash of the machine rewinds the memory to its
+    /// the inventory the durable copy holds, sorted. A crash of the machine rewinds the memory to its
     /// durable copy, and every action but two is safe to repeat from there (applies are
     /// idempotent, deletes carry a uid precondition):
     /// - creating a hook run cannot be repeated: the operation that records it comes first;
@@ -277,7 +277,9 @@ impl Decision {
     pub fn needs_durable_memory(&self, durable_inventory: &[ObjectRef]) -> bool {
         self.actions.iter().any(|a| match a {
             Action::Create { .. } => true,
-            Action::Apply { object, .. } => ObjectRef::of(object).is_none_or(|r| !durable_inventory.contains(&r)),
+            Action::Apply { object, .. } => {
+                ObjectRef::of(object).is_none_or(|r| durable_inventory.binary_search(&r).is_err())
+            }
             Action::Delete { .. } => false,
         })
     }
