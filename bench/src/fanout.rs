@@ -117,9 +117,7 @@ pub async fn scale(json_out: bool, n: usize, apps: usize) -> anyhow::Result<()> 
     // names) installed by plain clients on the same clusters.
     let urls: Vec<String> = fleet.clusters.iter().map(|c| c.url.clone()).collect();
     let sets = names.iter().map(|name| objects(&format!("floor-{name}"), 1)).collect::<anyhow::Result<Vec<_>>>()?;
-    let fleet_cpu = |fleet: &Fleet| -> anyhow::Result<std::time::Duration> {
-        fleet.processes().iter().map(Process::cpu).sum::<anyhow::Result<_>>()
-    };
+    let fleet_cpu = |fleet: &Fleet| crate::proc::cpu_of(&fleet.processes());
     let floor_cpu = fleet_cpu(&fleet)?;
     let floor = crate::floors::install(&urls, &sets).await.context("install floor")?;
     let floor_cpu = fleet_cpu(&fleet)? - floor_cpu;

@@ -221,15 +221,14 @@ pub async fn apply(
         .await
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let cpu = || processes.iter().map(crate::proc::Process::cpu).sum::<anyhow::Result<Duration>>();
-    let cpu0 = cpu()?;
+    let cpu0 = crate::proc::cpu_of(processes)?;
     let t0 = Instant::now();
     let runs = clients.iter().map(|c| async {
         roll_out(c, v2, &ar, &name).await?;
         anyhow::Ok(t0.elapsed())
     });
     let samples: Vec<_> = futures::future::join_all(runs).await.into_iter().collect::<anyhow::Result<_>>()?;
-    Ok((samples, cpu()? - cpu0))
+    Ok((samples, crate::proc::cpu_of(processes)? - cpu0))
 }
 
 /// The install floor over `clusters` (kube-sim URLs): on every cluster at once, each set of

@@ -4,6 +4,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+/// The CPU time `processes` have used, together.
+pub fn cpu_of(processes: &[Process]) -> anyhow::Result<Duration> {
+    processes.iter().map(Process::cpu).sum()
+}
+
 /// A process whose footprint is read from `/proc/<pid>`.
 #[derive(Debug, Clone, Copy)]
 pub struct Process {
