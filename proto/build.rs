@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("bosun_descriptor.bin"))
+        // Small initial buffers per RPC (see `src/codec.rs`).
+        .codec_path("crate::codec::LeanCodec")
         .compile_protos(&["proto/bosun/v1/agent.proto", "proto/bosun/v1/admin.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

@@ -4,6 +4,7 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod codec;
 pub mod convert;
 
 pub mod v1 {

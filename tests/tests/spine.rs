@@ -1009,3 +1009,59 @@ async fn login_saves_a_context_that_later_commands_use() {
     let (code, _, err) = bosun(&["app", "list"], "");
     assert!(code != 0 && err.contains("logged out"), "{err}");
 }
+
+/// Bundles far larger than the gRPC codec's first buffer (512 bytes) and its yield threshold
+/// (32 KiB) arrive whole, both inline in an assignment snapshot (about 1 MiB) and fetched
+/// with `GetBundle` (about 5 MiB, past what a snapshot carries inline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bundles_arrive_whole_inline_and_fetched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = GitRepo::new(root);
+    // Values of 900 KiB stay under a ConfigMap's 1 MiB; distinct per object and position, so
+    // a dropped or reordered chunk would show.
+    let value =
+        |tag: &str| (0..900 * 1024).map(|i| char::from(b'a' + ((i / 7 + tag.len()) % 26) as u8)).collect::<String>();
+    repo.write("one/cm.yaml", &configmap("one-0", &value("one-0")));
+    for i in 0..6 {
+        repo.write(&format!("six/cm{i}.yaml"), &configmap(&format!("six-{i}"), &value(&format!("six-{i}x"))));
+    }
+    let rev = repo.commit("large bundles");
+    repo.ready().await;
+
+    let cp = ControlPlane::start(root).await;
+    let east = Cluster::start(root, "east").await;
+    let _agent = Agent::start(root, &cp, &east, &cp.add_cluster("east"));
+    for (app, path) in [("one", "one"), ("six", "six")] {
+        cp.bosun_ok(&[
+            "app",
+            "create",
+            app,
+            "--repo",
+            &repo.url,
+            "--path",
+            path,
+            "--cluster",
+            "east",
+            "--namespace",
+            "big",
+            "--create-namespace",
+            "--auto-sync",
+        ]);
+    }
+    cp.wait_synced("one", &rev).await;
+    cp.wait_synced("six", &rev).await;
+    let api: Api<ConfigMap> = Api::namespaced(east.client().await, "big");
+    let mut names = vec![("one-0".to_string(), value("one-0"))];
+    names.extend((0..6).map(|i| (format!("six-{i}"), value(&format!("six-{i}x")))));
+    for (name, want) in names {
+        let cm = api.get(&name).await.unwrap();
+        let got = cm.data.unwrap_or_default().remove("value").unwrap_or_default();
+        assert!(
+            got == want,
+            "ConfigMap {name}: {} bytes arrived, {} expected, or different bytes",
+            got.len(),
+            want.len()
+        );
+    }
+}
