@@ -216,7 +216,10 @@ impl pb::agent_service_server::AgentService for AgentApi {
         info!(cluster = %cluster, known_generation = r.known_generation, "agent connected");
         let mut changes = cp.subscribe(&cluster);
         let mut stopping = cp.stopping();
-        let (tx, rx) = mpsc::channel(4);
+        // One such task and channel per connected agent, alive as long as its connection:
+        // the channel carries boxed snapshots (a slot is a pointer, not a whole message) and
+        // the rarely taken awaits that reach the store are boxed, so the resting task is small.
+        let (tx, rx) = mpsc::channel::<Result<Box<pb::AssignmentSnapshot>, Status>>(4);
         tokio::spawn(async move {
             let mut known = r.known_generation;
             // Bundles the agent holds: those it named, then those of the last snapshot sent.
@@ -236,7 +239,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
                     break Some(Status::not_found(format!("cluster {cluster:?} was deleted")));
                 };
                 if generation != known {
-                    let bundles = cp.inline_bundles(&assignments, &mut held).await;
+                    let bundles = Box::pin(cp.inline_bundles(&assignments, &mut held)).await;
                     let snap = pb::AssignmentSnapshot {
                         cluster: cluster.clone(),
                         generation,
@@ -247,7 +250,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
                             .map(|(digest, bytes)| pb::Bundle { digest, objects_json: bytes.as_ref().clone() })
                             .collect(),
                     };
-                    if tx.send(Ok(snap)).await.is_err() {
+                    if tx.send(Ok(Box::new(snap))).await.is_err() {
                         break None;
                     }
                     known = generation;
@@ -275,10 +278,10 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 info!(cluster = %cluster, reason = %status.message(), "closing the agent's assignment stream");
                 let _ = tx.send(Err(status)).await;
             }
-            cp.connected(&cluster, false, None).await;
+            Box::pin(cp.connected(&cluster, false, None)).await;
             info!(cluster = %cluster, "agent stream closed");
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|r| r.map(|snap| *snap)))))
     }
 
     async fn get_bundle(&self, req: Request<pb::GetBundleRequest>) -> Result<Response<pb::Bundle>, Status> {
@@ -303,7 +306,9 @@ impl pb::agent_service_server::AgentService for AgentApi {
             let report = report?;
             // Re-checked per message: a revocation ends an open stream at its next report.
             self.0.authorize_agent(&req_peer)?;
-            self.0.report(&cluster, report_from_pb(report)).await?;
+            // Boxed: this call rests between reports for as long as the agent is connected,
+            // and should not carry the larger state of recording one while it waits.
+            Box::pin(self.0.report(&cluster, report_from_pb(report))).await?;
         }
         Ok(Response::new(pb::ReportStatusResponse {}))
     }
