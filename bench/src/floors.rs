@@ -8,8 +8,10 @@
 //! - **install** (for `scale`): several Applications' objects applied the same way to empty
 //!   clusters, one Application after another as they are created, each waited on to health.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -25,6 +27,33 @@ use tonic::{Request, Response, Status};
 
 struct FloorServer {
     tx: broadcast::Sender<Arc<pb::AssignmentSnapshot>>,
+    /// Status reports received (over every client's report stream).
+    reports: Arc<AtomicUsize>,
+}
+
+impl FloorServer {
+    fn new(tx: broadcast::Sender<Arc<pb::AssignmentSnapshot>>) -> Self {
+        Self { tx, reports: Arc::default() }
+    }
+}
+
+/// What the floor server sends a client first: one Application assigned, as a control plane
+/// sends an agent with one Application (names and digests of the same lengths).
+fn first_snapshot() -> pb::AssignmentSnapshot {
+    pb::AssignmentSnapshot {
+        cluster: "floor-0000".into(),
+        generation: 1,
+        assignments: vec![pb::Assignment {
+            app: "web".into(),
+            bundle_digest: "b".repeat(64),
+            revision: "r".repeat(40),
+            namespace: "default".into(),
+            app_uid: "u".repeat(36),
+            ..Default::default()
+        }],
+        removals: Vec::new(),
+        bundles: Vec::new(),
+    }
 }
 
 type Snapshots = Pin<Box<dyn Stream<Item = Result<pb::AssignmentSnapshot, Status>> + Send>>;
@@ -38,22 +67,32 @@ impl pb::agent_service_server::AgentService for FloorServer {
         _req: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
         let rx = self.tx.subscribe();
-        // First an empty message, so the client knows it is subscribed; then what is sent.
-        let first = futures::stream::once(async { Ok(pb::AssignmentSnapshot::default()) });
+        // First a message, so the client knows it is subscribed; then what is sent.
+        let first = futures::stream::once(async { Ok(first_snapshot()) });
         let rest = tokio_stream::wrappers::BroadcastStream::new(rx)
             .filter_map(|m| async move { m.ok().map(|s| Ok((*s).clone())) });
         Ok(Response::new(Box::pin(first.chain(rest))))
     }
 
+    /// Not a bundle: the number of reports received so far, in `digest` (the bench's way to
+    /// learn that every client's report arrived).
     async fn get_bundle(&self, _: Request<pb::GetBundleRequest>) -> Result<Response<pb::Bundle>, Status> {
-        Err(Status::unimplemented("floor server"))
+        Ok(Response::new(pb::Bundle {
+            digest: self.reports.load(Ordering::SeqCst).to_string(),
+            objects_json: Vec::new(),
+        }))
     }
 
     async fn report_status(
         &self,
-        _: Request<tonic::Streaming<pb::AppStatusReport>>,
+        req: Request<tonic::Streaming<pb::AppStatusReport>>,
     ) -> Result<Response<pb::ReportStatusResponse>, Status> {
-        Err(Status::unimplemented("floor server"))
+        let mut stream = req.into_inner();
+        while let Some(report) = stream.next().await {
+            report?;
+            self.reports.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(Response::new(pb::ReportStatusResponse {}))
     }
 
     async fn renew_certificate(
@@ -64,50 +103,88 @@ impl pb::agent_service_server::AgentService for FloorServer {
     }
 }
 
-/// Time from sending one `payload`-byte message to each of `n` mTLS clients receiving it.
-pub async fn delivery(n: usize, payload: usize) -> anyhow::Result<Vec<Duration>> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |names: Vec<String>| -> anyhow::Result<Identity> {
+/// The floors' certificate authority: it signs the floor server's certificate and one per
+/// client, as the control plane's CA does for agents.
+struct FloorPki {
+    ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl FloorPki {
+    fn new() -> anyhow::Result<Self> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key)?;
+        Ok(Self { ca_pem: ca.pem(), issuer: Issuer::new(ca_params, ca_key) })
+    }
+
+    /// A certificate and key (PEM) for `names`.
+    fn leaf(&self, names: Vec<String>) -> anyhow::Result<(String, String)> {
         let key = KeyPair::generate()?;
-        let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
-        Ok(Identity::from_pem(cert.pem(), key.serialize_pem()))
-    };
-    let server_id = leaf(vec!["localhost".into()])?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (tx, _) = broadcast::channel(4);
-    let svc = pb::agent_service_server::AgentServiceServer::new(FloorServer { tx: tx.clone() })
-        .max_encoding_message_size(64 << 20);
-    let tls = ServerTlsConfig::new().identity(server_id).client_ca_root(Certificate::from_pem(ca.pem()));
-    let server = crate::fleet::Task(tokio::spawn(async move {
+        let cert = CertificateParams::new(names)?.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    fn identity(&self, names: Vec<String>) -> anyhow::Result<Identity> {
+        let (cert, key) = self.leaf(names)?;
+        Ok(Identity::from_pem(cert, key))
+    }
+
+    fn client(&self, addr: SocketAddr, i: usize) -> anyhow::Result<tonic::transport::Endpoint> {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(self.identity(vec![format!("client-{i}")])?)
+            .domain_name("localhost");
+        Ok(Channel::from_shared(format!("https://{addr}"))?.tls_config(tls)?)
+    }
+}
+
+/// Serves the floor server on `listener` until the task is aborted.
+fn serve_floor(
+    listener: tokio::net::TcpListener,
+    identity: Identity,
+    ca_pem: &str,
+    tx: broadcast::Sender<Arc<pb::AssignmentSnapshot>>,
+) -> crate::fleet::Task {
+    let svc =
+        pb::agent_service_server::AgentServiceServer::new(FloorServer::new(tx)).max_encoding_message_size(64 << 20);
+    let tls = ServerTlsConfig::new().identity(identity).client_ca_root(Certificate::from_pem(ca_pem));
+    crate::fleet::Task(tokio::spawn(async move {
         let _ = Server::builder()
             .tls_config(tls)
             .expect("valid TLS config")
             .add_service(svc)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await;
-    }));
+    }))
+}
+
+/// Connects one floor client and waits for its first message; returns the client and its
+/// assignment stream.
+async fn subscribe(
+    endpoint: tonic::transport::Endpoint,
+) -> anyhow::Result<(pb::agent_service_client::AgentServiceClient<Channel>, tonic::Streaming<pb::AssignmentSnapshot>)> {
+    let channel = endpoint.connect().await?;
+    let mut client = pb::agent_service_client::AgentServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut stream = client.watch_assignments(pb::WatchAssignmentsRequest::default()).await?.into_inner();
+    stream.message().await?.context("no first message")?;
+    Ok((client, stream))
+}
+
+/// Time from sending one `payload`-byte message to each of `n` mTLS clients receiving it.
+pub async fn delivery(n: usize, payload: usize) -> anyhow::Result<Vec<Duration>> {
+    let pki = FloorPki::new()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, _) = broadcast::channel(4);
+    let server = serve_floor(listener, pki.identity(vec!["localhost".into()])?, &pki.ca_pem, tx.clone());
 
     // Connect every client (its own key and certificate) and wait for its first message.
-    let ca_pem = ca.pem();
     let mut receivers = Vec::with_capacity(n);
     for i in 0..n {
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&ca_pem))
-            .identity(leaf(vec![format!("client-{i}")])?)
-            .domain_name("localhost");
-        receivers.push(async move {
-            let channel = Channel::from_shared(format!("https://{addr}"))?.tls_config(tls)?.connect().await?;
-            let mut client =
-                pb::agent_service_client::AgentServiceClient::new(channel).max_decoding_message_size(64 << 20);
-            let mut stream = client.watch_assignments(pb::WatchAssignmentsRequest::default()).await?.into_inner();
-            stream.message().await?.context("no first message")?;
-            anyhow::Ok(stream)
-        });
+        let endpoint = pki.client(addr, i)?;
+        receivers.push(async move { anyhow::Ok(subscribe(endpoint).await?.1) });
     }
     let streams: Vec<_> = futures::stream::iter(receivers).buffer_unordered(64).collect::<Vec<_>>().await;
     let streams = streams.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
@@ -141,6 +218,92 @@ pub async fn delivery(n: usize, payload: usize) -> anyhow::Result<Vec<Duration>>
     anyhow::ensure!(samples.len() == n, "{} of {n} floor clients got the message", samples.len());
     drop(server);
     Ok(samples)
+}
+
+/// The memory floor of `footprint`: the floor server in a process of its own (this binary
+/// re-executed with `floor-server`), and `n` mTLS clients (here) that each open the two
+/// streams an agent keeps open: first the assignment stream (one message received), then a
+/// report stream (one report sent). Returns the server's resident memory per client, in
+/// bytes, after the first and after both.
+pub async fn connection_memory(n: usize) -> anyhow::Result<(f64, f64)> {
+    let pki = FloorPki::new()?;
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = pki.leaf(vec!["localhost".into()])?;
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem)?;
+    std::fs::write(dir.path().join("server.pem"), cert)?;
+    std::fs::write(dir.path().join("server.key"), key)?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("floor-server")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the floor server")?;
+    let stdout = child.stdout.take().context("the floor server's stdout")?;
+    let server = crate::fleet::ChildGuard(child);
+    let process = crate::proc::Process::new(server.0.id());
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await??;
+    let addr: SocketAddr = line.trim().parse().with_context(|| format!("floor server address {line:?}"))?;
+    let empty = process.rss()?;
+
+    let mut connecting = Vec::with_capacity(n);
+    for i in 0..n {
+        connecting.push(subscribe(pki.client(addr, i)?));
+    }
+    let clients: Vec<_> = futures::stream::iter(connecting).buffer_unordered(64).collect::<Vec<_>>().await;
+    let clients = clients.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let watching = process.rss()?;
+
+    // Each client's report stream stays open (its sender is kept) after one report.
+    let report = pb::AppStatusReport {
+        app: "web".into(),
+        bundle_digest: "b".repeat(64),
+        revision: "r".repeat(40),
+        ..Default::default()
+    };
+    let mut held = Vec::with_capacity(n);
+    for (client, stream) in clients {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(report.clone()).await?;
+        let mut reporter = client.clone();
+        let call = crate::fleet::Task(tokio::spawn(async move {
+            let _ = reporter.report_status(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+        }));
+        held.push((client, stream, tx, call));
+    }
+    let mut probe = held.first().map(|h| h.0.clone()).context("at least one client")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = probe.get_bundle(pb::GetBundleRequest::default()).await?.into_inner().digest;
+        if got == n.to_string() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the floor server received {got} of {n} reports in 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let both = process.rss()?;
+    let per = |rss: u64| rss.saturating_sub(empty) as f64 / n.max(1) as f64;
+    drop(held);
+    drop(server);
+    Ok((per(watching), per(both)))
+}
+
+/// `floor-server DIR`: serves the floor server with the certificate, key and CA in `DIR`,
+/// prints its address, and runs until stdin closes.
+pub async fn floor_server(dir: &std::path::Path) -> anyhow::Result<()> {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).with_context(|| format!("reading {f}"));
+    let identity = Identity::from_pem(read("server.pem")?, read("server.key")?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, _) = broadcast::channel(4);
+    let _server = serve_floor(listener, identity, &read("ca.pem")?, tx);
+    println!("{addr}");
+    tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await??;
+    Ok(())
 }
 
 fn api_resource(obj: &Value) -> anyhow::Result<ApiResource> {

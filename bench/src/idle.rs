@@ -39,6 +39,9 @@ async fn until_quiet(cp: &ControlPlane, quiet: Duration, timeout: Duration) -> a
 }
 
 pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Result<()> {
+    // The floor first, while nothing else runs: what a bare tonic server over mTLS keeps per
+    // client holding the same two streams an agent holds.
+    let (floor_watch, floor_both) = crate::floors::connection_memory(n).await.context("connection floor")?;
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let repo = Repo::init(root.join("repo"))?;
@@ -94,6 +97,22 @@ pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Re
     .param("agent_program", agent_program_name());
     report.figure("control plane memory per connected agent, one Application synced", per_agent(cp_rss), "KiB");
     report.figure("control plane memory per connected agent, nothing assigned", per_agent(cp_rss_connected), "KiB");
+    report.figure(
+        "floor: bare tonic mTLS server, memory per client with its assignment stream open",
+        floor_watch / 1024.0,
+        "KiB",
+    );
+    report.figure("floor: the same, with its report stream open too", floor_both / 1024.0, "KiB");
+    report.figure(
+        "ratio per agent to the floor, nothing assigned (assignment stream)",
+        per_agent(cp_rss_connected) * 1024.0 / floor_watch.max(1.0),
+        "x",
+    );
+    report.figure(
+        "ratio per agent to the floor, one Application synced (both streams)",
+        per_agent(cp_rss) * 1024.0 / floor_both.max(1.0),
+        "x",
+    );
     report.figure("control plane RSS, no agent", cp_rss_empty as f64 / MIB, "MiB");
     report.figure("control plane RSS, all agents connected", cp_rss as f64 / MIB, "MiB");
     report.figure("control plane idle CPU", cp_cpu * 100.0, "% of a core");

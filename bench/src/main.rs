@@ -35,7 +35,7 @@ mod selfheal;
 mod store;
 mod ui;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -149,6 +149,10 @@ enum Bench {
         #[arg(long)]
         count: usize,
     },
+    /// Runs the floor server with the certificates in DIR until stdin closes (`footprint`
+    /// starts it in its own process).
+    #[command(hide = true)]
+    FloorServer { dir: PathBuf },
     /// Runs one agent (the footprint benchmark starts it in its own process).
     #[command(hide = true)]
     Agent {
@@ -212,6 +216,11 @@ async fn main() -> anyhow::Result<()> {
             raise_open_files_limit(65_536);
             return fleet::serve_clusters(count).await;
         }
+        Bench::FloorServer { dir } => {
+            bosun_control_plane::install_crypto();
+            raise_open_files_limit(65_536);
+            return floors::floor_server(&dir).await;
+        }
         _ => {}
     }
     bosun_control_plane::install_crypto();
@@ -242,6 +251,8 @@ async fn main() -> anyhow::Result<()> {
             ui::run(cli.json, clusters, apps, runs);
             Ok(())
         }
-        Bench::ControlPlane { .. } | Bench::Agent { .. } | Bench::Clusters { .. } => unreachable!("handled above"),
+        Bench::ControlPlane { .. } | Bench::Agent { .. } | Bench::Clusters { .. } | Bench::FloorServer { .. } => {
+            unreachable!("handled above")
+        }
     }
 }

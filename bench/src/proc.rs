@@ -90,8 +90,9 @@ impl Profiler {
     pub fn start(processes: &[Process]) -> anyhow::Result<Self> {
         let Some(out) = std::env::var_os("BOSUN_BENCH_PERF") else { return Ok(Self(None)) };
         let pids: Vec<String> = processes.iter().map(|p| p.pid().to_string()).collect();
+        let freq = std::env::var("BOSUN_BENCH_PERF_FREQ").unwrap_or_else(|_| "299".into());
         let child = std::process::Command::new("perf")
-            .args(["record", "-F", "299", "--call-graph", "dwarf,16384", "-o"])
+            .args(["record", "-F", &freq, "--call-graph", "dwarf,16384", "-o"])
             .arg(out)
             .args(["-p", &pids.join(",")])
             .stdout(std::process::Stdio::null())
