@@ -1032,22 +1032,8 @@ async fn large_bundles_arrive_whole_inline_and_fetched() {
     let cp = ControlPlane::start(root).await;
     let east = Cluster::start(root, "east").await;
     let _agent = Agent::start(root, &cp, &east, &cp.add_cluster("east"));
-    for (app, path) in [("one", "one"), ("six", "six")] {
-        cp.bosun_ok(&[
-            "app",
-            "create",
-            app,
-            "--repo",
-            &repo.url,
-            "--path",
-            path,
-            "--cluster",
-            "east",
-            "--namespace",
-            "big",
-            "--create-namespace",
-            "--auto-sync",
-        ]);
+    for app in ["one", "six"] {
+        cp.create_app(app, &repo.url, app, "east", &["--namespace", "big", "--create-namespace", "--auto-sync"]);
     }
     cp.wait_synced("one", &rev).await;
     cp.wait_synced("six", &rev).await;
