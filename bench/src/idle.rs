@@ -103,13 +103,14 @@ pub async fn footprint(json_out: bool, n: usize, window: Duration) -> anyhow::Re
         "KiB",
     );
     report.figure("floor: the same, with its report stream open too", floor_both / 1024.0, "KiB");
+    // An agent opens both streams as it connects, whether or not it has anything to report.
     report.figure(
-        "ratio per agent to the floor, nothing assigned (assignment stream)",
-        per_agent(cp_rss_connected) * 1024.0 / floor_watch.max(1.0),
+        "ratio per agent to the floor (both streams), nothing assigned",
+        per_agent(cp_rss_connected) * 1024.0 / floor_both.max(1.0),
         "x",
     );
     report.figure(
-        "ratio per agent to the floor, one Application synced (both streams)",
+        "ratio per agent to the floor (both streams), one Application synced",
         per_agent(cp_rss) * 1024.0 / floor_both.max(1.0),
         "x",
     );
