@@ -63,8 +63,12 @@ impl HistoryEntries {
         match self.0.binary_search_by_key(&id, |(i, _)| *i) {
             Ok(at) => self.0[at].1 = entry,
             Err(at) => {
-                // Entries arrive one per completed sync: grow by one, not by doubling.
-                self.0.reserve_exact(1);
+                // Most pairs hold one entry (one completed sync): give the first exactly one
+                // slot. Later entries grow the list as usual: growing by one each time would
+                // copy a long history (a large `revisionHistoryLimit`) on every insert.
+                if self.0.is_empty() {
+                    self.0.reserve_exact(1);
+                }
                 self.0.insert(at, (id, entry));
             }
         }
