@@ -292,18 +292,10 @@ impl Fleet {
     /// fleet.
     pub fn start_clusters_apart(&mut self, n: usize) -> anyhow::Result<()> {
         anyhow::ensure!(self.clusters.is_empty(), "clusters apart start an empty fleet");
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["clusters", "--count", &n.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the simulated clusters")?;
-        let pid = child.id();
-        let stdout = child.stdout.take().context("the clusters' stdout")?;
-        let guard = ChildGuard(child);
+        let (guard, process, stdout) =
+            spawn_self(&["clusters", "--count", &n.to_string()]).context("starting the simulated clusters")?;
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().take(n) {
+        for line in stdout.lines().take(n) {
             let line = line.context("reading the clusters' addresses")?;
             let mut parts = line.splitn(3, ' ');
             let (Some(name), Some(url), Some(kubeconfig)) = (parts.next(), parts.next(), parts.next()) else {
@@ -314,7 +306,7 @@ impl Fleet {
             self.clusters.push(ClusterRef { name: name.into(), url: url.into(), kubeconfig });
         }
         anyhow::ensure!(self.clusters.len() == n, "the clusters process started {} of {n}", self.clusters.len());
-        self.apart = Some((guard, Process::new(pid)));
+        self.apart = Some((guard, process));
         Ok(())
     }
 
@@ -382,9 +374,31 @@ pub async fn serve_clusters(count: usize) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
+    until_stdin_closes().await;
+    Ok(())
+}
+
+/// This benchmark binary re-executed with `args` in a process of its own, which ends when
+/// its stdin closes ([`until_stdin_closes`]) or the guard kills it; and its stdout, to read
+/// what it prints (addresses, once it serves).
+pub fn spawn_self(
+    args: &[&str],
+) -> anyhow::Result<(ChildGuard, Process, std::io::BufReader<std::process::ChildStdout>)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("the child's stdout")?;
+    let process = Process::new(child.id());
+    Ok((ChildGuard(child), process, std::io::BufReader::new(stdout)))
+}
+
+/// Waits until stdin closes: how a process started by [`spawn_self`] learns to end.
+pub async fn until_stdin_closes() {
     // Reading stdin blocks: on a thread of the blocking pool, while the runtime serves.
     let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())).await;
-    Ok(())
 }
 
 /// Runs an agent in this process until the returned task is dropped.

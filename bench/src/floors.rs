@@ -232,19 +232,12 @@ pub async fn connection_memory(n: usize) -> anyhow::Result<(f64, f64)> {
     std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem)?;
     std::fs::write(dir.path().join("server.pem"), cert)?;
     std::fs::write(dir.path().join("server.key"), key)?;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .arg("floor-server")
-        .arg(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting the floor server")?;
-    let stdout = child.stdout.take().context("the floor server's stdout")?;
-    let server = crate::fleet::ChildGuard(child);
-    let process = crate::proc::Process::new(server.0.id());
+    let dir_arg = dir.path().to_str().context("utf-8 temporary path")?;
+    let (server, process, mut stdout) =
+        crate::fleet::spawn_self(&["floor-server", dir_arg]).context("starting the floor server")?;
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+        std::io::BufRead::read_line(&mut stdout, &mut line).map(|_| line)
     })
     .await??;
     let addr: SocketAddr = line.trim().parse().with_context(|| format!("floor server address {line:?}"))?;
@@ -302,7 +295,7 @@ pub async fn floor_server(dir: &std::path::Path) -> anyhow::Result<()> {
     let (tx, _) = broadcast::channel(4);
     let _server = serve_floor(listener, identity, &read("ca.pem")?, tx);
     println!("{addr}");
-    tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await??;
+    crate::fleet::until_stdin_closes().await;
     Ok(())
 }
 
