@@ -180,9 +180,9 @@ impl Shared {
 
     /// Persists what the agent remembers of `app` when it changed: `durable` (fsynced) when
     /// actions are about to depend on it (see [`Shared::needs_durable`]); otherwise only
-    /// replaced, which a killed agent never loses and a crashed machine may (the next pass
-    /// then decides again from the durable copy: applies are repeated, hooks found again by
-    /// their labels).
+    /// written, which an agent killed during the write or a crashed machine may lose (the
+    /// next pass then decides again from the durable copy, which no later write overwrites:
+    /// applies are repeated, hooks found again by their labels).
     async fn remember(&self, app: &str, memory: &Memory, durable: bool) -> anyhow::Result<()> {
         let same = self.memory.lock().get(app) == Some(memory);
         let newer = self.on_disk.lock().get(app).is_some_and(|d| d.newer);

@@ -1,16 +1,20 @@
 //! The agent's durable state, in its state directory:
 //!
-//! - `state.json`: what it was last told to run (cluster, generation, assignments);
+//! - `state.json`: what it was last told to run (cluster, generation, assignments), fsynced;
 //! - `apps/<app>.json`: what it remembers of each Application ([`Memory`]: inventory, the sync
 //!   operation in progress with its hooks, the last sync) — fsynced before actions that could
 //!   not be repeated from an older copy (creating a hook run, applying an object the durable
-//!   inventory lacks), only replaced otherwise;
+//!   inventory lacks), only rewritten otherwise;
 //! - `bundles/<digest>.json`: the bundles, verified against their digest when read (not
 //!   fsynced: a lost or damaged copy is fetched again).
 //!
-//! Every file is replaced atomically, and every file access runs on the blocking pool, so the
-//! agent keeps enforcing the last desired state across restarts and while the control plane
-//! is away, and a slow disk never stalls the async threads.
+//! `state.json` and the Application files are [`Record`]s: two slot files each (`<name>` and
+//! `<name>.alt`) rewritten in place behind a checksummed header, so a write killed half-way
+//! leaves an earlier version and a crash of the machine the last fsynced one, without a new
+//! file per write (see [`bosun_process::record`]). Bundles are written whole and renamed into
+//! place. Every file access runs on the blocking pool, so the agent keeps enforcing the last
+//! desired state across restarts and while the control plane is away, and a slow disk never
+//! stalls the async threads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,6 +22,7 @@ use std::sync::Arc;
 
 use bosun_core::sync::{Memory, Synced};
 use bosun_core::{Bundle, ObjectRef, SyncPolicy};
+use bosun_process::record::{self, Record};
 use serde::{Deserialize, Serialize};
 
 /// One assigned Application, as the agent keeps it.
@@ -114,6 +119,10 @@ pub struct StateDir {
     /// Serialises writes of `state.json`: whoever holds it serialises the current state and
     /// writes it, so a newer state is never overwritten by an older one.
     writes: tokio::sync::Mutex<()>,
+    /// `state.json`.
+    state: Arc<Record>,
+    /// Each Application's file, by Application (created when first read or written).
+    memories: parking_lot::Mutex<HashMap<String, Arc<Record>>>,
     /// Bundles already read and verified, by digest (they never change).
     bundles: parking_lot::Mutex<HashMap<String, Arc<Bundle>>>,
 }
@@ -129,7 +138,13 @@ impl StateDir {
     pub fn new(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("bundles"))?;
         std::fs::create_dir_all(root.join(APPS_DIR))?;
-        Ok(Self { root: root.to_path_buf(), writes: Default::default(), bundles: Default::default() })
+        Ok(Self {
+            root: root.to_path_buf(),
+            writes: Default::default(),
+            state: Arc::new(Record::new(&root.join(STATE_FILE), 0o600)),
+            memories: Default::default(),
+            bundles: Default::default(),
+        })
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -141,29 +156,27 @@ impl StateDir {
     pub async fn persist(&self, state: &parking_lot::Mutex<DesiredState>) -> anyhow::Result<()> {
         let _w = self.writes.lock().await;
         let bytes = serde_json::to_vec_pretty(&*state.lock())?;
-        let path = self.path(STATE_FILE);
-        blocking(move || write_atomic(&path, &bytes, 0o600)).await
+        let record = self.state.clone();
+        blocking(move || Ok(record.write(&bytes, true)?)).await
     }
 
     /// Persists what the agent remembers of one Application; fsynced when `durable` (see
-    /// [`bosun_process::write_replace`] for what is kept otherwise).
+    /// [`bosun_process::record`] for what is kept otherwise).
     pub async fn persist_memory(&self, app: &str, memory: &Memory, durable: bool) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(memory)?;
-        let path = self.memory_path(app);
-        blocking(move || if durable { write_atomic(&path, &bytes, 0o600) } else { write_replace(&path, &bytes, 0o600) })
-            .await
+        let record = self.memory_record(app);
+        blocking(move || Ok(record.write(&bytes, durable)?)).await
     }
 
     /// Forgets an Application (it left the cluster and its objects are gone).
     pub async fn remove_memory(&self, app: &str) -> anyhow::Result<()> {
-        let path = self.memory_path(app);
-        blocking(move || match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(anyhow::anyhow!("removing {}: {e}", path.display()))
-            }
-            _ => Ok(()),
-        })
-        .await
+        let record = self.memory_record(app);
+        blocking(move || Ok(record.remove()?)).await
+    }
+
+    fn memory_record(&self, app: &str) -> Arc<Record> {
+        let mut memories = self.memories.lock();
+        memories.entry(app.to_string()).or_insert_with(|| Arc::new(Record::new(&self.memory_path(app), 0o600))).clone()
     }
 
     /// Everything as last persisted (read at start, on the blocking pool). A file that cannot
@@ -179,20 +192,21 @@ impl StateDir {
     }
 
     fn load_blocking(&self) -> Loaded {
-        let mut desired: DesiredState = self.read_or_set_aside(&self.path(STATE_FILE)).unwrap_or_default();
+        let mut desired: DesiredState = read_or_set_aside(&self.state).unwrap_or_default();
         let mut memory = BTreeMap::new();
+        let mut apps = BTreeSet::new();
         if let Ok(entries) = std::fs::read_dir(self.path(APPS_DIR)) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some(app) = name.strip_suffix(".json").and_then(app_of_file) else { continue };
-                if let Some(m) = self.read_or_set_aside::<Memory>(&e.path()) {
-                    // A copy only replaced by an agent killed since is made durable: the agent
-                    // counts what it starts from as on disk.
-                    if let Err(err) = std::fs::File::open(e.path()).and_then(|f| f.sync_all()) {
-                        tracing::warn!(file = %e.path().display(), error = %err, "could not flush an application's state file");
-                    }
-                    memory.insert(app, m);
+                if let Some(app) = record::primary_name(&name).strip_suffix(".json").and_then(app_of_file) {
+                    apps.insert(app);
                 }
+            }
+        }
+        for app in apps {
+            let record = self.memory_record(&app);
+            if let Some(m) = read_or_set_aside::<Memory>(&record) {
+                memory.insert(app, m);
             }
         }
         // Bookkeeping of an older version: moved to one file per Application, then dropped
@@ -201,8 +215,8 @@ impl StateDir {
         let migrating = !legacy.is_empty();
         for (app, legacy) in legacy {
             let m = Memory::from(legacy);
-            let path = self.memory_path(&app);
-            match serde_json::to_vec(&m).map_err(anyhow::Error::from).and_then(|b| write_atomic(&path, &b, 0o600)) {
+            let record = self.memory_record(&app);
+            match serde_json::to_vec(&m).map_err(anyhow::Error::from).and_then(|b| Ok(record.write(&b, true)?)) {
                 Ok(()) => {
                     memory.entry(app).or_insert(m);
                 }
@@ -214,26 +228,11 @@ impl StateDir {
         if migrating
             && let Err(e) = serde_json::to_vec_pretty(&desired)
                 .map_err(anyhow::Error::from)
-                .and_then(|b| write_atomic(&self.path(STATE_FILE), &b, 0o600))
+                .and_then(|b| Ok(self.state.write(&b, true)?))
         {
             tracing::warn!(error = %format!("{e:#}"), "could not rewrite the agent state file");
         }
         Loaded { desired, memory }
-    }
-
-    fn read_or_set_aside<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Option<T> {
-        let why = match std::fs::read(path) {
-            Ok(b) => match serde_json::from_slice(&b) {
-                Ok(s) => return Some(s),
-                Err(e) => format!("not valid agent state: {e}"),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => e.to_string(),
-        };
-        let aside = set_aside(path);
-        tracing::error!(file = %path.display(), moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_default(), reason = %why,
-            "the agent state file is unusable; it was moved aside and the state will be fetched from the control plane again");
-        None
     }
 
     /// Renames a damaged file of the state directory aside (see [`set_aside`]).
@@ -352,6 +351,33 @@ fn app_of_file(stem: &str) -> Option<String> {
     }
 }
 
+/// The newest usable version of a record of the state directory, made durable (the agent
+/// counts what it starts from as on disk). When no version is usable, the damaged files are
+/// renamed aside with a log line naming them; a damaged slot beside a usable one is what a
+/// write killed half-way leaves, and is overwritten by the next write.
+fn read_or_set_aside<T: serde::de::DeserializeOwned>(record: &Record) -> Option<T> {
+    let parse = |b: &[u8]| serde_json::from_slice(b).map_err(|e| format!("not valid agent state: {e}"));
+    let read = match record.read(true, parse) {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::error!(file = %record.path().display(), error = %e, "the agent state file cannot be read; starting without it");
+            return None;
+        }
+    };
+    if read.value.is_some() {
+        for (file, why) in &read.damaged {
+            tracing::debug!(file = %file.display(), reason = %why, "an older copy of an agent state file is unusable; it will be overwritten");
+        }
+        return read.value;
+    }
+    for (file, why) in read.damaged {
+        let aside = set_aside(&file);
+        tracing::error!(file = %file.display(), moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_default(), reason = %why,
+            "the agent state file is unusable; it was moved aside and the state will be fetched from the control plane again");
+    }
+    None
+}
+
 /// Runs file work on the blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("file task failed: {e}"))?
@@ -373,7 +399,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
 
 /// Writes a file atomically without fsync ([`bosun_process::write_replace`]); the error
 /// names the file.
-pub fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     bosun_process::write_replace(path, bytes, mode).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 

@@ -1,6 +1,9 @@
 //! What the control plane and the agent share about being a long-running process: they log
 //! the same way, stop gracefully on the signal Kubernetes sends, write their state files so a
-//! crash leaves the old content or the new, and tie spawned tasks to their owners.
+//! crash leaves the old content or the new (whole files, or [`record::Record`]s rewritten in
+//! place), and tie spawned tasks to their owners.
+
+pub mod record;
 
 use std::path::Path;
 
