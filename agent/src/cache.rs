@@ -19,7 +19,7 @@ use bosun_core::ObjectRef;
 use bosun_core::sync::Live;
 use bosun_core::tracking::APP_LABEL;
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
+use kube::api::Api;
 use kube::core::ApiResource;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
@@ -29,6 +29,8 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use bosun_process::AbortOnDrop;
+
+use crate::watched::Watched;
 
 /// A kind as the cache knows it: group, version, kind.
 pub type Gvk = (String, String, String);
@@ -117,7 +119,7 @@ struct KindCache {
     kind: Kind,
     /// The namespace watched; empty for all.
     namespace: String,
-    store: Store<DynamicObject>,
+    store: Store<Watched>,
     state: Arc<KindState>,
     /// The watch; aborted when the kind is no longer used.
     _task: AbortOnDrop<()>,
@@ -134,29 +136,6 @@ struct KindState {
     seen_rv: AtomicU64,
     /// Why the watch is failing, while it is.
     error: Mutex<Option<String>>,
-    /// Objects as JSON, by uid, for the resourceVersion they were converted at: a pass at
-    /// rest shares them instead of converting every object again.
-    json: Mutex<JsonMemo>,
-}
-
-/// Objects converted to JSON, by uid, with the resourceVersion they were converted at.
-type JsonMemo = HashMap<String, (String, Arc<Value>)>;
-
-/// The object as JSON ([`to_value`]), converted once per resourceVersion (an object without
-/// a uid every time).
-fn json_memo(memo: &mut JsonMemo, o: &DynamicObject, ar: &ApiResource) -> Arc<Value> {
-    let uid = o.metadata.uid.as_deref().unwrap_or_default();
-    let rv = o.metadata.resource_version.as_deref().unwrap_or_default();
-    if let Some((at, v)) = memo.get(uid)
-        && at == rv
-    {
-        return v.clone();
-    }
-    let v = Arc::new(to_value(o, ar));
-    if !uid.is_empty() {
-        memo.insert(uid.to_string(), (rv.to_string(), v.clone()));
-    }
-    v
 }
 
 /// What the agent wrote, until the watch shows it.
@@ -195,18 +174,7 @@ fn uid_of(o: &Value) -> &str {
 }
 
 /// The object as JSON, with apiVersion and kind (list items may come without them).
-fn to_value(o: &DynamicObject, ar: &ApiResource) -> Value {
-    let mut v = serde_json::to_value(o).unwrap_or_default();
-    if v["apiVersion"].as_str().is_none_or(str::is_empty) {
-        v["apiVersion"] = Value::String(ar.api_version.clone());
-    }
-    if v["kind"].as_str().is_none_or(str::is_empty) {
-        v["kind"] = Value::String(ar.kind.clone());
-    }
-    v
-}
-
-fn ref_of(o: &DynamicObject, ar: &ApiResource) -> ObjectRef {
+fn ref_of(o: &Watched, ar: &ApiResource) -> ObjectRef {
     ObjectRef {
         group: ar.group.clone(),
         kind: ar.kind.clone(),
@@ -319,8 +287,11 @@ impl Cache {
         debug!(kind = %kind.ar.kind, version = %kind.ar.version, namespace = %namespace, "watching managed objects of a kind");
         let writer = reflector::store::Writer::new(kind.ar.clone());
         let store = writer.as_reader();
-        let api: Api<DynamicObject> = scoped_api(&self.client, &kind.ar, &namespace);
-        let stream = watcher::watcher(api, watcher::Config::default().labels(APP_LABEL)).default_backoff();
+        let api = scoped_api(&self.client, &kind.ar, &namespace);
+        let ar = kind.ar.clone();
+        let stream = watcher::watcher(api, watcher::Config::default().labels(APP_LABEL))
+            .default_backoff()
+            .modify(move |o| o.fill_type(&ar));
         let stream = reflector::reflector(writer, stream);
         let state = Arc::new(KindState::default());
         let on_change = self.on_change.clone();
@@ -345,9 +316,6 @@ impl Cache {
                         st.listed.store(listed, Ordering::Release);
                         st.ready.store(true, Ordering::Release);
                         *st.error.lock() = None;
-                        let present: HashSet<String> =
-                            reader.state().iter().filter_map(|o| o.metadata.uid.clone()).collect();
-                        st.json.lock().retain(|uid, _| present.contains(uid));
                         overlay.lock().retain(|r, w| {
                             // What was written before this list started is in it.
                             !(r.group == ar.group
@@ -361,9 +329,6 @@ impl Cache {
                         st.saw(&o);
                         // The reflector has applied the event: is the object still there?
                         let present = reader.get(&KubeRef::from_obj_with(&o, ar.clone())).is_some();
-                        if !present && let Some(uid) = &o.metadata.uid {
-                            st.json.lock().remove(uid);
-                        }
                         let r = ref_of(&o, &ar);
                         let rv = o.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
                         let uid = o.metadata.uid.clone().unwrap_or_default();
@@ -440,7 +405,7 @@ impl Cache {
     /// The live object, as the cache (and the agent's latest writes) show it.
     pub fn get(&self, r: &ObjectRef, version: Option<&str>) -> Option<Arc<Value>> {
         let kc = self.kind_for(&r.group, &r.kind, version, &r.namespace);
-        let cached = kc.as_ref().and_then(|kc| kc.store.get(&key(r, &kc.kind)).map(|o| kc.json_of(&o)));
+        let cached = kc.as_ref().and_then(|kc| kc.store.get(&key(r, &kc.kind)).map(|o| o.json.clone()));
         match self.overlay.lock().get(r) {
             None => cached,
             Some(Written::Object { object, rv, rv_text, epoch }) => {
@@ -512,15 +477,10 @@ impl KindCache {
         let what = format!("{}/{}", self.kind.ar.api_version, self.kind.ar.kind);
         if self.namespace.is_empty() { what } else { format!("{what} in {}", self.namespace) }
     }
-
-    /// The object as JSON, converted once per resourceVersion.
-    fn json_of(&self, o: &DynamicObject) -> Arc<Value> {
-        json_memo(&mut self.state.json.lock(), o, &self.kind.ar)
-    }
 }
 
 impl KindState {
-    fn saw(&self, o: &DynamicObject) {
+    fn saw(&self, o: &Watched) {
         if let Some(rv) = o.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()) {
             self.seen_rv.fetch_max(rv, Ordering::AcqRel);
         }
@@ -533,18 +493,15 @@ const OWNED_KINDS: [(&str, &str, &str); 2] = [("apps", "v1", "ReplicaSet"), ("",
 
 /// Owned objects by the uid of their controller owner: shared with the reflectors' stores
 /// (no copy), with the index of their kind in `stores`.
-type ByOwner = HashMap<String, Vec<(usize, Arc<DynamicObject>)>>;
+type ByOwner = HashMap<String, Vec<Arc<Watched>>>;
 
 /// Reflectors of owned objects, with an index by controller owner uid.
 struct OwnedCache {
-    stores: Vec<(ApiResource, Store<DynamicObject>)>,
+    stores: Vec<Store<Watched>>,
     /// Bumped on every event; the index is rebuilt when it lags.
     generation: Arc<AtomicU64>,
     /// (generation it was built at, owner uid → objects).
     index: Mutex<(u64, ByOwner)>,
-    /// Objects as JSON by uid, for the resourceVersion they were converted at (only those
-    /// still in the index are kept).
-    json: Mutex<JsonMemo>,
     _tasks: Vec<AbortOnDrop<()>>,
 }
 
@@ -558,14 +515,16 @@ fn controller_of(meta: &kube::api::ObjectMeta) -> Option<(&str, &str, &str)> {
 }
 
 /// Keeps what the tree and health read: identity, owner, deletion, the few spec fields
-/// health looks at, and status.
-fn strip(o: &mut DynamicObject) {
-    let m = &mut o.metadata;
-    m.managed_fields = None;
-    m.annotations = None;
-    m.labels = None;
-    m.finalizers = None;
-    if let Some(spec) = o.data.get_mut("spec").and_then(Value::as_object_mut) {
+/// health looks at, and status (and `apiVersion` and `kind`, filled in from `ar` where a list
+/// left them out).
+fn strip(o: &mut Watched, ar: &ApiResource) {
+    o.metadata.labels = None;
+    o.fill_type(ar);
+    let json = o.json_mut();
+    if let Some(m) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.retain(|k, _| !matches!(k.as_str(), "managedFields" | "annotations" | "labels" | "finalizers"));
+    }
+    if let Some(spec) = json.get_mut("spec").and_then(Value::as_object_mut) {
         spec.retain(|k, _| matches!(k.as_str(), "replicas" | "restartPolicy"));
     }
 }
@@ -582,7 +541,7 @@ impl OwnedCache {
         let mut stores = Vec::new();
         let mut tasks = Vec::new();
         // ReplicaSets by the namespace their watch covers ("" for all).
-        let rs_stores: Arc<Mutex<HashMap<String, Store<DynamicObject>>>> = Default::default();
+        let rs_stores: Arc<Mutex<HashMap<String, Store<Watched>>>> = Default::default();
         let watches =
             OWNED_KINDS.iter().flat_map(|k| scope.watched(true).into_iter().map(move |namespace| (*k, namespace)));
         for ((group, version, kind), watched) in watches {
@@ -594,11 +553,12 @@ impl OwnedCache {
             if kind == "ReplicaSet" {
                 rs_stores.lock().insert(watched.clone(), store.clone());
             }
-            let api: Api<DynamicObject> = scoped_api(client, &ar, &watched);
+            let api = scoped_api(client, &ar, &watched);
             // Small list pages: the first list of a big cluster's Pods is never whole in memory.
+            let stripped = ar.clone();
             let stream = watcher::watcher(api, watcher::Config::default().page_size(100))
                 .default_backoff()
-                .modify(strip)
+                .modify(move |o| strip(o, &stripped))
                 // Only what has a controller owner can be in a tree.
                 .filter(|e| {
                     std::future::ready(match e {
@@ -675,16 +635,10 @@ impl OwnedCache {
                     }
                 }
             });
-            stores.push((ar, store));
+            stores.push(store);
             tasks.push(AbortOnDrop(task));
         }
-        Self {
-            stores,
-            generation,
-            index: Mutex::new((u64::MAX, HashMap::new())),
-            json: Default::default(),
-            _tasks: tasks,
-        }
+        Self { stores, generation, index: Mutex::new((u64::MAX, HashMap::new())), _tasks: tasks }
     }
 
     fn owned_by(&self, namespace: &str, uid: &str) -> Vec<Arc<Value>> {
@@ -692,28 +646,22 @@ impl OwnedCache {
         let mut index = self.index.lock();
         if index.0 != now {
             let mut by_owner = ByOwner::new();
-            for (i, (_, store)) in self.stores.iter().enumerate() {
+            for store in &self.stores {
                 for o in store.state() {
                     if let Some((_, _, owner)) = controller_of(&o.metadata) {
-                        by_owner.entry(owner.to_string()).or_default().push((i, o.clone()));
+                        by_owner.entry(owner.to_string()).or_default().push(o.clone());
                     }
                 }
             }
-            let present: HashSet<&str> =
-                by_owner.values().flatten().filter_map(|(_, o)| o.metadata.uid.as_deref()).collect();
-            self.json.lock().retain(|uid, _| present.contains(uid.as_str()));
             *index = (now, by_owner);
         }
-        // Converted when asked for (only the owned objects of the workloads in a report), once
-        // per resourceVersion.
-        let mut memo = self.json.lock();
         index
             .1
             .get(uid)
             .map(|v| {
                 v.iter()
-                    .filter(|(_, o)| o.metadata.namespace.as_deref() == Some(namespace))
-                    .map(|(i, o)| json_memo(&mut memo, o, &self.stores[*i].0))
+                    .filter(|o| o.metadata.namespace.as_deref() == Some(namespace))
+                    .map(|o| o.json.clone())
                     .collect()
             })
             .unwrap_or_default()
@@ -727,11 +675,11 @@ impl bosun_core::tree::Owned for Cache {
 }
 
 /// The API a reflector watches: across the cluster (`watched` empty) or in one namespace.
-fn scoped_api(client: &kube::Client, ar: &ApiResource, watched: &str) -> Api<DynamicObject> {
+fn scoped_api(client: &kube::Client, ar: &ApiResource, watched: &str) -> Api<Watched> {
     crate::kube::dynamic_api(client, ar, (!watched.is_empty()).then_some(watched))
 }
 
-fn key(r: &ObjectRef, kind: &Kind) -> KubeRef<DynamicObject> {
+fn key(r: &ObjectRef, kind: &Kind) -> KubeRef<Watched> {
     let k = KubeRef::new_with(&r.name, kind.ar.clone());
     if kind.namespaced { k.within(&r.namespace) } else { k }
 }

@@ -80,7 +80,10 @@ fn namespaced(caps: &ApiCapabilities) -> bool {
 
 /// The API of a kind in one namespace, or across the cluster (`None`: every namespace, or a
 /// cluster-scoped kind).
-pub fn dynamic_api(client: &kube::Client, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+pub fn dynamic_api<K>(client: &kube::Client, ar: &ApiResource, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
+{
     match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
         None => Api::all_with(client.clone(), ar),
@@ -312,7 +315,10 @@ mod tests {
             &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
             "customresourcedefinitions",
         );
-        dynamic_api(&client, &crds, None).delete("widgets.example.com", &Default::default()).await.unwrap();
+        dynamic_api::<DynamicObject>(&client, &crds, None)
+            .delete("widgets.example.com", &Default::default())
+            .await
+            .unwrap();
         api.apply(&crd("Cluster")).await.unwrap();
 
         let first = api.apply(&widget).await.unwrap_err();

@@ -16,6 +16,7 @@ pub mod link;
 pub mod metrics;
 pub mod queue;
 pub mod state;
+pub mod watched;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
