@@ -353,8 +353,9 @@ fn app_of_file(stem: &str) -> Option<String> {
 
 /// The newest usable version of a record of the state directory, made durable (the agent
 /// counts what it starts from as on disk). When no version is usable, the damaged files are
-/// renamed aside with a log line naming them; a damaged slot beside a usable one is what a
-/// write killed half-way leaves, and is overwritten by the next write.
+/// renamed aside with a log line naming them. A damaged slot beside a usable one is what a
+/// write killed half-way leaves (or damage to the newest copy, which then falls back to the
+/// one before it); it is logged and overwritten by the next write.
 fn read_or_set_aside<T: serde::de::DeserializeOwned>(record: &Record) -> Option<T> {
     let parse = |b: &[u8]| serde_json::from_slice(b).map_err(|e| format!("not valid agent state: {e}"));
     let read = match record.read(true, parse) {
@@ -366,7 +367,8 @@ fn read_or_set_aside<T: serde::de::DeserializeOwned>(record: &Record) -> Option<
     };
     if read.value.is_some() {
         for (file, why) in &read.damaged {
-            tracing::debug!(file = %file.display(), reason = %why, "an older copy of an agent state file is unusable; it will be overwritten");
+            tracing::warn!(file = %file.display(), reason = %why,
+                "a copy of an agent state file is unusable (a write cut short, or damage); the newest usable copy is used and this one will be overwritten");
         }
         return read.value;
     }

@@ -309,11 +309,15 @@ async fn a_damaged_agent_state_is_set_aside_and_recovered() {
     let root = tmp.path();
     let OneApp { repo: _repo, rev, cp, c1, mut agent } = one_app(root, &["--auto-sync", "--self-heal"]).await;
 
-    // Truncated state and a corrupted cached bundle.
+    // Truncated state (both copies: one alone falls back to the other) and a corrupted
+    // cached bundle.
     agent.kill();
-    let state = agent.state_dir.join("state.json");
-    let bytes = std::fs::read(&state).unwrap();
-    std::fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
+    for copy in ["state.json", "state.json.alt"] {
+        let state = agent.state_dir.join(copy);
+        if let Ok(bytes) = std::fs::read(&state) {
+            std::fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
+        }
+    }
     let bundles: Vec<_> = std::fs::read_dir(agent.state_dir.join("bundles")).unwrap().flatten().collect();
     assert!(!bundles.is_empty());
     for b in &bundles {
