@@ -523,22 +523,23 @@ fn fleet_for<'a>(st: &'a State, cluster: &str) -> schedule::Fleet<'a> {
 
 fn fleet_of<'a>(st: &'a State, only: Option<&str>) -> schedule::Fleet<'a> {
     let now = now();
-    let clusters = st
-        .clusters
-        .iter()
-        .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
-        .map(|(_, c)| {
-            let c = &c.value;
-            let view = schedule::Cluster {
-                name: &c.record.name,
-                labels: &c.record.labels,
-                selector_labels: std::borrow::Cow::Borrowed(&c.selector_labels),
-                connected: st.connected(&c.record.name, now),
-                last_seen: st.last_seen(&c.record.name),
-            };
-            (c.record.name.as_str(), view)
-        })
-        .collect();
+    let view = |c: &'a cache::Versioned<cache::ClusterEntry>| {
+        let c = &c.value;
+        let view = schedule::Cluster {
+            name: &c.record.name,
+            labels: &c.record.labels,
+            selector_labels: std::borrow::Cow::Borrowed(&c.selector_labels),
+            connected: st.connected(&c.record.name, now),
+            last_seen: st.last_seen(&c.record.name),
+        };
+        (c.record.name.as_str(), view)
+    };
+    // One cluster is looked up, not found among all of them: a report costs the same
+    // whatever the size of the fleet.
+    let clusters = match only {
+        Some(name) => st.clusters.get(name).map(view).into_iter().collect(),
+        None => st.clusters.values().map(view).collect(),
+    };
     let apps = st.apps.values().map(|a| (a.value.name.as_str(), scheduled(&a.value))).collect();
     let statuses = &st.statuses;
     schedule::Fleet {

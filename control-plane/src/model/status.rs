@@ -56,7 +56,8 @@ fn completes(previous: Option<&ClusterAppStatus>, status: &ClusterAppStatus) -> 
 /// The transaction recording `batch` on top of the cache, or `None` when nothing in it is
 /// for an Application assigned to its cluster.
 fn build(st: &State, batch: &[&ClusterAppStatus]) -> Option<Txn> {
-    let mut statuses: BTreeMap<(String, String), ClusterAppStatus> = BTreeMap::new();
+    // The newest report of each pair in the batch (borrowed: reports carry every resource).
+    let mut statuses: BTreeMap<(String, String), &ClusterAppStatus> = BTreeMap::new();
     let mut counters: BTreeMap<String, u64> = BTreeMap::new();
     let mut entries: BTreeMap<(String, String), BTreeMap<u64, HistoryEntry>> = BTreeMap::new();
     let mut txn = Txn::new();
@@ -72,8 +73,8 @@ fn build(st: &State, batch: &[&ClusterAppStatus]) -> Option<Txn> {
             continue;
         }
         let key = (app.clone(), cluster.clone());
-        let previous = statuses.get(&key).cloned().or_else(|| st.statuses.get(&key).map(|s| (*s.value).clone()));
-        if completes(previous.as_ref(), status) {
+        let previous = statuses.get(&key).copied().or_else(|| st.statuses.get(&key).map(|s| &*s.value));
+        if completes(previous, status) {
             let known = st
                 .history
                 .get(&key)
@@ -95,7 +96,7 @@ fn build(st: &State, batch: &[&ClusterAppStatus]) -> Option<Txn> {
                 *next += 1;
                 // A sync that consumed a new sync request was asked for by someone; others
                 // are automated.
-                let previous_request = previous.as_ref().map(|p| p.observed_sync_request).unwrap_or(0);
+                let previous_request = previous.map(|p| p.observed_sync_request).unwrap_or(0);
                 let initiated_by = if status.observed_sync_request > previous_request {
                     format!("sync request {}", status.observed_sync_request)
                 } else {
@@ -116,7 +117,7 @@ fn build(st: &State, batch: &[&ClusterAppStatus]) -> Option<Txn> {
                 );
             }
         }
-        statuses.insert(key, (*status).clone());
+        statuses.insert(key, status);
     }
     if statuses.is_empty() {
         return None;
@@ -153,7 +154,7 @@ fn build(st: &State, batch: &[&ClusterAppStatus]) -> Option<Txn> {
         }
     }
     for ((app, cluster), s) in statuses {
-        txn = txn.put(status_key(&app, &cluster), encode(&s));
+        txn = txn.put(status_key(&app, &cluster), encode(s));
     }
     Some(txn)
 }
