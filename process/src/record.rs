@@ -266,6 +266,11 @@ mod tests {
         r.read(false, text).unwrap().value
     }
 
+    /// What a new process reads.
+    fn reread(path: &Path) -> Option<String> {
+        read(&Record::new(path, 0o600))
+    }
+
     #[test]
     fn the_newest_version_is_read_back_by_a_new_process() {
         let dir = tempfile::tempdir().unwrap();
@@ -281,13 +286,13 @@ mod tests {
         assert_eq!(found.value.as_deref(), Some("third"));
         assert!(found.damaged.is_empty());
         again.write(b"fourth", false).unwrap();
-        assert_eq!(read(&Record::new(&path, 0o600)).as_deref(), Some("fourth"));
+        assert_eq!(reread(&path).as_deref(), Some("fourth"));
         // A process that writes without reading first learns the slots before writing: a
         // write it is killed in leaves the newest version, and the next one wins.
         Record::new(&path, 0o600).write_cut(b"fifth", false, 12).unwrap();
-        assert_eq!(read(&Record::new(&path, 0o600)).as_deref(), Some("fourth"));
+        assert_eq!(reread(&path).as_deref(), Some("fourth"));
         Record::new(&path, 0o600).write(b"fifth", false).unwrap();
-        assert_eq!(read(&Record::new(&path, 0o600)).as_deref(), Some("fifth"));
+        assert_eq!(reread(&path).as_deref(), Some("fifth"));
         for p in [&path, &dir.path().join("web.json.alt")] {
             assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
         }
@@ -309,9 +314,9 @@ mod tests {
         assert_eq!(r.read(true, text).unwrap().value.as_deref(), Some("{\"generation\": 3}"));
         // Killed during the first write: the old file is untouched.
         r.write_cut(b"{\"generation\": 4}", false, 20).unwrap();
-        assert_eq!(read(&Record::new(&path, 0o600)).as_deref(), Some("{\"generation\": 3}"));
+        assert_eq!(reread(&path).as_deref(), Some("{\"generation\": 3}"));
         r.write(b"{\"generation\": 4}", false).unwrap();
-        assert_eq!(read(&Record::new(&path, 0o600)).as_deref(), Some("{\"generation\": 4}"));
+        assert_eq!(reread(&path).as_deref(), Some("{\"generation\": 4}"));
     }
 
     #[test]
@@ -324,14 +329,14 @@ mod tests {
         r.write(&big, false).unwrap();
         r.write(b"small", false).unwrap();
         r.write(b"tiny", false).unwrap();
-        assert_eq!(read(&Record::new(&path, 0o600)).as_deref(), Some("tiny"));
+        assert_eq!(reread(&path).as_deref(), Some("tiny"));
         for p in [&path, &dir.path().join("r.alt")] {
             assert!(std::fs::metadata(p).unwrap().len() < 100, "cut to size");
         }
         let r = Record::new(&path, 0o600);
         r.write(b"a version of forty bytes, give or take..", false).unwrap();
         r.write(b"shorter", false).unwrap();
-        assert_eq!(read(&Record::new(&path, 0o600)).as_deref(), Some("shorter"));
+        assert_eq!(reread(&path).as_deref(), Some("shorter"));
     }
 
     #[test]
