@@ -6,6 +6,7 @@
 //! write the later writes are not attempted (the operation fails and may be retried). Every
 //! result is recorded in the cache, so the next pass sees what was written.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -85,7 +86,7 @@ async fn one(cluster: &ClusterApi, view: &View<'_>, action: &Action, after_crd: 
         Action::Apply { object, replace, force } => {
             match apply(cluster, view, object, *replace, *force, after_crd).await {
                 Ok(out) => {
-                    view.cache.wrote(&out);
+                    view.cache.wrote(out);
                     Outcome::Done
                 }
                 Err(e) => {
@@ -96,9 +97,9 @@ async fn one(cluster: &ClusterApi, view: &View<'_>, action: &Action, after_crd: 
         }
         Action::Create { key, object } => match with_new_kinds(after_crd, || cluster.create(object)).await {
             Ok(out) => {
-                view.cache.wrote(&out);
                 let name = out["metadata"]["name"].as_str().unwrap_or_default().to_string();
                 let uid = out["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+                view.cache.wrote(out);
                 info!(hook = %key, name, "hook created");
                 Outcome::Created { key: key.clone(), name, uid }
             }
@@ -110,7 +111,7 @@ async fn one(cluster: &ClusterApi, view: &View<'_>, action: &Action, after_crd: 
         Action::Delete { r, uid, propagation, why } => match cluster.delete(r, uid, None, *propagation).await {
             Ok(d) => {
                 match &d {
-                    Deleted::Pending(o) => view.cache.wrote(o),
+                    Deleted::Pending(o) => view.cache.wrote(o.clone()),
                     Deleted::Gone => view.cache.deleted(r, uid),
                     Deleted::Replaced => {}
                 }
@@ -134,10 +135,10 @@ async fn one(cluster: &ClusterApi, view: &View<'_>, action: &Action, after_crd: 
 
 /// Right after a CRD was applied its kind may take a moment to be served: an unknown kind is
 /// looked up again for a few seconds then.
-async fn with_new_kinds<F, Fut>(after_crd: bool, f: F) -> Result<Value, KubeError>
+async fn with_new_kinds<F, Fut>(after_crd: bool, f: F) -> Result<Arc<Value>, KubeError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Value, KubeError>>,
+    Fut: std::future::Future<Output = Result<Arc<Value>, KubeError>>,
 {
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
@@ -153,7 +154,7 @@ async fn apply(
     replace: bool,
     force: bool,
     after_crd: bool,
-) -> Result<Value, KubeError> {
+) -> Result<Arc<Value>, KubeError> {
     let Some(r) = ObjectRef::of(object) else { return Err(KubeError::NoIdentity { verb: "apply" }) };
     let live = view.get(&r);
     let result = with_new_kinds(after_crd, || async {

@@ -455,14 +455,14 @@ impl Cache {
     }
 
     /// Records what a write returned (an apply, a create, a delete that is pending).
-    pub fn wrote(&self, object: &Value) {
-        let Some(r) = ObjectRef::of(object) else { return };
+    pub fn wrote(&self, object: Arc<Value>) {
+        let Some(r) = ObjectRef::of(&object) else { return };
         let epoch = self
             .kind_for(&r.group, &r.kind, None, &r.namespace)
             .map(|kc| kc.state.epoch.load(Ordering::Acquire))
             .unwrap_or(0);
-        let (rv, rv_text) = rv_of(object);
-        self.overlay.lock().insert(r, Written::Object { object: Arc::new(object.clone()), rv, rv_text, epoch });
+        let (rv, rv_text) = rv_of(&object);
+        self.overlay.lock().insert(r, Written::Object { object, rv, rv_text, epoch });
     }
 
     /// Records that a delete removed the object at once.

@@ -1,14 +1,18 @@
 //! The agent's Kubernetes shell: resolving kinds through discovery (cached), reading,
 //! server-side applying and deleting objects. Only the agent talks to a Kubernetes API.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bosun_core::ObjectRef;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope};
 use parking_lot::Mutex;
 use serde_json::Value;
+
+use crate::watched::Watched;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -55,7 +59,7 @@ fn classify_discovery(object: String, kind: String, source: kube::Error) -> Kube
 #[derive(Debug, Clone, PartialEq)]
 pub enum Deleted {
     /// Deletion started; finalizers or dependents (foreground) hold the object for now.
-    Pending(Value),
+    Pending(Arc<Value>),
     Gone,
     /// The object is not the one seen (another uid, or changed since): it was left alone.
     Replaced,
@@ -66,12 +70,21 @@ fn identity(obj: &Value, verb: &'static str) -> Result<ObjectRef, KubeError> {
 }
 
 /// The body to send: without a namespace when the kind is cluster-scoped.
-fn scoped(obj: &Value, namespaced: bool) -> Value {
+fn scoped(obj: &Value, namespaced: bool) -> Cow<'_, Value> {
+    if namespaced || obj["metadata"].get("namespace").is_none() {
+        return Cow::Borrowed(obj);
+    }
     let mut o = obj.clone();
-    if !namespaced && let Some(m) = o["metadata"].as_object_mut() {
+    if let Some(m) = o["metadata"].as_object_mut() {
         m.remove("namespace");
     }
-    o
+    Cow::Owned(o)
+}
+
+/// What the server returned, as JSON with its type (`apiVersion`, `kind`).
+fn typed(mut out: Watched, ar: &ApiResource) -> Arc<Value> {
+    out.fill_type(ar);
+    out.json
 }
 
 fn namespaced(caps: &ApiCapabilities) -> bool {
@@ -138,23 +151,23 @@ impl ClusterApi {
         Ok((ar, namespaced(&caps)))
     }
 
-    fn api(&self, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
+    fn api(&self, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<Watched> {
         dynamic_api(&self.client, ar, namespaced.then_some(ns))
     }
 
     /// Server-side apply under the agent's field manager, taking over conflicting fields.
     /// The namespace of a cluster-scoped kind is dropped (it may have been defaulted before
     /// the kind was known). Returns the object as the server stored it.
-    pub async fn apply(&self, obj: &Value) -> Result<Value, KubeError> {
+    pub async fn apply(&self, obj: &Value) -> Result<Arc<Value>, KubeError> {
         let (ar, namespaced) = self.resolve(obj).await?;
         let r = identity(obj, "apply")?;
         let api = self.api(&ar, namespaced, &r.namespace);
         let pp = PatchParams::apply(&self.field_manager).force();
-        let out = api.patch(&r.name, &pp, &Patch::Apply(scoped(obj, namespaced))).await.map_err(|source| {
+        let out = api.patch(&r.name, &pp, &Patch::Apply(&*scoped(obj, namespaced))).await.map_err(|source| {
             self.forget_if_not_served(obj, &source);
             KubeError::Api { object: r.to_string(), verb: "apply", source }
         })?;
-        Ok(serde_json::to_value(out).unwrap_or_default())
+        Ok(typed(out, &ar))
     }
 
     /// An apply answered 404 means the kind is no longer served at the version discovery
@@ -171,44 +184,44 @@ impl ClusterApi {
 
     /// Replaces the object (Replace=true): PUT at the live resourceVersion, or apply when it
     /// does not exist yet.
-    pub async fn replace(&self, obj: &Value, live: Option<&Value>) -> Result<Value, KubeError> {
+    pub async fn replace(&self, obj: &Value, live: Option<&Value>) -> Result<Arc<Value>, KubeError> {
         let Some(live) = live else { return self.apply(obj).await };
         let (ar, namespaced) = self.resolve(obj).await?;
         let r = identity(obj, "replace")?;
         let api = self.api(&ar, namespaced, &r.namespace);
-        let mut body = scoped(obj, namespaced);
+        let mut body = scoped(obj, namespaced).into_owned();
         body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
-        let dynamic: DynamicObject = serde_json::from_value(body).map_err(|e| KubeError::Api {
+        let body = Watched::from_json(body).map_err(|e| KubeError::Api {
             object: r.to_string(),
             verb: "replace",
             source: kube::Error::SerdeError(e),
         })?;
         let pp = kube::api::PostParams { field_manager: Some(self.field_manager.clone()), ..Default::default() };
-        let out = api.replace(&r.name, &pp, &dynamic).await.map_err(|source| KubeError::Api {
+        let out = api.replace(&r.name, &pp, &body).await.map_err(|source| KubeError::Api {
             object: r.to_string(),
             verb: "replace",
             source,
         })?;
-        Ok(serde_json::to_value(out).unwrap_or_default())
+        Ok(typed(out, &ar))
     }
 
     /// Creates an object (`POST`): hooks, whose name may be generated by the server.
-    pub async fn create(&self, obj: &Value) -> Result<Value, KubeError> {
+    pub async fn create(&self, obj: &Value) -> Result<Arc<Value>, KubeError> {
         let (ar, namespaced) = self.resolve(obj).await?;
         let r = identity(obj, "create")?;
         let api = self.api(&ar, namespaced, &r.namespace);
-        let dynamic: DynamicObject = serde_json::from_value(scoped(obj, namespaced)).map_err(|e| KubeError::Api {
+        let body = Watched::from_json(scoped(obj, namespaced).into_owned()).map_err(|e| KubeError::Api {
             object: r.to_string(),
             verb: "create",
             source: kube::Error::SerdeError(e),
         })?;
         let pp = kube::api::PostParams { field_manager: Some(self.field_manager.clone()), ..Default::default() };
-        let out = api.create(&pp, &dynamic).await.map_err(|source| KubeError::Api {
+        let out = api.create(&pp, &body).await.map_err(|source| KubeError::Api {
             object: r.to_string(),
             verb: "create",
             source,
         })?;
-        Ok(serde_json::to_value(out).unwrap_or_default())
+        Ok(typed(out, &ar))
     }
 
     /// Deletes an object only if it is still the one seen: `uid` (and `resource_version`,
@@ -237,7 +250,7 @@ impl ClusterApi {
         match api.delete(&r.name, &dp).await {
             // The object while its finalizers or dependents hold it, or a Status once it is gone.
             Ok(outcome) => Ok(match outcome.left() {
-                Some(o) => Deleted::Pending(serde_json::to_value(o).unwrap_or_default()),
+                Some(o) => Deleted::Pending(typed(o, &ar)),
                 None => Deleted::Gone,
             }),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(Deleted::Gone),
@@ -315,7 +328,7 @@ mod tests {
             &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
             "customresourcedefinitions",
         );
-        dynamic_api::<DynamicObject>(&client, &crds, None)
+        dynamic_api::<kube::api::DynamicObject>(&client, &crds, None)
             .delete("widgets.example.com", &Default::default())
             .await
             .unwrap();

@@ -1,6 +1,6 @@
-//! The objects the agent's reflectors hold: each as the JSON its watch delivered, shared with
-//! every pass that reads it, beside the few metadata fields the reflector and the wake-ups
-//! key on.
+//! The objects the agent's reflectors hold and its writes return: each as the JSON the API
+//! server delivered, shared with every pass that reads it, beside the few metadata fields the
+//! reflector and the wake-ups key on.
 //!
 //! Passes judge objects as JSON (`bosun_core` diffs and health read `serde_json::Value`s). A
 //! `DynamicObject` would keep the metadata typed and need converting back to JSON — every
@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ApiResource, ObjectMeta};
 use kube::core::DynamicResourceScope;
 use kube::core::Resource;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// An object as its watch delivered it.
@@ -45,6 +45,11 @@ impl Watched {
                 o.insert("kind".into(), Value::String(ar.kind.clone()));
             }
         }
+    }
+
+    /// An object to send (a body to create or replace), read like a delivered one.
+    pub fn from_json(json: Value) -> Result<Self, serde_json::Error> {
+        Watched::deserialize(json)
     }
 
     /// The JSON, to change before the reflector stores it (no other holder yet).
@@ -80,6 +85,13 @@ impl<'de> Deserialize<'de> for Watched {
             ..Default::default()
         };
         Ok(Watched { metadata, json: Arc::new(json) })
+    }
+}
+
+/// Sent as its JSON.
+impl Serialize for Watched {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
     }
 }
 
