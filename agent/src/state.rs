@@ -171,7 +171,10 @@ impl StateDir {
     /// Forgets an Application (it left the cluster and its objects are gone).
     pub async fn remove_memory(&self, app: &str) -> anyhow::Result<()> {
         let record = self.memory_record(app);
-        blocking(move || Ok(record.remove()?)).await
+        blocking(move || Ok(record.remove()?)).await?;
+        // Forgotten here too (an Application assigned again later reads its files afresh).
+        self.memories.lock().remove(app);
+        Ok(())
     }
 
     fn memory_record(&self, app: &str) -> Arc<Record> {
