@@ -25,8 +25,12 @@ fuzz_target!(|data: &[u8]| {
         path: path.into(),
         recurse: false,
     };
-    // Another repository is never touched.
-    assert!(!push.touches(&source("https://elsewhere.invalid/other/repo", &pushed, "")));
+    // Another repository is never touched (the fuzzer may make the push name the very
+    // repository the check calls another: then it is not another).
+    let elsewhere = "https://elsewhere.invalid/other/repo";
+    if !push.repos.contains(&normalize_repo_url(elsewhere)) {
+        assert!(!push.touches(&source(elsewhere, &pushed, "")));
+    }
     let repo = push.repos[0].clone();
     // Another branch is never touched.
     assert!(!push.touches(&source(&repo, &format!("{pushed}-not-this-one"), "")));
