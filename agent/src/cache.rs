@@ -173,7 +173,7 @@ fn uid_of(o: &Value) -> &str {
     o["metadata"]["uid"].as_str().unwrap_or_default()
 }
 
-/// The object as JSON, with apiVersion and kind (list items may come without them).
+/// The identity of a watched object of the kind `ar`.
 fn ref_of(o: &Watched, ar: &ApiResource) -> ObjectRef {
     ObjectRef {
         group: ar.group.clone(),
@@ -492,7 +492,7 @@ impl KindState {
 const OWNED_KINDS: [(&str, &str, &str); 2] = [("apps", "v1", "ReplicaSet"), ("", "v1", "Pod")];
 
 /// Owned objects by the uid of their controller owner: shared with the reflectors' stores
-/// (no copy), with the index of their kind in `stores`.
+/// (no copy).
 type ByOwner = HashMap<String, Vec<Arc<Watched>>>;
 
 /// Reflectors of owned objects, with an index by controller owner uid.
