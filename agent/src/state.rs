@@ -487,4 +487,35 @@ mod tests {
         dir.remove_memory("api").await.unwrap();
         assert!(dir.load().await.unwrap().memory.is_empty());
     }
+
+    #[tokio::test]
+    async fn a_memory_write_cut_short_leaves_the_durable_copy_and_nothing_is_set_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let memory = |uid: &str| Memory { app_uid: uid.into(), ..Default::default() };
+        let dir = Arc::new(StateDir::new(tmp.path()).unwrap());
+        dir.persist_memory("web", &memory("durable"), true).await.unwrap();
+        dir.persist_memory("web", &memory("later"), false).await.unwrap();
+        // A new agent reads the newest copy.
+        let again = Arc::new(StateDir::new(tmp.path()).unwrap());
+        assert_eq!(again.load().await.unwrap().memory["web"].app_uid, "later");
+        // A durable write, then one killed half-way: the durable copy is read (the torn write
+        // went to the other slot, over the older copy).
+        again.persist_memory("web", &memory("durable"), true).await.unwrap();
+        let bytes = serde_json::to_vec(&memory("torn")).unwrap();
+        again.memory_record("web").write_cut(&bytes, false, 40).unwrap();
+        let third = Arc::new(StateDir::new(tmp.path()).unwrap());
+        assert_eq!(third.load().await.unwrap().memory["web"].app_uid, "durable");
+        let names: BTreeSet<String> = std::fs::read_dir(third.path(APPS_DIR))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, BTreeSet::from(["web.json".to_string(), "web.json.alt".to_string()]), "nothing set aside");
+        // And the state file likewise.
+        let state = parking_lot::Mutex::new(DesiredState::new("c1".into(), 7, vec![], vec![]));
+        third.persist(&state).await.unwrap();
+        third.state.write_cut(b"{\"cluster\": \"c1\", \"generation\": 8", true, 30).unwrap();
+        let fourth = Arc::new(StateDir::new(tmp.path()).unwrap());
+        assert_eq!(fourth.load().await.unwrap().desired.generation, 7);
+    }
 }
