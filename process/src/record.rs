@@ -95,7 +95,9 @@ impl Record {
         make_durable: bool,
         parse: impl Fn(&[u8]) -> Result<T, String>,
     ) -> io::Result<Read<T>> {
-        let slots = guard.insert(Slots::default());
+        // Kept only once the files are read: a read that fails leaves the record unlearned,
+        // so the next write reads again instead of writing over a slot it knows nothing of.
+        let mut slots = Slots::default();
         let mut found = Vec::new();
         let mut damaged = Vec::new();
         for (i, path) in self.paths.iter().enumerate() {
@@ -120,11 +122,13 @@ impl Record {
                         slots.durable = Some(i);
                         slots.entry_durable[i] = true;
                     }
+                    *guard = Some(slots);
                     return Ok(Read { value: Some(value), damaged });
                 }
                 Err(why) => damaged.push((self.paths[i].clone(), format!("version {seq}: {why}"))),
             }
         }
+        *guard = Some(slots);
         Ok(Read { value: None, damaged })
     }
 
@@ -317,6 +321,27 @@ mod tests {
         assert_eq!(reread(&path).as_deref(), Some("{\"generation\": 3}"));
         r.write(b"{\"generation\": 4}", false).unwrap();
         assert_eq!(reread(&path).as_deref(), Some("{\"generation\": 4}"));
+    }
+
+    #[test]
+    fn a_write_whose_first_read_failed_reads_again_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r");
+        let alt = dir.path().join("r.alt");
+        let r = Record::new(&path, 0o600);
+        r.write(b"first", true).unwrap();
+        r.write(b"second", false).unwrap();
+        // A new process whose first look at the files fails (a directory in a slot's place).
+        let kept = dir.path().join("kept");
+        std::fs::rename(&alt, &kept).unwrap();
+        std::fs::create_dir(&alt).unwrap();
+        let b = Record::new(&path, 0o600);
+        assert!(b.write(b"third", false).is_err());
+        std::fs::remove_dir(&alt).unwrap();
+        std::fs::rename(&kept, &alt).unwrap();
+        // Its next write learns the slots first: it lands after "second", not under it.
+        b.write(b"fourth", false).unwrap();
+        assert_eq!(reread(&path).as_deref(), Some("fourth"));
     }
 
     #[test]
