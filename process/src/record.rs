@@ -16,6 +16,10 @@
 //! - reading takes the version with the highest sequence number whose length and checksum
 //!   hold. A file without the header (written whole by an older version) is read as the
 //!   oldest version.
+//! - a sequence number is never written twice, and a slot found damaged is emptied (durably)
+//!   before it is written again: a new header can begin with the same bytes as the one it
+//!   overwrites, so a write torn there over a version the reader could no longer see would
+//!   otherwise bring that version back.
 //!
 //! Bytes left after the content (a shorter version written over a longer one) are ignored;
 //! the file is cut when they exceed [`SLACK`].
@@ -53,6 +57,12 @@ struct Slots {
     durable: Option<usize>,
     /// Slots whose directory entry is known durable.
     entry_durable: [bool; 2],
+    /// Slots whose bytes may hide a complete version this process does not know of: one
+    /// found damaged (a write killed in the middle of it, over a version the read could no
+    /// longer see), or one a write of this process failed in. Emptied durably before it is
+    /// written again: a write torn in the same place could otherwise bring that version back,
+    /// since the new header can be a prefix of the old one.
+    unclean: [bool; 2],
 }
 
 /// What [`Record::read`] found.
@@ -104,7 +114,10 @@ impl Record {
             match std::fs::read(path) {
                 Ok(bytes) => match decode(&bytes, i) {
                     Ok((seq, range)) => found.push((seq, i, bytes, range)),
-                    Err(why) => damaged.push((path.clone(), why)),
+                    Err(why) => {
+                        slots.unclean[i] = true;
+                        damaged.push((path.clone(), why));
+                    }
                 },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))),
@@ -159,8 +172,18 @@ impl Record {
         let mut bytes = format!("{MAGIC}{seq} {} {crc:08x}\n", content.len()).into_bytes();
         bytes.extend_from_slice(content);
         let path = &self.paths[target];
+        // The sequence number is spent whatever happens: it is never written with other
+        // content.
+        slots.seq = seq;
         let result = (|| {
             let f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(self.mode).open(path)?;
+            if slots.unclean[target] {
+                f.set_len(0)?;
+                f.sync_all()?;
+                slots.unclean[target] = false;
+            }
+            // Until the write completes, the slot is as unclean as a damaged one.
+            slots.unclean[target] = true;
             f.write_all_at(&bytes[..cut.min(bytes.len())], 0)?;
             if cut < bytes.len() {
                 return Ok(());
@@ -175,6 +198,7 @@ impl Record {
                     slots.entry_durable[target] = true;
                 }
             }
+            slots.unclean[target] = false;
             Ok(())
         })();
         // Whatever happened, the slot written to no longer holds what it held.
@@ -182,7 +206,6 @@ impl Record {
             slots.latest = None;
         }
         result.map_err(|e: io::Error| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
-        slots.seq = seq;
         slots.latest = Some(target);
         if durable {
             slots.durable = Some(target);
@@ -342,6 +365,29 @@ mod tests {
         // Its next write learns the slots first: it lands after "second", not under it.
         b.write(b"fourth", false).unwrap();
         assert_eq!(reread(&path).as_deref(), Some("fourth"));
+    }
+
+    #[test]
+    fn a_version_lost_to_a_killed_write_does_not_come_back_through_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r");
+        let r = Record::new(&path, 0o600);
+        r.write(b"one", true).unwrap();
+        r.write(b"two", false).unwrap();
+        // Killed in the middle of the header over "two": the durable "one" is what is left.
+        r.write_cut(b"three", false, MAGIC.len() + 1).unwrap();
+        let r = Record::new(&path, 0o600);
+        assert_eq!(r.read(true, text).unwrap().value.as_deref(), Some("one"));
+        // The next write takes the sequence number "two" had, into the slot still holding
+        // the rest of "two"'s header and content; killed at the same byte, it must not
+        // leave "two" readable again.
+        r.write_cut(b"four", false, MAGIC.len() + 1).unwrap();
+        assert_eq!(reread(&path).as_deref(), Some("one"));
+        // The next complete write wins.
+        let r = Record::new(&path, 0o600);
+        assert_eq!(r.read(true, text).unwrap().value.as_deref(), Some("one"));
+        r.write(b"five", false).unwrap();
+        assert_eq!(reread(&path).as_deref(), Some("five"));
     }
 
     #[test]
