@@ -62,7 +62,16 @@ directory from a backup (`bosun-control-plane restore --from BACKUP`)",
 pub struct Embedded {
     db: Arc<Database>,
     last: tokio::sync::watch::Sender<Revision>,
+    /// Reads running on the blocking pool at once. Past it, callers wait as tasks, not as
+    /// threads: a thousand agents connecting at once would otherwise start hundreds of
+    /// threads, each keeping its stack's memory.
+    readers: tokio::sync::Semaphore,
+    /// Write transactions, one at a time as redb runs them; the rest wait in order as tasks.
+    writer: tokio::sync::Semaphore,
 }
+
+/// Reads of the embedded store running at once.
+const READERS: usize = 8;
 
 impl Embedded {
     /// Opens (or creates) the store in the file at `path`.
@@ -76,13 +85,37 @@ impl Embedded {
             meta.get("revision").map_err(unavailable)?.map(|g| g.value()).unwrap_or(0)
         };
         tx.commit().map_err(unavailable)?;
-        Ok(Self { db: Arc::new(db), last: tokio::sync::watch::channel(revision).0 })
+        Ok(Self {
+            db: Arc::new(db),
+            last: tokio::sync::watch::channel(revision).0,
+            readers: tokio::sync::Semaphore::new(READERS),
+            writer: tokio::sync::Semaphore::new(1),
+        })
+    }
+
+    /// Runs a read on the blocking pool, once one of the [`READERS`] permits is free.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.blocking(&self.readers, f).await
+    }
+
+    /// Runs a write transaction on the blocking pool, after those asked for before it.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.blocking(&self.writer, f).await
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
+        permits: &tokio::sync::Semaphore,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // The semaphore is never closed.
+        let _permit = permits.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::Unavailable(e.to_string()))?
     }
@@ -100,7 +133,7 @@ fn split_record(key: &str, raw: &[u8]) -> Result<Record, StoreError> {
 impl Store for Embedded {
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let key = key.to_string();
-        self.blocking(move |db| {
+        self.read(move |db| {
             let tx = db.begin_read().map_err(unavailable)?;
             let t = tx.open_table(RECORDS).map_err(unavailable)?;
             t.get(key.as_str()).map_err(unavailable)?.map(|g| split_record(&key, g.value())).transpose()
@@ -110,7 +143,7 @@ impl Store for Embedded {
 
     async fn list(&self, prefix: &str) -> Result<Snapshot, StoreError> {
         let prefix = prefix.to_string();
-        self.blocking(move |db| {
+        self.read(move |db| {
             let tx = db.begin_read().map_err(unavailable)?;
             let revision = tx.open_table(META).map_err(unavailable)?.get("revision").map_err(unavailable)?;
             let revision = revision.map(|g| g.value()).unwrap_or(0);
@@ -130,7 +163,7 @@ impl Store for Embedded {
 
     async fn keys(&self, prefix: &str) -> Result<Vec<(String, Revision)>, StoreError> {
         let prefix = prefix.to_string();
-        self.blocking(move |db| {
+        self.read(move |db| {
             let tx = db.begin_read().map_err(unavailable)?;
             let t = tx.open_table(RECORDS).map_err(unavailable)?;
             let mut out = Vec::new();
@@ -150,7 +183,7 @@ impl Store for Embedded {
     async fn commit(&self, txn: Txn) -> Result<Revision, StoreError> {
         txn.validate()?;
         let revision = self
-            .blocking(move |db| {
+            .write(move |db| {
                 let tx = db.begin_write().map_err(unavailable)?;
                 let revision = {
                     let mut records = tx.open_table(RECORDS).map_err(unavailable)?;
@@ -197,7 +230,7 @@ impl Store for Embedded {
     }
 
     async fn changes(&self, after: Revision, max_commits: u64) -> Result<Vec<Change>, StoreError> {
-        self.blocking(move |db| {
+        self.read(move |db| {
             let tx = db.begin_read().map_err(unavailable)?;
             let compacted = tx.open_table(META).map_err(unavailable)?.get("compacted").map_err(unavailable)?;
             let oldest = compacted.map(|g| g.value()).unwrap_or(0);
@@ -225,7 +258,7 @@ impl Store for Embedded {
     }
 
     async fn compact(&self, through: Revision) -> Result<(), StoreError> {
-        self.blocking(move |db| {
+        self.write(move |db| {
             let tx = db.begin_write().map_err(unavailable)?;
             {
                 let mut meta = tx.open_table(META).map_err(unavailable)?;
