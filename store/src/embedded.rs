@@ -17,6 +17,14 @@ const FEED: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new(
 /// `revision` (last commit) and `compacted` (the feed starts after it).
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
 
+/// Memory redb may keep for pages it read or wrote (half of it at most for writes not yet
+/// committed). The control plane reads its records from its own model, fed by the change
+/// feed; what it asks the store for is the latest feed entries, bundles (cached above the
+/// store) and the records a commit checks, so a small cache holds what is read again.
+/// redb's default (1 GiB) would instead keep every page a fleet's status reports ever
+/// touched: a few KiB per cluster.
+pub const CACHE_BYTES: usize = 1 << 20;
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("the store (redb) is unavailable: {e}"))
 }
@@ -33,7 +41,7 @@ directory from a backup (`bosun-control-plane restore --from BACKUP`)",
         ))
     };
     let opened = std::panic::catch_unwind(|| -> Result<Database, String> {
-        let mut db = Database::create(path).map_err(|e| e.to_string())?;
+        let mut db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| e.to_string())?;
         match db.check_integrity() {
             Ok(true) => Ok(db),
             Ok(false) => Err("its integrity check failed and it was repaired; check what it holds".into()),
