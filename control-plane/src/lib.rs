@@ -12,6 +12,7 @@ pub mod backup;
 pub mod datadir;
 pub mod error;
 pub mod git;
+pub mod heap;
 pub mod https;
 pub mod legacy;
 pub mod metrics;
@@ -729,6 +730,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }))
     };
     cp.spawn_background();
+    tokio::spawn(heap::trim_after_bursts(stopped(stop_rx.clone())));
     let servers = async {
         tokio::try_join!(
             async { hooks.await.context("webhook endpoint") },
