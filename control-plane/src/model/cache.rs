@@ -222,7 +222,11 @@ impl State {
             let k = (app.to_string(), cluster.to_string());
             t.clusters.insert(cluster.to_string());
             match value.and_then(|v| decode::<ClusterAppStatus>(key, v)) {
-                Some(s) => {
+                Some(mut s) => {
+                    // Kept as long as the pair exists, one per Application and cluster:
+                    // without the room decoding left for more resources.
+                    s.resources.shrink_to_fit();
+                    s.children.shrink_to_fit();
                     let s = Arc::new(s);
                     t.statuses.push(s.clone());
                     self.statuses.insert(k, Versioned { value: s, version });
