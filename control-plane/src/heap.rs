@@ -4,8 +4,11 @@
 //! free a great deal in a few seconds. glibc's allocator keeps what was freed in the middle of
 //! its heaps for reuse and returns it only when asked (`malloc_trim`): after such a burst the
 //! control plane's resident memory stayed about 10 KiB per connected agent above what it
-//! holds. [`trim_after_bursts`] looks every [`TICK`] and trims when resident memory grew by
-//! [`GROWTH`] since the last trim while the allocator holds at least that much free.
+//! holds. [`trim_after_bursts`] looks every [`TICK`] and trims once a burst is over: when
+//! resident memory grew by [`GROWTH`] since the last trim, the allocator holds at least that
+//! much free, and resident memory stopped growing (by less than [`QUIET`] over the last
+//! tick). Never during a burst: pages given back then are taken again at once, and trimming
+//! every tick while a fleet synced slowed the control plane and the whole fleet with it.
 //! Memory in use is never touched; a trim costs milliseconds and happens once per burst.
 
 use std::time::Duration;
@@ -16,6 +19,9 @@ pub const TICK: Duration = Duration::from_secs(2);
 /// Growth of resident memory, and free memory held by the allocator, that make a trim worth it.
 pub const GROWTH: u64 = 4 << 20;
 
+/// Growth over one tick below which a burst is taken to be over.
+pub const QUIET: u64 = 1 << 20;
+
 /// What a trim is decided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -25,9 +31,12 @@ pub struct Sample {
     pub free: u64,
 }
 
-/// Whether to trim now, given resident memory after the last trim (or the lowest seen since).
-pub fn worth_trimming(now: Sample, after_last: u64) -> bool {
-    now.resident >= after_last.saturating_add(GROWTH) && now.free >= GROWTH
+/// Whether to trim now, given resident memory a tick ago and after the last trim (or the
+/// lowest seen since).
+pub fn worth_trimming(now: Sample, tick_ago: u64, after_last: u64) -> bool {
+    now.resident >= after_last.saturating_add(GROWTH)
+        && now.free >= GROWTH
+        && now.resident < tick_ago.saturating_add(QUIET)
 }
 
 /// Runs until `stop` completes, trimming the heap after bursts (a no-op where the allocator is
@@ -35,14 +44,15 @@ pub fn worth_trimming(now: Sample, after_last: u64) -> bool {
 pub async fn trim_after_bursts(stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
     let Some(first) = sample() else { return };
-    let mut after_last = first.resident;
+    let (mut after_last, mut tick_ago) = (first.resident, first.resident);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = &mut stop => return,
         }
         let Some(now) = sample() else { return };
-        if !worth_trimming(now, after_last) {
+        let last_tick = std::mem::replace(&mut tick_ago, now.resident);
+        if !worth_trimming(now, last_tick, after_last) {
             // Memory given back otherwise lowers the mark the next burst is measured from.
             after_last = after_last.min(now.resident);
             continue;
@@ -62,7 +72,7 @@ pub async fn trim_after_bursts(stop: impl std::future::Future<Output = ()>) {
             resident_after = after.resident,
             "gave free heap memory back to the system"
         );
-        after_last = after.resident;
+        (after_last, tick_ago) = (after.resident, after.resident);
     }
 }
 
@@ -100,17 +110,23 @@ mod tests {
     #[test]
     fn a_trim_waits_for_growth_with_free_memory_to_give_back() {
         let s = |resident_mib: u64, free_mib: u64| Sample { resident: resident_mib * MIB, free: free_mib * MIB };
-        // (sample, resident after the last trim in MiB, trim?)
+        // (sample, resident a tick ago and after the last trim in MiB, trim?)
         let table = [
-            (s(100, 10), 100, false), // nothing grew
-            (s(103, 10), 100, false), // grew less than GROWTH
-            (s(104, 10), 100, true),  // grew by GROWTH, with as much free
-            (s(150, 3), 100, false),  // grew, but it is all in use
-            (s(150, 4), 100, true),
-            (s(90, 50), 100, false), // below the mark: memory went back otherwise
+            (s(100, 10), 100, 100, false), // nothing grew
+            (s(103, 10), 103, 100, false), // grew less than GROWTH
+            (s(104, 10), 104, 100, true),  // grew by GROWTH, with as much free, and is quiet
+            (s(104, 10), 103, 100, false), // grew by QUIET in the last tick: the burst goes on
+            (s(130, 10), 100, 100, false), // grew by all of it in the last tick
+            (s(150, 3), 150, 100, false),  // grew, but it is all in use
+            (s(150, 4), 150, 100, true),
+            (s(90, 50), 90, 100, false), // below the mark: memory went back otherwise
         ];
-        for (now, after_last, want) in table {
-            assert_eq!(worth_trimming(now, after_last * MIB), want, "{now:?} after {after_last} MiB");
+        for (now, tick_ago, after_last, want) in table {
+            assert_eq!(
+                worth_trimming(now, tick_ago * MIB, after_last * MIB),
+                want,
+                "{now:?}, {tick_ago} MiB a tick ago, {after_last} MiB after the last trim"
+            );
         }
     }
 
