@@ -199,6 +199,94 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::AssignmentSnapshot, Status>> + Send>>;
 
+/// What an agent's assignment stream keeps between messages.
+struct Feed {
+    changes: tokio::sync::watch::Receiver<u64>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    expires: Pin<Box<tokio::time::Sleep>>,
+    /// The generation the agent holds.
+    known: u64,
+    held: HashSet<String>,
+    peer: PeerCert,
+    /// The stream sent its closing status.
+    ended: bool,
+    presence: Presence,
+}
+
+impl Feed {
+    /// The next snapshot to send once the cluster's assignments differ from what the agent
+    /// holds; the status the stream closes with; or `None` after that.
+    async fn next(&mut self) -> Option<Result<pb::AssignmentSnapshot, Status>> {
+        if self.ended {
+            return None;
+        }
+        let (cp, cluster) = (&self.presence.cp, &self.presence.cluster);
+        let end = loop {
+            // Identity is checked again before every message: expiry, revocation, serial.
+            if let Err(e) = cp.authorize_agent(&self.peer) {
+                break Status::from(e);
+            }
+            let Some((generation, assignments)) = cp.snapshot(cluster) else {
+                break Status::not_found(format!("cluster {cluster:?} was deleted"));
+            };
+            if generation != self.known {
+                let bundles = Box::pin(cp.inline_bundles(&assignments, &mut self.held)).await;
+                self.known = generation;
+                return Some(Ok(pb::AssignmentSnapshot {
+                    cluster: cluster.clone(),
+                    generation,
+                    assignments: assignments.assignments.iter().map(pb::Assignment::from).collect(),
+                    removals: assignments.removals.iter().map(pb::Removal::from).collect(),
+                    bundles: bundles
+                        .into_iter()
+                        .map(|(digest, bytes)| pb::Bundle { digest, objects_json: bytes.as_ref().clone() })
+                        .collect(),
+                }));
+            }
+            tokio::select! {
+                changed = self.changes.changed() => if changed.is_err() {
+                    // The cluster was revoked or deleted: the next check says which.
+                    self.changes = cp.subscribe(cluster);
+                    if let Err(e) = cp.authorize_agent(&self.peer) {
+                        break Status::from(e);
+                    }
+                },
+                _ = &mut self.expires => {
+                    // Checked at the top of the loop; look again in a second if the clock
+                    // has not quite reached it.
+                    self.expires.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                }
+                _ = stopped(&mut self.stopping) => {
+                    break Status::unavailable("the control plane is shutting down; reconnect (to another replica)");
+                }
+            }
+        };
+        info!(cluster = %cluster, reason = %end.message(), "closing the agent's assignment stream");
+        self.ended = true;
+        Some(Err(end))
+    }
+}
+
+/// An agent's stream is open: when it is dropped — the agent went away, or the stream ended
+/// — the cluster is recorded as disconnected from this replica.
+struct Presence {
+    cp: Arc<ControlPlane>,
+    cluster: String,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let (cp, cluster) = (self.cp.clone(), std::mem::take(&mut self.cluster));
+        // Without a runtime the process is ending, and presence expires on its own.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                Box::pin(cp.connected(&cluster, false, None)).await;
+                info!(cluster = %cluster, "agent stream closed");
+            });
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::agent_service_server::AgentService for AgentApi {
     type WatchAssignmentsStream = SnapshotStream;
@@ -214,74 +302,28 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let cp = self.0.clone();
         cp.connected(&cluster, true, Some((facts, r.agent_version.clone()))).await;
         info!(cluster = %cluster, known_generation = r.known_generation, "agent connected");
-        let mut changes = cp.subscribe(&cluster);
-        let mut stopping = cp.stopping();
-        // One such task and channel per connected agent, alive as long as its connection:
-        // the channel carries boxed snapshots (a slot is a pointer, not a whole message) and
-        // the rarely taken awaits that reach the store are boxed, so the resting task is small.
-        let (tx, rx) = mpsc::channel::<Result<Box<pb::AssignmentSnapshot>, Status>>(4);
-        tokio::spawn(async move {
-            let mut known = r.known_generation;
+        // The certificate's end closes the stream even when nothing is sent.
+        let expiry = std::time::UNIX_EPOCH + Duration::from_secs(peer.not_after.max(0) as u64);
+        let until_expiry =
+            expiry.duration_since(std::time::SystemTime::now()).unwrap_or_default() + Duration::from_millis(500);
+        // One per connected agent, alive as long as its connection: the stream itself, polled
+        // by the connection as the agent reads, with no task or channel of its own; the rarely
+        // taken awaits that reach the store are boxed, so the resting state is small.
+        let feed = Feed {
+            changes: cp.subscribe(&cluster),
+            stopping: cp.stopping(),
+            expires: Box::pin(tokio::time::sleep(until_expiry)),
+            known: r.known_generation,
             // Bundles the agent holds: those it named, then those of the last snapshot sent.
-            let mut held: HashSet<String> = r.held_bundles.into_iter().collect();
-            // The certificate's end closes the stream even when nothing is sent.
-            let expiry = std::time::UNIX_EPOCH + Duration::from_secs(peer.not_after.max(0) as u64);
-            let until_expiry =
-                expiry.duration_since(std::time::SystemTime::now()).unwrap_or_default() + Duration::from_millis(500);
-            let expires = tokio::time::sleep(until_expiry);
-            tokio::pin!(expires);
-            let end = loop {
-                // Identity is checked again before every message: expiry, revocation, serial.
-                if let Err(e) = cp.authorize_agent(&peer) {
-                    break Some(Status::from(e));
-                }
-                let Some((generation, assignments)) = cp.snapshot(&cluster) else {
-                    break Some(Status::not_found(format!("cluster {cluster:?} was deleted")));
-                };
-                if generation != known {
-                    let bundles = Box::pin(cp.inline_bundles(&assignments, &mut held)).await;
-                    let snap = pb::AssignmentSnapshot {
-                        cluster: cluster.clone(),
-                        generation,
-                        assignments: assignments.assignments.iter().map(pb::Assignment::from).collect(),
-                        removals: assignments.removals.iter().map(pb::Removal::from).collect(),
-                        bundles: bundles
-                            .into_iter()
-                            .map(|(digest, bytes)| pb::Bundle { digest, objects_json: bytes.as_ref().clone() })
-                            .collect(),
-                    };
-                    if tx.send(Ok(Box::new(snap))).await.is_err() {
-                        break None;
-                    }
-                    known = generation;
-                }
-                tokio::select! {
-                    changed = changes.changed() => if changed.is_err() {
-                        // The cluster was revoked or deleted: the next check says which.
-                        changes = cp.subscribe(&cluster);
-                        if let Err(e) = cp.authorize_agent(&peer) {
-                            break Some(Status::from(e));
-                        }
-                    },
-                    _ = &mut expires => {
-                        // Checked at the top of the loop; look again in a second if the clock
-                        // has not quite reached it.
-                        expires.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
-                    }
-                    _ = stopped(&mut stopping) => {
-                        break Some(Status::unavailable("the control plane is shutting down; reconnect (to another replica)"));
-                    }
-                    _ = tx.closed() => break None,
-                }
-            };
-            if let Some(status) = end {
-                info!(cluster = %cluster, reason = %status.message(), "closing the agent's assignment stream");
-                let _ = tx.send(Err(status)).await;
-            }
-            Box::pin(cp.connected(&cluster, false, None)).await;
-            info!(cluster = %cluster, "agent stream closed");
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|r| r.map(|snap| *snap)))))
+            held: r.held_bundles.into_iter().collect(),
+            peer,
+            ended: false,
+            presence: Presence { cp, cluster },
+        };
+        Ok(Response::new(Box::pin(futures::stream::unfold(feed, |mut feed| async move {
+            let next = feed.next().await?;
+            Some((next, feed))
+        }))))
     }
 
     async fn get_bundle(&self, req: Request<pb::GetBundleRequest>) -> Result<Response<pb::Bundle>, Status> {

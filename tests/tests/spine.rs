@@ -168,6 +168,15 @@ async fn control_plane_restart_and_agent_autonomy() {
     cp.wait_synced("web", &next).await;
     assert_eq!(replicas(&c1, "default", "web").await, Some(4));
     assert!(agent.logs().contains("starting from its last desired state"));
+
+    // The agent goes away (killed): its cluster is shown disconnected as soon as its
+    // connection closes, not once its presence goes stale (45 s).
+    agent.kill();
+    eventually("cluster shown disconnected", std::time::Duration::from_secs(10), || async {
+        let v = cp.app_json("web");
+        (v["status"]["clusters"][0]["connected"] == false).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
