@@ -180,10 +180,10 @@ impl Record {
             if slots.unclean[target] {
                 f.set_len(0)?;
                 f.sync_all()?;
-                slots.unclean[target] = false;
+            } else {
+                // Until the write completes, the slot is as unclean as a damaged one.
+                slots.unclean[target] = true;
             }
-            // Until the write completes, the slot is as unclean as a damaged one.
-            slots.unclean[target] = true;
             f.write_all_at(&bytes[..cut.min(bytes.len())], 0)?;
             if cut < bytes.len() {
                 return Ok(());
