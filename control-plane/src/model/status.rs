@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bosun_core::SyncStatus;
 use bosun_store::{Expect, Txn};
@@ -22,6 +23,12 @@ use crate::error::{Error, Result};
 
 /// Reports written per transaction at most.
 const BATCH: usize = 512;
+
+/// How long the writer goes on gathering reports once it sees several waiting. Each commit
+/// costs an fsync and a turn of every replica's feed; in a burst (a commit reaching a fleet,
+/// agents reconnecting) reports arrive about as fast as commits end, so without a moment's
+/// wait most transactions carried two or three of them.
+const LINGER: Duration = Duration::from_millis(5);
 
 struct Pending {
     status: ClusterAppStatus,
@@ -159,6 +166,29 @@ fn build(st: &State, batch: &[&ClusterAppStatus]) -> Option<Txn> {
     Some(txn)
 }
 
+/// A batch to write: `first`, what is already waiting behind it, and — when something was
+/// (a burst) — what arrives within `linger`, up to `max` in all. A lone report is returned at
+/// once, so a quiet fleet's reports are not held back.
+async fn gather<T>(rx: &mut mpsc::Receiver<T>, first: T, max: usize, linger: Duration) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(_) => break,
+        }
+    }
+    if batch.len() > 1 {
+        let until = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    batch
+}
+
 impl ControlPlane {
     /// Records an agent's report for one of its own Applications; returns once it is durable.
     pub async fn report(&self, cluster: &str, status: ClusterAppStatus) -> Result<()> {
@@ -176,17 +206,11 @@ impl ControlPlane {
         r.map_err(Error::Store)
     }
 
-    /// The status writer: one transaction per batch of waiting reports.
+    /// The status writer: one transaction per batch of reports (see [`gather`]).
     pub(super) async fn write_reports(self: Arc<Self>) {
         let Some(mut rx) = self.reports.rx.lock().take() else { return };
         while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
+            let batch = gather(&mut rx, first, BATCH, LINGER).await;
             let statuses: Vec<&ClusterAppStatus> = batch.iter().map(|p| &p.status).collect();
             let result = self.transact(|st| Ok((build(st, &statuses), ()))).await.map_err(|e| e.to_string());
             if let Err(e) = &result {
@@ -232,6 +256,46 @@ mod tests {
             synced_at: at,
             ..Default::default()
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_report_is_written_at_once_and_a_burst_is_gathered_for_one_commit() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let linger = Duration::from_millis(5);
+
+        // Nothing waits behind it: no wait at all (the clock is paused; it would move).
+        let start = tokio::time::Instant::now();
+        assert_eq!(gather(&mut rx, 1, 8, linger).await, vec![1]);
+        assert_eq!(tokio::time::Instant::now(), start);
+
+        // Two waiting, two more arriving within the linger, one after it.
+        tx.send(2).await.unwrap();
+        let late = tx.clone();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            late.send(3).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            late.send(4).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            late.send(5).await.unwrap();
+        });
+        assert_eq!(gather(&mut rx, 1, 8, linger).await, vec![1, 2, 3, 4]);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(gather(&mut rx, first, 8, linger).await, vec![5], "the late one starts the next batch");
+        sender.await.unwrap();
+
+        // Never more than `max`: the rest waits for the next batch.
+        for i in 2..=6 {
+            tx.send(i).await.unwrap();
+        }
+        assert_eq!(gather(&mut rx, 1, 4, linger).await, vec![1, 2, 3, 4]);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(gather(&mut rx, first, 4, linger).await, vec![5, 6]);
+
+        // The senders gone: what is there is written.
+        tx.send(2).await.unwrap();
+        drop(tx);
+        assert_eq!(gather(&mut rx, 1, 8, linger).await, vec![1, 2]);
     }
 
     #[test]
