@@ -3,10 +3,11 @@
 //! - **fan-out**: one Application (5 objects) on every one of N clusters; the time from the
 //!   refresh of a new commit to each cluster reporting Synced + Healthy at it, as the control
 //!   plane records the reports (`WatchStatus`, opened before the refresh). Floors in the same
-//!   run: delivery and apply (see `floors`).
+//!   run: delivery and apply (see `floors`), whose objects are removed before Bosun's run.
 //! - **scale**: N clusters with connected agents and no Applications; the time from creating
 //!   10 Applications to all N × 10 pairs Synced + Healthy. Floor in the same run: the same
-//!   objects installed on the same clusters by plain clients (see `floors::install`).
+//!   objects installed on the same clusters by plain clients (see `floors::install`), then
+//!   removed (`floors::remove`), so both start from empty clusters.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,9 @@ pub async fn fanout(json_out: bool, n: usize) -> anyhow::Result<()> {
         crate::floors::apply(&urls, &objects("floor", 1)?, &objects("floor", 2)?, &fleet.processes())
             .await
             .context("apply floor")?;
+    crate::floors::remove(&urls, &[objects("floor", 2)?], "floor", PHASE_TIMEOUT)
+        .await
+        .context("removing the floor")?;
 
     fleet.start_agents(&cp, &AgentOptions::default()).await?;
     let mut admin = cp.admin().await?;
@@ -121,6 +125,7 @@ pub async fn scale(json_out: bool, n: usize, apps: usize) -> anyhow::Result<()> 
     let floor_cpu = fleet_cpu(&fleet)?;
     let floor = crate::floors::install(&urls, &sets).await.context("install floor")?;
     let floor_cpu = fleet_cpu(&fleet)? - floor_cpu;
+    crate::floors::remove(&urls, &sets, "floor", PHASE_TIMEOUT).await.context("removing the floor")?;
     fleet.start_agents(&cp, &AgentOptions::default()).await?;
     let mut admin = cp.admin().await?;
     let joined = wait_connected(&mut admin, n, PHASE_TIMEOUT).await?;

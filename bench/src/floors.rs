@@ -431,3 +431,49 @@ pub async fn install(urls: &[String], apps: &[Vec<Value>]) -> anyhow::Result<Vec
     let per_cluster = futures::future::try_join_all(runs).await?;
     Ok(per_cluster.into_iter().flatten().collect())
 }
+
+/// Deletes what a floor put on the clusters (`sets`, all in `default`, all named with
+/// `prefix`) and waits until no object of that name is left, its ReplicaSets and Pods
+/// included (the simulated garbage collector removes those). Bosun's run then starts from
+/// clusters in the state the floor started from, instead of sharing them with the floor's
+/// leftovers (which doubled the objects every simulated controller scans, and added the
+/// floor's Pods to the lists every agent's watches start with).
+pub async fn remove(urls: &[String], sets: &[Vec<Value>], prefix: &str, timeout: Duration) -> anyhow::Result<()> {
+    let gone = |kind: &str| -> anyhow::Result<ApiResource> {
+        api_resource(&serde_json::json!({"apiVersion": if kind == "Pod" { "v1" } else { "apps/v1" }, "kind": kind}))
+    };
+    let owned = [gone("Deployment")?, gone("ReplicaSet")?, gone("Pod")?];
+    let deadline = Instant::now() + timeout;
+    let runs = urls.iter().map(|url| {
+        let owned = &owned;
+        async move {
+            let client = kube::Client::try_from(kube::Config::new(url.parse()?))?;
+            for o in sets.iter().flatten() {
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &api_resource(o)?);
+                let name = o["metadata"]["name"].as_str().context("named object")?;
+                match api.delete(name, &kube::api::DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => {
+                        return Err(anyhow::Error::from(e).context(format!("deleting the floor's {name} at {url}")));
+                    }
+                }
+            }
+            for ar in owned {
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", ar);
+                loop {
+                    let left = api.list(&Default::default()).await?;
+                    let left =
+                        left.items.iter().filter(|o| o.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)));
+                    if left.count() == 0 {
+                        break;
+                    }
+                    anyhow::ensure!(Instant::now() < deadline, "the floor's {}s at {url} are still there", ar.kind);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::stream::iter(runs).buffer_unordered(64).collect::<Vec<_>>().await.into_iter().collect()
+}
