@@ -203,7 +203,12 @@ impl Cache {
         // One critical section (users, then kinds: the only order they are taken in), so a
         // kind another Application just started is never stopped in between.
         let mut users = self.users.lock();
-        users.insert(app.to_string(), kinds.iter().map(Kind::gvk).collect());
+        let needed: HashSet<Gvk> = kinds.iter().map(Kind::gvk).collect();
+        // Most passes need what the last one did: then nothing can have become unused.
+        let changed = users.get(app) != Some(&needed);
+        if changed {
+            users.insert(app.to_string(), needed);
+        }
         let mut running = self.kinds.lock();
         let mut waiting = Vec::new();
         for k in kinds {
@@ -219,9 +224,11 @@ impl Cache {
                 }
             }
         }
-        Self::stop_unused(&users, &mut running);
-        drop(running);
-        self.watch_owned(&users);
+        if changed {
+            Self::stop_unused(&users, &mut running);
+            drop(running);
+            self.watch_owned(&users);
+        }
         if waiting.is_empty() { Ok(()) } else { Err(format!("waiting for the cache: {}", waiting.join(", "))) }
     }
 

@@ -52,7 +52,9 @@ pub struct Shared {
     /// Signalled when an assigned bundle is missing or damaged on disk: the link fetches it.
     pub need_bundles: Notify,
     /// The latest report of each assigned Application (the link streams changes).
-    pub reports: watch::Sender<BTreeMap<String, pb::AppStatusReport>>,
+    /// (Shared: the link clones the map on every change, and tells a new report from the one
+    /// it sent by pointer.)
+    pub reports: watch::Sender<BTreeMap<String, Arc<pb::AppStatusReport>>>,
     queue: Arc<Queue>,
     /// What the agent remembers of each Application (as persisted).
     memory: Mutex<BTreeMap<String, Memory>>,
@@ -169,10 +171,10 @@ impl Shared {
 
     fn publish(&self, app: &str, report: pb::AppStatusReport) {
         self.reports.send_if_modified(|all| {
-            if all.get(app) == Some(&report) {
+            if all.get(app).is_some_and(|r| **r == report) {
                 false
             } else {
-                all.insert(app.to_string(), report);
+                all.insert(app.to_string(), Arc::new(report));
                 true
             }
         });

@@ -296,12 +296,14 @@ async fn report(shared: Arc<Shared>, channel: Channel) {
     let mut client = pb::agent_service_client::AgentServiceClient::new(channel);
     let call = tokio::spawn(async move { client.report_status(ReceiverStream::new(rx)).await });
     let mut watch = shared.reports.subscribe();
-    let mut sent: BTreeMap<String, pb::AppStatusReport> = BTreeMap::new();
+    // A report is replaced only by one that differs (see `Shared::publish`): the same pointer
+    // is the same report.
+    let mut sent: BTreeMap<String, Arc<pb::AppStatusReport>> = BTreeMap::new();
     loop {
         let current = watch.borrow_and_update().clone();
         for (app, r) in &current {
-            if sent.get(app) != Some(r) {
-                if tx.send(r.clone()).await.is_err() {
+            if !sent.get(app).is_some_and(|s| Arc::ptr_eq(s, r)) {
+                if tx.send(pb::AppStatusReport::clone(r)).await.is_err() {
                     return;
                 }
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
