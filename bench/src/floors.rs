@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bosun_cli::pb;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersion};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -299,6 +299,11 @@ pub async fn floor_server(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A plain client of the simulated cluster at `url`.
+fn client(url: &str) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube::Config::new(url.parse()?))?)
+}
+
 fn api_resource(obj: &Value) -> anyhow::Result<ApiResource> {
     let gv: GroupVersion = obj["apiVersion"].as_str().unwrap_or_default().parse()?;
     Ok(ApiResource::from_gvk(&gv.with_kind(obj["kind"].as_str().unwrap_or_default())))
@@ -365,10 +370,7 @@ pub async fn apply(
     let deployment = v2.iter().find(|o| o["kind"] == "Deployment").context("a Deployment among the objects")?;
     let name = deployment["metadata"]["name"].as_str().context("named Deployment")?.to_string();
     let ar = api_resource(deployment)?;
-    let mut clients = Vec::with_capacity(urls.len());
-    for url in urls {
-        clients.push(kube::Client::try_from(kube::Config::new(url.parse()?))?);
-    }
+    let clients = urls.iter().map(|u| client(u)).collect::<anyhow::Result<Vec<_>>>()?;
     // v1 applied and rolled out everywhere first, as Bosun's previous commit is.
     let settle = clients.iter().map(|c| roll_out(c, v1, &ar, &name));
     futures::stream::iter(settle)
@@ -393,10 +395,7 @@ pub async fn apply(
 /// cluster), timed from the start. One watch per cluster, as an agent has: a thousand
 /// clusters with a watch per Deployment would exhaust the file descriptors.
 pub async fn install(urls: &[String], apps: &[Vec<Value>]) -> anyhow::Result<Vec<Duration>> {
-    let mut clients = Vec::with_capacity(urls.len());
-    for url in urls {
-        clients.push(kube::Client::try_from(kube::Config::new(url.parse()?))?);
-    }
+    let clients = urls.iter().map(|u| client(u)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut deployments = Vec::with_capacity(apps.len());
     for objects in apps {
         let d = objects.iter().find(|o| o["kind"] == "Deployment").context("a Deployment among the objects")?;
@@ -439,15 +438,13 @@ pub async fn install(urls: &[String], apps: &[Vec<Value>]) -> anyhow::Result<Vec
 /// leftovers (which doubled the objects every simulated controller scans, and added the
 /// floor's Pods to the lists every agent's watches start with).
 pub async fn remove(urls: &[String], sets: &[Vec<Value>], prefix: &str, timeout: Duration) -> anyhow::Result<()> {
-    let gone = |kind: &str| -> anyhow::Result<ApiResource> {
-        api_resource(&serde_json::json!({"apiVersion": if kind == "Pod" { "v1" } else { "apps/v1" }, "kind": kind}))
-    };
-    let owned = [gone("Deployment")?, gone("ReplicaSet")?, gone("Pod")?];
+    let owned = [("apps", "v1", "Deployment"), ("apps", "v1", "ReplicaSet"), ("", "v1", "Pod")]
+        .map(|(g, v, k)| ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(g, v, k)));
     let deadline = Instant::now() + timeout;
     let runs = urls.iter().map(|url| {
         let owned = &owned;
         async move {
-            let client = kube::Client::try_from(kube::Config::new(url.parse()?))?;
+            let client = client(url)?;
             for o in sets.iter().flatten() {
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &api_resource(o)?);
                 let name = o["metadata"]["name"].as_str().context("named object")?;
@@ -461,13 +458,13 @@ pub async fn remove(urls: &[String], sets: &[Vec<Value>], prefix: &str, timeout:
             }
             for ar in owned {
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", ar);
-                loop {
-                    let left = api.list(&Default::default()).await?;
-                    let left =
-                        left.items.iter().filter(|o| o.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)));
-                    if left.count() == 0 {
-                        break;
-                    }
+                while api
+                    .list(&Default::default())
+                    .await?
+                    .items
+                    .iter()
+                    .any(|o| o.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+                {
                     anyhow::ensure!(Instant::now() < deadline, "the floor's {}s at {url} are still there", ar.kind);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -475,5 +472,5 @@ pub async fn remove(urls: &[String], sets: &[Vec<Value>], prefix: &str, timeout:
             anyhow::Ok(())
         }
     });
-    futures::stream::iter(runs).buffer_unordered(64).collect::<Vec<_>>().await.into_iter().collect()
+    futures::stream::iter(runs).buffer_unordered(64).try_collect().await
 }
