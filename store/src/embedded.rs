@@ -68,18 +68,74 @@ directory from a backup (`bosun-control-plane restore --from BACKUP`)",
 
 /// The embedded store.
 pub struct Embedded {
-    db: Arc<Database>,
     last: tokio::sync::watch::Sender<Revision>,
-    /// Reads running on the blocking pool at once. Past it, callers wait as tasks, not as
-    /// threads: a thousand agents connecting at once would otherwise start hundreds of
-    /// threads, each keeping its stack's memory.
-    readers: tokio::sync::Semaphore,
-    /// Write transactions, one at a time as redb runs them; the rest wait in order as tasks.
-    writer: tokio::sync::Semaphore,
+    /// Reads, run by [`READERS`] threads of the store's own. Past them, callers wait as
+    /// tasks, not as threads: a thousand agents connecting at once would otherwise start
+    /// hundreds of threads on the blocking pool, each keeping its stack's memory.
+    readers: Pool,
+    /// Write transactions, run one at a time (as redb runs them) by one thread, in the order
+    /// they were asked for.
+    writer: Pool,
 }
 
-/// Reads of the embedded store running at once.
+/// Threads reading the embedded store.
 const READERS: usize = 8;
+
+/// Work for a store thread.
+type Job = Box<dyn FnOnce(&Database) + Send>;
+
+/// A fixed number of threads running jobs in the order they were queued, each holding the
+/// database. Dropped, it lets them finish what was queued and waits for them, so the file is
+/// closed (and can be opened again) once the store is gone.
+struct Pool {
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    fn start(db: &Arc<Database>, threads: usize, name: &str) -> Result<Self, StoreError> {
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let mut pool = Self { jobs: Some(jobs), threads: Vec::with_capacity(threads) };
+        for _ in 0..threads {
+            let (db, queue) = (db.clone(), queue.clone());
+            let thread = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    for job in queue {
+                        // A job that panics loses its caller's answer (reported as an error
+                        // there), not the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&db)));
+                    }
+                })
+                .map_err(|e| StoreError::Unavailable(format!("starting the store's {name} threads: {e}")))?;
+            pool.threads.push(thread);
+        }
+        Ok(pool)
+    }
+
+    /// Runs `f` on one of the pool's threads and waits for its answer as a task.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |db| {
+            let _ = tx.send(f(db));
+        });
+        let lost = || StoreError::Unavailable("the store's thread stopped before answering".into());
+        self.jobs.as_ref().ok_or_else(lost)?.send(job).map_err(|_| lost())?;
+        rx.await.map_err(|_| lost())?
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
 
 impl Embedded {
     /// Opens (or creates) the store in the file at `path`.
@@ -93,39 +149,28 @@ impl Embedded {
             meta.get("revision").map_err(unavailable)?.map(|g| g.value()).unwrap_or(0)
         };
         tx.commit().map_err(unavailable)?;
+        let db = Arc::new(db);
         Ok(Self {
-            db: Arc::new(db),
             last: tokio::sync::watch::channel(revision).0,
-            readers: tokio::sync::Semaphore::new(READERS),
-            writer: tokio::sync::Semaphore::new(1),
+            readers: Pool::start(&db, READERS, "bosun-store-read")?,
+            writer: Pool::start(&db, 1, "bosun-store-write")?,
         })
     }
 
-    /// Runs a read on the blocking pool, once one of the [`READERS`] permits is free.
+    /// Runs a read on one of the store's [`READERS`] threads.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.blocking(&self.readers, f).await
+        self.readers.run(f).await
     }
 
-    /// Runs a write transaction on the blocking pool, after those asked for before it.
+    /// Runs a write transaction on the store's writer thread, after those asked for before it.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.blocking(&self.writer, f).await
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        permits: &tokio::sync::Semaphore,
-        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        // The semaphore is never closed.
-        let _permit = permits.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::Unavailable(e.to_string()))?
+        self.writer.run(f).await
     }
 }
 

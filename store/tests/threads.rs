@@ -14,8 +14,8 @@ fn threads() -> usize {
 fn a_thousand_callers_at_once_do_not_start_a_thread_each() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let store = Arc::new(Embedded::open(&dir.path().join("store.redb")).unwrap());
     let before = threads();
+    let store = Arc::new(Embedded::open(&dir.path().join("store.redb")).unwrap());
     let peak = Arc::new(AtomicUsize::new(before));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -48,8 +48,9 @@ fn a_thousand_callers_at_once_do_not_start_a_thread_each() {
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     let started = peak.load(Ordering::Relaxed).saturating_sub(before);
-    // Two workers, the sampler, and the store's readers and writer on the blocking pool — a
-    // few more as calls hand over faster than a finished thread is seen idle again, but not
-    // one per caller (without the store's limits, about 340 here).
-    assert!(started < 100, "{started} threads started for 1000 concurrent calls");
+    println!("{started} threads started (the sampler and the store's 9 included)");
+    // Nothing beyond the store's own readers and writer, started with it (without them, on
+    // the blocking pool, about 340 here; with permits on the blocking pool, 37–121 as calls
+    // handed over faster than a finished thread was seen idle again).
+    assert!(started <= 16, "{started} threads started for 1000 concurrent calls");
 }
